@@ -1,0 +1,200 @@
+"""Storage of bytes: the :class:`BlobStore` protocol and the local-disk implementation.
+
+A blob is addressed by (kind, md5): ``<root>/media/<images|videos|documents>/<md5>.<ext>``.
+Writes go to a temp file in ``<root>/tmp/`` (same filesystem), are fsynced, then renamed into
+place and the directory fsynced, so a reader never sees a partial file and a crash leaves at
+worst an orphan temp file. The catalog row is committed by the caller only after :meth:`put`.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from .errors import StorageError
+from .records import MEDIA_TYPES
+from .sniff import MediaKind
+
+log = logging.getLogger(__name__)
+
+TEMP_PREFIX = "ingest-"
+TEMP_SUFFIX = ".part"
+
+
+class TempBlob(Protocol):
+    """A temp file being written; :meth:`BlobStore.put` moves it into place."""
+
+    path: Path
+
+    def write(self, data: bytes | memoryview) -> None: ...
+    def close(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    """Where bytes live. The local disk today; an S3 bucket can implement the same calls."""
+
+    def create_temp(self) -> TempBlob: ...
+    def put(self, temp: TempBlob, kind: MediaKind, md5: str) -> bool: ...
+    def discard(self, temp: TempBlob) -> None: ...
+    def path(self, kind: MediaKind, md5: str) -> Path: ...
+    def size(self, kind: MediaKind, md5: str) -> int | None: ...
+    def open(self, kind: MediaKind, md5: str) -> BinaryIO: ...
+    def delete(self, kind: MediaKind, md5: str) -> bool: ...
+    def quarantine(self, kind: MediaKind, md5: str) -> Path | None: ...
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a rename, a new file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _storage_error(action: str, path: Path, exc: OSError) -> StorageError:
+    reason = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror or str(exc)
+    return StorageError(f"{action} {path} failed: {reason}")
+
+
+class LocalTemp:
+    """An open temp file in the store's ``tmp/`` directory, written with unbuffered os.write."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / f"{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        try:
+            self._fd: int | None = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644
+            )
+        except OSError as exc:
+            raise _storage_error("creating", self.path, exc) from exc
+
+    def write(self, data: bytes | memoryview) -> None:
+        assert self._fd is not None, "write after close"
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            raise _storage_error("writing", self.path, exc) from exc
+
+    def sync(self) -> None:
+        """fsync the data; a failure is final (the page cache state is unknown after it)."""
+        assert self._fd is not None
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise _storage_error("fsync of", self.path, exc) from exc
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+class LocalBlobStore:
+    """Blobs as files under ``<root>/media``, temp files in ``<root>/tmp``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.media_dir = root / "media"
+        self.tmp_dir = root / "tmp"
+        self.quarantine_dir = root / "quarantine"
+        for directory in [self.tmp_dir, *(self.media_dir / f"{t}s" for t in MEDIA_TYPES)]:
+            self._ensure_dir(directory)
+
+    def _ensure_dir(self, directory: Path) -> None:
+        """Create ``directory`` durably: fsync each parent whose entries changed."""
+        if directory.is_dir():
+            return
+        missing = [directory, *(p for p in directory.parents if not p.exists())]
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            for created in reversed(missing):
+                fsync_dir(created.parent)
+        except OSError as exc:
+            raise _storage_error("creating directory", directory, exc) from exc
+
+    def path(self, kind: MediaKind, md5: str) -> Path:
+        return self.media_dir / kind.directory / f"{md5}.{kind.extension}"
+
+    def create_temp(self) -> LocalTemp:
+        return LocalTemp(self.tmp_dir)
+
+    def put(self, temp: TempBlob, kind: MediaKind, md5: str) -> bool:
+        """fsync ``temp``, rename it to its address, fsync the directory.
+
+        Returns:
+            True if the address was empty before (this call created the file).
+
+        Raises:
+            StorageError: any step failed; the temp file is removed, nothing is in place.
+        """
+        assert isinstance(temp, LocalTemp)
+        final = self.path(kind, md5)
+        try:
+            temp.sync()
+            temp.close()
+            created = not final.exists()
+            os.replace(temp.path, final)
+            fsync_dir(final.parent)
+        except OSError as exc:
+            self.discard(temp)
+            raise _storage_error("moving into place", final, exc) from exc
+        except StorageError:
+            self.discard(temp)
+            raise
+        return created
+
+    def discard(self, temp: TempBlob) -> None:
+        temp.close()
+        try:
+            temp.path.unlink(missing_ok=True)
+        except OSError:
+            log.warning("could not remove temp file %s", temp.path, exc_info=True)
+
+    def size(self, kind: MediaKind, md5: str) -> int | None:
+        try:
+            return self.path(kind, md5).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def open(self, kind: MediaKind, md5: str) -> BinaryIO:
+        return open(self.path(kind, md5), "rb", buffering=0)  # noqa: SIM115
+
+    def delete(self, kind: MediaKind, md5: str) -> bool:
+        path = self.path(kind, md5)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise _storage_error("deleting", path, exc) from exc
+        fsync_dir(path.parent)
+        return True
+
+    def quarantine(self, kind: MediaKind, md5: str) -> Path | None:
+        """Move a damaged file out of ``media/`` (never deleted); None if it was not there."""
+        src = self.path(kind, md5)
+        self._ensure_dir(self.quarantine_dir)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        dest = self.quarantine_dir / f"{md5}.{stamp}.{kind.extension}"
+        try:
+            os.replace(src, dest)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _storage_error("quarantining", src, exc) from exc
+        fsync_dir(src.parent)
+        fsync_dir(dest.parent)
+        return dest
+
+    def temp_files(self) -> Iterator[Path]:
+        """Temp files in ``tmp/``: leftovers of crashed writes when no ingest is running."""
+        yield from self.tmp_dir.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}")

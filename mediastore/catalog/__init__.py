@@ -1,0 +1,7 @@
+"""The SQL catalog: tables (models), engine set-up, schema checks and the queries the store runs."""
+
+from .queries import Catalog, MediaRow, NewMedia, UrlInfo, check_same_content
+from .schema import SCHEMA_UPGRADE_HINT, migrations_dir
+
+__all__ = ["SCHEMA_UPGRADE_HINT", "Catalog", "MediaRow", "NewMedia", "UrlInfo",
+    "check_same_content", "migrations_dir"]

@@ -1,0 +1,265 @@
+"""Every query the store runs, with Core statements built once (no ORM objects on hot paths)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from ..errors import CatalogError, HashCollisionError
+from ..records import STATUS_OK
+from .engine import WRITE, make_engine, sqlite_path
+from .models import Media, MediaUrl
+from .schema import ensure_schema
+
+log = logging.getLogger(__name__)
+
+_media = Media.__table__
+_urls = MediaUrl.__table__
+_MEDIA_COLS = (
+    _media.c.md5, _media.c.sha256, _media.c.media_type, _media.c.mime_type, _media.c.extension,
+    _media.c.size, _media.c.width, _media.c.height, _media.c.created_at,
+    _media.c.last_verified_at, _media.c.status,
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRow:
+    """A media row as the catalog returns it (the store adds the path)."""
+
+    md5: str
+    sha256: str
+    media_type: str
+    mime_type: str
+    extension: str
+    size: int
+    width: int | None
+    height: int | None
+    created_at: datetime
+    last_verified_at: datetime | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewMedia:
+    """What ingest learned about new content, to be recorded."""
+
+    md5: str
+    sha256: str
+    media_type: str
+    mime_type: str
+    extension: str
+    size: int
+    width: int | None
+    height: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UrlInfo:
+    """A URL to record against content, with the HTTP validators of its download."""
+
+    url: str
+    fetched_at: datetime | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def _row(row: Row[Any]) -> MediaRow:
+    return MediaRow(*row)
+
+
+# Statements built once; SQLAlchemy caches their compiled form.
+_BY_MD5 = select(*_MEDIA_COLS).where(_media.c.md5 == bindparam("md5"))
+_BY_URL = (
+    select(*_MEDIA_COLS)
+    .join_from(_urls, _media, _urls.c.md5 == _media.c.md5)
+    .where(_urls.c.url == bindparam("url"))
+)
+_URLS_FOR = select(_urls.c.url).where(_urls.c.md5 == bindparam("md5")).order_by(_urls.c.id)
+_URL_ROW = select(_urls.c.id, _urls.c.md5).where(_urls.c.url == bindparam("url"))
+_INSERT_MEDIA = insert(_media)
+_INSERT_URL = insert(_urls)
+
+
+class Catalog:
+    """The catalog database. Thread-safe: every call takes its own pooled connection."""
+
+    def __init__(self, url: str, *, busy_timeout: float, create_if_empty: bool = True) -> None:
+        self.url = url
+        self._where = str(sqlite_path(url) or make_url_safe(url))
+        with self._errors("open"):
+            self.engine: Engine = make_engine(url, busy_timeout=busy_timeout)
+            ensure_schema(self.engine, create_if_empty=create_if_empty)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Turn SQLAlchemy errors into a CatalogError that names the catalog."""
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            orig = exc.orig if isinstance(exc, DBAPIError) else exc
+            raise CatalogError(f"catalog {self._where}: {action} failed: {orig}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._errors("read"), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with (
+            self._errors("write"),
+            self.engine.connect().execution_options(**WRITE) as conn,
+            conn.begin(),
+        ):
+            yield conn
+
+    # --- lookups -------------------------------------------------------------------------
+    def by_md5(self, md5: str) -> MediaRow | None:
+        with self._read() as conn:
+            row = conn.execute(_BY_MD5, {"md5": md5}).first()
+        return _row(row) if row else None
+
+    def by_url(self, url: str) -> MediaRow | None:
+        with self._read() as conn:
+            row = conn.execute(_BY_URL, {"url": url}).first()
+        return _row(row) if row else None
+
+    def urls_for(self, md5: str) -> list[str]:
+        with self._read() as conn:
+            return list(conn.execute(_URLS_FOR, {"md5": md5}).scalars())
+
+    def url_validators(self, url: str) -> tuple[str | None, str | None]:
+        """ETag and Last-Modified recorded for ``url`` at its last download."""
+        stmt = select(_urls.c.etag, _urls.c.last_modified).where(_urls.c.url == url)
+        with self._read() as conn:
+            row = conn.execute(stmt).first()
+        return (row[0], row[1]) if row else (None, None)
+
+    def iter_md5s(
+        self, *, verified_before: datetime | None = None, limit: int | None = None
+    ) -> list[str]:
+        """Md5s to verify, least recently verified first (never-verified before all)."""
+        stmt = select(_media.c.md5).order_by(_media.c.last_verified_at, _media.c.md5)
+        if verified_before is not None:
+            stmt = stmt.where(
+                or_(_media.c.last_verified_at.is_(None), _media.c.last_verified_at < verified_before)
+            )
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._read() as conn:
+            return list(conn.execute(stmt).scalars())
+
+    # --- writes --------------------------------------------------------------------------
+    def record(self, media: NewMedia, urls: Sequence[UrlInfo], now: datetime) -> MediaRow:
+        """Insert ``media`` unless its md5 is known, and map every URL to it, in one transaction.
+
+        Raises:
+            HashCollisionError: the md5 is known with another SHA-256 or size.
+        """
+        with self._write() as conn:
+            existing = conn.execute(_BY_MD5, {"md5": media.md5}).first()
+            if existing is None:
+                values = {f: getattr(media, f) for f in NewMedia.__dataclass_fields__}
+                conn.execute(_INSERT_MEDIA, {**values, "created_at": now, "status": STATUS_OK})
+            else:
+                check_same_content(_row(existing), media)
+                if existing.status != STATUS_OK:  # the file was put back in place by ingest
+                    conn.execute(
+                        update(_media).where(_media.c.md5 == media.md5).values(status=STATUS_OK)
+                    )
+            for info in urls:
+                self._upsert_url(conn, media.md5, info, now)
+            row = conn.execute(_BY_MD5, {"md5": media.md5}).one()
+        return _row(row)
+
+    def _upsert_url(self, conn: Connection, md5: str, info: UrlInfo, now: datetime) -> None:
+        found = conn.execute(_URL_ROW, {"url": info.url}).first()
+        if found is None:
+            conn.execute(
+                _INSERT_URL,
+                {
+                    "url": info.url, "md5": md5, "first_seen_at": now,
+                    "last_fetched_at": info.fetched_at, "etag": info.etag,
+                    "last_modified": info.last_modified,
+                },
+            )  # fmt: skip
+            return
+        values: dict[str, Any] = {"md5": md5}
+        if info.fetched_at is not None:  # a download: its validators replace the old ones
+            values.update(
+                last_fetched_at=info.fetched_at, etag=info.etag, last_modified=info.last_modified
+            )
+        conn.execute(update(_urls).where(_urls.c.id == found.id).values(**values))
+
+    def touch_url(self, url: str, fetched_at: datetime) -> None:
+        """Record a successful revalidation (HTTP 304) of ``url``."""
+        with self._write() as conn:
+            conn.execute(update(_urls).where(_urls.c.url == url).values(last_fetched_at=fetched_at))
+
+    def delete(self, md5: str) -> bool:
+        """Delete a media row and its URLs; True if there was one."""
+        with self._write() as conn:
+            conn.execute(delete(_urls).where(_urls.c.md5 == md5))
+            return conn.execute(delete(_media).where(_media.c.md5 == md5)).rowcount > 0
+
+    def set_status(self, results: Sequence[tuple[str, str, datetime | None]]) -> None:
+        """Store verification outcomes: (md5, status, verified_at or None to keep the old)."""
+        if not results:
+            return
+        with self._write() as conn:
+            for md5, status, when in results:
+                values: dict[str, Any] = {"status": status}
+                if when is not None:
+                    values["last_verified_at"] = when
+                conn.execute(update(_media).where(_media.c.md5 == md5).values(**values))
+
+    # --- reports -------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Raw figures for :class:`~mediastore.records.StoreStats`, from indexed queries."""
+        per_type = select(_media.c.media_type, func.count(), func.coalesce(func.sum(_media.c.size), 0))
+        shared = (
+            select(_urls.c.md5, (func.count() - 1).label("extra"))
+            .group_by(_urls.c.md5)
+            .having(func.count() > 1)
+            .subquery()
+        )
+        saved = select(func.coalesce(func.sum(_media.c.size * shared.c.extra), 0)).join_from(
+            shared, _media, _media.c.md5 == shared.c.md5
+        )
+        with self._read() as conn:
+            by_type = {
+                t: (int(n), int(s))
+                for t, n, s in conn.execute(per_type.group_by(_media.c.media_type))
+            }
+            return {
+                "by_type": by_type,
+                "total_urls": conn.execute(select(func.count()).select_from(_urls)).scalar_one(),
+                "saved": int(conn.execute(saved).scalar_one()),
+                "oldest": conn.execute(select(func.min(_media.c.last_verified_at))).scalar_one(),
+                "unverified": conn.execute(
+                    select(func.count()).where(_media.c.last_verified_at.is_(None))
+                ).scalar_one(),
+            }
+
+
+def check_same_content(existing: MediaRow, new: NewMedia) -> None:
+    if existing.sha256 != new.sha256 or existing.size != new.size:
+        raise HashCollisionError(
+            f"md5 {new.md5} is stored with sha256 {existing.sha256} ({existing.size} bytes) but "
+            f"new content has sha256 {new.sha256} ({new.size} bytes): MD5 collision, refused"
+        )
+
+
+def make_url_safe(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)

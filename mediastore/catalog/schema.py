@@ -1,0 +1,92 @@
+"""Where the Alembic migrations live, and the check that a catalog is at their head."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect
+
+from ..errors import SchemaOutdatedError
+from .engine import WRITE
+
+log = logging.getLogger(__name__)
+
+SCHEMA_UPGRADE_HINT = "run `mediastore db upgrade` (or `alembic upgrade head` from the repo root)"
+
+
+def migrations_dir() -> Path:
+    """The migrations directory: the repo's ``migrations/``, installed as ``mediastore._migrations``."""
+    checkout = Path(__file__).resolve().parents[2] / "migrations"
+    if (checkout / "env.py").is_file():
+        return checkout
+    spec = importlib.util.find_spec("mediastore._migrations")
+    if spec is None or not spec.submodule_search_locations:
+        raise SchemaOutdatedError("mediastore's migrations are not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def alembic_config(db_url: str | None = None) -> Config:
+    """An Alembic config pointing at our migrations (and at ``db_url`` when given)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    if db_url:
+        cfg.set_main_option("sqlalchemy.url", db_url.replace("%", "%%"))
+    return cfg
+
+
+def head_revisions() -> set[str]:
+    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def current_revisions(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads())
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Run the migrations up to ``revision`` on ``engine``, under the write lock."""
+    cfg = alembic_config()
+    with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def ensure_schema(engine: Engine, *, create_if_empty: bool = True) -> None:
+    """Bring an empty database to head; refuse one that is behind or ahead, changing nothing.
+
+    Raises:
+        SchemaOutdatedError: the catalog is at another revision, or is not a mediastore catalog.
+    """
+    heads = head_revisions()
+    current = current_revisions(engine)
+    if current == heads:
+        return
+    where = engine.url.render_as_string(hide_password=True)
+    if not current:
+        tables = set(inspect(engine).get_table_names()) - {"alembic_version"}
+        if tables:
+            raise SchemaOutdatedError(
+                f"catalog {where} has tables {sorted(tables)} but no mediastore schema version; "
+                "it is not a mediastore catalog"
+            )
+        if create_if_empty:
+            log.info("creating the catalog schema in %s", where)
+            upgrade(engine)
+            return
+    script = ScriptDirectory.from_config(alembic_config())
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current - known:
+        raise SchemaOutdatedError(
+            f"catalog {where} is at revision {', '.join(sorted(current))}, which this version "
+            "of mediastore does not know (written by a newer mediastore?)"
+        )
+    raise SchemaOutdatedError(
+        f"catalog {where} is at revision {', '.join(sorted(current)) or 'none'}, "
+        f"behind head {', '.join(sorted(heads))}: {SCHEMA_UPGRADE_HINT}"
+    )

@@ -1,0 +1,137 @@
+"""The seed's ``media_cache`` functions, kept for existing callers, over a default store.
+
+The default store is ``MediaStore("cache")`` (relative to the working directory, as the seed's
+cache was), created on first use; :func:`set_default_store` replaces it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .config import DEFAULT_MAX_IMAGE_PIXELS
+from .errors import InvalidInputError, MediaStoreError
+from .hashing import md5_of_bytes, md5_of_file, normalize_md5
+from .probe import image_size
+from .records import MEDIA_TYPES
+from .sniff import HEAD_SIZE, kind_for_hint, sniff
+from .store import MediaStore
+
+log = logging.getLogger(__name__)
+
+_default: MediaStore | None = None
+_default_lock = threading.Lock()
+
+
+def default_store() -> MediaStore:
+    """The store the seed-compatible functions use (``MediaStore("cache")`` unless set)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = MediaStore()
+        return _default
+
+
+def set_default_store(store: MediaStore | None) -> None:
+    """Make ``store`` the one the seed-compatible functions use (None: back to the default)."""
+    global _default
+    with _default_lock:
+        _default = store
+
+
+def calculate_md5(file_path: str | Path) -> str:
+    """MD5 hex digest of a file's content."""
+    path = Path(file_path)
+    if not path.is_file():
+        raise InvalidInputError(f"not a regular file: {path}")
+    return md5_of_file(path)
+
+
+def calculate_md5_from_bytes(data: bytes) -> str:
+    """MD5 hex digest of ``data``."""
+    return md5_of_bytes(data)
+
+
+def detect_media_type(url: str | None = None, mime_type: str | None = None) -> str | None:
+    """``'image'``, ``'video'`` or ``'document'`` from a MIME type, else the URL's extension.
+
+    This is the seed's hint-based guess; stored content is always typed by its bytes.
+    Returns None when neither gives a supported type.
+    """
+    suffix = Path(urlsplit(url).path).suffix if url else None
+    kind = kind_for_hint(mime_type=mime_type) or kind_for_hint(extension=suffix)
+    return kind.media_type if kind else None
+
+
+def get_media_cache_path(media_type: str, md5_sum: str, extension: str) -> Path:
+    """Where content of that type, md5 and extension lives in the default store."""
+    md5 = normalize_md5(md5_sum)
+    kind = kind_for_hint(extension=extension)
+    if kind is None:
+        raise InvalidInputError(f"unsupported extension: {extension!r}")
+    media_type = media_type.rstrip("s") if media_type else media_type
+    if media_type not in MEDIA_TYPES or media_type != kind.media_type:
+        raise InvalidInputError(f"media type {media_type!r} does not fit extension {extension!r}")
+    return default_store().root / "media" / kind.directory / f"{md5}.{kind.extension}"
+
+
+def verify_cached_media(local_path: str | Path, expected_md5: str) -> bool:
+    """True if the file exists and its content hashes to ``expected_md5``."""
+    expected = normalize_md5(expected_md5)
+    try:
+        return md5_of_file(local_path) == expected
+    except OSError:
+        return False
+
+
+def find_cached_by_md5(md5_sum: str) -> Path | None:
+    """Path of the stored file with that content md5, if present."""
+    rec = default_store().get_by_md5(md5_sum)
+    if rec is None or not rec.path.is_file():
+        return None
+    return rec.path
+
+
+def get_cache_stats() -> dict[str, Any]:
+    """The seed's stats dict: ``total_files``, ``total_size``, ``by_type`` (count, size), ..."""
+    return default_store().stats().to_dict()
+
+
+def format_size(size_bytes: float) -> str:
+    """Human-readable size: ``512 B``, ``1.5 KB``, ``3.2 MB``... (powers of 1024)."""
+    size = float(size_bytes)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(size) < 1024 or unit == "TB":
+            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def get_image_dimensions(file_path: str | Path) -> tuple[int, int] | None:
+    """(width, height) of a JPEG/PNG/GIF/WebP file, or None if it is not a readable image."""
+    try:
+        with open(file_path, "rb") as fh:
+            kind = sniff(fh.read(HEAD_SIZE))
+        if kind.media_type != "image":
+            return None
+        return image_size(file_path, kind, max_pixels=DEFAULT_MAX_IMAGE_PIXELS)
+    except (OSError, MediaStoreError):
+        return None
+
+
+__all__ = [
+    "calculate_md5",
+    "calculate_md5_from_bytes",
+    "default_store",
+    "detect_media_type",
+    "find_cached_by_md5",
+    "format_size",
+    "get_cache_stats",
+    "get_image_dimensions",
+    "get_media_cache_path",
+    "set_default_store",
+    "verify_cached_media",
+]

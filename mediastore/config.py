@@ -1,0 +1,59 @@
+"""Store settings: one frozen :class:`StoreConfig`, built once and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ROOT = "cache"
+DEFAULT_CATALOG_NAME = "catalog.sqlite3"
+#: Pillow's own default; images above it are refused, not merely warned about.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+DEFAULT_MAX_FILE_SIZE = 1 << 30  # 1 GiB
+DEFAULT_CHUNK_SIZE = 1 << 20  # 1 MiB
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_WORKERS = 5
+DEFAULT_PER_HOST = 4
+DEFAULT_MAX_REDIRECTS = 5
+DEFAULT_BUSY_TIMEOUT = 30.0
+
+
+def default_db_url(root: str | Path) -> str:
+    """The SQLite catalog that lives inside a store root."""
+    return f"sqlite:///{Path(root) / DEFAULT_CATALOG_NAME}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreConfig:
+    """Everything a :class:`~mediastore.MediaStore` can be tuned with.
+
+    Attributes:
+        root: Directory holding ``media/``, ``tmp/``, ``quarantine/`` and the default catalog.
+        db_url: SQLAlchemy URL of the catalog; ``None`` means ``<root>/catalog.sqlite3``.
+        max_image_pixels: Images declaring more pixels are refused (decompression bombs).
+        max_file_size: Largest accepted file, in bytes, enforced while streaming.
+        chunk_size: Read size of the ingest pipeline.
+        busy_timeout: Seconds a writer waits for another writer's lock before failing.
+        verify_on_access: ``fetch`` re-hashes a cached file before returning it (else size only).
+        allow_private_networks: Lift the download address policy (intranets, tests on loopback).
+        user_agent: User-Agent of downloads; ``None`` means ``mediastore/<version>``.
+        per_host: Concurrent downloads allowed to one host in ``fetch_many``.
+        max_redirects: Redirects followed per download.
+    """
+
+    root: Path = Path(DEFAULT_ROOT)
+    db_url: str | None = None
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    verify_on_access: bool = True
+    allow_private_networks: bool = False
+    user_agent: str | None = None
+    per_host: int = DEFAULT_PER_HOST
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
+
+    @property
+    def catalog_url(self) -> str:
+        """The catalog URL actually used."""
+        return self.db_url or default_db_url(self.root)

@@ -1,0 +1,98 @@
+"""The exceptions mediastore raises. Every public failure is a :class:`MediaStoreError`.
+
+::
+
+    MediaStoreError                      exit_code 1
+    ├── InvalidInputError (ValueError)   exit_code 2   a caller's argument is wrong
+    │   └── InvalidMD5Error                            not 32 hex characters
+    ├── UnsupportedMediaError (ValueError) exit_code 3 content is not a supported image/video/PDF
+    │   ├── ImageTooLargeError                         decompression bomb (pixel cap)
+    │   └── FileTooLargeError                          more bytes than max_file_size
+    ├── CorruptMediaError                exit_code 4   content is damaged (unparseable, hash mismatch)
+    ├── HashCollisionError               exit_code 4   same MD5, different SHA-256 or size
+    ├── MediaNotFoundError (LookupError) exit_code 5   no such md5 / url in the catalog
+    ├── StorageError                     exit_code 6   writing or moving bytes failed (ENOSPC, fsync)
+    ├── CatalogError                     exit_code 7   the database failed or cannot be opened
+    │   └── SchemaOutdatedError                        catalog not at the migrations' head
+    └── FetchError                       exit_code 8   a download failed (see mediastore.fetch)
+
+Third-party exceptions (SQLAlchemy, OSError, Pillow, requests) are wrapped where they enter
+mediastore, with the original chained as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+
+class MediaStoreError(Exception):
+    """Base class of every error mediastore raises on purpose."""
+
+    exit_code: int = 1
+
+
+class InvalidInputError(MediaStoreError, ValueError):
+    """An argument is invalid (missing file, directory, bad md5, bad option)."""
+
+    exit_code = 2
+
+
+class InvalidMD5Error(InvalidInputError):
+    """A string that should be an MD5 hex digest is not one."""
+
+
+class UnsupportedMediaError(MediaStoreError, ValueError):
+    """The content is not one of the supported media types; nothing was stored."""
+
+    exit_code = 3
+
+
+class ImageTooLargeError(UnsupportedMediaError):
+    """An image declares more pixels than the configured cap (decompression bomb guard)."""
+
+
+class FileTooLargeError(UnsupportedMediaError):
+    """Content is larger than the store's ``max_file_size``; refused while streaming."""
+
+
+class CorruptMediaError(MediaStoreError):
+    """Content is damaged: an image Pillow cannot parse, or a file that no longer hashes right."""
+
+    exit_code = 4
+
+
+class HashCollisionError(MediaStoreError):
+    """Content has the MD5 of a stored file but a different SHA-256 or size: refused."""
+
+    exit_code = 4
+
+
+class MediaNotFoundError(MediaStoreError, LookupError):
+    """The catalog holds no media for that md5 (or url)."""
+
+    exit_code = 5
+
+
+class StorageError(MediaStoreError):
+    """Writing, syncing or moving bytes in the store failed (full disk, I/O error)."""
+
+    exit_code = 6
+
+
+class CatalogError(MediaStoreError):
+    """The catalog database failed, or is not a database, or stayed locked."""
+
+    exit_code = 7
+
+
+class SchemaOutdatedError(CatalogError):
+    """The catalog's schema is not at the revision this mediastore needs."""
+
+
+class FetchError(MediaStoreError):
+    """A download failed; ``url`` names it. Subclasses live in :mod:`mediastore.fetch`."""
+
+    exit_code = 8
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.reason = reason

@@ -1,0 +1,52 @@
+"""Image dimensions read from headers by Pillow, with only the four supported decoders."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from .errors import CorruptMediaError, ImageTooLargeError
+from .sniff import MediaKind
+
+log = logging.getLogger(__name__)
+
+_PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP"}
+ALLOWED_FORMATS: tuple[str, ...] = tuple(_PIL_FORMATS.values())
+
+
+def image_size(path: str | Path, kind: MediaKind, *, max_pixels: int) -> tuple[int, int]:
+    """Width and height of an image file, read from its header (no full decode).
+
+    Only the decoder of the detected kind is allowed, so a file cannot reach any other
+    Pillow plugin. Images above ``max_pixels`` are refused (Pillow's warning zone included).
+
+    Raises:
+        ImageTooLargeError: more pixels than ``max_pixels``.
+        CorruptMediaError: Pillow cannot parse the header, or it disagrees with the sniffer.
+    """
+    fmt = _PIL_FORMATS.get(kind.extension)
+    if fmt is None:
+        raise ValueError(f"not an image kind: {kind}")
+    try:
+        with Image.open(path, formats=[fmt]) as im:
+            width, height = im.size
+            found = im.format
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"image refused as a decompression bomb: {exc}") from exc
+    except (UnidentifiedImageError, SyntaxError, OSError, ValueError, EOFError) as exc:
+        raise CorruptMediaError(f"{kind.extension} image could not be parsed: {exc}") from exc
+    except Exception as exc:  # a Pillow plugin bug on hostile input must not escape raw
+        log.debug("unexpected Pillow failure on %s", path, exc_info=True)
+        raise CorruptMediaError(f"{kind.extension} image could not be parsed: {exc!r}") from exc
+    if found != fmt:
+        raise CorruptMediaError(f"content sniffed as {fmt} but Pillow read {found}")
+    if width <= 0 or height <= 0:
+        raise CorruptMediaError(f"image declares an empty size {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image of {width}x{height} = {width * height} pixels exceeds the cap of "
+            f"{max_pixels} (decompression bomb guard)"
+        )
+    return width, height

@@ -1,0 +1,124 @@
+"""Immutable values the store returns. ORM objects never leave the catalog package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+MEDIA_TYPES: tuple[str, ...] = ("image", "video", "document")
+
+STATUS_OK = "ok"
+STATUS_MISSING = "missing"
+STATUS_CORRUPT = "corrupt"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaRecord:
+    """One stored file, as the catalog describes it.
+
+    ``url`` is the URL the record was looked up or added by, when there is one.
+    """
+
+    md5: str
+    sha256: str
+    media_type: str
+    mime_type: str
+    extension: str
+    size: int
+    width: int | None
+    height: int | None
+    path: Path
+    created_at: datetime
+    last_verified_at: datetime | None
+    status: str = STATUS_OK
+    url: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict with every field plus the keys the seed's importer reads."""
+        return {
+            "md5": self.md5,
+            "sha256": self.sha256,
+            "media_type": self.media_type,
+            "mime_type": self.mime_type,
+            "extension": self.extension,
+            "size": self.size,
+            "width": self.width,
+            "height": self.height,
+            "path": str(self.path),
+            "created_at": self.created_at.isoformat(),
+            "last_verified_at": (
+                self.last_verified_at.isoformat() if self.last_verified_at else None
+            ),
+            "status": self.status,
+            "url": self.url,
+            # the seed's names
+            "md5_sum": self.md5,
+            "local_path": str(self.path),
+            "file_size": self.size,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyReport:
+    """Outcome of :meth:`MediaStore.verify`: md5s found ok, missing, or corrupt (quarantined)."""
+
+    ok: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
+
+    @property
+    def checked(self) -> int:
+        """How many files were checked."""
+        return len(self.ok) + len(self.missing) + len(self.corrupt)
+
+    @property
+    def all_ok(self) -> bool:
+        """True when nothing was missing or corrupt."""
+        return not self.missing and not self.corrupt
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"ok": self.ok, "missing": self.missing, "corrupt": self.corrupt}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TypeStats:
+    """Count and total size of one media type."""
+
+    count: int = 0
+    size: int = 0
+
+    def __getitem__(self, key: str) -> int:
+        # the seed's callers read stats['by_type'][t]['count']
+        if key in ("count", "size"):
+            return int(getattr(self, key))
+        raise KeyError(key)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreStats:
+    """Catalog-wide figures, computed by SQL alone."""
+
+    total_files: int
+    total_size: int
+    by_type: dict[str, TypeStats]
+    total_urls: int
+    dedup_saved_bytes: int
+    oldest_verified_at: datetime | None
+    unverified: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form with the seed's keys (``total_files``, ``total_size``, ``by_type``)."""
+        return {
+            "total_files": self.total_files,
+            "total_size": self.total_size,
+            "by_type": {k: {"count": v.count, "size": v.size} for k, v in self.by_type.items()},
+            "total_urls": self.total_urls,
+            "dedup_saved_bytes": self.dedup_saved_bytes,
+            "oldest_verified_at": (
+                self.oldest_verified_at.isoformat() if self.oldest_verified_at else None
+            ),
+            "unverified": self.unverified,
+        }

@@ -1,0 +1,199 @@
+"""Type detection from magic bytes: the content decides, never a URL, header or file name.
+
+Supported: JPEG, PNG, GIF, WebP (images); MP4, WebM, QuickTime/MOV (videos); PDF (documents).
+The ISO-BMFF ``ftyp`` brands and the EBML DocType are parsed here rather than trusted to a
+generic sniffer, because those are exactly the cases generic sniffers get wrong (AVIF, HEIC and
+M4A reported as video/mp4; Matroska reported as WebM; PDFs with leading bytes missed).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from .errors import UnsupportedMediaError
+
+#: Bytes of a stream's start that :func:`sniff` looks at.
+HEAD_SIZE = 4096
+_PDF_WINDOW = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class MediaKind:
+    """What a stream is: ``media_type`` (image/video/document), MIME type and file extension."""
+
+    media_type: str
+    mime_type: str
+    extension: str
+
+    @property
+    def directory(self) -> str:
+        """Name of the typed directory (``images``, ``videos``, ``documents``)."""
+        return self.media_type + "s"
+
+
+JPEG = MediaKind("image", "image/jpeg", "jpg")
+PNG = MediaKind("image", "image/png", "png")
+GIF = MediaKind("image", "image/gif", "gif")
+WEBP = MediaKind("image", "image/webp", "webp")
+MP4 = MediaKind("video", "video/mp4", "mp4")
+WEBM = MediaKind("video", "video/webm", "webm")
+MOV = MediaKind("video", "video/quicktime", "mov")
+PDF = MediaKind("document", "application/pdf", "pdf")
+
+KINDS: tuple[MediaKind, ...] = (JPEG, PNG, GIF, WEBP, MP4, WEBM, MOV, PDF)
+BY_EXTENSION: dict[str, MediaKind] = {k.extension: k for k in KINDS}
+BY_MIME: dict[str, MediaKind] = {k.mime_type: k for k in KINDS}
+
+# ISO base media file format brands. Image and audio brands are refused even when a video
+# brand is listed as compatible: the major brand says what the file is.
+_MOV_BRANDS = {b"qt  "}
+_MP4_BRANDS = {
+    b"isom", b"iso2", b"iso3", b"iso4", b"iso5", b"iso6", b"iso7", b"iso8", b"iso9",
+    b"mp41", b"mp42", b"mp71", b"avc1", b"av01", b"hvc1", b"dash", b"msnv", b"ndas",
+    b"M4V ", b"M4VH", b"M4VP", b"mmp4", b"f4v ", b"cmfc", b"cmf2", b"XAVC", b"MSNV",
+}  # fmt: skip
+_STILL_IMAGE_BRANDS = {
+    b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1",
+    b"mif2", b"jpeg", b"avci",
+}  # fmt: skip
+_AUDIO_BRANDS = {b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B "}
+# Old QuickTime files have no ftyp box and start with one of these atoms.
+_QT_FIRST_ATOMS = {b"moov", b"mdat", b"wide", b"pnot", b"free", b"skip"}
+
+
+def sniff(head: bytes) -> MediaKind:
+    """Detect the kind of a stream from its first bytes (``HEAD_SIZE`` is plenty).
+
+    Raises:
+        UnsupportedMediaError: empty, or not one of the supported kinds.
+    """
+    if not head:
+        raise UnsupportedMediaError("empty content")
+    kind = _sniff_known(head)
+    if kind is None:
+        raise UnsupportedMediaError(f"unsupported content ({_describe(head)})")
+    return kind
+
+
+def _sniff_known(head: bytes) -> MediaKind | None:
+    if head.startswith(b"\xff\xd8\xff"):
+        return JPEG
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return PNG
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return GIF
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return WEBP
+    if head[4:8] == b"ftyp":
+        return _sniff_ftyp(head)
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return WEBM if _ebml_doctype(head) == b"webm" else None
+    if b"%PDF-" in head[:_PDF_WINDOW]:
+        return PDF
+    if _looks_like_bare_quicktime(head):
+        return MOV
+    return None
+
+
+def _sniff_ftyp(head: bytes) -> MediaKind | None:
+    (box_size,) = struct.unpack(">I", head[:4])
+    if box_size < 16 or box_size > len(head):
+        box_size = min(len(head), 256)  # truncated head: read what is there
+    major = head[8:12]
+    compatible = {head[i : i + 4] for i in range(16, box_size - 3, 4)}
+    if major in _STILL_IMAGE_BRANDS or major in _AUDIO_BRANDS:
+        return None
+    if major in _MOV_BRANDS:
+        return MOV
+    if major in _MP4_BRANDS:
+        return MP4
+    if major.startswith((b"3gp", b"3g2")):
+        return None
+    if compatible & (_STILL_IMAGE_BRANDS | _AUDIO_BRANDS):
+        return None
+    if compatible & _MOV_BRANDS:
+        return MOV
+    if compatible & _MP4_BRANDS:
+        return MP4
+    return None
+
+
+def _looks_like_bare_quicktime(head: bytes) -> bool:
+    """A QuickTime file without ``ftyp``: its first two atoms are known QuickTime atoms."""
+    if len(head) < 16 or head[4:8] not in _QT_FIRST_ATOMS:
+        return False
+    (size,) = struct.unpack(">I", head[:4])
+    if size == 1 or size == 0:  # 64-bit size, or "to end of file"
+        return head[4:8] in (b"mdat", b"moov")
+    if size < 8:
+        return False
+    if size + 8 > len(head):
+        # the second atom is beyond what we can see: only accept the unambiguous first atoms
+        return head[4:8] in (b"moov", b"mdat")
+    return head[size + 4 : size + 8] in _QT_FIRST_ATOMS | {b"ftyp", b"uuid"}
+
+
+def _read_vint(data: bytes, pos: int, *, keep_marker: bool) -> tuple[int, int]:
+    """Read an EBML variable-length integer at ``pos``; return (value, new position)."""
+    if pos >= len(data):
+        raise ValueError("truncated")
+    first = data[pos]
+    length = 1
+    mask = 0x80
+    while length <= 8 and not first & mask:
+        mask >>= 1
+        length += 1
+    if length > 8 or pos + length > len(data):
+        raise ValueError("bad vint")
+    value = first if keep_marker else first & (mask - 1)
+    for b in data[pos + 1 : pos + length]:
+        value = (value << 8) | b
+    return value, pos + length
+
+
+def _ebml_doctype(head: bytes) -> bytes | None:
+    """The DocType of an EBML header (``webm``, ``matroska``...), or None if unreadable."""
+    try:
+        _, pos = _read_vint(head, 0, keep_marker=True)  # EBML element id
+        size, pos = _read_vint(head, pos, keep_marker=False)
+        end = min(len(head), pos + size)
+        while pos < end:
+            elem_id, pos = _read_vint(head, pos, keep_marker=True)
+            elem_size, pos = _read_vint(head, pos, keep_marker=False)
+            if elem_id == 0x4282:  # DocType
+                return head[pos : pos + elem_size].rstrip(b"\x00")
+            pos += elem_size
+    except ValueError:
+        return None
+    return None
+
+
+def _describe(head: bytes) -> str:
+    start = head[:64].lstrip().lower()
+    if start.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "an HTML page"
+    if start.startswith((b"<?xml", b"<svg")):
+        return "XML/SVG"
+    if start.startswith((b"{", b"[")):
+        return "looks like JSON"
+    if head.startswith(b"PK\x03\x04"):
+        return "a ZIP archive"
+    if head[4:8] == b"ftyp":
+        return f"ISO-BMFF brand {head[8:12].decode('latin-1')!r}"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        doctype = _ebml_doctype(head)
+        return f"EBML doctype {doctype.decode('latin-1') if doctype else '?'!r}"
+    return f"starts with {head[:8].hex()}"
+
+
+def kind_for_hint(mime_type: str | None = None, extension: str | None = None) -> MediaKind | None:
+    """The kind a MIME type or extension suggests (a hint only; content decides)."""
+    if mime_type:
+        kind = BY_MIME.get(mime_type.split(";")[0].strip().lower())
+        if kind:
+            return kind
+    if extension:
+        ext = extension.lower().lstrip(".")
+        return BY_EXTENSION.get({"jpeg": "jpg", "qt": "mov"}.get(ext, ext))
+    return None

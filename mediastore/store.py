@@ -1,0 +1,355 @@
+"""The :class:`MediaStore` facade: the library's main entry point."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, Self
+
+from .blobs import LocalBlobStore
+from .catalog import Catalog, MediaRow, NewMedia, UrlInfo, check_same_content
+from .config import StoreConfig
+from .errors import (
+    InvalidInputError,
+    MediaNotFoundError,
+    MediaStoreError,
+    StorageError,
+)
+from .hashing import md5_of_file, normalize_md5
+from .ingest import Chunks, Staged, bytes_chunks, file_chunks, read_chunks, stage
+from .records import (
+    MEDIA_TYPES,
+    STATUS_CORRUPT,
+    STATUS_MISSING,
+    STATUS_OK,
+    MediaRecord,
+    StoreStats,
+    TypeStats,
+    VerifyReport,
+)
+from .sniff import BY_EXTENSION, MediaKind
+
+log = logging.getLogger(__name__)
+
+#: Progress callback: (items done, items in total).
+Progress = Callable[[int, int], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class MediaStore:
+    """Content-addressed media files with a catalog.
+
+    Args:
+        root: Store directory (``media/``, ``tmp/``, ``quarantine/``, default catalog).
+        db_url: SQLAlchemy URL of the catalog; default ``sqlite:///<root>/catalog.sqlite3``.
+        config: A full :class:`StoreConfig`; ``root``/``db_url``/``options`` override it.
+        **options: Any other :class:`StoreConfig` field, e.g. ``max_file_size=...``,
+            ``verify_on_access=False``, ``allow_private_networks=True``.
+
+    Raises:
+        CatalogError: the catalog cannot be opened (not a database, locked, unreachable).
+        SchemaOutdatedError: the catalog is behind the migrations' head.
+
+    Safe to share between threads; several processes may open the same store.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        db_url: str | None = None,
+        *,
+        config: StoreConfig | None = None,
+        **options: Any,
+    ) -> None:
+        base = config or StoreConfig()
+        unknown = set(options) - set(StoreConfig.__dataclass_fields__)
+        if unknown:
+            raise InvalidInputError(f"unknown MediaStore option(s): {', '.join(sorted(unknown))}")
+        overrides: dict[str, Any] = dict(options)
+        if root is not None:
+            overrides["root"] = Path(root)
+        if db_url is not None:
+            overrides["db_url"] = db_url
+        cfg = replace(base, **overrides)
+        self.config = replace(cfg, root=Path(cfg.root).expanduser().resolve())
+        self.root = self.config.root
+        if self.root.exists() and not self.root.is_dir():
+            raise InvalidInputError(f"store root {self.root} is not a directory")
+        self._blobs = LocalBlobStore(self.root)
+        self._catalog = Catalog(self.config.catalog_url, busy_timeout=self.config.busy_timeout)
+        self._fetcher: Any = None  # created on first download (mediastore.fetch)
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Release database connections and HTTP sessions."""
+        if self._fetcher is not None:
+            self._fetcher.close()
+        self._catalog.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MediaStore(root={str(self.root)!r}, db_url={self.config.catalog_url!r})"
+
+    # --- adding --------------------------------------------------------------------------
+    def add_file(
+        self, path: str | Path, *, url: str | None = None, mime_type: str | None = None
+    ) -> MediaRecord:
+        """Add a local file (copied into the store; the original is left alone).
+
+        Raises:
+            InvalidInputError: the path does not exist or is not a regular file.
+            UnsupportedMediaError: empty, unsupported or too large content.
+            CorruptMediaError / HashCollisionError / StorageError / CatalogError.
+        """
+        src = Path(path)
+        if not src.exists():
+            raise InvalidInputError(f"no such file: {src}")
+        if not src.is_file():
+            raise InvalidInputError(f"not a regular file: {src}")
+        try:
+            return self._ingest(file_chunks(src), url=url, mime_type=mime_type)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read {src}: {exc.strerror or exc}") from exc
+        except MediaStoreError as exc:
+            wrapped = _with_context(exc, str(src))
+            if wrapped is exc:
+                raise
+            raise wrapped from exc
+
+    def add_bytes(
+        self, data: bytes | bytearray | memoryview, *, url: str | None = None,
+        mime_type: str | None = None,
+    ) -> MediaRecord:  # fmt: skip
+        """Add content held in memory."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidInputError(f"add_bytes needs bytes, got {type(data).__name__}")
+        return self._ingest(
+            bytes_chunks(data, self.config.chunk_size), url=url, mime_type=mime_type
+        )
+
+    def add_stream(
+        self, stream: BinaryIO | Iterable[bytes], *, url: str | None = None,
+        mime_type: str | None = None,
+    ) -> MediaRecord:  # fmt: skip
+        """Add content from a binary file object (``readinto``/``read``) or an iterable of chunks.
+
+        The stream is read once, in chunks, whatever its size: memory stays constant.
+        """
+        if hasattr(stream, "readinto"):
+            chunks: Chunks = read_chunks(stream)  # type: ignore[arg-type]
+        elif hasattr(stream, "read"):
+            chunks = iter(lambda: stream.read(self.config.chunk_size), b"")  # type: ignore[union-attr]
+        else:
+            chunks = stream
+        return self._ingest(chunks, url=url, mime_type=mime_type)
+
+    def _ingest(
+        self, chunks: Chunks, *, url: str | None = None, mime_type: str | None = None,
+        urls: Sequence[UrlInfo] = (),
+    ) -> MediaRecord:  # fmt: skip
+        infos = list(urls)
+        if url is not None:
+            _check_url_label(url)
+            infos.insert(0, UrlInfo(url=url))
+        staged = stage(
+            chunks, self._blobs, max_size=self.config.max_file_size,
+            max_pixels=self.config.max_image_pixels, mime_hint=mime_type,
+        )  # fmt: skip
+        return self._commit(staged, infos)
+
+    def _commit(self, staged: Staged, urls: Sequence[UrlInfo]) -> MediaRecord:
+        """Put the staged file at its address (unless an intact copy is there) and record it.
+
+        Order matters: the file is durable in place before the row that points to it commits;
+        if the commit fails, a file this call created is removed again.
+        """
+        new = NewMedia(
+            md5=staged.md5, sha256=staged.sha256, media_type=staged.kind.media_type,
+            mime_type=staged.kind.mime_type, extension=staged.kind.extension,
+            size=staged.size, width=staged.width, height=staged.height,
+        )  # fmt: skip
+        created = False
+        try:
+            existing = self._catalog.by_md5(staged.md5)
+            if existing is not None:
+                check_same_content(existing, new)  # refuse before touching the stored file
+            if existing is not None and self._blobs.size(staged.kind, staged.md5) == staged.size:
+                self._blobs.discard(staged.temp)
+            else:
+                created = self._blobs.put(staged.temp, staged.kind, staged.md5)
+        except BaseException:
+            self._blobs.discard(staged.temp)
+            raise
+        try:
+            row = self._catalog.record(new, urls, utcnow())
+        except BaseException:
+            if created:
+                self._blobs.delete(staged.kind, staged.md5)
+            raise
+        log.info("stored %s (%s, %d bytes)", staged.md5, new.mime_type, new.size)
+        return self._record(row, urls[0].url if urls else None)
+
+    # --- lookups -------------------------------------------------------------------------
+    def get_by_url(self, url: str) -> MediaRecord | None:
+        """The stored media for ``url``, or None if unknown or its file is missing/corrupt."""
+        row = self._catalog.by_url(url)
+        if row is None or row.status != STATUS_OK:
+            return None
+        return self._record(row, url)
+
+    def get_by_md5(self, md5: str) -> MediaRecord | None:
+        """The media with this content MD5 (any status), or None.
+
+        Raises:
+            InvalidMD5Error: ``md5`` is not 32 hex characters.
+        """
+        row = self._catalog.by_md5(normalize_md5(md5))
+        return self._record(row) if row else None
+
+    def urls_for(self, md5: str) -> list[str]:
+        """Every URL recorded for this content, oldest first."""
+        return self._catalog.urls_for(normalize_md5(md5))
+
+    def open(self, md5: str) -> BinaryIO:
+        """Open a stored file for reading.
+
+        Raises:
+            MediaNotFoundError: unknown md5, or its file is gone.
+        """
+        rec = self._require(md5)
+        try:
+            return self._blobs.open(_kind(rec.extension), rec.md5)
+        except FileNotFoundError as exc:
+            raise MediaNotFoundError(f"file of {rec.md5} is missing from the store") from exc
+
+    def path_for(self, md5: str) -> Path | None:
+        """Path of the stored file for ``md5`` if it is in the catalog (seed helper)."""
+        rec = self.get_by_md5(md5)
+        return rec.path if rec else None
+
+    def _require(self, md5: str) -> MediaRecord:
+        rec = self.get_by_md5(md5)
+        if rec is None:
+            raise MediaNotFoundError(f"no media with md5 {normalize_md5(md5)}")
+        return rec
+
+    def _record(self, row: MediaRow, url: str | None = None) -> MediaRecord:
+        return MediaRecord(
+            md5=row.md5, sha256=row.sha256, media_type=row.media_type, mime_type=row.mime_type,
+            extension=row.extension, size=row.size, width=row.width, height=row.height,
+            path=self._blobs.path(_kind(row.extension), row.md5), created_at=row.created_at,
+            last_verified_at=row.last_verified_at, status=row.status, url=url,
+        )  # fmt: skip
+
+    # --- maintenance ---------------------------------------------------------------------
+    def verify(
+        self, md5: str | Iterable[str] | None = None, *, progress: Progress | None = None
+    ) -> VerifyReport:
+        """Re-hash stored files against their md5 and record the outcome.
+
+        Args:
+            md5: One md5, several, or None for every file in the catalog.
+            progress: Called with (done, total) after each file.
+
+        A file that no longer hashes to its md5 (or has the wrong size) is moved to
+        ``<root>/quarantine/`` (never deleted) and marked corrupt; a missing one is marked
+        missing; a good one gets ``last_verified_at`` = now.
+        """
+        if md5 is None:
+            targets = self._catalog.iter_md5s()
+        elif isinstance(md5, str):
+            targets = [normalize_md5(md5)]
+        else:
+            targets = [normalize_md5(m) for m in md5]
+        report = VerifyReport()
+        pending: list[tuple[str, str, datetime | None]] = []
+        for done, target in enumerate(targets, 1):
+            outcome = self._verify_one(target)
+            getattr(report, outcome).append(target)
+            status = {"ok": STATUS_OK, "missing": STATUS_MISSING, "corrupt": STATUS_CORRUPT}
+            pending.append((target, status[outcome], utcnow() if outcome == "ok" else None))
+            if len(pending) >= 500:
+                self._catalog.set_status(pending)
+                pending = []
+            if progress is not None:
+                progress(done, len(targets))
+        self._catalog.set_status(pending)
+        return report
+
+    def _verify_one(self, md5: str) -> str:
+        rec = self._require(md5)
+        kind = _kind(rec.extension)
+        size = self._blobs.size(kind, md5)
+        if size is None:
+            log.warning("file of %s is missing", md5)
+            return "missing"
+        try:
+            intact = size == rec.size and md5_of_file(rec.path) == md5
+        except FileNotFoundError:
+            return "missing"
+        except OSError as exc:
+            raise StorageError(f"reading {rec.path} failed: {exc.strerror or exc}") from exc
+        if intact:
+            return "ok"
+        moved = self._blobs.quarantine(kind, md5)
+        log.warning("file of %s is corrupt; moved to %s", md5, moved)
+        return "corrupt"
+
+    def stats(self) -> StoreStats:
+        """Counts and sizes from the catalog alone (no directory walk)."""
+        raw = self._catalog.stats()
+        by_type = {t: TypeStats() for t in MEDIA_TYPES}
+        for media_type, (count, size) in raw["by_type"].items():
+            by_type[media_type] = TypeStats(count=count, size=size)
+        return StoreStats(
+            total_files=sum(t.count for t in by_type.values()),
+            total_size=sum(t.size for t in by_type.values()),
+            by_type=by_type,
+            total_urls=raw["total_urls"],
+            dedup_saved_bytes=raw["saved"],
+            oldest_verified_at=raw["oldest"],
+            unverified=raw["unverified"],
+        )
+
+    def remove(self, md5: str) -> MediaRecord:
+        """Remove a file and its catalog row (and URLs): the row first, then the file.
+
+        Raises:
+            InvalidMD5Error: not an md5. MediaNotFoundError: not in the catalog.
+        """
+        rec = self._require(md5)
+        self._catalog.delete(rec.md5)
+        self._blobs.delete(_kind(rec.extension), rec.md5)
+        log.info("removed %s", rec.md5)
+        return rec
+
+
+def _kind(extension: str) -> MediaKind:
+    return BY_EXTENSION[extension]
+
+
+def _check_url_label(url: str) -> None:
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidInputError("url must be a non-empty string")
+
+
+def _with_context(exc: MediaStoreError, where: str) -> MediaStoreError:
+    """The same error type with ``where`` in front of its message."""
+    try:
+        return type(exc)(f"{where}: {exc}")
+    except TypeError:  # an error class with a richer constructor: keep it as it is
+        return exc

@@ -1,0 +1,1 @@
+"""Alembic migrations of the mediastore catalog (installed as ``mediastore._migrations``)."""
