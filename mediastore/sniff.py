@@ -120,17 +120,20 @@ def _sniff_ftyp(head: bytes) -> MediaKind | None:
 
 
 def _looks_like_bare_quicktime(head: bytes) -> bool:
-    """A QuickTime file without ``ftyp``: its first two atoms are known QuickTime atoms."""
+    """A QuickTime file without ``ftyp``: it starts with a QuickTime atom of plausible size.
+
+    ``moov``, ``mdat`` and ``wide`` are distinctive enough alone; the generic ``free``,
+    ``skip`` and ``pnot`` must be followed by another known atom.
+    """
     if len(head) < 16 or head[4:8] not in _QT_FIRST_ATOMS:
         return False
     (size,) = struct.unpack(">I", head[:4])
-    if size == 1 or size == 0:  # 64-bit size, or "to end of file"
-        return head[4:8] in (b"mdat", b"moov")
-    if size < 8:
+    if size not in (0, 1) and size < 8:
         return False
-    if size + 8 > len(head):
-        # the second atom is beyond what we can see: only accept the unambiguous first atoms
-        return head[4:8] in (b"moov", b"mdat")
+    if head[4:8] in (b"moov", b"mdat", b"wide"):
+        return True
+    if size < 8 or size + 8 > len(head):
+        return False
     return head[size + 4 : size + 8] in _QT_FIRST_ATOMS | {b"ftyp", b"uuid"}
 
 

@@ -1,0 +1,5 @@
+"""``python -m mediastore`` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,313 @@
+"""The ``mediastore`` command: a thin click layer over :class:`~mediastore.MediaStore`.
+
+Commands parse arguments, call the library, and render the result (a table, or JSON with
+``--json``). Library errors become one line on stderr and the error's own exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from .catalog.engine import make_engine
+from .catalog.schema import current_revisions, head_revisions, upgrade
+from .compat import format_size
+from .config import StoreConfig
+from .errors import MediaNotFoundError, MediaStoreError
+from .records import MediaRecord
+from .store import MediaStore
+from .version import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CommandError(click.ClickException):
+    """A library error shown as one line, exiting with the error's own code."""
+
+    def __init__(self, exc: MediaStoreError) -> None:
+        super().__init__(str(exc))
+        self.exit_code = exc.exit_code
+
+
+def _errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MediaStoreError as exc:
+            raise CommandError(exc) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _config(ctx: click.Context) -> StoreConfig:
+    cfg: StoreConfig = ctx.obj
+    return cfg
+
+
+@contextmanager
+def _store(ctx: click.Context) -> Iterator[MediaStore]:
+    with MediaStore(config=_config(ctx)) as store:
+        yield store
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+@contextmanager
+def _progress(total: int | None, unit: str, desc: str) -> Iterator[tqdm[Any]]:
+    """One bar on stderr, hidden when stderr is not a terminal; log lines don't break it."""
+    with (
+        logging_redirect_tqdm(),
+        tqdm(total=total, unit=unit, desc=desc, disable=None, file=sys.stderr, leave=False) as bar,
+    ):
+        yield bar
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="cache",
+    show_default=True,
+    envvar="MEDIASTORE_ROOT",
+    help="Store directory (env MEDIASTORE_ROOT).",
+)
+@click.option(
+    "--db",
+    "db_url",
+    default=None,
+    envvar="MEDIASTORE_DB_URL",
+    help="Catalog SQLAlchemy URL (env MEDIASTORE_DB_URL); default <root>/catalog.sqlite3.",
+)
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
+@click.version_option(__version__, prog_name="mediastore")
+@click.pass_context
+def main(ctx: click.Context, root: Path, db_url: str | None, verbose: int) -> None:
+    """mediastore: content-addressed media files with a SQL catalog."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = StoreConfig(root=root, db_url=db_url)
+
+
+def _iter_files(paths: tuple[Path, ...], skip: Path) -> Iterator[Path]:
+    """Files named or found under directories, except those inside the store itself."""
+    for path in paths:
+        if path.is_dir():
+            for found in sorted(p for p in path.rglob("*") if p.is_file()):
+                if not found.resolve().is_relative_to(skip):
+                    yield found
+        else:
+            yield path
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--url", help="Record this URL for the file (only with a single file).")
+@json_option
+@click.pass_context
+@_errors
+def add(ctx: click.Context, paths: tuple[Path, ...], url: str | None, as_json: bool) -> None:
+    """Add files (directories recursively). Exits 1 if any file was refused."""
+    added: list[dict[str, Any]] = []
+    failed: list[dict[str, str]] = []
+    with _store(ctx) as store:
+        files = list(_iter_files(paths, store.root))
+        if url and len(files) != 1:
+            raise click.UsageError("--url needs exactly one file")
+        with _progress(len(files), "file", "adding") as bar:
+            for path in files:
+                try:
+                    rec = store.add_file(path, url=url)
+                except MediaStoreError as exc:
+                    failed.append({"source": str(path), "error": str(exc)})
+                else:
+                    added.append({"source": str(path), **rec.to_dict()})
+                bar.update()
+    if as_json:
+        _emit_json({"added": added, "failed": failed})
+    else:
+        for item in added:
+            click.echo(f"{item['md5']}  {item['source']}")
+        total = sum(int(r["size"]) for r in added)
+        unique = len({r["md5"] for r in added})
+        click.echo(
+            f"added {len(added)} file(s) ({unique} distinct), {format_size(total)}; "
+            f"{len(failed)} failed"
+        )
+    for item in failed:
+        click.echo(f"error: {item['error']}", err=True)
+    if failed:
+        ctx.exit(1)
+
+
+def _show_record(rec: MediaRecord, urls: list[str] | None = None) -> None:
+    dims = f"{rec.width}x{rec.height}" if rec.width else "-"
+    rows = [
+        ("md5", rec.md5),
+        ("sha256", rec.sha256),
+        ("type", f"{rec.media_type} ({rec.mime_type})"),
+        ("size", f"{rec.size} ({format_size(rec.size)})"),
+        ("dimensions", dims),
+        ("path", str(rec.path)),
+        ("status", rec.status),
+        ("created", rec.created_at.isoformat()),
+        ("verified", rec.last_verified_at.isoformat() if rec.last_verified_at else "never"),
+    ]
+    for key, value in rows:
+        click.echo(f"{key:<11}{value}")
+    for url in urls or []:
+        click.echo(f"{'url':<11}{url}")
+
+
+@main.command()
+@click.argument("url")
+@json_option
+@click.pass_context
+@_errors
+def get(ctx: click.Context, url: str, as_json: bool) -> None:
+    """Look a URL up in the catalog (no download). Exits 5 if it is not stored."""
+    with _store(ctx) as store:
+        rec = store.get_by_url(url)
+    if rec is None:
+        raise MediaNotFoundError(f"not stored: {url}")
+    if as_json:
+        _emit_json(rec.to_dict())
+    else:
+        _show_record(rec)
+
+
+@main.command()
+@click.argument("md5")
+@json_option
+@click.pass_context
+@_errors
+def show(ctx: click.Context, md5: str, as_json: bool) -> None:
+    """Show a stored file and every URL recorded for it. Exits 5 if unknown."""
+    with _store(ctx) as store:
+        rec = store.get_by_md5(md5)
+        if rec is None:
+            raise MediaNotFoundError(f"no media with md5 {md5}")
+        urls = store.urls_for(md5)
+    if as_json:
+        _emit_json({**rec.to_dict(), "urls": urls})
+    else:
+        _show_record(rec, urls)
+
+
+@main.command()
+@json_option
+@click.pass_context
+@_errors
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Counts and sizes per media type, from the catalog alone."""
+    with _store(ctx) as store:
+        st = store.stats()
+    if as_json:
+        _emit_json(st.to_dict())
+        return
+    click.echo(f"{'type':<10}{'files':>10}{'size':>12}")
+    for media_type, ts in st.by_type.items():
+        click.echo(f"{media_type:<10}{ts.count:>10}{format_size(ts.size):>12}")
+    click.echo(f"{'total':<10}{st.total_files:>10}{format_size(st.total_size):>12}")
+    click.echo(f"urls: {st.total_urls}; saved by dedup: {format_size(st.dedup_saved_bytes)}")
+    oldest = st.oldest_verified_at.isoformat() if st.oldest_verified_at else "never"
+    click.echo(f"oldest verification: {oldest}; never verified: {st.unverified}")
+
+
+@main.command()
+@click.argument("md5s", nargs=-1)
+@json_option
+@click.pass_context
+@_errors
+def verify(ctx: click.Context, md5s: tuple[str, ...], as_json: bool) -> None:
+    """Re-hash stored files (all when no MD5 is given). Exits 1 if any is missing or corrupt."""
+    with _store(ctx) as store, _progress(None, "file", "verifying") as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        report = store.verify(list(md5s) if md5s else None, progress=progress)
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        for md5 in report.missing:
+            click.echo(f"missing  {md5}")
+        for md5 in report.corrupt:
+            click.echo(f"corrupt  {md5} (moved to quarantine)")
+        click.echo(
+            f"verified {report.checked}: {len(report.ok)} ok, {len(report.missing)} missing, "
+            f"{len(report.corrupt)} corrupt"
+        )
+    if not report.all_ok:
+        ctx.exit(1)
+
+
+@main.command()
+@click.argument("md5s", nargs=-1, required=True)
+@click.pass_context
+@_errors
+def rm(ctx: click.Context, md5s: tuple[str, ...]) -> None:
+    """Remove stored files and their catalog rows."""
+    with _store(ctx) as store:
+        for md5 in md5s:
+            rec = store.remove(md5)
+            click.echo(f"removed {rec.md5}  {rec.path}")
+
+
+@main.group()
+def db() -> None:
+    """Catalog schema: show or upgrade its Alembic revision."""
+
+
+@db.command("upgrade")
+@click.pass_context
+@_errors
+def db_upgrade(ctx: click.Context) -> None:
+    """Migrate the catalog to the newest schema (same as `alembic upgrade head`)."""
+    cfg = _config(ctx.parent.parent if ctx.parent and ctx.parent.parent else ctx)
+    engine = make_engine(cfg.catalog_url, busy_timeout=cfg.busy_timeout)
+    try:
+        before = current_revisions(engine)
+        upgrade(engine)
+        after = current_revisions(engine)
+    finally:
+        engine.dispose()
+    old = ", ".join(sorted(before)) or "empty"
+    new = ", ".join(sorted(after))
+    click.echo(f"catalog at {new}" + (f" (was {old})" if before != after else " (already at head)"))
+
+
+@db.command("current")
+@json_option
+@click.pass_context
+@_errors
+def db_current(ctx: click.Context, as_json: bool) -> None:
+    """Print the catalog's schema revision and the head this mediastore needs."""
+    cfg = _config(ctx.parent.parent if ctx.parent and ctx.parent.parent else ctx)
+    engine = make_engine(cfg.catalog_url, busy_timeout=cfg.busy_timeout)
+    try:
+        current = sorted(current_revisions(engine))
+    finally:
+        engine.dispose()
+    heads = sorted(head_revisions())
+    if as_json:
+        _emit_json({"current": current, "head": heads, "up_to_date": current == heads})
+    else:
+        state = "up to date" if current == heads else "needs `mediastore db upgrade`"
+        click.echo(f"current {', '.join(current) or 'none'}; head {', '.join(heads)}: {state}")
