@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,9 @@ DEFAULT_MAX_WORKERS = 5
 DEFAULT_PER_HOST = 4
 DEFAULT_MAX_REDIRECTS = 5
 DEFAULT_BUSY_TIMEOUT = 30.0
+DEFAULT_DOWNLOAD_DEADLINE = 900.0  # seconds for one whole download, redirects included
+DEFAULT_RETRIES = 3
+DEFAULT_BACKOFF = 0.5
 
 
 def default_db_url(root: str | Path) -> str:
@@ -39,6 +44,13 @@ class StoreConfig:
         user_agent: User-Agent of downloads; ``None`` means ``mediastore/<version>``.
         per_host: Concurrent downloads allowed to one host in ``fetch_many``.
         max_redirects: Redirects followed per download.
+        download_deadline: Seconds one download may take in all (a drip-feeding server is cut).
+        retries: Retries of connection errors, 429 and 5xx (with backoff, Retry-After <= 60 s).
+        backoff_factor: Base of the exponential backoff between retries, in seconds.
+        ca_bundle: CA bundle (file or directory) for https instead of the system's.
+        resolver: ``(host, port) -> [ip, ...]`` used instead of the system resolver.
+        address_policy: ``ip -> reason or None`` deciding which addresses downloads may reach;
+            default :func:`mediastore.netpolicy.refused_reason` (public addresses only).
     """
 
     root: Path = Path(DEFAULT_ROOT)
@@ -52,6 +64,14 @@ class StoreConfig:
     user_agent: str | None = None
     per_host: int = DEFAULT_PER_HOST
     max_redirects: int = DEFAULT_MAX_REDIRECTS
+    download_deadline: float = DEFAULT_DOWNLOAD_DEADLINE
+    retries: int = DEFAULT_RETRIES
+    backoff_factor: float = DEFAULT_BACKOFF
+    ca_bundle: str | None = None
+    resolver: Callable[[str, int], list[str]] | None = None
+    address_policy: Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], str | None] | None = (
+        None
+    )
 
     @property
     def catalog_url(self) -> str:

@@ -14,7 +14,16 @@
     ├── StorageError                     exit_code 6   writing or moving bytes failed (ENOSPC, fsync)
     ├── CatalogError                     exit_code 7   the database failed or cannot be opened
     │   └── SchemaOutdatedError                        catalog not at the migrations' head
-    └── FetchError                       exit_code 8   a download failed (see mediastore.fetch)
+    └── FetchError                       exit_code 8   a download failed; .url, .reason
+        ├── BlockedURLError (ValueError)               scheme, credentials or address refused
+        ├── UnresolvableHostError                      DNS gave no address
+        ├── FetchConnectionError                       could not connect / connection dropped
+        ├── DownloadTimeoutError                       per-read timeout or total deadline hit
+        ├── TooManyRedirectsError                      more than max_redirects hops
+        ├── HTTPStatusError                            non-2xx final status; .status
+        ├── TruncatedDownloadError                     body shorter than its Content-Length
+        ├── DownloadTooLargeError (FileTooLargeError)  over max_file_size
+        └── RefusedContentError (UnsupportedMediaError) body is not supported media
 
 Third-party exceptions (SQLAlchemy, OSError, Pillow, requests) are wrapped where they enter
 mediastore, with the original chained as ``__cause__``.
@@ -88,7 +97,7 @@ class SchemaOutdatedError(CatalogError):
 
 
 class FetchError(MediaStoreError):
-    """A download failed; ``url`` names it. Subclasses live in :mod:`mediastore.fetch`."""
+    """A download failed; ``url`` names it and ``reason`` says why."""
 
     exit_code = 8
 
@@ -96,3 +105,47 @@ class FetchError(MediaStoreError):
         super().__init__(f"{url}: {reason}")
         self.url = url
         self.reason = reason
+
+
+class FetchConnectionError(FetchError):
+    """The server could not be reached, or dropped the connection (after retries)."""
+
+
+class DownloadTimeoutError(FetchError):
+    """A read took longer than the timeout, or the whole download overran its deadline."""
+
+
+class TooManyRedirectsError(FetchError):
+    """More redirects than allowed."""
+
+
+class HTTPStatusError(FetchError):
+    """The final response had a status other than 200 (or 304 on revalidation)."""
+
+    def __init__(self, url: str, status: int, reason: str | None = None) -> None:
+        super().__init__(url, reason or f"HTTP {status}")
+        self.status = status
+
+
+class TruncatedDownloadError(FetchError):
+    """The body ended before its Content-Length (or the connection broke mid-body)."""
+
+
+class DownloadTooLargeError(FetchError, FileTooLargeError):
+    """The body (after content decoding) is larger than ``max_file_size``."""
+
+
+class RefusedContentError(FetchError, UnsupportedMediaError):
+    """The body is not a supported media file (an HTML error page, JSON, a ZIP...)."""
+
+
+class CorruptDownloadError(FetchError, CorruptMediaError):
+    """The body claims a supported type but cannot be parsed (or is a decompression bomb)."""
+
+
+class BlockedURLError(FetchError, ValueError):
+    """The URL is refused: bad scheme or syntax, credentials, or a non-public address."""
+
+
+class UnresolvableHostError(FetchError):
+    """The host name did not resolve (resolver error or no addresses)."""

@@ -122,3 +122,29 @@ class StoreStats:
             ),
             "unverified": self.unverified,
         }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchResult:
+    """Outcome of one URL in :meth:`MediaStore.fetch_many`: a record or an error."""
+
+    url: str
+    record: MediaRecord | None = None
+    error: Exception | None = None
+    from_cache: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the URL's media is in the store."""
+        return self.record is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "url": self.url,
+            "ok": self.ok,
+            "from_cache": self.from_cache,
+            "error": str(self.error) if self.error else None,
+            "error_type": type(self.error).__name__ if self.error else None,
+            "record": self.record.to_dict() if self.record else None,
+        }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -12,7 +13,8 @@ from typing import Any, BinaryIO, Self
 
 from .blobs import LocalBlobStore
 from .catalog import Catalog, MediaRow, NewMedia, UrlInfo, check_same_content
-from .config import StoreConfig
+from .config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig
+from .downloads import Downloader
 from .errors import (
     InvalidInputError,
     MediaNotFoundError,
@@ -23,6 +25,7 @@ from .hashing import md5_of_file, normalize_md5
 from .ingest import Chunks, Staged, bytes_chunks, file_chunks, read_chunks, stage
 from .records import (
     MEDIA_TYPES,
+    FetchResult,
     STATUS_CORRUPT,
     STATUS_MISSING,
     STATUS_OK,
@@ -84,13 +87,14 @@ class MediaStore:
             raise InvalidInputError(f"store root {self.root} is not a directory")
         self._blobs = LocalBlobStore(self.root)
         self._catalog = Catalog(self.config.catalog_url, busy_timeout=self.config.busy_timeout)
-        self._fetcher: Any = None  # created on first download (mediastore.fetch)
+        self._downloader: Downloader | None = None  # created on first download
+        self._downloader_lock = threading.Lock()
 
     # --- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
         """Release database connections and HTTP sessions."""
-        if self._fetcher is not None:
-            self._fetcher.close()
+        if self._downloader is not None:
+            self._downloader.close()
         self._catalog.close()
 
     def __enter__(self) -> Self:
@@ -202,6 +206,49 @@ class MediaStore:
             raise
         log.info("stored %s (%s, %d bytes)", staged.md5, new.mime_type, new.size)
         return self._record(row, urls[0].url if urls else None)
+
+    # --- downloading ---------------------------------------------------------------------
+    def _get_downloader(self) -> Downloader:
+        with self._downloader_lock:
+            if self._downloader is None:
+                self._downloader = Downloader(self)
+            return self._downloader
+
+    def fetch(self, url: str, *, timeout: float = DEFAULT_TIMEOUT, refresh: bool = False) -> MediaRecord:
+        """The media at ``url``: from the store when present and intact, else downloaded.
+
+        A cached file is checked first (re-hashed, or only its size with
+        ``verify_on_access=False``); a missing or damaged one is downloaded again.
+        ``refresh=True`` revalidates with the ETag / Last-Modified of the last download (a 304
+        keeps the file). After redirects, the final URL is recorded too.
+
+        Args:
+            url: An http(s) URL; refused if it reaches a non-public address (see
+                ``allow_private_networks``), uses another scheme or carries credentials.
+            timeout: Seconds a single read (or connect, at most 10 s) may wait.
+            refresh: Revalidate a cached URL with the server.
+
+        Raises:
+            FetchError: a subclass naming the URL and the reason (blocked, HTTP status,
+                timeout, too large, truncated, refused content...). Nothing is stored then.
+        """
+        return self._get_downloader().fetch(url, timeout=timeout, refresh=refresh)[0]
+
+    def fetch_many(
+        self, urls: Iterable[str], *, max_workers: int = DEFAULT_MAX_WORKERS,
+        timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None,
+        per_host: int | None = None,
+    ) -> list[FetchResult]:  # fmt: skip
+        """Fetch many URLs in parallel: one :class:`FetchResult` per input URL, in input order.
+
+        A URL repeated in the input is fetched once; one URL's failure never stops the others;
+        each worker thread keeps its own session (connections are reused); at most
+        ``per_host`` (default ``config.per_host``, 4) requests run against one host at a time.
+        ``progress(done, total)`` is called as each distinct URL completes.
+        """
+        return self._get_downloader().fetch_many(
+            urls, max_workers=max_workers, timeout=timeout, progress=progress, per_host=per_host
+        )
 
     # --- lookups -------------------------------------------------------------------------
     def get_by_url(self, url: str) -> MediaRecord | None:

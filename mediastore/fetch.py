@@ -1,0 +1,332 @@
+"""Downloads of untrusted URLs: SSRF-safe ``requests`` sessions, limits, retries, errors.
+
+Every connection goes through :class:`GuardedAdapter`, which checks each URL (the first and
+every redirect hop) with :mod:`mediastore.netpolicy`, resolves the host once and pins the
+connection to the checked address; TLS still verifies the certificate against the host name.
+Limits are always on: per-read timeout, a total deadline enforced by a watchdog that shuts the
+socket down, a redirect cap, and ``max_file_size`` counted on the decoded bytes as they stream.
+The body itself is handed to the store's single ingest path (:func:`mediastore.ingest.stage`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util.retry import Retry
+
+from .errors import (
+    BlockedURLError,
+    DownloadTimeoutError,
+    FetchConnectionError,
+    FetchError,
+    HTTPStatusError,
+    TooManyRedirectsError,
+    TruncatedDownloadError,
+)
+from .netpolicy import IPAddress, Resolver, check_url, refused_reason
+from .version import __version__
+
+log = logging.getLogger(__name__)
+
+#: Decides whether an address may be contacted: None to allow, else the reason to refuse.
+AddressPolicy = Callable[[IPAddress], str | None]
+
+DEFAULT_USER_AGENT = f"mediastore/{__version__} (+media importer)"
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_AFTER_MAX = 60  # seconds: a Retry-After beyond this is capped, not obeyed
+CONNECT_TIMEOUT_MAX = 10.0
+BODY_ATTEMPTS = 2  # a body cut off mid-stream is fetched again once, into a fresh temp file
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchSettings:
+    """What the downloader needs from the store's config."""
+
+    allow_private_networks: bool = False
+    address_policy: AddressPolicy | None = None
+    resolver: Resolver | None = None
+    user_agent: str | None = None
+    max_redirects: int = 5
+    ca_bundle: str | None = None
+    retries: int = 3
+    backoff_factor: float = 0.5
+
+
+# --- total deadline: a watchdog that shuts the socket down -------------------------------------
+_local = threading.local()
+
+
+class Deadline:
+    """Shuts down the sockets of one download when its time is up.
+
+    A per-read timeout alone cannot stop a server that drips one byte a second: each read
+    succeeds. The watchdog makes the blocked read fail at the deadline instead.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def attach(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+    def __enter__(self) -> Deadline:
+        _local.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        _local.deadline = None
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().request(*args, **kwargs)
+        deadline: Deadline | None = getattr(_local, "deadline", None)
+        if deadline is not None:
+            deadline.attach(self.sock)
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().request(*args, **kwargs)
+        deadline: Deadline | None = getattr(_local, "deadline", None)
+        if deadline is not None:
+            deadline.attach(self.sock)
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+# --- the guarded adapter -------------------------------------------------------------------------
+class GuardedAdapter(HTTPAdapter):
+    """An ``HTTPAdapter`` that refuses unsafe URLs and connects to the address it checked.
+
+    Overrides the documented subclass hooks only: ``build_connection_pool_key_attributes``
+    (check, resolve once, pin the address; SNI and certificate checks keep the host name),
+    ``add_headers`` (the Host header of every hop) and ``proxy_manager_for`` (no proxies).
+    """
+
+    def __init__(self, settings: FetchSettings, **kwargs: Any) -> None:
+        self._settings = settings
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        url = request.url or ""
+        target = check_url(url, allow_private=True, resolver=self._settings.resolver)
+        if not self._settings.allow_private_networks:
+            policy = self._settings.address_policy or refused_reason
+            for address in target.addresses:
+                reason = policy(ipaddress.ip_address(address))
+                if reason:
+                    raise BlockedURLError(url, f"{target.host} resolves to {address} ({reason})")
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert
+        )
+        address = target.addresses[0]
+        host_params["host"] = f"[{address}]" if ":" in address else address
+        if target.scheme == "https":
+            pool_kwargs["server_hostname"] = target.host
+            pool_kwargs["assert_hostname"] = target.host
+        # requests copies headers from hop to hop, so Host is rewritten on every request
+        default_port = 443 if target.scheme == "https" else 80
+        host = f"[{target.host}]" if ":" in target.host else target.host
+        request.headers["Host"] = host if target.port == default_port else f"{host}:{target.port}"
+        return host_params, pool_kwargs
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        raise BlockedURLError(proxy, "proxies are not used for downloads")
+
+
+def make_session(settings: FetchSettings) -> requests.Session:
+    """A session for one worker thread: guarded adapter, retries, no environment."""
+    session = requests.Session()
+    session.trust_env = False  # no proxies or .netrc credentials from the environment
+    session.max_redirects = settings.max_redirects
+    session.headers["User-Agent"] = settings.user_agent or DEFAULT_USER_AGENT
+    if settings.ca_bundle:
+        session.verify = settings.ca_bundle
+    retry = Retry(
+        total=settings.retries,
+        connect=settings.retries,
+        read=min(2, settings.retries),
+        status=settings.retries,
+        redirect=0,
+        backoff_factor=settings.backoff_factor,
+        backoff_jitter=0.3,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=frozenset({"GET", "HEAD"}),
+        raise_on_status=False,
+        respect_retry_after_header=True,
+        retry_after_max=RETRY_AFTER_MAX,
+    )
+    adapter = GuardedAdapter(settings, max_retries=retry, pool_connections=16, pool_maxsize=16)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A successful response whose body is about to be streamed."""
+
+    status: int
+    final_url: str
+    etag: str | None
+    last_modified: str | None
+    length: int | None
+    chunks: Iterator[bytes]
+
+
+@contextmanager
+def open_url(
+    session: requests.Session,
+    url: str,
+    *,
+    timeout: float,
+    deadline: float,
+    chunk_size: int,
+    validators: tuple[str | None, str | None] = (None, None),
+) -> Iterator[Response]:
+    """GET ``url`` and yield its response; the body streams as ``chunks``.
+
+    ``validators`` (ETag, Last-Modified) make the request conditional: a 304 is yielded with
+    status 304 and no body. Every failure is raised as a :class:`FetchError` subclass naming
+    the URL.
+    """
+    headers: dict[str, str] = {}
+    etag, last_modified = validators
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    connect_timeout = min(timeout, CONNECT_TIMEOUT_MAX)
+    with Deadline(deadline) as watchdog, _translate_errors(url, watchdog, timeout, deadline):
+        resp = session.get(url, headers=headers, stream=True, timeout=(connect_timeout, timeout))
+        try:
+            if resp.status_code == 304 and (etag or last_modified):
+                yield Response(304, resp.url, etag, last_modified, None, iter(()))
+                return
+            if resp.status_code != 200:
+                raise HTTPStatusError(url, resp.status_code, _status_reason(resp))
+            length = _content_length(resp)
+            yield Response(
+                status=200, final_url=resp.url, etag=resp.headers.get("ETag"),
+                last_modified=resp.headers.get("Last-Modified"), length=length,
+                chunks=_body(resp, url, length, chunk_size),
+            )  # fmt: skip
+        finally:
+            resp.close()
+
+
+def _status_reason(resp: requests.Response) -> str:
+    reason = f"HTTP {resp.status_code} {resp.reason or ''}".strip()
+    if resp.status_code in RETRY_STATUSES:
+        reason += " (after retries)"
+    return reason
+
+
+def _content_length(resp: requests.Response) -> int | None:
+    raw = resp.headers.get("Content-Length")
+    if raw is None or "Content-Encoding" in resp.headers:
+        return None  # the decoded size is what counts, and it is unknown up front
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+def _body(resp: requests.Response, url: str, length: int | None, chunk_size: int) -> Iterator[bytes]:
+    received = 0
+    for chunk in resp.iter_content(chunk_size):
+        received += len(chunk)
+        yield chunk
+    if length is not None and received < length:
+        raise TruncatedDownloadError(url, f"body ended after {received} of {length} bytes")
+
+
+@contextmanager
+def _translate_errors(url: str, watchdog: Deadline, timeout: float, deadline: float) -> Iterator[None]:
+    """requests/urllib3 exceptions become FetchError subclasses that name the URL."""
+    try:
+        yield
+    except FetchError:
+        raise
+    except requests.TooManyRedirects as exc:
+        raise TooManyRedirectsError(url, f"more than {exc.response and len(exc.response.history) or 'the allowed'} redirects") from exc
+    except (requests.Timeout, urllib3.exceptions.TimeoutError) as exc:
+        raise DownloadTimeoutError(url, f"no data for {timeout:g} s (read timeout)") from exc
+    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+            urllib3.exceptions.HTTPError, OSError) as exc:  # fmt: skip
+        if watchdog.expired:
+            raise DownloadTimeoutError(url, f"download exceeded its {deadline:g} s deadline") from exc
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError | urllib3.exceptions.ProtocolError):
+            raise TruncatedDownloadError(url, f"connection broke mid-body: {_root(exc)}") from exc
+        raise FetchConnectionError(url, f"connection failed: {_root(exc)}") from exc
+    except requests.RequestException as exc:
+        raise FetchError(url, f"request failed: {_root(exc)}") from exc
+
+
+def _root(exc: BaseException) -> str:
+    """The innermost cause's message: requests wraps urllib3 wraps socket errors."""
+    seen = exc
+    while True:
+        inner = seen.__cause__ or seen.__context__
+        if inner is None:
+            break
+        reason = getattr(seen, "reason", None)
+        seen = inner
+        if isinstance(reason, BaseException):
+            seen = reason
+    text = str(seen) or type(seen).__name__
+    return text[:300]
+
+
+def monotonic() -> float:
+    return time.monotonic()
