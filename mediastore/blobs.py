@@ -166,7 +166,7 @@ class LocalBlobStore:
             return None
 
     def open(self, kind: MediaKind, md5: str) -> BinaryIO:
-        return open(self.path(kind, md5), "rb", buffering=0)  # noqa: SIM115
+        return open(self.path(kind, md5), "rb", buffering=0)
 
     def delete(self, kind: MediaKind, md5: str) -> bool:
         path = self.path(kind, md5)

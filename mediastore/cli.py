@@ -36,7 +36,7 @@ class CommandError(click.ClickException):
 
     def __init__(self, exc: MediaStoreError) -> None:
         super().__init__(str(exc))
-        self.exit_code = exc.exit_code
+        self.exit_code = exc.exit_code  # type: ignore[misc]  # per instance, by design
 
 
 def _errors(func: F) -> F:

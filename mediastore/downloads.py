@@ -18,6 +18,7 @@ import requests
 
 from .catalog import UrlInfo
 from .errors import (
+    BlockedURLError,
     CorruptDownloadError,
     CorruptMediaError,
     DownloadTooLargeError,
@@ -31,6 +32,7 @@ from .errors import (
 )
 from .fetch import BODY_ATTEMPTS, FetchSettings, make_session, open_url
 from .ingest import Staged, stage
+from .netpolicy import ALLOWED_SCHEMES
 from .records import FetchResult, MediaRecord
 from .sniff import BY_EXTENSION, MediaKind
 
@@ -124,9 +126,9 @@ class Downloader:
         rec = self._store.get_by_url(url)
         if rec is None:
             return None
-        if not self._store.config.verify_on_access:
-            if self._store._blobs.size(_kind_of(rec), rec.md5) == rec.size:
-                return rec
+        quick = not self._store.config.verify_on_access
+        if quick and self._store._blobs.size(_kind_of(rec), rec.md5) == rec.size:
+            return rec
         report = self._store.verify(rec.md5)  # re-hash; quarantines or marks missing on failure
         if report.ok:
             return self._store.get_by_url(url)
@@ -197,7 +199,9 @@ class Downloader:
                 return FetchResult(url=url, error=exc)
             except Exception as exc:  # a bug must not stop the other URLs
                 log.exception("unexpected error fetching %s", url)
-                return FetchResult(url=url, error=FetchError(str(url), f"unexpected error: {exc!r}"))
+                return FetchResult(
+                    url=url, error=FetchError(str(url), f"unexpected error: {exc!r}")
+                )
             return FetchResult(url=url, record=rec, from_cache=from_cache)
 
         try:
@@ -237,6 +241,11 @@ def _kind_of(rec: MediaRecord) -> MediaKind:
 def _check_url_argument(url: str) -> None:
     if not isinstance(url, str) or not url.strip():
         raise InvalidInputError(f"url must be a non-empty string, got {url!r}")
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ALLOWED_SCHEMES:
+        raise BlockedURLError(
+            url, f"scheme {scheme or '(none)'!r} is not allowed (http and https only)"
+        )
 
 
 def _check_timeout(timeout: float) -> None:

@@ -5,13 +5,13 @@
     MediaStoreError                      exit_code 1
     ├── InvalidInputError (ValueError)   exit_code 2   a caller's argument is wrong
     │   └── InvalidMD5Error                            not 32 hex characters
-    ├── UnsupportedMediaError (ValueError) exit_code 3 content is not a supported image/video/PDF
+    ├── UnsupportedMediaError (ValueError) exit_code 3 not a supported image, video or PDF
     │   ├── ImageTooLargeError                         decompression bomb (pixel cap)
     │   └── FileTooLargeError                          more bytes than max_file_size
-    ├── CorruptMediaError                exit_code 4   content is damaged (unparseable, hash mismatch)
+    ├── CorruptMediaError                exit_code 4   damaged (unparseable, hash mismatch)
     ├── HashCollisionError               exit_code 4   same MD5, different SHA-256 or size
     ├── MediaNotFoundError (LookupError) exit_code 5   no such md5 / url in the catalog
-    ├── StorageError                     exit_code 6   writing or moving bytes failed (ENOSPC, fsync)
+    ├── StorageError                     exit_code 6   writing or moving bytes failed (ENOSPC)
     ├── CatalogError                     exit_code 7   the database failed or cannot be opened
     │   └── SchemaOutdatedError                        catalog not at the migrations' head
     └── FetchError                       exit_code 8   a download failed; .url, .reason

@@ -10,11 +10,11 @@ The body itself is handed to the store's single ingest path (:func:`mediastore.i
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -108,10 +108,8 @@ class Deadline:
 
 
 def _shutdown(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):  # already closed: nothing left to stop
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 class _WatchedHTTPConnection(HTTPConnection):
@@ -153,7 +151,10 @@ class GuardedAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _WatchedHTTPPool,
+            "https": _WatchedHTTPSPool,
+        }
 
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
@@ -165,7 +166,8 @@ class GuardedAdapter(HTTPAdapter):
             for address in target.addresses:
                 reason = policy(ipaddress.ip_address(address))
                 if reason:
-                    raise BlockedURLError(url, f"{target.host} resolves to {address} ({reason})")
+                    where = address if address == target.host else f"{target.host} ({address})"
+                    raise BlockedURLError(url, f"refused address {where}: {reason}")
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(
             request, verify, cert
         )
@@ -282,7 +284,9 @@ def _content_length(resp: requests.Response) -> int | None:
         return None
 
 
-def _body(resp: requests.Response, url: str, length: int | None, chunk_size: int) -> Iterator[bytes]:
+def _body(
+    resp: requests.Response, url: str, length: int | None, chunk_size: int
+) -> Iterator[bytes]:
     received = 0
     for chunk in resp.iter_content(chunk_size):
         received += len(chunk)
@@ -292,41 +296,70 @@ def _body(resp: requests.Response, url: str, length: int | None, chunk_size: int
 
 
 @contextmanager
-def _translate_errors(url: str, watchdog: Deadline, timeout: float, deadline: float) -> Iterator[None]:
+def _translate_errors(
+    url: str, watchdog: Deadline, timeout: float, deadline: float
+) -> Iterator[None]:
     """requests/urllib3 exceptions become FetchError subclasses that name the URL."""
     try:
         yield
     except FetchError:
         raise
-    except requests.TooManyRedirects as exc:
-        raise TooManyRedirectsError(url, f"more than {exc.response and len(exc.response.history) or 'the allowed'} redirects") from exc
-    except (requests.Timeout, urllib3.exceptions.TimeoutError) as exc:
-        raise DownloadTimeoutError(url, f"no data for {timeout:g} s (read timeout)") from exc
-    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-            urllib3.exceptions.HTTPError, OSError) as exc:  # fmt: skip
-        if watchdog.expired:
-            raise DownloadTimeoutError(url, f"download exceeded its {deadline:g} s deadline") from exc
-        if isinstance(exc, requests.exceptions.ChunkedEncodingError | urllib3.exceptions.ProtocolError):
-            raise TruncatedDownloadError(url, f"connection broke mid-body: {_root(exc)}") from exc
-        raise FetchConnectionError(url, f"connection failed: {_root(exc)}") from exc
-    except requests.RequestException as exc:
-        raise FetchError(url, f"request failed: {_root(exc)}") from exc
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _translate(url, exc, watchdog, timeout, deadline) from exc
 
 
-def _root(exc: BaseException) -> str:
-    """The innermost cause's message: requests wraps urllib3 wraps socket errors."""
-    seen = exc
-    while True:
-        inner = seen.__cause__ or seen.__context__
-        if inner is None:
-            break
-        reason = getattr(seen, "reason", None)
-        seen = inner
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and all it wraps (requests wraps urllib3 wraps socket errors: in args,
+    ``reason`` or ``__cause__``), outermost first."""
+    found: list[BaseException] = []
+    todo = [exc]
+    while todo and len(found) < 20:
+        cur = todo.pop(0)
+        if any(cur is f for f in found):
+            continue
+        found.append(cur)
+        todo.extend(a for a in cur.args if isinstance(a, BaseException))
+        reason = getattr(cur, "reason", None)
         if isinstance(reason, BaseException):
-            seen = reason
-    text = str(seen) or type(seen).__name__
-    return text[:300]
+            todo.append(reason)
+        todo.extend(e for e in (cur.__cause__, cur.__context__) if e is not None)
+    return found
 
 
-def monotonic() -> float:
-    return time.monotonic()
+def _max_redirects(exc: requests.TooManyRedirects) -> str:
+    hops = exc.response.history if exc.response is not None else []
+    return str(len(hops) - 1) if hops else "set by max_redirects"
+
+
+def _has(chain: list[BaseException], *types: type[BaseException]) -> bool:
+    return any(isinstance(e, types) for e in chain)
+
+
+def _translate(
+    url: str, exc: BaseException, watchdog: Deadline, timeout: float, deadline: float
+) -> FetchError:
+    chain = _chain(exc)
+    ours = next((e for e in chain if isinstance(e, FetchError)), None)
+    if ours is not None:  # raised in our adapter; requests wrapped it (in InvalidURL)
+        return ours
+    root = (str(chain[-1]) or type(chain[-1]).__name__)[:300]
+    if watchdog.expired:
+        return DownloadTimeoutError(url, f"download exceeded its {deadline:g} s deadline")
+    if isinstance(exc, requests.TooManyRedirects):
+        return TooManyRedirectsError(url, f"{root} (the limit is {_max_redirects(exc)})")
+    if _has(chain, requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
+        return DownloadTimeoutError(url, f"no data for {timeout:g} s (read timeout)")
+    if _has(chain, requests.exceptions.SSLError, urllib3.exceptions.SSLError):
+        return FetchConnectionError(url, f"TLS failed: {root}")
+    if isinstance(exc, requests.exceptions.ContentDecodingError):
+        return FetchError(url, f"content decoding failed: {root}")
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError | urllib3.exceptions.ProtocolError):
+        return TruncatedDownloadError(url, f"connection broke mid-body: {root}")
+    if isinstance(
+        exc,
+        requests.exceptions.InvalidURL
+        | requests.exceptions.MissingSchema
+        | requests.exceptions.InvalidSchema,
+    ):
+        return BlockedURLError(url, f"invalid URL: {root}")
+    return FetchConnectionError(url, f"connection failed: {root}")

@@ -19,7 +19,9 @@ def normalize_md5(value: str) -> str:
         InvalidMD5Error: anything but 32 hex characters (e.g. ``../../etc/passwd``).
     """
     if not isinstance(value, str):
-        raise InvalidMD5Error(f"md5 must be a string of 32 hex characters, got {type(value).__name__}")
+        raise InvalidMD5Error(
+            f"md5 must be a string of 32 hex characters, got {type(value).__name__}"
+        )
     lowered = value.strip().lower()
     if not _MD5_RE.fullmatch(lowered):
         raise InvalidMD5Error(f"not an md5 (32 hex characters): {value!r}")

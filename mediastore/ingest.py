@@ -83,7 +83,9 @@ def stage(
         kind: MediaKind | None = None
         for chunk in chunks:
             if digests.size + len(chunk) > max_size:
-                raise FileTooLargeError(f"content exceeds the maximum file size of {max_size} bytes")
+                raise FileTooLargeError(
+                    f"content exceeds the maximum file size of {max_size} bytes"
+                )
             if kind is None:
                 head += chunk[: HEAD_SIZE - len(head)]
                 if len(head) >= HEAD_SIZE:

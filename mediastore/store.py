@@ -25,10 +25,10 @@ from .hashing import md5_of_file, normalize_md5
 from .ingest import Chunks, Staged, bytes_chunks, file_chunks, read_chunks, stage
 from .records import (
     MEDIA_TYPES,
-    FetchResult,
     STATUS_CORRUPT,
     STATUS_MISSING,
     STATUS_OK,
+    FetchResult,
     MediaRecord,
     StoreStats,
     TypeStats,
@@ -101,7 +101,10 @@ class MediaStore:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -156,7 +159,7 @@ class MediaStore:
         if hasattr(stream, "readinto"):
             chunks: Chunks = read_chunks(stream)  # type: ignore[arg-type]
         elif hasattr(stream, "read"):
-            chunks = iter(lambda: stream.read(self.config.chunk_size), b"")  # type: ignore[union-attr]
+            chunks = iter(lambda: stream.read(self.config.chunk_size), b"")
         else:
             chunks = stream
         return self._ingest(chunks, url=url, mime_type=mime_type)
@@ -214,7 +217,9 @@ class MediaStore:
                 self._downloader = Downloader(self)
             return self._downloader
 
-    def fetch(self, url: str, *, timeout: float = DEFAULT_TIMEOUT, refresh: bool = False) -> MediaRecord:
+    def fetch(
+        self, url: str, *, timeout: float = DEFAULT_TIMEOUT, refresh: bool = False
+    ) -> MediaRecord:
         """The media at ``url``: from the store when present and intact, else downloaded.
 
         A cached file is checked first (re-hashed, or only its size with

@@ -141,7 +141,9 @@ def test_alembic_command_line_from_repo_root(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'deploy.sqlite3'}"
     env = {**os.environ, "MEDIASTORE_DB_URL": url}
     alembic = [sys.executable, "-m", "alembic"]
-    subprocess.run([*alembic, "upgrade", "head"], cwd=REPO, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [*alembic, "upgrade", "head"], cwd=REPO, env=env, check=True, capture_output=True
+    )
     check = subprocess.run([*alembic, "check"], cwd=REPO, env=env, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     with MediaStore(tmp_path, db_url=url) as store:

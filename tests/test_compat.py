@@ -73,7 +73,13 @@ def test_cache_path_bad_inputs(default: MediaStore) -> None:
 
 @pytest.mark.parametrize(
     ("size", "text"),
-    [(0, "0 B"), (512, "512 B"), (1536, "1.5 KB"), (5 * 1024**2, "5.0 MB"), (3 * 1024**4, "3.0 TB")],
+    [
+        (0, "0 B"),
+        (512, "512 B"),
+        (1536, "1.5 KB"),
+        (5 * 1024**2, "5.0 MB"),
+        (3 * 1024**4, "3.0 TB"),
+    ],
 )
 def test_format_size(size: int, text: str) -> None:
     """format_size renders bytes in powers of 1024."""

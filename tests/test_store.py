@@ -24,7 +24,6 @@ from mediastore import (
     MediaStore,
     MediaStoreError,
     StorageError,
-    UnsupportedMediaError,
 )
 from mediastore import testing as t
 from mediastore.catalog import Catalog

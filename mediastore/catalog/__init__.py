@@ -3,5 +3,12 @@
 from .queries import Catalog, MediaRow, NewMedia, UrlInfo, check_same_content
 from .schema import SCHEMA_UPGRADE_HINT, migrations_dir
 
-__all__ = ["SCHEMA_UPGRADE_HINT", "Catalog", "MediaRow", "NewMedia", "UrlInfo",
-    "check_same_content", "migrations_dir"]
+__all__ = [
+    "SCHEMA_UPGRADE_HINT",
+    "Catalog",
+    "MediaRow",
+    "NewMedia",
+    "UrlInfo",
+    "check_same_content",
+    "migrations_dir",
+]

@@ -32,9 +32,7 @@ def make_engine(url: str, *, busy_timeout: float) -> Engine:
     if path is None:
         return create_engine(url, pool_pre_ping=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(
-        url, connect_args={"timeout": busy_timeout, "check_same_thread": False}
-    )
+    engine = create_engine(url, connect_args={"timeout": busy_timeout, "check_same_thread": False})
     timeout_ms = int(busy_timeout * 1000)
 
     @event.listens_for(engine, "connect")

@@ -7,9 +7,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack, cast
 
-from sqlalchemy import Connection, Engine, Row, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Row, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -21,8 +21,8 @@ from .schema import ensure_schema
 
 log = logging.getLogger(__name__)
 
-_media = Media.__table__
-_urls = MediaUrl.__table__
+_media = cast(Table, Media.__table__)
+_urls = cast(Table, MediaUrl.__table__)
 _MEDIA_COLS = (
     _media.c.md5, _media.c.sha256, _media.c.media_type, _media.c.mime_type, _media.c.extension,
     _media.c.size, _media.c.width, _media.c.height, _media.c.created_at,
@@ -71,8 +71,8 @@ class UrlInfo:
     last_modified: str | None = None
 
 
-def _row(row: Row[Any]) -> MediaRow:
-    return MediaRow(*row)
+def _row(row: Row[Any, Unpack[tuple[Any, ...]]]) -> MediaRow:
+    return MediaRow(**row._asdict())
 
 
 # Statements built once; SQLAlchemy caches their compiled form.
@@ -153,7 +153,9 @@ class Catalog:
         stmt = select(_media.c.md5).order_by(_media.c.last_verified_at, _media.c.md5)
         if verified_before is not None:
             stmt = stmt.where(
-                or_(_media.c.last_verified_at.is_(None), _media.c.last_verified_at < verified_before)
+                or_(
+                    _media.c.last_verified_at.is_(None), _media.c.last_verified_at < verified_before
+                )
             )
         if limit is not None:
             stmt = stmt.limit(limit)
@@ -227,7 +229,9 @@ class Catalog:
     # --- reports -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Raw figures for :class:`~mediastore.records.StoreStats`, from indexed queries."""
-        per_type = select(_media.c.media_type, func.count(), func.coalesce(func.sum(_media.c.size), 0))
+        per_type = select(
+            _media.c.media_type, func.count(), func.coalesce(func.sum(_media.c.size), 0)
+        )
         shared = (
             select(_urls.c.md5, (func.count() - 1).label("extra"))
             .group_by(_urls.c.md5)

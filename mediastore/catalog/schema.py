@@ -21,7 +21,7 @@ SCHEMA_UPGRADE_HINT = "run `mediastore db upgrade` (or `alembic upgrade head` fr
 
 
 def migrations_dir() -> Path:
-    """The migrations directory: the repo's ``migrations/``, installed as ``mediastore._migrations``."""
+    """The migrations: the repo's ``migrations/``, installed as ``mediastore._migrations``."""
     checkout = Path(__file__).resolve().parents[2] / "migrations"
     if (checkout / "env.py").is_file():
         return checkout
