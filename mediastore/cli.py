@@ -10,8 +10,10 @@ import functools
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -172,6 +174,86 @@ def _show_record(rec: MediaRecord, urls: list[str] | None = None) -> None:
         click.echo(f"{key:<11}{value}")
     for url in urls or []:
         click.echo(f"{'url':<11}{url}")
+
+
+def _read_url_file(source: str) -> list[str]:
+    """URLs from a file (or ``-`` for stdin), one per line; blanks and ``#`` comments skipped."""
+    stream = click.open_file(source, "r", encoding="utf-8")
+    with stream:
+        return [ln.strip() for ln in stream if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+@main.command()
+@click.argument("urls", nargs=-1)
+@click.option(
+    "--from-file",
+    "from_file",
+    metavar="FILE",
+    help="Read URLs from FILE, one per line ('-': stdin).",
+)
+@click.option("--workers", default=5, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--per-host", type=click.IntRange(1, 256), default=None,
+    help="Concurrent requests to one host [default: 4].",
+)  # fmt: skip
+@click.option(
+    "--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a read (or connect) may wait.",
+)  # fmt: skip
+@click.option(
+    "--allow-private", is_flag=True,
+    help="Allow private, loopback and link-local addresses (intranets only).",
+)  # fmt: skip
+@json_option
+@click.pass_context
+@_errors
+def fetch(
+    ctx: click.Context, urls: tuple[str, ...], from_file: str | None, workers: int,
+    per_host: int | None, timeout: float, allow_private: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Download URLs into the store (cached ones are checked, not downloaded again).
+
+    Prints a summary and one line per failure; exits 1 if any URL failed.
+    """
+    wanted = list(urls) + (_read_url_file(from_file) if from_file else [])
+    if not wanted:
+        raise click.UsageError("give URLs as arguments or with --from-file")
+    cfg = replace(
+        _config(ctx), allow_private_networks=allow_private or _config(ctx).allow_private_networks
+    )
+    started = time.monotonic()
+    with MediaStore(config=cfg) as store, _progress(None, "url", "fetching") as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        results = store.fetch_many(
+            wanted, max_workers=workers, timeout=timeout, progress=progress, per_host=per_host
+        )
+    elapsed = time.monotonic() - started
+    failed = [r for r in results if not r.ok]
+    distinct = {r.url: r for r in results}.values()
+    fetched = [r for r in distinct if r.ok and not r.from_cache]
+    summary = {
+        "urls": len(results),
+        "fetched": len(fetched),
+        "cached": sum(1 for r in distinct if r.ok and r.from_cache),
+        "failed": len({r.url for r in failed}),
+        "bytes": sum(r.record.size for r in fetched if r.record),
+        "seconds": round(elapsed, 3),
+    }
+    if as_json:
+        _emit_json({"summary": summary, "results": [r.to_dict() for r in results]})
+    else:
+        click.echo(
+            f"fetched {summary['fetched']}, already cached {summary['cached']}, "
+            f"failed {summary['failed']}; {format_size(summary['bytes'])} in {elapsed:.1f} s"
+        )
+    for r in {r.url: r for r in failed}.values():
+        click.echo(f"failed: {r.url}: {getattr(r.error, 'reason', r.error)}", err=True)
+    if failed:
+        ctx.exit(1)
 
 
 @main.command()

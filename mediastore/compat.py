@@ -42,6 +42,45 @@ def set_default_store(store: MediaStore | None) -> None:
         _default = store
 
 
+def download_and_cache_media(
+    url: str, media_type: str | None = None, timeout: float = 30
+) -> dict[str, Any]:
+    """Download ``url`` into the default store (or return it from there) as the seed's dict.
+
+    ``media_type`` is accepted for compatibility and ignored: the content decides the type.
+
+    Raises:
+        FetchError: the download failed (a subclass says why), nothing stored.
+    """
+    if media_type is not None:
+        log.debug("media_type=%r ignored for %s: the content decides", media_type, url)
+    return default_store().fetch(url, timeout=timeout).to_dict()
+
+
+def download_multiple_media(
+    urls: list[str], max_workers: int = 5, timeout: float = 30
+) -> list[dict[str, Any]]:
+    """Download many URLs in parallel; the seed's dicts of the ones that succeeded, in order.
+
+    Failures are logged (``mediastore`` logger) and left out, as the seed did; use
+    :meth:`MediaStore.fetch_many` to get them.
+    """
+    results = default_store().fetch_many(urls, max_workers=max_workers, timeout=timeout)
+    out: list[dict[str, Any]] = []
+    for result in results:
+        if result.record is None:
+            log.warning("download failed: %s", result.error)
+        else:
+            out.append({**result.record.to_dict(), "url": result.url})
+    return out
+
+
+def find_cached_by_url(url: str) -> dict[str, Any] | None:
+    """The seed's dict for a URL already in the store (no download), else None."""
+    rec = default_store().get_by_url(url)
+    return rec.to_dict() if rec else None
+
+
 def calculate_md5(file_path: str | Path) -> str:
     """MD5 hex digest of a file's content."""
     path = Path(file_path)
@@ -127,7 +166,10 @@ __all__ = [
     "calculate_md5_from_bytes",
     "default_store",
     "detect_media_type",
+    "download_and_cache_media",
+    "download_multiple_media",
     "find_cached_by_md5",
+    "find_cached_by_url",
     "format_size",
     "get_cache_stats",
     "get_image_dimensions",
