@@ -89,7 +89,7 @@ def test_fetch_needs_urls_and_sane_options(tmp_path: Path) -> None:
 
 
 def test_seed_download_wrappers(tmp_path: Path, served: dict[str, str]) -> None:
-    """download_and_cache_media, download_multiple_media and find_cached_by_url keep the seed's shapes."""
+    """The seed's download wrappers return its dict shapes."""
     mediastore.set_default_store(MediaStore(tmp_path, allow_private_networks=True))
     one = mediastore.download_and_cache_media(served["a.jpg"], media_type="image")
     assert {
