@@ -8,6 +8,7 @@ worst an orphan temp file. The catalog row is committed by the caller only after
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -67,6 +68,7 @@ class LocalTemp:
     """An open temp file in the store's ``tmp/`` directory, written with unbuffered os.write."""
 
     def __init__(self, directory: Path) -> None:
+        self.written = 0
         self.path = directory / f"{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
         try:
             self._fd: int | None = os.open(
@@ -80,9 +82,22 @@ class LocalTemp:
         view = memoryview(data)
         try:
             while view:
-                view = view[os.write(self._fd, view) :]
+                n = os.write(self._fd, view)
+                self.written += n
+                view = view[n:]
         except OSError as exc:
             raise _storage_error("writing", self.path, exc) from exc
+
+    def start_writeback(self, offset: int, length: int) -> None:
+        """Ask the kernel to write a range out now (asynchronously) and drop it from the cache.
+
+        Spreading writeback over the copy leaves little for the final fsync, and keeps a large
+        ingest from filling the page cache with dirty pages. Best effort: errors surface at
+        fsync, which is checked.
+        """
+        if self._fd is not None and hasattr(os, "posix_fadvise"):
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(self._fd, offset, length, os.POSIX_FADV_DONTNEED)
 
     def sync(self) -> None:
         """fsync the data; a failure is final (the page cache state is unknown after it)."""

@@ -31,17 +31,20 @@ def normalize_md5(value: str) -> str:
 class Digests:
     """MD5 and SHA-256 of one stream, fed chunk by chunk."""
 
-    __slots__ = ("_md5", "_sha256", "size")
+    __slots__ = ("_md5", "_sha256", "md5_update", "sha256_update", "size")
 
     def __init__(self) -> None:
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._sha256 = hashlib.sha256()
+        # the two updates may run on different threads (see ingest); size is kept by the caller
+        self.md5_update = self._md5.update
+        self.sha256_update = self._sha256.update
         self.size = 0
 
     def update(self, chunk: bytes | memoryview) -> None:
-        """Feed the next chunk."""
-        self._md5.update(chunk)
-        self._sha256.update(chunk)
+        """Feed the next chunk to both hashes."""
+        self.md5_update(chunk)
+        self.sha256_update(chunk)
         self.size += len(chunk)
 
     @property

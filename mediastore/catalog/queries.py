@@ -7,9 +7,21 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Unpack, cast
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Row, Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -71,7 +83,7 @@ class UrlInfo:
     last_modified: str | None = None
 
 
-def _row(row: Row[Any, Unpack[tuple[Any, ...]]]) -> MediaRow:
+def _row(row: Row[Any, *tuple[Any, ...]]) -> MediaRow:
     return MediaRow(**row._asdict())
 
 
