@@ -16,6 +16,7 @@ from .catalog import Catalog, MediaRow, NewMedia, UrlInfo, check_same_content
 from .config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig
 from .downloads import Downloader
 from .errors import (
+    FileTooLargeError,
     InvalidInputError,
     MediaNotFoundError,
     MediaStoreError,
@@ -127,6 +128,11 @@ class MediaStore:
             raise InvalidInputError(f"no such file: {src}")
         if not src.is_file():
             raise InvalidInputError(f"not a regular file: {src}")
+        if src.stat().st_size > self.config.max_file_size:  # refuse before reading it all
+            raise FileTooLargeError(
+                f"{src}: {src.stat().st_size} bytes exceeds the maximum file size of "
+                f"{self.config.max_file_size} bytes"
+            )
         try:
             return self._ingest(file_chunks(src), url=url, mime_type=mime_type)
         except OSError as exc:

@@ -185,6 +185,10 @@ def test_max_file_size_enforced_while_streaming(tmp_path: Path) -> None:
             small.add_bytes(t.mp4_bytes(5000))
         _assert_nothing_stored(small)
         assert small.add_bytes(t.mp4_bytes(100)).size < 1000
+        big = tmp_path / "big.mp4"
+        big.write_bytes(t.mp4_bytes(5000))
+        with pytest.raises(FileTooLargeError, match=str(big)):
+            small.add_file(big)
 
 
 def test_failure_between_file_and_commit_leaves_nothing(
