@@ -13,7 +13,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from mediastore.catalog.engine import WRITE, make_engine
+from mediastore.catalog.engine import WRITE, foreign_keys_off, make_engine
 from mediastore.catalog.models import Base
 from mediastore.config import DEFAULT_BUSY_TIMEOUT, DEFAULT_ROOT, default_db_url
 
@@ -58,10 +58,13 @@ def run_migrations_online() -> None:
         return
     engine = make_engine(_db_url(), busy_timeout=DEFAULT_BUSY_TIMEOUT)
     try:
-        with engine.connect().execution_options(**WRITE) as conn:
+        with (
+            engine.connect() as conn,
+            foreign_keys_off(conn),
+            conn.execution_options(**WRITE).begin(),
+        ):
             _configure(conn)
-            with context.begin_transaction():
-                context.run_migrations()
+            context.run_migrations()
     finally:
         engine.dispose()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
 from sqlalchemy import inspect, text
 
 from mediastore import CatalogError, MediaStore, SchemaOutdatedError
@@ -18,8 +20,15 @@ from mediastore import testing as t
 from mediastore.catalog import schema
 from mediastore.catalog.engine import make_engine
 from mediastore.catalog.models import Base
+from mediastore.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _dump(db: Path) -> list[str]:
+    """The database's schema and rows as SQL text (independent of WAL checkpoints)."""
+    with sqlite3.connect(db) as conn:
+        return list(conn.iterdump())
 
 
 def test_new_catalog_is_at_head_and_matches_models(tmp_path: Path) -> None:
@@ -67,12 +76,11 @@ def test_outdated_catalog_is_refused_and_left_alone(
 ) -> None:
     """A catalog behind head is refused with the command to run, and not altered."""
     MediaStore(tmp_path).close()
-    db = tmp_path / "catalog.sqlite3"
-    before = db.read_bytes()
+    before = _dump(tmp_path / "catalog.sqlite3")
     monkeypatch.setattr(schema, "head_revisions", lambda: {"0999"})
     with pytest.raises(SchemaOutdatedError, match="mediastore db upgrade"):
         MediaStore(tmp_path)
-    assert db.read_bytes() == before
+    assert _dump(tmp_path / "catalog.sqlite3") == before
 
 
 def test_catalog_from_a_newer_mediastore_is_refused(tmp_path: Path) -> None:
@@ -120,20 +128,93 @@ def test_locked_catalog_times_out_with_a_clear_error(tmp_path: Path) -> None:
         blocker.close()
 
 
+def _revisions() -> list[str]:
+    """Every revision, oldest first."""
+    script = schema.ScriptDirectory.from_config(schema.alembic_config())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
 def test_downgrade_and_upgrade_round_trip(tmp_path: Path) -> None:
-    """Every revision downgrades to base and upgrades back to head."""
+    """Each revision upgrades and downgrades one step at a time, with data in the catalog."""
     from alembic import command
 
-    url = f"sqlite:///{tmp_path / 'c.sqlite3'}"
+    url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
     cfg = schema.alembic_config(url)
-    command.upgrade(cfg, "head")
+    revisions = _revisions()
+    assert revisions[:2] == ["0001", "0002"]
+    with MediaStore(tmp_path) as store:
+        rec = store.add_bytes(t.image_bytes(), url="https://x.test/keep")
+    for rev in reversed(revisions[:-1]):
+        command.downgrade(cfg, rev)
     command.downgrade(cfg, "base")
     engine = make_engine(url, busy_timeout=1)
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     engine.dispose()
-    command.upgrade(cfg, "head")
-    with MediaStore(tmp_path, db_url=url) as store:
-        assert store.add_bytes(t.image_bytes()).size > 0
+    for rev in revisions:
+        command.upgrade(cfg, rev)
+    with MediaStore(tmp_path) as store:
+        assert store.add_bytes(t.image_bytes()).md5 == rec.md5
+        with store._catalog.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        assert diff == []
+
+
+def _catalog_at_0001_with_data(tmp_path: Path) -> str:
+    """A catalog migrated to 0001 only, holding two media and three URLs (written by SQL)."""
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+    command.upgrade(schema.alembic_config(url), "0001")
+    with sqlite3.connect(tmp_path / "catalog.sqlite3") as conn:
+        for md5, size in (("a" * 32, 10), ("b" * 32, 20)):
+            conn.execute(
+                "INSERT INTO media (md5, sha256, media_type, mime_type, extension, size, "
+                "created_at, status) VALUES (?, ?, 'image', 'image/png', 'png', ?, "
+                "'2026-01-01 00:00:00', 'ok')",
+                (md5, "0" * 64, size),
+            )
+        for url_text, md5 in (
+            ("https://x.test/1", "a"),
+            ("https://x.test/2", "a"),
+            ("https://x.test/3", "b"),
+        ):
+            conn.execute(
+                "INSERT INTO media_urls (url, md5, first_seen_at, etag) "
+                "VALUES (?, ?, '2026-01-02 00:00:00', 'W/\"e\"')",
+                (url_text, md5 * 32),
+            )
+    return url
+
+
+def test_upgrade_0001_to_0002_keeps_data(tmp_path: Path) -> None:
+    """Upgrading a 0001 catalog that holds data keeps every row and backfills url_md5."""
+    from alembic import command
+
+    url = _catalog_at_0001_with_data(tmp_path)
+    command.upgrade(schema.alembic_config(url), "0002")
+    with sqlite3.connect(tmp_path / "catalog.sqlite3") as conn:
+        assert conn.execute("SELECT count(*), sum(size) FROM media").fetchone() == (2, 30)
+        rows = conn.execute(
+            "SELECT url, url_md5, source, md5, etag FROM media_urls ORDER BY id"
+        ).fetchall()
+    assert [r[0] for r in rows] == ["https://x.test/1", "https://x.test/2", "https://x.test/3"]
+    assert all(r[1] == hashlib.md5(r[0].encode()).hexdigest() for r in rows)
+    assert {r[2] for r in rows} == {"url"} and rows[2][3] == "b" * 32
+    assert rows[0][4] == 'W/"e"'
+
+
+def test_store_refuses_0001_until_upgraded(tmp_path: Path) -> None:
+    """A catalog at 0001 is refused, unchanged, naming the command; it works after upgrade."""
+    _catalog_at_0001_with_data(tmp_path)
+    before = _dump(tmp_path / "catalog.sqlite3")
+    with pytest.raises(SchemaOutdatedError, match="mediastore db upgrade") as info:
+        MediaStore(tmp_path)
+    assert "0001" in str(info.value)
+    assert _dump(tmp_path / "catalog.sqlite3") == before
+    result = CliRunner().invoke(cli_main, ["--root", str(tmp_path), "db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    with MediaStore(tmp_path) as store:
+        assert store.urls_for("a" * 32) == ["https://x.test/1", "https://x.test/2"]
 
 
 def test_alembic_command_line_from_repo_root(tmp_path: Path) -> None:
@@ -150,5 +231,6 @@ def test_alembic_command_line_from_repo_root(tmp_path: Path) -> None:
         assert store.stats().total_files == 0
     engine = make_engine(url, busy_timeout=1)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    assert {version} == schema.head_revisions()
     engine.dispose()

@@ -1,6 +1,6 @@
 """The SQL catalog: tables (models), engine set-up, schema checks and the queries the store runs."""
 
-from .queries import Catalog, MediaRow, NewMedia, UrlInfo, check_same_content
+from .queries import Catalog, MediaRow, NewMedia, UrlInfo, check_same_content, url_md5
 from .schema import SCHEMA_UPGRADE_HINT, migrations_dir
 
 __all__ = [
@@ -11,4 +11,5 @@ __all__ = [
     "UrlInfo",
     "check_same_content",
     "migrations_dir",
+    "url_md5",
 ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +59,26 @@ def make_engine(url: str, *, busy_timeout: float) -> Engine:
             conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+@contextmanager
+def foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """Run a migration with SQLite's foreign keys off, then check they still hold.
+
+    Alembic's batch mode rebuilds a table by copy, drop and rename; with foreign keys on,
+    the drop would cascade. The pragma only works outside a transaction, so it is set on the
+    driver connection before anything begins.
+    """
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    driver.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+        broken = driver.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"foreign keys broken after migration: {broken[:5]}")
+    finally:
+        driver.execute("PRAGMA foreign_keys = ON")

@@ -81,13 +81,23 @@ class Media(Base):
     )
 
 
+URL_SOURCES = ("url", "legacy")
+
+
 class MediaUrl(Base):
-    """A URL the content was fetched from or recorded with; many URLs may share one md5."""
+    """A URL the content was fetched from or recorded with; many URLs may share one md5.
+
+    A row imported from the legacy cache knows only the MD5 of its URL (the legacy file's
+    name): ``url`` is NULL until a lookup by that URL fills it in (revision 0002).
+    """
 
     __tablename__ = "media_urls"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    url: Mapped[str] = mapped_column(Text, unique=True)
+    url: Mapped[str | None] = mapped_column(Text, unique=True)
+    # lowercase hex MD5 of the URL: the legacy cache's file name, and a compact lookup key
+    url_md5: Mapped[str] = mapped_column(String(32), unique=True)
+    source: Mapped[str] = mapped_column(String(16), server_default="url")
     md5: Mapped[str] = mapped_column(
         String(32), ForeignKey("media.md5", ondelete="CASCADE"), index=True
     )
@@ -96,3 +106,8 @@ class MediaUrl(Base):
     # HTTP validators from the last download, for conditional revalidation
     etag: Mapped[str | None] = mapped_column(String(512))
     last_modified: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        CheckConstraint("source IN ('url', 'legacy')", name="source_known"),
+        CheckConstraint("url IS NOT NULL OR source = 'legacy'", name="url_or_legacy"),
+    )

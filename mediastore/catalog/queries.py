@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -75,12 +76,31 @@ class NewMedia:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UrlInfo:
-    """A URL to record against content, with the HTTP validators of its download."""
+    """A URL to record against content, with the HTTP validators of its download.
 
-    url: str
+    A legacy import knows only the URL's MD5: ``url`` is None and ``url_md5`` is given.
+    """
+
+    url: str | None
+    url_md5: str = ""
     fetched_at: datetime | None = None
     etag: str | None = None
     last_modified: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.url_md5:
+            if self.url is None:
+                raise ValueError("UrlInfo needs a url or a url_md5")
+            object.__setattr__(self, "url_md5", url_md5(self.url))
+
+    @property
+    def source(self) -> str:
+        return "url" if self.url is not None else "legacy"
+
+
+def url_md5(url: str) -> str:
+    """The MD5 of a URL's UTF-8 bytes: the legacy cache's file name for it."""
+    return hashlib.md5(url.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
 def _row(row: Row[Any, *tuple[Any, ...]]) -> MediaRow:
@@ -94,8 +114,19 @@ _BY_URL = (
     .join_from(_urls, _media, _urls.c.md5 == _media.c.md5)
     .where(_urls.c.url == bindparam("url"))
 )
-_URLS_FOR = select(_urls.c.url).where(_urls.c.md5 == bindparam("md5")).order_by(_urls.c.id)
-_URL_ROW = select(_urls.c.id, _urls.c.md5).where(_urls.c.url == bindparam("url"))
+_BY_LEGACY_KEY = (
+    select(*_MEDIA_COLS)
+    .join_from(_urls, _media, _urls.c.md5 == _media.c.md5)
+    .where(_urls.c.url_md5 == bindparam("url_md5"), _urls.c.url.is_(None))
+)
+_URLS_FOR = (
+    select(_urls.c.url)
+    .where(_urls.c.md5 == bindparam("md5"), _urls.c.url.is_not(None))
+    .order_by(_urls.c.id)
+)
+_URL_ROW = select(_urls.c.id, _urls.c.md5, _urls.c.url).where(
+    _urls.c.url_md5 == bindparam("url_md5")
+)
 _INSERT_MEDIA = insert(_media)
 _INSERT_URL = insert(_urls)
 
@@ -146,6 +177,27 @@ class Catalog:
         with self._read() as conn:
             row = conn.execute(_BY_URL, {"url": url}).first()
         return _row(row) if row else None
+
+    def by_legacy_key(self, key: str) -> MediaRow | None:
+        """The media of a legacy-imported URL hash whose URL is not known yet."""
+        with self._read() as conn:
+            row = conn.execute(_BY_LEGACY_KEY, {"url_md5": key}).first()
+        return _row(row) if row else None
+
+    def has_url_key(self, key: str) -> bool:
+        """True if a URL (or legacy file) with this URL hash is recorded."""
+        with self._read() as conn:
+            return conn.execute(_URL_ROW, {"url_md5": key}).first() is not None
+
+    def claim_legacy_url(self, key: str, url: str) -> None:
+        """Fill in the URL of a legacy row now that a lookup named it."""
+        stmt = (
+            update(_urls)
+            .where(_urls.c.url_md5 == key, _urls.c.url.is_(None))
+            .values(url=url, source="legacy")
+        )
+        with self._write() as conn:
+            conn.execute(stmt)
 
     def urls_for(self, md5: str) -> list[str]:
         with self._read() as conn:
@@ -198,18 +250,20 @@ class Catalog:
         return _row(row)
 
     def _upsert_url(self, conn: Connection, md5: str, info: UrlInfo, now: datetime) -> None:
-        found = conn.execute(_URL_ROW, {"url": info.url}).first()
+        found = conn.execute(_URL_ROW, {"url_md5": info.url_md5}).first()
         if found is None:
             conn.execute(
                 _INSERT_URL,
                 {
-                    "url": info.url, "md5": md5, "first_seen_at": now,
-                    "last_fetched_at": info.fetched_at, "etag": info.etag,
-                    "last_modified": info.last_modified,
+                    "url": info.url, "url_md5": info.url_md5, "source": info.source,
+                    "md5": md5, "first_seen_at": now, "last_fetched_at": info.fetched_at,
+                    "etag": info.etag, "last_modified": info.last_modified,
                 },
             )  # fmt: skip
             return
         values: dict[str, Any] = {"md5": md5}
+        if found.url is None and info.url is not None:
+            values["url"] = info.url
         if info.fetched_at is not None:  # a download: its validators replace the old ones
             values.update(
                 last_fetched_at=info.fetched_at, etag=info.etag, last_modified=info.last_modified

@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 
 from ..errors import SchemaOutdatedError
-from .engine import WRITE
+from .engine import WRITE, foreign_keys_off
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,11 @@ def current_revisions(engine: Engine) -> set[str]:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Run the migrations up to ``revision`` on ``engine``, under the write lock."""
     cfg = alembic_config()
-    with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+    with (
+        engine.connect() as conn,
+        foreign_keys_off(conn),
+        conn.execution_options(**WRITE).begin(),
+    ):
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
