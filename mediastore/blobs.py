@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import uuid
@@ -76,6 +77,8 @@ class LocalTemp:
             )
         except OSError as exc:
             raise _storage_error("creating", self.path, exc) from exc
+        # held while the file is being written: gc removes only temp files nobody holds
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
 
     def write(self, data: bytes | memoryview) -> None:
         assert self._fd is not None, "write after close"
@@ -197,19 +200,51 @@ class LocalBlobStore:
     def quarantine(self, kind: MediaKind, md5: str) -> Path | None:
         """Move a damaged file out of ``media/`` (never deleted); None if it was not there."""
         src = self.path(kind, md5)
+        return self.quarantine_file(src) if src.exists() else None
+
+    def abandoned_temp_files(self, *, remove: bool) -> list[Path]:
+        """Temp files no writer holds (left by a crash); removed when ``remove`` is true.
+
+        A live ingest holds an exclusive flock on its temp file, so a file whose lock can be
+        taken belongs to nobody; the lock is kept while it is unlinked.
+        """
+        found: list[Path] = []
+        for path in sorted(self.tmp_dir.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}")):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # finished meanwhile
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue  # being written right now
+            try:
+                if remove:
+                    path.unlink(missing_ok=True)
+                found.append(path)
+            finally:
+                os.close(fd)
+        return found
+
+    def walk(self) -> Iterator[Path]:
+        """Every file under the typed media directories."""
+        for media_type in MEDIA_TYPES:
+            directory = self.media_dir / f"{media_type}s"
+            if directory.is_dir():
+                yield from sorted(p for p in directory.iterdir() if p.is_file())
+
+    def quarantine_file(self, path: Path) -> Path:
+        """Move any file of the store (a misnamed one) to quarantine; never deleted."""
         self._ensure_dir(self.quarantine_dir)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        dest = self.quarantine_dir / f"{md5}.{stamp}.{kind.extension}"
+        dest = self.quarantine_dir / f"{path.stem}.{stamp}{path.suffix}"
         try:
-            os.replace(src, dest)
+            os.replace(path, dest)
         except FileNotFoundError:
-            return None
+            raise
         except OSError as exc:
-            raise _storage_error("quarantining", src, exc) from exc
-        fsync_dir(src.parent)
+            raise _storage_error("quarantining", path, exc) from exc
+        fsync_dir(path.parent)
         fsync_dir(dest.parent)
         return dest
-
-    def temp_files(self) -> Iterator[Path]:
-        """Temp files in ``tmp/``: leftovers of crashed writes when no ingest is running."""
-        yield from self.tmp_dir.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}")

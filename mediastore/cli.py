@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -311,20 +313,66 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"oldest verification: {oldest}; never verified: {st.unverified}")
 
 
-@main.command()
-@click.argument("md5s", nargs=-1)
-@json_option
-@click.pass_context
-@_errors
-def verify(ctx: click.Context, md5s: tuple[str, ...], as_json: bool) -> None:
-    """Re-hash stored files (all when no MD5 is given). Exits 1 if any is missing or corrupt."""
-    with _store(ctx) as store, _progress(None, "file", "verifying") as bar:
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class Duration(click.ParamType):
+    """A period like ``90s``, ``30m``, ``12h``, ``7d`` or ``2w``."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, timedelta):
+            return value
+        match = _DURATION.fullmatch(str(value).strip().lower())
+        if not match:
+            self.fail(f"{value!r} is not a duration like 90s, 30m, 12h, 7d or 2w", param, ctx)
+        return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+
+
+@contextmanager
+def _bar_progress(desc: str, unit: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress callback (done, total) drawing one bar on stderr."""
+    with _progress(None, unit, desc) as bar:
 
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        report = store.verify(list(md5s) if md5s else None, progress=progress)
+        yield progress
+
+
+@main.command()
+@click.argument("md5s", nargs=-1)
+@click.option("--older-than", type=Duration(), help="Only files not verified within this period.")
+@click.option("--limit", type=click.IntRange(min=0), help="Verify at most this many files.")
+@click.option(
+    "--repair", is_flag=True, help="Download missing/corrupt files again from their URLs."
+)
+@click.option(
+    "--allow-private", is_flag=True, help="Repairs may reach private addresses (intranets)."
+)
+@json_option
+@click.pass_context
+@_errors
+def verify(
+    ctx: click.Context, md5s: tuple[str, ...], older_than: timedelta | None,
+    limit: int | None, repair: bool, allow_private: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Re-hash stored files (all when no MD5 is given). Exits 1 if any is missing or corrupt.
+
+    With --repair, exits 1 only if some file could not be repaired.
+    """
+    if md5s and (older_than or limit is not None):
+        raise click.UsageError("--older-than/--limit select files: give them or MD5s, not both")
+    cfg = _config(ctx)
+    cfg = replace(cfg, allow_private_networks=allow_private or cfg.allow_private_networks)
+    with MediaStore(config=cfg) as store, _bar_progress("verifying", "file") as progress:
+        report = store.verify(
+            list(md5s) if md5s else None, progress=progress, older_than=older_than,
+            limit=limit, repair=repair,
+        )  # fmt: skip
     if as_json:
         _emit_json(report.to_dict())
     else:
@@ -332,12 +380,104 @@ def verify(ctx: click.Context, md5s: tuple[str, ...], as_json: bool) -> None:
             click.echo(f"missing  {md5}")
         for md5 in report.corrupt:
             click.echo(f"corrupt  {md5} (moved to quarantine)")
+        for md5 in report.repaired:
+            click.echo(f"repaired {md5}")
+        for md5, reason in report.unrepaired.items():
+            click.echo(f"not repaired {md5}: {reason}")
         click.echo(
             f"verified {report.checked}: {len(report.ok)} ok, {len(report.missing)} missing, "
             f"{len(report.corrupt)} corrupt"
+            + (f", {len(report.repaired)} repaired" if repair else "")
         )
     if not report.all_ok:
         ctx.exit(1)
+
+
+@main.command("import-legacy")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@json_option
+@click.pass_context
+@_errors
+def import_legacy(ctx: click.Context, directory: Path | None, as_json: bool) -> None:
+    """Import the old cache (files named by the MD5 of their URL; default <root>/images).
+
+    Idempotent: files imported before are skipped unread. Corrupt or unsupported files are
+    reported and skipped. Exits 1 if any file was skipped for a problem.
+    """
+    started = time.monotonic()
+    with _store(ctx) as store, _bar_progress("importing", "file") as progress:
+        report = store.import_legacy(directory, progress=progress)
+    elapsed = time.monotonic() - started
+    if as_json:
+        _emit_json({**report.to_dict(), "seconds": round(elapsed, 3)})
+    else:
+        if report.imported == 0 and not report.skipped:
+            click.echo(f"nothing to import: {report.already} file(s) already imported")
+        else:
+            click.echo(
+                f"imported {report.imported} file(s) ({format_size(report.bytes)}), "
+                f"{report.already} already imported, {len(report.skipped)} skipped, "
+                f"in {elapsed:.1f} s"
+            )
+    for path, reason in report.skipped:
+        click.echo(f"skipped: {path}: {reason}", err=True)
+    if report.skipped:
+        ctx.exit(1)
+
+
+@main.command()
+@json_option
+@click.pass_context
+@_errors
+def reindex(ctx: click.Context, as_json: bool) -> None:
+    """Rebuild the catalog's media rows from the files on disk (lost or restored catalog).
+
+    Files are re-hashed; rows whose file is gone are dropped with their URLs; files whose
+    name does not match their content are reported (exit 1) and left for `gc`.
+    """
+    with _store(ctx) as store, _bar_progress("reindexing", "file") as progress:
+        report = store.reindex(progress=progress)
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        click.echo(
+            f"indexed {report.indexed} file(s): {report.added} new row(s), "
+            f"{len(report.removed)} row(s) without a file removed, "
+            f"{len(report.mismatched)} mismatched file(s)"
+        )
+    for path, content in report.mismatched:
+        click.echo(f"mismatched: {path} holds {content}", err=True)
+    if report.mismatched:
+        ctx.exit(1)
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only report what would be done.")
+@json_option
+@click.pass_context
+@_errors
+def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
+    """Clean up after crashes: abandoned temp files, unrecorded files, rows without files.
+
+    Temp files no writer holds are removed. A file with no row is adopted into the catalog
+    when its content matches its name, else moved to quarantine: gc never deletes media.
+    Rows whose file is gone are marked missing (`verify --repair` can fetch them again).
+    """
+    with _store(ctx) as store:
+        report = store.gc(dry_run=dry_run)
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    verb = "would " if dry_run else ""
+    click.echo(
+        f"{verb}remove {len(report.temp_removed)} temp file(s); {verb}adopt "
+        f"{len(report.adopted)} file(s); {verb}quarantine {len(report.quarantined)} file(s); "
+        f"{verb}mark {len(report.marked_missing)} row(s) missing"
+    )
+    for path, reason in report.quarantined:
+        click.echo(f"quarantine: {path}: {reason}")
+    for md5 in report.marked_missing:
+        click.echo(f"missing: {md5}")
 
 
 @main.command()

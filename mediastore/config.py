@@ -49,6 +49,8 @@ class StoreConfig:
         backoff_factor: Base of the exponential backoff between retries, in seconds.
         ca_bundle: CA bundle (file or directory) for https instead of the system's.
         resolver: ``(host, port) -> [ip, ...]`` used instead of the system resolver.
+        legacy_dir: The previous system's cache (files named by the MD5 of their URL);
+            default ``<root>/images``.
         address_policy: ``ip -> reason or None`` deciding which addresses downloads may reach;
             default :func:`mediastore.netpolicy.refused_reason` (public addresses only).
     """
@@ -68,6 +70,7 @@ class StoreConfig:
     retries: int = DEFAULT_RETRIES
     backoff_factor: float = DEFAULT_BACKOFF
     ca_bundle: str | None = None
+    legacy_dir: Path | None = None
     resolver: Callable[[str, int], list[str]] | None = None
     address_policy: Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], str | None] | None = (
         None

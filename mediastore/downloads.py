@@ -121,6 +121,14 @@ class Downloader:
             return self._store._commit(staged, infos), False
         raise AssertionError("unreachable")
 
+    def download(self, url: str, *, timeout: float) -> tuple[Staged, list[UrlInfo]] | None:
+        """Download ``url`` unconditionally into a staged temp file (not committed).
+
+        Used by repairs, which must check the content before anything is recorded.
+        """
+        _check_url_argument(url)
+        return self._download(self.sessions.get(), url, timeout, (None, None))
+
     def cached(self, url: str) -> MediaRecord | None:
         """The stored record for ``url`` if its file passes the on-access check."""
         rec = self._store.get_by_url(url)

@@ -62,11 +62,17 @@ class MediaRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VerifyReport:
-    """Outcome of :meth:`MediaStore.verify`: md5s found ok, missing, or corrupt (quarantined)."""
+    """Outcome of :meth:`MediaStore.verify`: md5s found ok, missing, or corrupt (quarantined).
+
+    With ``repair=True``, ``repaired`` lists the missing/corrupt md5s downloaded again (and
+    hashing back to the same md5); ``unrepaired`` maps the others to the reason.
+    """
 
     ok: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    unrepaired: dict[str, str] = field(default_factory=dict)
 
     @property
     def checked(self) -> int:
@@ -75,12 +81,18 @@ class VerifyReport:
 
     @property
     def all_ok(self) -> bool:
-        """True when nothing was missing or corrupt."""
-        return not self.missing and not self.corrupt
+        """True when every file is in place now (intact, or repaired)."""
+        return set(self.missing) | set(self.corrupt) <= set(self.repaired)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"ok": self.ok, "missing": self.missing, "corrupt": self.corrupt}
+        return {
+            "ok": self.ok,
+            "missing": self.missing,
+            "corrupt": self.corrupt,
+            "repaired": self.repaired,
+            "unrepaired": self.unrepaired,
+        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,4 +159,63 @@ class FetchResult:
             "error": str(self.error) if self.error else None,
             "error_type": type(self.error).__name__ if self.error else None,
             "record": self.record.to_dict() if self.record else None,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegacyImportReport:
+    """Outcome of :meth:`MediaStore.import_legacy`."""
+
+    imported: int = 0
+    already: int = 0
+    bytes: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "imported": self.imported,
+            "already": self.already,
+            "bytes": self.bytes,
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GcReport:
+    """Outcome of :meth:`MediaStore.gc` (what was done, or would be with ``dry_run``)."""
+
+    dry_run: bool
+    temp_removed: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    quarantined: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    marked_missing: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "dry_run": self.dry_run,
+            "temp_removed": self.temp_removed,
+            "adopted": self.adopted,
+            "quarantined": [{"path": p, "reason": r} for p, r in self.quarantined],
+            "marked_missing": self.marked_missing,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReindexReport:
+    """Outcome of :meth:`MediaStore.reindex`."""
+
+    indexed: int = 0
+    added: int = 0
+    removed: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, str]] = field(default_factory=list)  # (path, what it holds)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "indexed": self.indexed,
+            "added": self.added,
+            "removed": self.removed,
+            "mismatched": [{"path": p, "content": c} for p, c in self.mismatched],
         }

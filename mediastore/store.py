@@ -6,13 +6,14 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
 
+from . import maintenance
 from .blobs import LocalBlobStore
-from .catalog import Catalog, MediaRow, NewMedia, UrlInfo, check_same_content
+from .catalog import Catalog, MediaRow, NewMedia, UrlInfo, check_same_content, url_md5
 from .config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig
 from .downloads import Downloader
 from .errors import (
@@ -30,7 +31,10 @@ from .records import (
     STATUS_MISSING,
     STATUS_OK,
     FetchResult,
+    GcReport,
+    LegacyImportReport,
     MediaRecord,
+    ReindexReport,
     StoreStats,
     TypeStats,
     VerifyReport,
@@ -263,11 +267,36 @@ class MediaStore:
 
     # --- lookups -------------------------------------------------------------------------
     def get_by_url(self, url: str) -> MediaRecord | None:
-        """The stored media for ``url``, or None if unknown or its file is missing/corrupt."""
+        """The stored media for ``url``, or None if unknown or its file is missing/corrupt.
+
+        When the catalog has no row for ``url``, the legacy cache is consulted: a legacy file
+        already imported (found by the URL's MD5) gets its URL recorded; one not imported yet
+        is ingested now (the legacy file itself is left in place). Later lookups are plain
+        catalog hits.
+        """
         row = self._catalog.by_url(url)
+        if row is None:
+            row = self._legacy_lookup(url)
         if row is None or row.status != STATUS_OK:
             return None
         return self._record(row, url)
+
+    def _legacy_lookup(self, url: str) -> MediaRow | None:
+        key = url_md5(url)
+        row = self._catalog.by_legacy_key(key)
+        if row is not None:
+            self._catalog.claim_legacy_url(key, url)
+            return row
+        path = maintenance.legacy_file(self, url)
+        if path is None:
+            return None
+        try:
+            rec = self._ingest(file_chunks(path), urls=[UrlInfo(url=url, url_md5=key)])
+        except MediaStoreError as exc:
+            log.warning("legacy file %s for %s not imported: %s", path, url, exc)
+            return None
+        log.info("imported legacy file %s for %s", path, url)
+        return self._catalog.by_md5(rec.md5)
 
     def get_by_md5(self, md5: str) -> MediaRecord | None:
         """The media with this content MD5 (any status), or None.
@@ -315,20 +344,31 @@ class MediaStore:
 
     # --- maintenance ---------------------------------------------------------------------
     def verify(
-        self, md5: str | Iterable[str] | None = None, *, progress: Progress | None = None
-    ) -> VerifyReport:
+        self, md5: str | Iterable[str] | None = None, *, progress: Progress | None = None,
+        older_than: timedelta | None = None, limit: int | None = None, repair: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> VerifyReport:  # fmt: skip
         """Re-hash stored files against their md5 and record the outcome.
 
         Args:
             md5: One md5, several, or None for every file in the catalog.
             progress: Called with (done, total) after each file.
+            older_than: Only files not verified within this period (never-verified first),
+                chosen by an indexed query: the nightly job's call.
+            limit: Verify at most this many files (least recently verified first).
+            repair: Download missing or corrupt files again from a URL recorded for them;
+                a download must hash back to the same md5, else the file stays quarantined.
+            timeout: Per-read timeout of repair downloads.
 
         A file that no longer hashes to its md5 (or has the wrong size) is moved to
         ``<root>/quarantine/`` (never deleted) and marked corrupt; a missing one is marked
         missing; a good one gets ``last_verified_at`` = now.
         """
+        if limit is not None and limit < 0:
+            raise InvalidInputError(f"limit must be >= 0, got {limit}")
         if md5 is None:
-            targets = self._catalog.iter_md5s()
+            since = utcnow() - older_than if older_than is not None else None
+            targets = self._catalog.iter_md5s(verified_before=since, limit=limit)
         elif isinstance(md5, str):
             targets = [normalize_md5(md5)]
         else:
@@ -346,6 +386,13 @@ class MediaStore:
             if progress is not None:
                 progress(done, len(targets))
         self._catalog.set_status(pending)
+        if repair:
+            for damaged in report.missing + report.corrupt:
+                reason = maintenance.repair(self, damaged, timeout=timeout)
+                if reason is None:
+                    report.repaired.append(damaged)
+                else:
+                    report.unrepaired[damaged] = reason
         return report
 
     def _verify_one(self, md5: str) -> str:
@@ -382,6 +429,27 @@ class MediaStore:
             oldest_verified_at=raw["oldest"],
             unverified=raw["unverified"],
         )
+
+    def import_legacy(
+        self, path: str | Path | None = None, *, progress: Progress | None = None
+    ) -> LegacyImportReport:
+        """Import the legacy cache (files named by the MD5 of their URL); idempotent.
+
+        Args:
+            path: The legacy directory; default ``config.legacy_dir`` or ``<root>/images``.
+            progress: Called with (done, total) as files are processed.
+        """
+        return maintenance.import_legacy(
+            self, Path(path) if path is not None else None, progress=progress
+        )
+
+    def gc(self, *, dry_run: bool = False) -> GcReport:
+        """Clean up after crashes; see :func:`mediastore.maintenance.gc`. Never deletes media."""
+        return maintenance.gc(self, dry_run=dry_run)
+
+    def reindex(self, *, progress: Progress | None = None) -> ReindexReport:
+        """Rebuild the media rows from the files on disk (lost or restored catalog)."""
+        return maintenance.reindex(self, progress=progress)
 
     def remove(self, md5: str) -> MediaRecord:
         """Remove a file and its catalog row (and URLs): the row first, then the file.

@@ -226,6 +226,38 @@ class Catalog:
         with self._read() as conn:
             return list(conn.execute(stmt).scalars())
 
+    def existing(self, md5s: Sequence[str]) -> set[str]:
+        """Which of ``md5s`` have a media row (queried in batches)."""
+        found: set[str] = set()
+        with self._read() as conn:
+            for start in range(0, len(md5s), 500):
+                batch = list(md5s[start : start + 500])
+                stmt = select(_media.c.md5).where(_media.c.md5.in_(batch))
+                found.update(conn.execute(stmt).scalars())
+        return found
+
+    def existing_url_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of these URL hashes are recorded (queried in batches)."""
+        found: set[str] = set()
+        with self._read() as conn:
+            for start in range(0, len(keys), 500):
+                batch = list(keys[start : start + 500])
+                stmt = select(_urls.c.url_md5).where(_urls.c.url_md5.in_(batch))
+                found.update(conn.execute(stmt).scalars())
+        return found
+
+    def iter_media(self, page: int = 1000) -> Iterator[list[MediaRow]]:
+        """Every media row, a page at a time, in md5 order (keyset pagination)."""
+        last = ""
+        while True:
+            stmt = select(*_MEDIA_COLS).where(_media.c.md5 > last).order_by(_media.c.md5)
+            with self._read() as conn:
+                rows = [_row(r) for r in conn.execute(stmt.limit(page))]
+            if not rows:
+                return
+            yield rows
+            last = rows[-1].md5
+
     # --- writes --------------------------------------------------------------------------
     def record(self, media: NewMedia, urls: Sequence[UrlInfo], now: datetime) -> MediaRow:
         """Insert ``media`` unless its md5 is known, and map every URL to it, in one transaction.

@@ -1,0 +1,244 @@
+"""Bringing catalog and disk into agreement: legacy import, gc, reindex and repair.
+
+Everything here reads files through the store's single ingest path (stage -> fsync -> rename
+-> commit), so an imported, adopted, re-indexed or repaired file gets the same checks as a new
+one: content hashing, type sniffing, the Pillow checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .catalog import UrlInfo, url_md5
+from .errors import FetchError, InvalidInputError, MediaStoreError
+from .ingest import Staged, file_chunks, stage
+from .records import STATUS_MISSING, STATUS_OK, GcReport, LegacyImportReport, ReindexReport
+from .sniff import BY_EXTENSION
+
+if TYPE_CHECKING:
+    from .store import MediaStore
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+_MD5_NAME = re.compile(r"[0-9a-f]{32}")
+#: Extensions the previous system gave its cached images.
+LEGACY_EXTENSIONS = ("jpg", "jpeg", "png", "gif", "webp")
+#: Legacy files imported in parallel: hashing and Pillow release the GIL, fsync waits on disk.
+IMPORT_WORKERS = 4
+
+
+def _stage_file(store: MediaStore, path: Path) -> Staged:
+    cfg = store.config
+    return stage(
+        file_chunks(path), store._blobs, max_size=cfg.max_file_size,
+        max_pixels=cfg.max_image_pixels,
+    )  # fmt: skip
+
+
+# --- legacy cache ----------------------------------------------------------------------------
+def legacy_file(store: MediaStore, url: str) -> Path | None:
+    """The legacy cache's file for ``url`` (named by the URL's MD5), if there is one."""
+    directory = store.config.legacy_dir or store.root / "images"
+    key = url_md5(url)
+    for ext in LEGACY_EXTENSIONS:
+        candidate = directory / f"{key}.{ext}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def import_legacy(
+    store: MediaStore, directory: Path | None = None, *, progress: Progress | None = None
+) -> LegacyImportReport:
+    """Import every legacy file of ``directory`` (default ``<root>/images``), in one pass.
+
+    Each file is ingested like a new one and its name (the URL's MD5) is recorded, so that
+    ``get_by_url`` finds it by an indexed query. Files already imported are skipped without
+    being read; a corrupt or unsupported file is reported and skipped, never imported.
+    """
+    source = (
+        Path(directory)
+        if directory is not None
+        else (store.config.legacy_dir or store.root / "images")
+    )
+    if not source.is_dir():
+        raise InvalidInputError(f"legacy cache directory not found: {source}")
+    files = sorted(p for p in source.iterdir() if p.is_file())
+    skipped: list[tuple[str, str]] = []
+    todo: list[tuple[Path, str]] = []
+    for path in files:
+        key = path.stem.lower()
+        if not _MD5_NAME.fullmatch(key):
+            skipped.append((str(path), "name is not the MD5 of a URL"))
+        else:
+            todo.append((path, key))
+    known = store._catalog.existing_url_keys([key for _, key in todo])
+    fresh = [(p, k) for p, k in todo if k not in known]
+    imported = 0
+    size = 0
+    done = len(files) - len(fresh)
+    if progress is not None:
+        progress(done, len(files))
+
+    def one(item: tuple[Path, str]) -> tuple[Path, int | str]:
+        path, key = item
+        try:
+            rec = store._commit(_stage_file(store, path), [UrlInfo(url=None, url_md5=key)])
+        except MediaStoreError as exc:
+            return path, str(exc)
+        return path, rec.size
+
+    with ThreadPoolExecutor(max_workers=IMPORT_WORKERS) as pool:
+        for path, outcome in pool.map(one, fresh):
+            done += 1
+            if isinstance(outcome, str):
+                log.warning("legacy file %s skipped: %s", path, outcome)
+                skipped.append((str(path), outcome))
+            else:
+                imported += 1
+                size += outcome
+            if progress is not None:
+                progress(done, len(files))
+    return LegacyImportReport(imported=imported, already=len(known), bytes=size, skipped=skipped)
+
+
+# --- garbage collection ----------------------------------------------------------------------
+def gc(store: MediaStore, *, dry_run: bool = False) -> GcReport:
+    """Remove abandoned temp files, adopt unrecorded files, mark rows whose file is gone.
+
+    A file under ``media/`` with no row is *adopted* when its content hashes to its name
+    (it is valid data: a crash between rename and commit, or a catalog restored from an
+    older backup) and quarantined otherwise; gc never deletes a stored file.
+    """
+    blobs, catalog = store._blobs, store._catalog
+    temp = [str(p) for p in blobs.abandoned_temp_files(remove=not dry_run)]
+    files = list(blobs.walk())
+    named = {p: p.stem for p in files if _MD5_NAME.fullmatch(p.stem)}
+    known = catalog.existing(list(set(named.values())))
+    adopted: list[str] = []
+    quarantined: list[tuple[str, str]] = []
+    for path in files:
+        if path not in named:
+            quarantined.append((str(path), "name is not an md5"))
+        elif named[path] not in known:
+            _adopt(store, path, adopted, quarantined, dry_run=dry_run)
+    if not dry_run:
+        for path_text, _ in quarantined:
+            if Path(path_text).exists():
+                blobs.quarantine_file(Path(path_text))
+    missing = _rows_without_files(store)
+    if not dry_run:
+        catalog.set_status([(md5, STATUS_MISSING, None) for md5 in missing])
+    return GcReport(
+        dry_run=dry_run, temp_removed=temp, adopted=adopted, quarantined=quarantined,
+        marked_missing=missing,
+    )  # fmt: skip
+
+
+def _adopt(
+    store: MediaStore, path: Path, adopted: list[str], quarantined: list[tuple[str, str]],
+    *, dry_run: bool,
+) -> None:  # fmt: skip
+    try:
+        staged = _stage_file(store, path)
+    except MediaStoreError as exc:
+        quarantined.append((str(path), str(exc)))
+        return
+    if (staged.md5, staged.kind.extension, staged.kind.directory) != (
+        path.stem,
+        path.suffix[1:],
+        path.parent.name,
+    ):
+        store._blobs.discard(staged.temp)
+        quarantined.append((str(path), f"holds {staged.md5}.{staged.kind.extension}"))
+        return
+    if dry_run:
+        store._blobs.discard(staged.temp)
+    else:
+        store._commit(staged, [])
+    adopted.append(staged.md5)
+
+
+def _rows_without_files(store: MediaStore) -> list[str]:
+    """Rows marked ok whose file is not on disk."""
+    gone: list[str] = []
+    for page in store._catalog.iter_media():
+        for row in page:
+            kind = BY_EXTENSION[row.extension]
+            if row.status == STATUS_OK and store._blobs.size(kind, row.md5) is None:
+                gone.append(row.md5)
+    return gone
+
+
+# --- reindex ---------------------------------------------------------------------------------
+def reindex(store: MediaStore, *, progress: Progress | None = None) -> ReindexReport:
+    """Rebuild media rows from the files on disk; drop rows (and URLs) whose file is gone.
+
+    Every file is re-hashed and re-typed; a file whose name does not match its content is
+    reported and left where it is (``gc`` quarantines it).
+    """
+    files = list(store._blobs.walk())
+    found: set[str] = set()
+    mismatched: list[tuple[str, str]] = []
+    added = 0
+    for done, path in enumerate(files, 1):
+        try:
+            staged = _stage_file(store, path)
+        except MediaStoreError as exc:
+            mismatched.append((str(path), str(exc)))
+            continue
+        expected = (path.stem, path.suffix[1:], path.parent.name)
+        if (staged.md5, staged.kind.extension, staged.kind.directory) != expected:
+            store._blobs.discard(staged.temp)
+            mismatched.append((str(path), f"{staged.md5}.{staged.kind.extension}"))
+            continue
+        is_new = store._catalog.by_md5(staged.md5) is None
+        store._commit(staged, [])
+        found.add(staged.md5)
+        added += is_new
+        if progress is not None:
+            progress(done, len(files))
+    removed = [
+        row.md5 for page in store._catalog.iter_media() for row in page if row.md5 not in found
+    ]
+    for md5 in removed:
+        store._catalog.delete(md5)
+    return ReindexReport(indexed=len(found), added=added, removed=removed, mismatched=mismatched)
+
+
+# --- repair ----------------------------------------------------------------------------------
+def repair(store: MediaStore, md5: str, *, timeout: float) -> str | None:
+    """Download a missing or corrupt file again from a URL recorded for it.
+
+    Returns None when repaired, else the reason. A download that does not hash back to
+    ``md5`` is discarded (the damaged copy stays in quarantine).
+    """
+    urls = store._catalog.urls_for(md5)
+    if not urls:
+        return "no URL recorded for it"
+    downloader = store._get_downloader()
+    reasons: list[str] = []
+    for url in urls:
+        try:
+            outcome = downloader.download(url, timeout=timeout)
+        except FetchError as exc:
+            reasons.append(str(exc))
+            continue
+        if outcome is None:
+            reasons.append(f"{url}: not modified")
+            continue
+        staged, infos = outcome
+        if staged.md5 != md5:
+            store._blobs.discard(staged.temp)
+            reasons.append(f"{url}: now serves other content ({staged.md5})")
+            continue
+        store._commit(staged, infos)
+        log.info("repaired %s from %s", md5, url)
+        return None
+    return "; ".join(reasons)
