@@ -6,6 +6,7 @@ place and commits its row (:meth:`MediaStore._commit`).
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -211,7 +212,14 @@ def _log_hint_mismatch(kind: MediaKind, mime_hint: str | None) -> None:
         log.debug("content is %s although %s was announced", kind.mime_type, mime_hint)
 
 
-def file_chunks(path: Path) -> Iterator[memoryview]:
-    """Chunks of the file at ``path`` (opened here, closed when the iterator ends)."""
+def file_chunks(path: Path, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes | memoryview]:
+    """Chunks of the file at ``path`` (opened here, closed when the iterator ends).
+
+    A file that fits in one chunk is read whole: allocating the reader's ring of buffers
+    would cost more than reading a small image.
+    """
     with open(path, "rb", buffering=0) as fh:
-        yield from read_chunks(fh)
+        if os.fstat(fh.fileno()).st_size <= chunk_size:
+            yield fh.readall()
+        else:
+            yield from read_chunks(fh, chunk_size)

@@ -31,6 +31,8 @@ _MD5_NAME = re.compile(r"[0-9a-f]{32}")
 LEGACY_EXTENSIONS = ("jpg", "jpeg", "png", "gif", "webp")
 #: Legacy files imported in parallel: hashing and Pillow release the GIL, fsync waits on disk.
 IMPORT_WORKERS = 4
+#: Files committed together: one fsync round, one directory fsync, one transaction.
+IMPORT_BATCH = 128
 
 
 def _stage_file(store: MediaStore, path: Path) -> Staged:
@@ -86,23 +88,43 @@ def import_legacy(
     if progress is not None:
         progress(done, len(files))
 
-    def one(item: tuple[Path, str]) -> tuple[Path, int | str]:
-        path, key = item
+    def stage_one(item: tuple[Path, str]) -> Staged | str:
         try:
-            rec = store._commit(_stage_file(store, path), [UrlInfo(url=None, url_md5=key)])
+            return _stage_file(store, item[0])
         except MediaStoreError as exc:
-            return path, str(exc)
-        return path, rec.size
+            return str(exc)
 
-    with ThreadPoolExecutor(max_workers=IMPORT_WORKERS) as pool:
-        for path, outcome in pool.map(one, fresh):
-            done += 1
-            if isinstance(outcome, str):
-                log.warning("legacy file %s skipped: %s", path, outcome)
-                skipped.append((str(path), outcome))
-            else:
+    def commit(items: list[tuple[Path, str]], staged: list[Staged | str]) -> None:
+        nonlocal imported, size
+        good = [(i, s) for i, s in enumerate(staged) if not isinstance(s, str)]
+        outcomes = store._commit_many(
+            [(s, [UrlInfo(url=None, url_md5=items[i][1])]) for i, s in good]
+        )
+        reasons = {i: s for i, s in enumerate(staged) if isinstance(s, str)}
+        reasons.update(
+            (i, str(o))
+            for (i, _), o in zip(good, outcomes, strict=True)
+            if isinstance(o, MediaStoreError)
+        )
+        for i, (path, _) in enumerate(items):
+            if i in reasons:
+                log.warning("legacy file %s skipped: %s", path, reasons[i])
+                skipped.append((str(path), reasons[i]))
+        for outcome in outcomes:
+            if not isinstance(outcome, MediaStoreError):
                 imported += 1
-                size += outcome
+                size += outcome.size
+
+    batches = [fresh[i : i + IMPORT_BATCH] for i in range(0, len(fresh), IMPORT_BATCH)]
+    with ThreadPoolExecutor(max_workers=IMPORT_WORKERS) as pool:
+        # the next batch is staged while this one is committed
+        ahead = [pool.submit(stage_one, item) for item in batches[0]] if batches else []
+        for k, items in enumerate(batches):
+            current = ahead
+            nxt = batches[k + 1] if k + 1 < len(batches) else []
+            ahead = [pool.submit(stage_one, item) for item in nxt]
+            commit(items, [f.result() for f in current])
+            done += len(items)
             if progress is not None:
                 progress(done, len(files))
     return LegacyImportReport(imported=imported, already=len(known), bytes=size, skipped=skipped)
@@ -120,7 +142,7 @@ def gc(store: MediaStore, *, dry_run: bool = False) -> GcReport:
     temp = [str(p) for p in blobs.abandoned_temp_files(remove=not dry_run)]
     files = list(blobs.walk())
     named = {p: p.stem for p in files if _MD5_NAME.fullmatch(p.stem)}
-    known = catalog.existing(list(set(named.values())))
+    known = set(catalog.by_md5_many(list(set(named.values()))))
     adopted: list[str] = []
     quarantined: list[tuple[str, str]] = []
     for path in files:

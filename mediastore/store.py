@@ -18,6 +18,7 @@ from .config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig
 from .downloads import Downloader
 from .errors import (
     FileTooLargeError,
+    HashCollisionError,
     InvalidInputError,
     MediaNotFoundError,
     MediaStoreError,
@@ -191,34 +192,67 @@ class MediaStore:
     def _commit(self, staged: Staged, urls: Sequence[UrlInfo]) -> MediaRecord:
         """Put the staged file at its address (unless an intact copy is there) and record it.
 
-        Order matters: the file is durable in place before the row that points to it commits;
-        if the commit fails, a file this call created is removed again.
+        Raises:
+            HashCollisionError: its md5 is stored with other content (nothing changed).
+            StorageError / CatalogError: the file could not be put or the row committed.
         """
-        new = NewMedia(
-            md5=staged.md5, sha256=staged.sha256, media_type=staged.kind.media_type,
-            mime_type=staged.kind.mime_type, extension=staged.kind.extension,
-            size=staged.size, width=staged.width, height=staged.height,
-        )  # fmt: skip
-        created = False
+        outcome = self._commit_many([(staged, urls)])[0]
+        if isinstance(outcome, MediaStoreError):
+            raise outcome
+        return outcome
+
+    def _commit_many(
+        self, batch: Sequence[tuple[Staged, Sequence[UrlInfo]]]
+    ) -> list[MediaRecord | MediaStoreError]:
+        """Commit staged files: durable in place first, then their rows in one transaction.
+
+        Order matters: every file is fsynced and renamed (directories fsynced) before the
+        transaction holding its row commits; if that fails, the files this call created are
+        removed again. A collision fails only its own entry. Raises what fails the batch.
+        """
+        news = [_new_media(staged) for staged, _ in batch]
+        outcomes: list[MediaRecord | MediaStoreError | None] = [None] * len(batch)
+        to_put: list[int] = []
         try:
-            existing = self._catalog.by_md5(staged.md5)
-            if existing is not None:
-                check_same_content(existing, new)  # refuse before touching the stored file
-            if existing is not None and self._blobs.size(staged.kind, staged.md5) == staged.size:
+            existing = self._catalog.by_md5_many([new.md5 for new in news])
+            placed: set[str] = set()
+            for i, (staged, _) in enumerate(batch):
+                row = existing.get(staged.md5)
+                try:
+                    if row is not None:
+                        check_same_content(row, news[i])  # before touching the stored file
+                except HashCollisionError as exc:
+                    outcomes[i] = exc
+                    self._blobs.discard(staged.temp)
+                    continue
+                on_disk = row is not None and (
+                    self._blobs.size(staged.kind, staged.md5) == staged.size
+                )
+                if on_disk or staged.md5 in placed:
+                    self._blobs.discard(staged.temp)
+                else:
+                    placed.add(staged.md5)
+                    to_put.append(i)
+            created = self._blobs.put_many(
+                [(batch[i][0].temp, batch[i][0].kind, batch[i][0].md5) for i in to_put]
+            )
+        except BaseException:
+            for staged, _ in batch:
                 self._blobs.discard(staged.temp)
-            else:
-                created = self._blobs.put(staged.temp, staged.kind, staged.md5)
-        except BaseException:
-            self._blobs.discard(staged.temp)
             raise
+        keep = [i for i in range(len(batch)) if outcomes[i] is None]
         try:
-            row = self._catalog.record(new, urls, utcnow())
+            rows = self._catalog.record_many([(news[i], batch[i][1]) for i in keep], utcnow())
         except BaseException:
-            if created:
-                self._blobs.delete(staged.kind, staged.md5)
+            for i, was_created in zip(to_put, created, strict=True):
+                if was_created:
+                    self._blobs.delete(batch[i][0].kind, batch[i][0].md5)
             raise
-        log.info("stored %s (%s, %d bytes)", staged.md5, new.mime_type, new.size)
-        return self._record(row, urls[0].url if urls else None)
+        for i, row in zip(keep, rows, strict=True):
+            urls = batch[i][1]
+            outcomes[i] = self._record(row, urls[0].url if urls else None)
+            log.info("stored %s (%s, %d bytes)", row.md5, row.mime_type, row.size)
+        return [o for o in outcomes if o is not None]
 
     # --- downloading ---------------------------------------------------------------------
     def _get_downloader(self) -> Downloader:
@@ -462,6 +496,14 @@ class MediaStore:
         self._blobs.delete(_kind(rec.extension), rec.md5)
         log.info("removed %s", rec.md5)
         return rec
+
+
+def _new_media(staged: Staged) -> NewMedia:
+    return NewMedia(
+        md5=staged.md5, sha256=staged.sha256, media_type=staged.kind.media_type,
+        mime_type=staged.kind.mime_type, extension=staged.kind.extension,
+        size=staged.size, width=staged.width, height=staged.height,
+    )  # fmt: skip
 
 
 def _kind(extension: str) -> MediaKind:

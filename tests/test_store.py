@@ -199,7 +199,7 @@ def test_failure_between_file_and_commit_leaves_nothing(
     def boom(*args: object, **kwargs: object) -> None:
         raise CatalogError("injected failure before commit")
 
-    monkeypatch.setattr(Catalog, "record", boom)
+    monkeypatch.setattr(Catalog, "record_many", boom)
     with pytest.raises(CatalogError, match="injected"):
         store.add_bytes(t.image_bytes("PNG"), url="https://x.test/a")
     _assert_nothing_stored(store)

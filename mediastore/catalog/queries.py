@@ -6,7 +6,7 @@ import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -226,16 +226,6 @@ class Catalog:
         with self._read() as conn:
             return list(conn.execute(stmt).scalars())
 
-    def existing(self, md5s: Sequence[str]) -> set[str]:
-        """Which of ``md5s`` have a media row (queried in batches)."""
-        found: set[str] = set()
-        with self._read() as conn:
-            for start in range(0, len(md5s), 500):
-                batch = list(md5s[start : start + 500])
-                stmt = select(_media.c.md5).where(_media.c.md5.in_(batch))
-                found.update(conn.execute(stmt).scalars())
-        return found
-
     def existing_url_keys(self, keys: Sequence[str]) -> set[str]:
         """Which of these URL hashes are recorded (queried in batches)."""
         found: set[str] = set()
@@ -265,42 +255,83 @@ class Catalog:
         Raises:
             HashCollisionError: the md5 is known with another SHA-256 or size.
         """
-        with self._write() as conn:
-            existing = conn.execute(_BY_MD5, {"md5": media.md5}).first()
-            if existing is None:
-                values = {f: getattr(media, f) for f in NewMedia.__dataclass_fields__}
-                conn.execute(_INSERT_MEDIA, {**values, "created_at": now, "status": STATUS_OK})
-            else:
-                check_same_content(_row(existing), media)
-                if existing.status != STATUS_OK:  # the file was put back in place by ingest
-                    conn.execute(
-                        update(_media).where(_media.c.md5 == media.md5).values(status=STATUS_OK)
-                    )
-            for info in urls:
-                self._upsert_url(conn, media.md5, info, now)
-            row = conn.execute(_BY_MD5, {"md5": media.md5}).one()
-        return _row(row)
+        return self.record_many([(media, urls)], now)[0]
 
-    def _upsert_url(self, conn: Connection, md5: str, info: UrlInfo, now: datetime) -> None:
-        found = conn.execute(_URL_ROW, {"url_md5": info.url_md5}).first()
-        if found is None:
-            conn.execute(
-                _INSERT_URL,
-                {
+    def record_many(
+        self, entries: Sequence[tuple[NewMedia, Sequence[UrlInfo]]], now: datetime
+    ) -> list[MediaRow]:
+        """:meth:`record` for a batch, in a single transaction (all or nothing).
+
+        A handful of statements per batch, not per entry: the existing rows are read with one
+        IN query each, new rows are inserted with executemany.
+        """
+        with self._write() as conn:
+            known = self._rows_in(conn, [media.md5 for media, _ in entries])
+            inserts: list[dict[str, Any]] = []
+            revived: set[str] = set()
+            for media, _ in entries:
+                row = known.get(media.md5)
+                if row is not None:
+                    check_same_content(row, media)
+                    if row.status != STATUS_OK:  # ingest has just put the file back
+                        revived.add(media.md5)
+                    continue
+                values = {f: getattr(media, f) for f in NewMedia.__dataclass_fields__}
+                row = MediaRow(**values, created_at=now, last_verified_at=None, status=STATUS_OK)
+                known[media.md5] = row
+                inserts.append({**values, "created_at": now, "status": STATUS_OK})
+            if inserts:
+                conn.execute(_INSERT_MEDIA, inserts)
+            for md5 in revived:
+                conn.execute(update(_media).where(_media.c.md5 == md5).values(status=STATUS_OK))
+                known[md5] = replace(known[md5], status=STATUS_OK)
+            self._upsert_urls(
+                conn, [(media.md5, info) for media, urls in entries for info in urls], now
+            )
+        return [known[media.md5] for media, _ in entries]
+
+    @staticmethod
+    def _rows_in(conn: Connection, md5s: Sequence[str]) -> dict[str, MediaRow]:
+        found: dict[str, MediaRow] = {}
+        unique = list(dict.fromkeys(md5s))
+        for start in range(0, len(unique), 500):
+            stmt = select(*_MEDIA_COLS).where(_media.c.md5.in_(unique[start : start + 500]))
+            found.update((r.md5, r) for r in map(_row, conn.execute(stmt)))
+        return found
+
+    def by_md5_many(self, md5s: Sequence[str]) -> dict[str, MediaRow]:
+        """The media rows of these md5s that exist (queried in batches)."""
+        with self._read() as conn:
+            return self._rows_in(conn, md5s)
+
+    def _upsert_urls(
+        self, conn: Connection, entries: Sequence[tuple[str, UrlInfo]], now: datetime
+    ) -> None:
+        """Map each URL to its md5: insert new URLs, re-point and refresh known ones."""
+        keys = list(dict.fromkeys(info.url_md5 for _, info in entries))
+        found: dict[str, Any] = {}
+        for start in range(0, len(keys), 500):
+            stmt = select(_urls.c.id, _urls.c.url_md5, _urls.c.url).where(
+                _urls.c.url_md5.in_(keys[start : start + 500])
+            )
+            found.update((r.url_md5, r) for r in conn.execute(stmt))
+        inserts: dict[str, dict[str, Any]] = {}
+        for md5, info in entries:
+            if info.url_md5 in inserts:  # the same URL twice in one batch: the last one wins
+                inserts[info.url_md5].update(_url_update(md5, info, None))
+                continue
+            existing = found.get(info.url_md5)
+            if existing is None:
+                inserts[info.url_md5] = {
                     "url": info.url, "url_md5": info.url_md5, "source": info.source,
                     "md5": md5, "first_seen_at": now, "last_fetched_at": info.fetched_at,
                     "etag": info.etag, "last_modified": info.last_modified,
-                },
-            )  # fmt: skip
-            return
-        values: dict[str, Any] = {"md5": md5}
-        if found.url is None and info.url is not None:
-            values["url"] = info.url
-        if info.fetched_at is not None:  # a download: its validators replace the old ones
-            values.update(
-                last_fetched_at=info.fetched_at, etag=info.etag, last_modified=info.last_modified
-            )
-        conn.execute(update(_urls).where(_urls.c.id == found.id).values(**values))
+                }  # fmt: skip
+            else:
+                values = _url_update(md5, info, existing.url)
+                conn.execute(update(_urls).where(_urls.c.id == existing.id).values(**values))
+        if inserts:
+            conn.execute(_INSERT_URL, list(inserts.values()))
 
     def touch_url(self, url: str, fetched_at: datetime) -> None:
         """Record a successful revalidation (HTTP 304) of ``url``."""
@@ -353,6 +384,18 @@ class Catalog:
                     select(func.count()).where(_media.c.last_verified_at.is_(None))
                 ).scalar_one(),
             }
+
+
+def _url_update(md5: str, info: UrlInfo, current_url: str | None) -> dict[str, Any]:
+    """Column values that record ``info`` on an existing URL row."""
+    values: dict[str, Any] = {"md5": md5}
+    if current_url is None and info.url is not None:
+        values["url"] = info.url  # a legacy row learns its URL
+    if info.fetched_at is not None:  # a download: its validators replace the old ones
+        values.update(
+            last_fetched_at=info.fetched_at, etag=info.etag, last_modified=info.last_modified
+        )
+    return values
 
 
 def check_same_content(existing: MediaRow, new: NewMedia) -> None:
