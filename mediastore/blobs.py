@@ -189,12 +189,12 @@ class LocalBlobStore:
             raise
         created: list[bool] = []
         directories: set[Path] = set()
-        for i, (temp, kind, md5) in enumerate(items):
+        for i, (_, kind, md5) in enumerate(items):
             final = self.path(kind, md5)
             try:
                 temps[i].close()
                 created.append(not final.exists())
-                os.replace(temp.path, final)
+                os.replace(temps[i].path, final)
             except OSError as exc:
                 for rest in temps[i:]:
                     self.discard(rest)

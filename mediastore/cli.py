@@ -317,7 +317,7 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType):  # type: ignore[type-arg]
     """A period like ``90s``, ``30m``, ``12h``, ``7d`` or ``2w``."""
 
     name = "duration"

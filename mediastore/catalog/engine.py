@@ -14,6 +14,8 @@ from sqlalchemy.engine import Connection, make_url
 #: Execution option that makes SQLite start the transaction with BEGIN IMMEDIATE, taking the
 #: write lock up front: a reader that later writes could otherwise deadlock with another writer.
 WRITE = {"mediastore_write": True}
+#: Execution option for reads of several statements that must see one snapshot.
+SNAPSHOT = {"mediastore_snapshot": True}
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -35,30 +37,45 @@ def make_engine(url: str, *, busy_timeout: float) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": busy_timeout, "check_same_thread": False})
-    timeout_ms = int(busy_timeout * 1000)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
-        # Let SQLAlchemy's begin event emit BEGIN itself (pysqlite's own handling is wrong
-        # for our needs, and Python 3.11 has no Connection.autocommit).
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-        cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA foreign_keys = ON")
-        # NORMAL in WAL mode never corrupts; a power cut may drop the last commits, which only
-        # leaves already-fsynced files without rows (adoptable), never rows without files.
-        cur.execute("PRAGMA synchronous = NORMAL")
-        cur.close()
+        configure_sqlite(dbapi_conn, busy_timeout)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        if conn.get_execution_options().get("mediastore_write"):
+        # Writes take the lock up front. A read of one statement needs no transaction
+        # (SQLite gives each statement a consistent snapshot), which saves a round trip on
+        # the hot lookups; reads of several statements ask for a snapshot.
+        options = conn.get_execution_options()
+        if options.get("mediastore_write"):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
+        elif options.get("mediastore_snapshot"):
             conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def configure_sqlite(dbapi_conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """The pragmas every catalog connection gets."""
+    # SQLAlchemy's begin event emits BEGIN itself (pysqlite's implicit transactions would
+    # defer the write lock, and Python 3.11 has no Connection.autocommit).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA foreign_keys = ON")
+    # NORMAL in WAL mode never corrupts; a power cut may drop the last commits, which only
+    # leaves already-fsynced files without rows (adoptable), never rows without files.
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.close()
+
+
+def open_sqlite(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """A plain DBAPI connection to a catalog file, configured like the engine's."""
+    conn = sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False)
+    configure_sqlite(conn, busy_timeout)
+    return conn
 
 
 @contextmanager
