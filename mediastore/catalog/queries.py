@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -136,38 +136,40 @@ _INSERT_URL = insert(_urls)
 
 
 class _PointReads:
-    """The hot point lookups on a SQLite catalog, on one plain connection per thread.
+    """The hot point lookups on a SQLite catalog, on plain sqlite3 connections.
 
     The SQL is compiled once from the same Core statements the generic path runs; executing
-    it on a thread's own sqlite3 connection (whose statement cache keeps it prepared) skips
-    the pool checkout, events and result machinery that cost ~5x the query itself.
+    it on an idle connection of a small private pool (whose statement cache keeps it
+    prepared) skips the engine's checkout, events and result machinery, which cost ~5x the
+    query itself. The pool grows to the peak number of concurrent lookups, no further.
     """
 
     def __init__(self, engine: Engine, path: Path, busy_timeout: float) -> None:
         self._path = path
         self._timeout = busy_timeout
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self.sql = {
             name: str(stmt.compile(dialect=engine.dialect))
             for name, stmt in (("md5", _BY_MD5), ("url", _BY_URL))
         }
 
     def one(self, name: str, value: str) -> MediaRow | None:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = open_sqlite(self._path, self._timeout)
-            with self._lock:
-                self._all.append(conn)
-        row = conn.execute(self.sql[name], (value,)).fetchone()
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            conn = open_sqlite(self._path, self._timeout)
+        try:
+            row = conn.execute(self.sql[name], (value,)).fetchone()
+        finally:
+            self._idle.put(conn)
         return _raw_row(row) if row else None
 
     def close(self) -> None:
-        with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            conn.close()
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
 
 
 def _raw_row(row: tuple[Any, ...]) -> MediaRow:
