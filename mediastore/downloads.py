@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
@@ -105,11 +106,18 @@ class Downloader:
             self._store._catalog.url_validators(url) if cached is not None else (None, None)
         )
         session = (sessions or self.sessions).get()
+        # Bug fix: download_deadline bounds the whole download, so a body fetched again after
+        # a break gets the time that is left, not a fresh deadline of its own.
+        started = time.monotonic()
+        ends = started + self._store.config.download_deadline
         for attempt in range(1, BODY_ATTEMPTS + 1):
             try:
-                outcome = self._download(session, url, timeout, validators)
+                outcome = self._download(
+                    session, url, timeout, validators, self._store.config.download_deadline,
+                    started=started,
+                )  # fmt: skip
             except TruncatedDownloadError:
-                if attempt == BODY_ATTEMPTS:
+                if attempt == BODY_ATTEMPTS or time.monotonic() >= ends:
                     raise
                 log.info("retrying %s after a broken body (attempt %d)", url, attempt + 1)
                 continue
@@ -127,7 +135,8 @@ class Downloader:
         Used by repairs, which must check the content before anything is recorded.
         """
         _check_url_argument(url)
-        return self._download(self.sessions.get(), url, timeout, (None, None))
+        deadline = self._store.config.download_deadline
+        return self._download(self.sessions.get(), url, timeout, (None, None), deadline)
 
     def cached(self, url: str) -> MediaRecord | None:
         """The stored record for ``url`` if its file passes the on-access check."""
@@ -145,11 +154,13 @@ class Downloader:
 
     def _download(
         self, session: requests.Session, url: str, timeout: float,
-        validators: tuple[str | None, str | None],
+        validators: tuple[str | None, str | None], deadline: float,
+        started: float | None = None,
     ) -> tuple[Staged, list[UrlInfo]] | None:  # fmt: skip
+        """Download once; ``deadline`` counts from ``started`` (default: now)."""
         cfg = self._store.config
         with open_url(
-            session, url, timeout=timeout, deadline=cfg.download_deadline,
+            session, url, timeout=timeout, deadline=deadline, started=started,
             chunk_size=cfg.chunk_size, validators=validators,
         ) as resp:  # fmt: skip
             if resp.status == 304:
@@ -191,7 +202,9 @@ class Downloader:
             raise InvalidInputError(f"max_workers must be at least 1, got {max_workers}")
         _check_timeout(timeout)
         unique = list(dict.fromkeys(wanted))
-        limit = per_host or self._store.config.per_host
+        # Bug fix: "per_host or config.per_host" took per_host=0 for "not given" and ran with
+        # the default instead of refusing it as the check below intends.
+        limit = self._store.config.per_host if per_host is None else per_host
         if limit < 1:
             raise InvalidInputError(f"per_host must be at least 1, got {limit}")
         hosts = _HostLimiter(limit)

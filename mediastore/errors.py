@@ -140,7 +140,11 @@ class RefusedContentError(FetchError, UnsupportedMediaError):
 
 
 class CorruptDownloadError(FetchError, CorruptMediaError):
-    """The body claims a supported type but cannot be parsed (or is a decompression bomb)."""
+    """The body claims a supported type but cannot be parsed.
+
+    (An image over the pixel cap is refused as :class:`RefusedContentError`, like every
+    :class:`UnsupportedMediaError`.)
+    """
 
 
 class BlockedURLError(FetchError, ValueError):

@@ -15,16 +15,18 @@ import ipaddress
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.response import DeflateDecoder, GzipDecoder, GzipDecoderState
 from urllib3.util.retry import Retry
 
 from .errors import (
@@ -78,6 +80,7 @@ class Deadline:
 
     def __init__(self, seconds: float) -> None:
         self.expired = False
+        self._ends_at = time.monotonic() + seconds
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self._expire)
@@ -91,6 +94,10 @@ class Deadline:
             if self.expired:
                 _shutdown(sock)
 
+    def remaining(self) -> float:
+        """Seconds left before the deadline (negative once it has passed)."""
+        return self._ends_at - time.monotonic()
+
     def _expire(self) -> None:
         with self._lock:
             self.expired = True
@@ -99,6 +106,7 @@ class Deadline:
 
     def __enter__(self) -> Deadline:
         _local.deadline = self
+        self._ends_at = time.monotonic() + self._timer.interval
         self._timer.start()
         return self
 
@@ -113,7 +121,7 @@ def _shutdown(sock: socket.socket) -> None:
 
 
 class _WatchedHTTPConnection(HTTPConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> None:
         super().request(*args, **kwargs)
         deadline: Deadline | None = getattr(_local, "deadline", None)
         if deadline is not None:
@@ -121,7 +129,7 @@ class _WatchedHTTPConnection(HTTPConnection):
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> None:
         super().request(*args, **kwargs)
         deadline: Deadline | None = getattr(_local, "deadline", None)
         if deadline is not None:
@@ -134,6 +142,31 @@ class _WatchedHTTPPool(HTTPConnectionPool):
 
 class _WatchedHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
+
+
+class _DeadlineRetry(Retry):
+    """A ``Retry`` whose waits end before the download's deadline.
+
+    Bug fix: the watchdog can only shut sockets, and between attempts there is none, so a
+    ``Retry-After`` (up to 60 s) or a long backoff used to be slept in full past the deadline,
+    and one more request was sent after it. A wait that would reach the deadline now ends the
+    download at once with :class:`DownloadTimeoutError` (via the expired watchdog).
+    """
+
+    def sleep(self, response: Any = None) -> None:
+        deadline: Deadline | None = getattr(_local, "deadline", None)
+        if deadline is not None:
+            wait = None  # what Retry.sleep is about to wait: Retry-After, else the backoff
+            if self.respect_retry_after_header and response is not None:
+                wait = self.get_retry_after(response)
+            if not wait:
+                wait = self.get_backoff_time()
+            if wait >= deadline.remaining():
+                deadline._expire()
+                raise urllib3.exceptions.TimeoutError(
+                    f"waiting {wait:g} s before the next retry would pass the deadline"
+                )
+        super().sleep(response)
 
 
 # --- the guarded adapter -------------------------------------------------------------------------
@@ -156,7 +189,7 @@ class GuardedAdapter(HTTPAdapter):
             "https": _WatchedHTTPSPool,
         }
 
-    def build_connection_pool_key_attributes(
+    def build_connection_pool_key_attributes(  # type: ignore[override]
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         url = request.url or ""
@@ -168,9 +201,9 @@ class GuardedAdapter(HTTPAdapter):
                 if reason:
                     where = address if address == target.host else f"{target.host} ({address})"
                     raise BlockedURLError(url, f"refused address {where}: {reason}")
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
-            request, verify, cert
-        )
+        params, kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        # plain dicts: the stubs' TypedDicts lack the TLS keys urllib3 accepts
+        host_params, pool_kwargs = cast(dict[str, Any], params), cast(dict[str, Any], kwargs)
         address = target.addresses[0]
         host_params["host"] = f"[{address}]" if ":" in address else address
         if target.scheme == "https":
@@ -194,7 +227,7 @@ def make_session(settings: FetchSettings) -> requests.Session:
     session.headers["User-Agent"] = settings.user_agent or DEFAULT_USER_AGENT
     if settings.ca_bundle:
         session.verify = settings.ca_bundle
-    retry = Retry(
+    retry = _DeadlineRetry(
         total=settings.retries,
         connect=settings.retries,
         read=min(2, settings.retries),
@@ -235,12 +268,14 @@ def open_url(
     deadline: float,
     chunk_size: int,
     validators: tuple[str | None, str | None] = (None, None),
+    started: float | None = None,
 ) -> Iterator[Response]:
     """GET ``url`` and yield its response; the body streams as ``chunks``.
 
     ``validators`` (ETag, Last-Modified) make the request conditional: a 304 is yielded with
-    status 304 and no body. Every failure is raised as a :class:`FetchError` subclass naming
-    the URL.
+    status 304 and no body. ``started`` (``time.monotonic()``) is when the download began, if
+    earlier attempts already used part of ``deadline``. Every failure is raised as a
+    :class:`FetchError` subclass naming the URL.
     """
     headers: dict[str, str] = {}
     etag, last_modified = validators
@@ -249,7 +284,8 @@ def open_url(
     if last_modified:
         headers["If-Modified-Since"] = last_modified
     connect_timeout = min(timeout, CONNECT_TIMEOUT_MAX)
-    with Deadline(deadline) as watchdog, _translate_errors(url, watchdog, timeout, deadline):
+    remaining = deadline if started is None else deadline - (time.monotonic() - started)
+    with Deadline(remaining) as watchdog, _translate_errors(url, watchdog, timeout, deadline):
         resp = session.get(url, headers=headers, stream=True, timeout=(connect_timeout, timeout))
         try:
             if resp.status_code == 304 and (etag or last_modified):
@@ -261,7 +297,7 @@ def open_url(
             yield Response(
                 status=200, final_url=resp.url, etag=resp.headers.get("ETag"),
                 last_modified=resp.headers.get("Last-Modified"), length=length,
-                chunks=_body(resp, url, length, chunk_size),
+                chunks=_body(resp, url, length, chunk_size, watchdog, deadline),
             )  # fmt: skip
         finally:
             resp.close()
@@ -285,14 +321,46 @@ def _content_length(resp: requests.Response) -> int | None:
 
 
 def _body(
-    resp: requests.Response, url: str, length: int | None, chunk_size: int
-) -> Iterator[bytes]:
+    resp: requests.Response, url: str, length: int | None, chunk_size: int,
+    watchdog: Deadline, deadline: float,
+) -> Iterator[bytes]:  # fmt: skip
     received = 0
     for chunk in resp.iter_content(chunk_size):
         received += len(chunk)
         yield chunk
+    # Bug fix: the watchdog stops a download by shutting its socket down. A body framed by
+    # Content-Length or chunked encoding then fails to parse, but a close-delimited body (no
+    # Content-Length, not chunked) just ends, and its first part used to be stored as if it
+    # were the whole file. A download that overran its deadline is never complete.
+    if watchdog.expired:
+        raise DownloadTimeoutError(url, f"download exceeded its {deadline:g} s deadline")
     if length is not None and received < length:
         raise TruncatedDownloadError(url, f"body ended after {received} of {length} bytes")
+    # Bug fix: urllib3 does not complain when a gzip/deflate stream stops before its end
+    # (the connection closed early, or Content-Length covered only part of the stream), so
+    # the decoded prefix used to be stored as the file.
+    if received and _decoding_unfinished(resp):
+        raise TruncatedDownloadError(url, "compressed body ended before the end of its stream")
+
+
+def _decoding_unfinished(resp: requests.Response) -> bool:
+    """True if urllib3's gzip/deflate decoder of ``resp`` stopped mid-stream.
+
+    urllib3 keeps its decoders private, so this looks only at the zlib decompressor objects
+    it knows (``eof`` is documented zlib API) and answers False for anything else.
+    """
+    decoder = getattr(resp.raw, "_decoder", None)
+    decoders = getattr(decoder, "_decoders", None) or [decoder]  # MultiDecoder: "gzip, gzip"
+    for one in decoders:
+        if isinstance(one, GzipDecoder) and (
+            getattr(one, "_state", None) == GzipDecoderState.SWALLOW_DATA
+        ):
+            continue  # complete members followed by trailing garbage, accepted by design
+        if isinstance(one, GzipDecoder | DeflateDecoder):
+            obj = getattr(one, "_obj", None)
+            if getattr(obj, "eof", True) is False:
+                return True
+    return False
 
 
 @contextmanager
@@ -347,7 +415,15 @@ def _translate(
         return DownloadTimeoutError(url, f"download exceeded its {deadline:g} s deadline")
     if isinstance(exc, requests.TooManyRedirects):
         return TooManyRedirectsError(url, f"{root} (the limit is {_max_redirects(exc)})")
-    if _has(chain, requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
+    # Bug fix: urllib3's NewConnectionError (ECONNREFUSED, unreachable...) subclasses its
+    # ConnectTimeoutError for backwards compatibility, so a refused connection used to be
+    # reported as a read timeout. It is a connection failure.
+    timeouts = [
+        e for e in chain
+        if isinstance(e, requests.Timeout | urllib3.exceptions.TimeoutError | TimeoutError)
+        and not isinstance(e, urllib3.exceptions.NewConnectionError)
+    ]  # fmt: skip
+    if timeouts:
         return DownloadTimeoutError(url, f"no data for {timeout:g} s (read timeout)")
     if _has(chain, requests.exceptions.SSLError, urllib3.exceptions.SSLError):
         return FetchConnectionError(url, f"TLS failed: {root}")

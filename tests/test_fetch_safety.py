@@ -1,0 +1,955 @@
+"""Downloads of hostile URLs and broken servers: the SSRF guard (schemes, addresses, every
+redirect hop, DNS rebinding, proxies), TLS, size limits, gzip bombs, truncated bodies,
+drip-feeding and stalled servers, non-media bodies; none of them may leave anything behind.
+
+Every server is real and bound to a loopback address by the test run. A fake resolver only
+ever answers loopback addresses. Broken servers are small threaded stdlib socket servers
+(:class:`RawServer`), since a well-behaved framework cannot lie about Content-Length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import socket
+import ssl
+import threading
+import time
+import tracemalloc
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import trustme
+from pytest_httpserver import HTTPServer
+from sqlalchemy import text
+from werkzeug import Response
+
+from mediastore import (
+    BlockedURLError,
+    CorruptDownloadError,
+    DownloadTimeoutError,
+    DownloadTooLargeError,
+    FetchConnectionError,
+    FetchError,
+    FileTooLargeError,
+    HTTPStatusError,
+    ImageTooLargeError,
+    MediaStore,
+    RefusedContentError,
+    TooManyRedirectsError,
+    TruncatedDownloadError,
+    UnresolvableHostError,
+    UnsupportedMediaError,
+)
+from mediastore import testing as t
+from mediastore.netpolicy import IPAddress, refused_reason
+from mediastore.testing import files_under
+
+JPEG = "image/jpeg"
+
+
+# --- a raw socket server for misbehaving peers -----------------------------------------------
+Behaviour = Callable[[socket.socket, threading.Event], None]
+
+
+class RawServer:
+    """A threaded TCP server on ``host`` that runs ``behaviour(conn, stop)`` per connection.
+
+    It reads the request head first and records it; ``connections`` counts every accepted
+    connection (a guard test asserts it stays 0). :meth:`close` stops everything.
+    """
+
+    def __init__(self, behaviour: Behaviour | None = None, host: str = "127.0.0.1") -> None:
+        self.behaviour = behaviour or (lambda conn, stop: None)
+        self.host = host
+        self.stop = threading.Event()
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._listener = socket.create_server((host, 0))
+        self._listener.settimeout(0.05)
+        self.port: int = self._listener.getsockname()[1]
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
+
+    def url(self, path: str = "/a.jpg", host: str | None = None) -> str:
+        return f"http://{host or self.host}:{self.port}{path}"
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(None)
+            worker = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            with self._lock:
+                self.connections += 1
+                self._conns.append(conn)
+                self._threads.append(worker)
+            worker.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                head += data
+            with self._lock:
+                self.requests.append(head)
+            self.behaviour(conn, self.stop)
+
+    def close(self) -> None:
+        self.stop.set()
+        self._acceptor.join(5)
+        self._listener.close()
+        with self._lock:
+            conns, threads = list(self._conns), list(self._threads)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        for worker in threads:
+            worker.join(5)
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[..., RawServer]]:
+    """Starts :class:`RawServer` instances; all are closed after the test."""
+    started: list[RawServer] = []
+
+    def start(behaviour: Behaviour | None = None, host: str = "127.0.0.1") -> RawServer:
+        server = RawServer(behaviour, host)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def head(status: str = "200 OK", **headers: str | int) -> bytes:
+    """A response head; keyword names use _ for - (Content_Length -> Content-Length)."""
+    lines = [f"HTTP/1.1 {status}", "Connection: close"]
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def respond(data: bytes) -> Behaviour:
+    """A behaviour that sends ``data`` (head and body) and closes."""
+
+    def behaviour(conn: socket.socket, _stop: threading.Event) -> None:
+        conn.sendall(data)
+
+    return behaviour
+
+
+def chunked(body: bytes, size: int = 16384) -> bytes:
+    """``body`` in chunked transfer encoding, with its terminating zero chunk."""
+    parts = [
+        b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size])
+        for i in range(0, len(body), size)
+    ]
+    return b"".join(parts) + b"0\r\n\r\n"
+
+
+# --- pytest-httpserver and stores ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def _module_http() -> Iterator[HTTPServer]:
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+@pytest.fixture
+def http(_module_http: HTTPServer) -> Iterator[HTTPServer]:
+    """A threaded pytest-httpserver bound to 127.0.0.1 only, with empty handlers and log."""
+    _module_http.clear()
+    yield _module_http
+    _module_http.check_assertions()
+    _module_http.check_handler_errors()
+
+
+@pytest.fixture
+def make_store(tmp_path: Path) -> Iterator[Callable[..., MediaStore]]:
+    """Builds stores under tmp_path that may reach loopback (fast retries); closes them all."""
+    opened: list[MediaStore] = []
+
+    def make(name: str = "s", **options: Any) -> MediaStore:
+        options.setdefault("allow_private_networks", True)
+        options.setdefault("retries", 1)
+        options.setdefault("backoff_factor", 0.01)
+        store = MediaStore(tmp_path / name, **options)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def lstore(make_store: Callable[..., MediaStore]) -> MediaStore:
+    """A store allowed to download from loopback."""
+    return make_store()
+
+
+def only(*allowed: str) -> Callable[[IPAddress], str | None]:
+    """An address policy allowing exactly ``allowed`` and refusing the rest ("test-refused")."""
+    return lambda ip: None if str(ip) in allowed else "test-refused"
+
+
+def mapping(table: dict[str, str], calls: list[str] | None = None) -> Callable[..., list[str]]:
+    """A fake resolver answering from ``table`` (loopback addresses only); logs its calls."""
+
+    def resolve(host: str, _port: int) -> list[str]:
+        if calls is not None:
+            calls.append(host)
+        if host not in table:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [table[host]]
+
+    return resolve
+
+
+def rows(store: MediaStore, table: str = "media") -> int:
+    with store._catalog.engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+def assert_nothing_stored(store: MediaStore) -> None:
+    """No media file, no temp file, no catalog row."""
+    assert files_under(store.root / "media") == []
+    assert files_under(store.root / "tmp") == []
+    assert rows(store) == 0
+    assert rows(store, "media_urls") == 0
+
+
+def serve(server: HTTPServer, path: str, data: bytes | str, **kwargs: Any) -> str:
+    kwargs.setdefault("content_type", JPEG)
+    server.expect_request(path).respond_with_data(data, **kwargs)
+    return server.url_for(path)
+
+
+# --- 6. the address policy and URL checks ----------------------------------------------------
+def test_default_policy_refuses_a_loopback_literal(http: HTTPServer, store: MediaStore) -> None:
+    """Under the default policy http://127.0.0.1:<port>/ is refused; the server sees nothing."""
+    url = serve(http, "/a.jpg", t.noisy_jpeg())
+    with pytest.raises(BlockedURLError) as info:
+        store.fetch(url, timeout=2)
+    assert "loopback" in info.value.reason
+    assert http.log == []
+    assert_nothing_stored(store)
+
+
+@pytest.mark.parametrize(
+    "spelling", ["127.1", "2130706433", "0x7f.0.0.1", "0177.0.0.1", "[::ffff:127.0.0.1]"]
+)
+def test_default_policy_refuses_odd_loopback_spellings(
+    http: HTTPServer, store: MediaStore, spelling: str
+) -> None:
+    """Other spellings of loopback are refused too, with no request."""
+    serve(http, "/a.jpg", t.noisy_jpeg())
+    with pytest.raises(BlockedURLError):
+        store.fetch(f"http://{spelling}:{http.port}/a.jpg", timeout=2)
+    assert http.log == []
+
+
+def test_default_policy_refuses_a_name_resolving_to_loopback(
+    http: HTTPServer, tmp_path: Path
+) -> None:
+    """A host name whose (fake) DNS answer is 127.0.0.1 is refused before connecting."""
+    serve(http, "/a.jpg", t.noisy_jpeg())
+    with MediaStore(tmp_path / "s", resolver=lambda h, p: ["127.0.0.1"]) as store:
+        with pytest.raises(BlockedURLError) as info:
+            store.fetch(f"http://media.test:{http.port}/a.jpg", timeout=2)
+        assert "loopback" in info.value.reason
+        assert_nothing_stored(store)
+    assert http.log == []
+
+
+def test_unresolvable_host_is_its_own_error(tmp_path: Path) -> None:
+    """A name the resolver cannot resolve raises UnresolvableHostError."""
+    with MediaStore(tmp_path / "s", resolver=mapping({})) as store:
+        with pytest.raises(UnresolvableHostError):
+            store.fetch("http://nowhere.test/a.jpg", timeout=2)
+        assert_nothing_stored(store)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "ftp://127.0.0.1/a.jpg",
+        "data:image/png;base64,iVBORw0KGgo=",
+        "gopher://127.0.0.1:70/_GET",
+        "FILE:///etc/passwd",
+        "/etc/passwd",
+    ],
+)
+def test_other_schemes_are_blocked(store: MediaStore, url: str) -> None:
+    """Only http and https may be fetched: file, ftp, data, gopher... raise BlockedURLError."""
+    with pytest.raises(BlockedURLError):
+        store.fetch(url, timeout=2)
+    assert_nothing_stored(store)
+
+
+@pytest.mark.parametrize("userinfo", ["user:secret@", "user@", ":x@"])
+def test_url_with_credentials_is_blocked(
+    http: HTTPServer, lstore: MediaStore, userinfo: str
+) -> None:
+    """Credentials in the URL are refused even when private networks are allowed."""
+    serve(http, "/a.jpg", t.noisy_jpeg())
+    with pytest.raises(BlockedURLError) as info:
+        lstore.fetch(f"http://{userinfo}127.0.0.1:{http.port}/a.jpg", timeout=2)
+    assert "credentials" in info.value.reason
+    assert http.log == []
+    assert_nothing_stored(lstore)
+
+
+def test_proxies_in_the_environment_are_ignored(
+    http: HTTPServer,
+    lstore: MediaStore,
+    raw_server: Callable[..., RawServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTP(S)_PROXY / ALL_PROXY are not used: the target gets the request, the proxy nothing."""
+    proxy = raw_server(respond(head("502 Bad Gateway", Content_Length=0)))
+    proxy_url = f"http://127.0.0.1:{proxy.port}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, proxy_url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    data = t.noisy_jpeg(seed=1)
+    url = serve(http, "/a.jpg", data)
+    # the environment really names the proxy for this URL (requests would use it by default)
+    assert requests.utils.get_environ_proxies(url).get("http") == proxy_url
+
+    rec = lstore.fetch(url, timeout=2)
+    assert rec.md5 == hashlib.md5(data).hexdigest()
+    assert len(http.log) == 1
+    assert http.log[0][0].path == "/a.jpg"
+    assert proxy.connections == 0
+
+
+def test_netrc_credentials_are_not_sent(
+    http: HTTPServer, lstore: MediaStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A .netrc entry for the host is ignored: downloads carry no Authorization header."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login alice password s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    url = serve(http, "/a.jpg", t.noisy_jpeg(seed=16))
+    assert requests.utils.get_netrc_auth(url) == ("alice", "s3cret")  # the file is readable
+    lstore.fetch(url, timeout=2)
+    [(request, _)] = http.log
+    assert "Authorization" not in request.headers
+
+
+# --- 5. redirect hops go through the same guard ----------------------------------------------
+def test_redirect_to_a_refused_address_is_blocked_before_connecting(
+    http: HTTPServer, make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+) -> None:
+    """A redirect to 127.0.0.2 under a policy refusing it raises BlockedURLError, no connect."""
+    inner = raw_server(respond(head(Content_Length=0)), host="127.0.0.2")
+    store = make_store(allow_private_networks=False, address_policy=only("127.0.0.1"))
+    http.expect_request("/go").respond_with_response(
+        Response(status=302, headers={"Location": inner.url("/secret")})
+    )
+    with pytest.raises(BlockedURLError) as info:
+        store.fetch(http.url_for("/go"), timeout=2)
+    assert "test-refused" in info.value.reason
+    assert "127.0.0.2" in info.value.reason
+    assert len(http.log) == 1
+    assert inner.connections == 0
+    assert_nothing_stored(store)
+
+
+def test_redirect_to_a_url_with_credentials_is_blocked(
+    http: HTTPServer, lstore: MediaStore
+) -> None:
+    """A redirect hop carrying user:password@ is refused like a first URL would be."""
+    serve(http, "/a.jpg", t.noisy_jpeg(seed=17))
+    http.expect_request("/go").respond_with_response(
+        Response(status=302, headers={"Location": f"http://u:p@127.0.0.1:{http.port}/a.jpg"})
+    )
+    with pytest.raises(BlockedURLError) as info:
+        lstore.fetch(http.url_for("/go"), timeout=2)
+    assert "credentials" in info.value.reason
+    assert [req.path for req, _ in http.log] == ["/go"]
+    assert_nothing_stored(lstore)
+
+
+def test_redirect_from_an_allowed_name_to_a_refused_name_is_blocked(
+    http: HTTPServer, make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+) -> None:
+    """Default policy (plus 127.0.0.1 for the test): a hop to a name on 127.0.0.3 is refused."""
+    inner = raw_server(respond(head(Content_Length=0)), host="127.0.0.3")
+    calls: list[str] = []
+    store = make_store(
+        allow_private_networks=False,
+        address_policy=lambda ip: None if str(ip) == "127.0.0.1" else refused_reason(ip),
+        resolver=mapping({"media.test": "127.0.0.1", "inner.test": "127.0.0.3"}, calls),
+    )
+    http.expect_request("/go").respond_with_response(
+        Response(status=301, headers={"Location": inner.url("/x", host="inner.test")})
+    )
+    with pytest.raises(BlockedURLError) as info:
+        store.fetch(f"http://media.test:{http.port}/go", timeout=2)
+    assert "loopback" in info.value.reason and "inner.test" in info.value.reason
+    assert calls == ["media.test", "inner.test"]
+    assert http.log[0][0].headers["Host"] == f"media.test:{http.port}"
+    assert inner.connections == 0
+    assert_nothing_stored(store)
+
+
+def test_redirect_to_a_literal_loopback_under_default_policy_is_blocked(
+    http: HTTPServer, make_store: Callable[..., MediaStore]
+) -> None:
+    """A public-looking name may not redirect to http://127.0.0.1/ under the default policy."""
+    # Both hops land on 127.0.0.1, so the policy cannot tell them apart by address: it lets
+    # the first check through (standing in for a public address) and applies the default
+    # policy from then on, which must refuse the second hop before any connection.
+    reached: list[str] = []
+
+    def policy(ip: IPAddress) -> str | None:
+        reached.append(str(ip))
+        return None if len(reached) == 1 else refused_reason(ip)
+
+    store = make_store(
+        allow_private_networks=False,
+        address_policy=policy,
+        resolver=mapping({"media.test": "127.0.0.1"}),
+    )
+    http.expect_request("/go").respond_with_response(
+        Response(status=302, headers={"Location": http.url_for("/a.jpg")})
+    )
+    serve(http, "/a.jpg", t.noisy_jpeg())
+    with pytest.raises(BlockedURLError) as info:
+        store.fetch(f"http://media.test:{http.port}/go", timeout=2)
+    assert "loopback" in info.value.reason
+    assert reached == ["127.0.0.1", "127.0.0.1"]
+    assert [req.path for req, _ in http.log] == ["/go"]
+    assert_nothing_stored(store)
+
+
+# --- 7. DNS rebinding ------------------------------------------------------------------------
+def test_dns_rebinding_cannot_reach_the_refused_address(
+    http: HTTPServer, make_store: Callable[..., MediaStore]
+) -> None:
+    """The checked answer is the one connected to: a later 127.0.0.1 answer is never used."""
+    calls: list[str] = []
+
+    def rebinding(host: str, _port: int) -> list[str]:
+        calls.append(host)
+        return ["127.0.0.2"] if len(calls) == 1 else ["127.0.0.1"]
+
+    store = make_store(
+        allow_private_networks=False,
+        address_policy=only("127.0.0.2"),
+        resolver=rebinding,
+        retries=2,
+    )
+    serve(http, "/a.jpg", t.noisy_jpeg())  # listens on 127.0.0.1 only
+    with pytest.raises(FetchConnectionError):
+        store.fetch(f"http://rebind.test:{http.port}/a.jpg", timeout=2)
+    assert calls == ["rebind.test"]  # once for the one hop, retries included
+    assert http.log == []
+    assert_nothing_stored(store)
+
+
+def test_resolver_is_called_once_per_redirect_hop(
+    http: HTTPServer, make_store: Callable[..., MediaStore]
+) -> None:
+    """Each hop of a redirect chain is resolved exactly once."""
+    calls: list[str] = []
+    store = make_store(resolver=mapping({"a.test": "127.0.0.1", "b.test": "127.0.0.1"}, calls))
+    http.expect_request("/go").respond_with_response(
+        Response(status=302, headers={"Location": f"http://b.test:{http.port}/a.jpg"})
+    )
+    serve(http, "/a.jpg", t.noisy_jpeg(seed=2))
+    store.fetch(f"http://a.test:{http.port}/go", timeout=2)
+    assert calls == ["a.test", "b.test"]
+    assert [req.headers["Host"] for req, _ in http.log] == [
+        f"a.test:{http.port}",
+        f"b.test:{http.port}",
+    ]
+
+
+def test_connection_refused_is_a_connection_error(make_store: Callable[..., MediaStore]) -> None:
+    """A port with no listener gives FetchConnectionError (not a timeout), after retries."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    store = make_store(retries=1)
+    start = time.monotonic()
+    with pytest.raises(FetchConnectionError) as info:
+        store.fetch(f"http://127.0.0.1:{port}/a.jpg", timeout=5)
+    assert not isinstance(info.value, DownloadTimeoutError)
+    assert "refused" in info.value.reason.lower()
+    assert time.monotonic() - start < 2
+    assert_nothing_stored(store)
+
+
+# --- 8. TLS ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HTTPServer, str]]:
+    """An https pytest-httpserver on 127.0.0.1 with a trustme certificate for media.test,
+    and the path of the CA bundle that trusts it."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("media.test").configure_cert(context)
+    ca_path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    server = HTTPServer(host="127.0.0.1", port=0, ssl_context=context, threaded=True)
+    server.start()
+    yield server, str(ca_path)
+    server.clear()
+    server.stop()
+
+
+@pytest.fixture
+def https(tls: tuple[HTTPServer, str]) -> tuple[HTTPServer, str]:
+    server, ca = tls
+    server.clear()
+    return server, ca
+
+
+def test_https_with_a_private_ca_verifies_the_host_name(
+    https: tuple[HTTPServer, str], make_store: Callable[..., MediaStore]
+) -> None:
+    """https://media.test works through the pinned address, SNI and Host keep the name."""
+    server, ca = https
+    data = t.noisy_jpeg(seed=3)
+    server.expect_request("/a.jpg").respond_with_data(data, content_type=JPEG)
+    store = make_store(resolver=mapping({"media.test": "127.0.0.1"}), ca_bundle=ca)
+    url = f"https://media.test:{server.port}/a.jpg"
+    rec = store.fetch(url, timeout=2)
+    assert rec.md5 == hashlib.md5(data).hexdigest()
+    assert store.urls_for(rec.md5) == [url]
+    [(request, _)] = server.log
+    assert request.headers["Host"] == f"media.test:{server.port}"
+
+
+def test_https_certificate_for_another_name_is_refused(
+    https: tuple[HTTPServer, str], make_store: Callable[..., MediaStore]
+) -> None:
+    """A certificate for media.test does not pass for wrong.test: FetchConnectionError (TLS)."""
+    server, ca = https
+    server.expect_request("/a.jpg").respond_with_data(t.noisy_jpeg(), content_type=JPEG)
+    store = make_store(
+        resolver=mapping({"media.test": "127.0.0.1", "wrong.test": "127.0.0.1"}), ca_bundle=ca
+    )
+    with pytest.raises(FetchConnectionError) as info:
+        store.fetch(f"https://wrong.test:{server.port}/a.jpg", timeout=2)
+    reason = info.value.reason.lower()
+    assert "tls" in reason or "certificate" in reason
+    assert "wrong.test" in reason
+    assert server.log == []
+    assert_nothing_stored(store)
+
+
+def test_https_with_an_untrusted_ca_is_refused(
+    https: tuple[HTTPServer, str], make_store: Callable[..., MediaStore]
+) -> None:
+    """Without the private CA bundle the server's certificate is not trusted."""
+    server, _ca = https
+    server.expect_request("/a.jpg").respond_with_data(t.noisy_jpeg(), content_type=JPEG)
+    store = make_store(resolver=mapping({"media.test": "127.0.0.1"}))
+    with pytest.raises(FetchConnectionError) as info:
+        store.fetch(f"https://media.test:{server.port}/a.jpg", timeout=2)
+    assert "certificate" in info.value.reason.lower()
+    assert server.log == []
+
+
+# --- 9. size limits --------------------------------------------------------------------------
+def test_honest_content_length_over_the_limit_fails_before_the_body(
+    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+) -> None:
+    """Content-Length above max_file_size fails at once, without waiting for the body."""
+
+    def headers_then_silence(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(head(Content_Type=JPEG, Content_Length=10_000_000) + t.noisy_jpeg()[:100])
+        stop.wait(10)  # a client reading the body would hit its 5 s read timeout
+
+    server = raw_server(headers_then_silence)
+    store = make_store(max_file_size=100_000)
+    start = time.monotonic()
+    with pytest.raises(DownloadTooLargeError) as info:
+        store.fetch(server.url(), timeout=5)
+    assert time.monotonic() - start < 2
+    assert "10000000" in info.value.reason
+    assert isinstance(info.value, FileTooLargeError)
+    assert len(server.requests) == 1
+    assert_nothing_stored(store)
+
+
+def test_lying_small_content_length_is_not_read_past(
+    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+) -> None:
+    """A Content-Length smaller than what is sent: only the declared bytes count."""
+    body = t.mp4_bytes(payload=300_000, seed=4)
+    declared = 50_000
+    server = raw_server(respond(head(Content_Type="video/mp4", Content_Length=declared) + body))
+    store = make_store(max_file_size=100_000)
+    rec = store.fetch(server.url("/v.mp4"), timeout=2)
+    assert rec.size == declared
+    assert rec.path.read_bytes() == body[:declared]
+    assert files_under(store.root / "tmp") == []
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close-delimited"])
+def test_body_without_content_length_over_the_limit_is_cut(
+    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer], framing: str
+) -> None:
+    """A body with no Content-Length is counted while streaming and cut at max_file_size."""
+    body = t.mp4_bytes(payload=400_000, seed=5)
+    if framing == "chunked":
+        reply = head(Content_Type="video/mp4", Transfer_Encoding="chunked") + chunked(body)
+    else:
+        reply = head(Content_Type="video/mp4") + body
+    server = raw_server(respond(reply))
+    store = make_store(max_file_size=100_000, chunk_size=16_384)
+    with pytest.raises(DownloadTooLargeError):
+        store.fetch(server.url("/v.mp4"), timeout=2)
+    assert_nothing_stored(store)
+
+
+def _gzip_bomb(decoded_size: int) -> bytes:
+    """A gzip stream of an MP4 header followed by ``decoded_size`` zero bytes (~1000:1)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: gzip container
+    out = [packer.compress(t.mp4_bytes(payload=64, seed=6))]
+    zeros = bytes(1 << 20)
+    for _ in range(decoded_size >> 20):
+        out.append(packer.compress(zeros))
+    out.append(packer.flush())
+    return b"".join(out)
+
+
+def test_gzip_bomb_is_cut_on_decoded_bytes_with_bounded_memory(
+    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+) -> None:
+    """A small gzip body inflating far past max_file_size fails; memory stays bounded."""
+    bomb = _gzip_bomb(256 << 20)  # 256 MiB decoded
+    assert len(bomb) < 512 * 1024
+    server = raw_server(
+        respond(
+            head(Content_Type="video/mp4", Content_Encoding="gzip", Content_Length=len(bomb)) + bomb
+        )
+    )
+    store = make_store(max_file_size=2 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DownloadTooLargeError):
+            store.fetch(server.url("/v.mp4"), timeout=5)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20  # far below the 256 MiB the body inflates to
+    assert_nothing_stored(store)
+
+
+def test_gzip_body_within_the_limit_is_stored_decoded(http: HTTPServer, lstore: MediaStore) -> None:
+    """A Content-Encoding: gzip body is stored as its decoded bytes."""
+    data = t.noisy_jpeg(seed=7)
+    url = serve(http, "/a.jpg", gzip.compress(data), headers={"Content-Encoding": "gzip"})
+    rec = lstore.fetch(url, timeout=2)
+    assert rec.md5 == hashlib.md5(data).hexdigest()
+    assert rec.path.read_bytes() == data
+
+
+def _deflate(data: bytes, wbits: int) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return packer.compress(data) + packer.flush()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "pack"),
+    [
+        ("gzip", gzip.compress),
+        ("gzip", lambda d: gzip.compress(d[:1000]) + gzip.compress(d[1000:])),  # two members
+        ("deflate", lambda d: _deflate(d, zlib.MAX_WBITS)),  # zlib-wrapped, as specified
+        ("deflate", lambda d: _deflate(d, -zlib.MAX_WBITS)),  # raw deflate, as sent in practice
+    ],
+    ids=["gzip", "gzip-two-members", "deflate-zlib", "deflate-raw"],
+)
+def test_complete_compressed_bodies_are_stored(
+    make_store: Callable[..., MediaStore],
+    raw_server: Callable[..., RawServer],
+    encoding: str,
+    pack: Callable[[bytes], bytes],
+) -> None:
+    """Complete gzip (one or more members) and deflate bodies are stored decoded."""
+    data = t.mp4_bytes(payload=60_000, seed=13)
+    packed = pack(data)
+    reply = head(Content_Type="video/mp4", Content_Encoding=encoding, Content_Length=len(packed))
+    server = raw_server(respond(reply + packed))
+    store = make_store()
+    rec = store.fetch(server.url("/v.mp4"), timeout=2)
+    assert rec.path.read_bytes() == data
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("framing", ["content-length", "close-delimited"])
+def test_gzip_stream_cut_short_is_truncated(
+    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer], framing: str
+) -> None:
+    """A gzip stream that stops before its end is TruncatedDownloadError, not a short file."""
+    packed = gzip.compress(t.mp4_bytes(payload=60_000, seed=14))[:-500]
+    if framing == "content-length":
+        reply = head(Content_Type="video/mp4", Content_Encoding="gzip", Content_Length=len(packed))
+    else:
+        reply = head(Content_Type="video/mp4", Content_Encoding="gzip")
+    server = raw_server(respond(reply + packed))
+    store = make_store()
+    with pytest.raises(TruncatedDownloadError) as info:
+        store.fetch(server.url("/v.mp4"), timeout=2)
+    assert "compressed" in info.value.reason
+    assert_nothing_stored(store)
+
+
+# --- 10. truncated bodies --------------------------------------------------------------------
+def test_body_shorter_than_its_content_length_is_truncated(
+    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+) -> None:
+    """Content-Length 10000 with 5000 bytes then close: TruncatedDownloadError, nothing kept."""
+    body = t.mp4_bytes(payload=20_000, seed=8)
+    server = raw_server(
+        respond(head(Content_Type="video/mp4", Content_Length=10_000) + body[:5000])
+    )
+    store = make_store()
+    with pytest.raises(TruncatedDownloadError) as info:
+        store.fetch(server.url("/v.mp4"), timeout=2)
+    assert info.value.url == server.url("/v.mp4")
+    assert len(server.requests) == 2  # a broken body is fetched again once, then given up
+    assert_nothing_stored(store)
+
+
+def test_truncated_body_then_complete_body_succeeds(
+    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+) -> None:
+    """A body cut once is fetched again and the complete second copy is stored."""
+    body = t.mp4_bytes(payload=20_000, seed=9)
+    sent = []
+
+    def flaky(conn: socket.socket, _stop: threading.Event) -> None:
+        sent.append(1)
+        reply = head(Content_Type="video/mp4", Content_Length=len(body))
+        conn.sendall(reply + (body[:5000] if len(sent) == 1 else body))
+
+    server = raw_server(flaky)
+    store = make_store()
+    rec = store.fetch(server.url("/v.mp4"), timeout=2)
+    assert rec.path.read_bytes() == body
+    assert len(server.requests) == 2
+    assert files_under(store.root / "tmp") == []
+
+
+# --- 11. slow servers ------------------------------------------------------------------------
+def drip(framing: str, body: bytes, burst: int = 8192) -> Behaviour:
+    """Send the head and ``burst`` bytes at once, then one byte every 0.2 s."""
+
+    def behaviour(conn: socket.socket, stop: threading.Event) -> None:
+        if framing == "content-length":
+            conn.sendall(head(Content_Type="video/mp4", Content_Length=len(body)))
+        elif framing == "chunked":
+            conn.sendall(head(Content_Type="video/mp4", Transfer_Encoding="chunked"))
+        else:
+            conn.sendall(head(Content_Type="video/mp4"))
+
+        def send(piece: bytes) -> None:
+            conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if framing == "chunked" else piece)
+
+        send(body[:burst])
+        for i in range(burst, len(body)):
+            if stop.wait(0.2):
+                return
+            send(body[i : i + 1])
+
+    return behaviour
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked", "close-delimited"])
+def test_drip_feeding_server_is_cut_by_the_deadline(
+    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer], framing: str
+) -> None:
+    """One byte per 0.2 s never trips the 5 s read timeout; the 1 s deadline cuts it."""
+    server = raw_server(drip(framing, t.mp4_bytes(payload=20_000, seed=10)))
+    store = make_store(download_deadline=1.0)
+    start = time.monotonic()
+    with pytest.raises(DownloadTimeoutError) as info:
+        store.fetch(server.url("/v.mp4"), timeout=5)
+    elapsed = time.monotonic() - start
+    assert elapsed < 4
+    assert "deadline" in info.value.reason
+    assert len(server.requests) == 1
+    assert_nothing_stored(store)
+
+
+def test_deadline_covers_the_body_fetched_again_after_a_break(
+    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+) -> None:
+    """A body cut after 0.8 s is fetched again within the same 1 s deadline, not a new one."""
+    body = t.mp4_bytes(payload=20_000, seed=15)
+    attempts: list[float] = []
+
+    def slow_break_then_drip(conn: socket.socket, stop: threading.Event) -> None:
+        attempts.append(time.monotonic())
+        if len(attempts) == 1:
+            conn.sendall(head(Content_Type="video/mp4", Content_Length=len(body)) + body[:5000])
+            stop.wait(0.8)  # then close: a truncated body, after most of the deadline
+            return
+        drip("content-length", body)(conn, stop)
+
+    server = raw_server(slow_break_then_drip)
+    store = make_store(download_deadline=1.0)
+    start = time.monotonic()
+    with pytest.raises(DownloadTimeoutError) as info:
+        store.fetch(server.url("/v.mp4"), timeout=5)
+    assert time.monotonic() - start < 1.5  # a fresh deadline would end after 1.8 s
+    assert len(attempts) == 2
+    assert "1 s deadline" in info.value.reason
+    assert_nothing_stored(store)
+
+
+def test_server_that_never_answers_times_out(
+    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+) -> None:
+    """No response head within timeout=0.5 raises DownloadTimeoutError."""
+    server = raw_server(lambda conn, stop: stop.wait(10) and None)
+    store = make_store(retries=0)
+    start = time.monotonic()
+    with pytest.raises(DownloadTimeoutError) as info:
+        store.fetch(server.url(), timeout=0.5)
+    assert time.monotonic() - start < 3
+    assert "timeout" in info.value.reason
+    assert_nothing_stored(store)
+
+
+def test_server_that_stalls_mid_body_times_out(
+    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+) -> None:
+    """A body that stops flowing for longer than timeout=0.5 raises DownloadTimeoutError."""
+    body = t.mp4_bytes(payload=20_000, seed=11)
+
+    def stall(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(head(Content_Type="video/mp4", Content_Length=len(body)) + body[:6000])
+        stop.wait(10)
+
+    server = raw_server(stall)
+    store = make_store(retries=0)
+    start = time.monotonic()
+    with pytest.raises(DownloadTimeoutError):
+        store.fetch(server.url("/v.mp4"), timeout=0.5)
+    assert time.monotonic() - start < 3
+    assert len(server.requests) == 1
+    assert_nothing_stored(store)
+
+
+# --- 12. bodies that are not media -----------------------------------------------------------
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<!DOCTYPE html><html><head><title>Not found</title></head><body>sorry</body></html>",
+        '{"error": "not found", "status": 404}',
+        "",
+    ],
+    ids=["html", "json", "empty"],
+)
+def test_non_media_body_with_status_200_is_refused(
+    http: HTTPServer, lstore: MediaStore, body: str
+) -> None:
+    """An HTML page, JSON or empty body sent as image/jpeg with 200 is RefusedContentError."""
+    url = serve(http, "/a.jpg", body)
+    with pytest.raises(RefusedContentError) as info:
+        lstore.fetch(url, timeout=2)
+    assert isinstance(info.value, UnsupportedMediaError)
+    assert len(http.log) == 1
+    assert_nothing_stored(lstore)
+
+
+def test_unparseable_image_is_corrupt(http: HTTPServer, lstore: MediaStore) -> None:
+    """A body that starts like a JPEG but is garbage is CorruptDownloadError."""
+    url = serve(http, "/a.jpg", b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40)
+    with pytest.raises(CorruptDownloadError):
+        lstore.fetch(url, timeout=2)
+    assert_nothing_stored(lstore)
+
+
+def test_pixel_bomb_image_is_refused(http: HTTPServer, lstore: MediaStore) -> None:
+    """A tiny PNG declaring 10000x10000 pixels is refused (decompression bomb guard)."""
+    url = serve(http, "/a.png", t.png_bomb(), content_type="image/png")
+    with pytest.raises(RefusedContentError) as info:
+        lstore.fetch(url, timeout=2)
+    assert isinstance(info.value.__cause__, ImageTooLargeError)
+    assert_nothing_stored(lstore)
+
+
+# --- 16. every failure leaves nothing behind -------------------------------------------------
+def _html(server: HTTPServer) -> str:
+    return serve(server, "/a.jpg", "<html><body>login</body></html>")
+
+
+def _status(code: int) -> Callable[[HTTPServer], str]:
+    return lambda server: serve(server, "/a.jpg", "error", status=code)
+
+
+def _too_large(server: HTTPServer) -> str:
+    return serve(server, "/a.mp4", t.mp4_bytes(payload=300_000), content_type="video/mp4")
+
+
+def _redirect_loop(server: HTTPServer) -> str:
+    server.expect_request("/loop").respond_with_response(
+        Response(status=302, headers={"Location": "/loop"})
+    )
+    return server.url_for("/loop")
+
+
+def _truncated_gzip(server: HTTPServer) -> str:
+    packed = gzip.compress(t.mp4_bytes(payload=50_000, seed=12))
+    return serve(server, "/a.mp4", packed[:-200], headers={"Content-Encoding": "gzip"})
+
+
+def _bad_gzip(server: HTTPServer) -> str:
+    return serve(server, "/a.jpg", t.noisy_jpeg(), headers={"Content-Encoding": "gzip"})
+
+
+@pytest.mark.parametrize(
+    ("scenario", "error"),
+    [
+        (_html, RefusedContentError),
+        (_status(404), HTTPStatusError),
+        (_status(500), HTTPStatusError),
+        (_too_large, DownloadTooLargeError),
+        (_redirect_loop, TooManyRedirectsError),
+        (_truncated_gzip, TruncatedDownloadError),
+        (_bad_gzip, FetchError),
+    ],
+    ids=["html", "404", "500", "too-large", "redirect-loop", "truncated-gzip", "bad-gzip"],
+)
+def test_failed_download_leaves_no_temp_file_and_no_row(
+    http: HTTPServer,
+    make_store: Callable[..., MediaStore],
+    scenario: Callable[[HTTPServer], str],
+    error: type[Exception],
+) -> None:
+    """Whatever the failure, tmp/ and media/ stay empty and the catalog has no row."""
+    store = make_store(max_file_size=100_000, retries=1)
+    url = scenario(http)
+    with pytest.raises(error) as info:
+        store.fetch(url, timeout=2)
+    assert info.value.url == url  # type: ignore[attr-defined]
+    assert_nothing_stored(store)
+    assert store.get_by_url(url) is None
