@@ -11,7 +11,9 @@ The body itself is handed to the store's single ingest path (:func:`mediastore.i
 from __future__ import annotations
 
 import contextlib
+import heapq
 import ipaddress
+import itertools
 import logging
 import socket
 import threading
@@ -71,6 +73,51 @@ class FetchSettings:
 _local = threading.local()
 
 
+class _Watchdog:
+    """One daemon thread that expires every download's deadline at its time.
+
+    A ``threading.Timer`` per download would start a thread per request (~0.5 ms each, the
+    price of a whole small download); a heap served by one thread costs a push and a pop.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Deadline]] = []
+        self._cond = threading.Condition()
+        self._count = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, deadline: Deadline) -> None:
+        with self._cond:
+            if len(self._heap) >= 1024 and next(self._count) % 1024 == 0:
+                # finished downloads wait in the heap until their time: drop them now and then
+                self._heap = [entry for entry in self._heap if not entry[2].finished]
+                heapq.heapify(self._heap)
+            heapq.heappush(self._heap, (deadline.ends_at, next(self._count), deadline))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="mediastore-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                ends_at, _, deadline = self._heap[0]
+                wait = ends_at - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+            if not deadline.finished:
+                deadline.expire()
+
+
+_WATCHDOG = _Watchdog()
+
+
 class Deadline:
     """Shuts down the sockets of one download when its time is up.
 
@@ -80,11 +127,11 @@ class Deadline:
 
     def __init__(self, seconds: float) -> None:
         self.expired = False
-        self._ends_at = time.monotonic() + seconds
+        self.finished = False
+        self.seconds = seconds
+        self.ends_at = time.monotonic() + seconds
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
 
     def attach(self, sock: socket.socket | None) -> None:
         if sock is None:
@@ -96,22 +143,26 @@ class Deadline:
 
     def remaining(self) -> float:
         """Seconds left before the deadline (negative once it has passed)."""
-        return self._ends_at - time.monotonic()
+        return self.ends_at - time.monotonic()
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
         with self._lock:
+            if self.finished:
+                return
             self.expired = True
             for sock in self._sockets:
                 _shutdown(sock)
 
     def __enter__(self) -> Deadline:
         _local.deadline = self
-        self._ends_at = time.monotonic() + self._timer.interval
-        self._timer.start()
+        self.ends_at = time.monotonic() + self.seconds
+        _WATCHDOG.add(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
+        with self._lock:
+            self.finished = True  # the heap entry is dropped when its time comes
+            self._sockets.clear()
         _local.deadline = None
 
 
@@ -162,7 +213,7 @@ class _DeadlineRetry(Retry):
             if not wait:
                 wait = self.get_backoff_time()
             if wait >= deadline.remaining():
-                deadline._expire()
+                deadline.expire()
                 raise urllib3.exceptions.TimeoutError(
                     f"waiting {wait:g} s before the next retry would pass the deadline"
                 )

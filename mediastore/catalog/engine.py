@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, make_url
 #: Execution option that makes SQLite start the transaction with BEGIN IMMEDIATE, taking the
 #: write lock up front: a reader that later writes could otherwise deadlock with another writer.
 WRITE = {"mediastore_write": True}
+POOL_SIZE = 16
 #: Execution option for reads of several statements that must see one snapshot.
 SNAPSHOT = {"mediastore_snapshot": True}
 
@@ -36,7 +37,14 @@ def make_engine(url: str, *, busy_timeout: float) -> Engine:
     if path is None:
         return create_engine(url, pool_pre_ping=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": busy_timeout, "check_same_thread": False})
+    engine = create_engine(
+        url,
+        connect_args={"timeout": busy_timeout, "check_same_thread": False},
+        # enough for fetch_many's workers: an overflow connection opened and closed per
+        # checkout costs milliseconds, and its set-up can wait on other connections' locks
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_SIZE,
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
@@ -63,7 +71,10 @@ def configure_sqlite(dbapi_conn: sqlite3.Connection, busy_timeout: float) -> Non
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-    cur.execute("PRAGMA journal_mode = WAL")
+    # Asking for WAL when the file is already in WAL mode can still wait on a lock; the
+    # mode is persistent, so only the first connection to a new catalog needs to set it.
+    if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        cur.execute("PRAGMA journal_mode = WAL")
     cur.execute("PRAGMA foreign_keys = ON")
     # NORMAL in WAL mode never corrupts; a power cut may drop the last commits, which only
     # leaves already-fsynced files without rows (adoptable), never rows without files.

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import queue
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -131,6 +132,9 @@ _URLS_FOR = (
 _URL_ROW = select(_urls.c.id, _urls.c.md5, _urls.c.url).where(
     _urls.c.url_md5 == bindparam("url_md5")
 )
+_URL_ROW_WITH_KEY = select(_urls.c.id, _urls.c.url_md5, _urls.c.url).where(
+    _urls.c.url_md5 == bindparam("url_md5")
+)
 _INSERT_MEDIA = insert(_media)
 _INSERT_URL = insert(_urls)
 
@@ -192,6 +196,7 @@ class Catalog:
             self.engine: Engine = make_engine(url, busy_timeout=busy_timeout)
             ensure_schema(self.engine, create_if_empty=create_if_empty)
         self._points = _PointReads(self.engine, path, busy_timeout) if path else None
+        self._write_lock = threading.Lock()
 
     def close(self) -> None:
         if self._points is not None:
@@ -228,7 +233,10 @@ class Catalog:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        # Threads of this process queue on a lock rather than on SQLite's busy handler, which
+        # polls with sleeps of up to 100 ms; other processes still meet the busy timeout.
         with (
+            self._write_lock,
             self._errors("write"),
             self.engine.connect().execution_options(**WRITE) as conn,
             conn.begin(),
@@ -358,6 +366,9 @@ class Catalog:
     def _rows_in(conn: Connection, md5s: Sequence[str]) -> dict[str, MediaRow]:
         found: dict[str, MediaRow] = {}
         unique = list(dict.fromkeys(md5s))
+        if len(unique) == 1:  # the common single commit: no IN list to expand and compile
+            row = conn.execute(_BY_MD5, {"md5": unique[0]}).first()
+            return {unique[0]: _row(row)} if row else {}
         for start in range(0, len(unique), 500):
             stmt = select(*_MEDIA_COLS).where(_media.c.md5.in_(unique[start : start + 500]))
             found.update((r.md5, r) for r in map(_row, conn.execute(stmt)))
@@ -365,6 +376,8 @@ class Catalog:
 
     def by_md5_many(self, md5s: Sequence[str]) -> dict[str, MediaRow]:
         """The media rows of these md5s that exist (queried in batches)."""
+        if self._points is not None and len(md5s) <= 8:  # a few point lookups beat one IN
+            return {md5: row for md5 in md5s if (row := self.by_md5(md5)) is not None}
         with self._read() as conn:
             return self._rows_in(conn, md5s)
 
@@ -374,6 +387,10 @@ class Catalog:
         """Map each URL to its md5: insert new URLs, re-point and refresh known ones."""
         keys = list(dict.fromkeys(info.url_md5 for _, info in entries))
         found: dict[str, Any] = {}
+        if len(keys) == 1:  # the common single URL: no IN list to expand and compile
+            row = conn.execute(_URL_ROW_WITH_KEY, {"url_md5": keys[0]}).first()
+            found = {keys[0]: row} if row else {}
+            keys = []
         for start in range(0, len(keys), 500):
             stmt = select(_urls.c.id, _urls.c.url_md5, _urls.c.url).where(
                 _urls.c.url_md5.in_(keys[start : start + 500])
