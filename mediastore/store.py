@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,6 +94,7 @@ class MediaStore:
             raise InvalidInputError(f"store root {self.root} is not a directory")
         self._blobs = LocalBlobStore(self.root)
         self._catalog = Catalog(self.config.catalog_url, busy_timeout=self.config.busy_timeout)
+        self._group = GroupCommit(self._commit_many)
         self._downloader: Downloader | None = None  # created on first download
         self._downloader_lock = threading.Lock()
 
@@ -192,11 +194,13 @@ class MediaStore:
     def _commit(self, staged: Staged, urls: Sequence[UrlInfo]) -> MediaRecord:
         """Put the staged file at its address (unless an intact copy is there) and record it.
 
+        Concurrent callers are committed together (see :class:`GroupCommit`).
+
         Raises:
             HashCollisionError: its md5 is stored with other content (nothing changed).
             StorageError / CatalogError: the file could not be put or the row committed.
         """
-        outcome = self._commit_many([(staged, urls)])[0]
+        outcome = self._group.commit((staged, urls))
         if isinstance(outcome, MediaStoreError):
             raise outcome
         return outcome
@@ -496,6 +500,51 @@ class MediaStore:
         self._blobs.delete(_kind(rec.extension), rec.md5)
         log.info("removed %s", rec.md5)
         return rec
+
+
+_Entry = tuple[Staged, Sequence[UrlInfo]]
+_Outcome = MediaRecord | MediaStoreError
+
+
+class GroupCommit:
+    """Commits that arrive while another is running are committed together, in one batch.
+
+    A caller finding no commit under way commits at once (no added latency without
+    contention). Callers arriving meanwhile queue up; when the running commit ends, one of
+    them takes everything queued and commits it with one round of parallel fsyncs, one
+    directory fsync and one transaction. Each leader commits one batch, its own entry in it,
+    so no caller ends up committing for others indefinitely.
+    """
+
+    def __init__(self, commit_many: Callable[[Sequence[_Entry]], list[_Outcome]]) -> None:
+        self._commit_many = commit_many
+        self._cond = threading.Condition()
+        self._pending: list[tuple[_Entry, Future[_Outcome]]] = []
+        self._leading = False
+
+    def commit(self, entry: _Entry) -> _Outcome:
+        future: Future[_Outcome] = Future()
+        with self._cond:
+            self._pending.append((entry, future))
+            while self._leading and not future.done():
+                self._cond.wait()
+            if future.done():
+                return future.result()
+            self._leading = True
+            batch, self._pending = self._pending, []
+        try:
+            outcomes = self._commit_many([e for e, _ in batch])
+            for (_, waiting), outcome in zip(batch, outcomes, strict=True):
+                waiting.set_result(outcome)
+        except BaseException as exc:  # the batch failed as a whole: every caller sees it
+            for _, waiting in batch:
+                if not waiting.done():
+                    waiting.set_exception(exc)
+        finally:
+            with self._cond:
+                self._leading = False
+                self._cond.notify_all()
+        return future.result()
 
 
 def _new_media(staged: Staged) -> NewMedia:

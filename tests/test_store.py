@@ -374,3 +374,56 @@ def test_root_that_is_a_file(tmp_path: Path) -> None:
     f.write_text("x")
     with pytest.raises(InvalidInputError, match="not a directory"):
         MediaStore(f)
+
+
+def test_concurrent_commits_are_grouped(store: MediaStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits arriving during another commit go together in one batch; each gets its record."""
+    sizes: list[int] = []
+    real = store._commit_many
+
+    def recording(batch):  # type: ignore[no-untyped-def]
+        sizes.append(len(batch))
+        return real(batch)
+
+    monkeypatch.setattr(store._group, "_commit_many", recording)
+    datas = [t.mp4_bytes(50_000, seed=i) for i in range(40)]
+    results: dict[int, str] = {}
+
+    def add(i: int) -> None:
+        results[i] = store.add_bytes(datas[i]).md5
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(40)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert results == {i: hashlib.md5(d).hexdigest() for i, d in enumerate(datas)}
+    assert sum(sizes) == 40 and max(sizes) > 1
+    assert store.verify().all_ok
+
+
+def test_a_failed_group_fails_every_caller(
+    store: MediaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a grouped commit fails as a whole, each caller gets the error and nothing stays."""
+
+    def boom(*args: object) -> None:
+        raise CatalogError("injected batch failure")
+
+    monkeypatch.setattr(Catalog, "record_many", boom)
+    errors: list[BaseException] = []
+
+    def add(i: int) -> None:
+        try:
+            store.add_bytes(t.mp4_bytes(20_000, seed=i))
+        except CatalogError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(10)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(errors) == 10
+    monkeypatch.undo()
+    _assert_nothing_stored(store)
