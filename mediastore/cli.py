@@ -65,6 +65,14 @@ def _store(ctx: click.Context) -> Iterator[MediaStore]:
         yield store
 
 
+def _fail_on(ctx: click.Context, problems: list[str]) -> None:
+    """One stderr line per problem of a batch; exit 1 if there was any."""
+    for line in problems:
+        click.echo(line, err=True)
+    if problems:
+        ctx.exit(1)
+
+
 def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
@@ -153,10 +161,7 @@ def add(ctx: click.Context, paths: tuple[Path, ...], url: str | None, as_json: b
             f"added {len(added)} file(s) ({unique} distinct), {format_size(total)}; "
             f"{len(failed)} failed"
         )
-    for item in failed:
-        click.echo(f"error: {item['error']}", err=True)
-    if failed:
-        ctx.exit(1)
+    _fail_on(ctx, [f"error: {item['error']}" for item in failed])
 
 
 def _show_record(rec: MediaRecord, urls: list[str] | None = None) -> None:
@@ -252,10 +257,13 @@ def fetch(
             f"fetched {summary['fetched']}, already cached {summary['cached']}, "
             f"failed {summary['failed']}; {format_size(summary['bytes'])} in {elapsed:.1f} s"
         )
-    for r in {r.url: r for r in failed}.values():
-        click.echo(f"failed: {r.url}: {getattr(r.error, 'reason', r.error)}", err=True)
-    if failed:
-        ctx.exit(1)
+    _fail_on(
+        ctx,
+        [
+            f"failed: {r.url}: {getattr(r.error, 'reason', r.error)}"
+            for r in {r.url: r for r in failed}.values()
+        ],
+    )
 
 
 @main.command()
@@ -419,10 +427,7 @@ def import_legacy(ctx: click.Context, directory: Path | None, as_json: bool) -> 
                 f"{report.already} already imported, {len(report.skipped)} skipped, "
                 f"in {elapsed:.1f} s"
             )
-    for path, reason in report.skipped:
-        click.echo(f"skipped: {path}: {reason}", err=True)
-    if report.skipped:
-        ctx.exit(1)
+    _fail_on(ctx, [f"skipped: {path}: {reason}" for path, reason in report.skipped])
 
 
 @main.command()
@@ -445,10 +450,7 @@ def reindex(ctx: click.Context, as_json: bool) -> None:
             f"{len(report.removed)} row(s) without a file removed, "
             f"{len(report.mismatched)} mismatched file(s)"
         )
-    for path, content in report.mismatched:
-        click.echo(f"mismatched: {path} holds {content}", err=True)
-    if report.mismatched:
-        ctx.exit(1)
+    _fail_on(ctx, [f"mismatched: {path} holds {content}" for path, content in report.mismatched])
 
 
 @main.command()

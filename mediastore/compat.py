@@ -159,21 +159,3 @@ def get_image_dimensions(file_path: str | Path) -> tuple[int, int] | None:
         return image_size(file_path, kind, max_pixels=DEFAULT_MAX_IMAGE_PIXELS)
     except (OSError, MediaStoreError):
         return None
-
-
-__all__ = [
-    "calculate_md5",
-    "calculate_md5_from_bytes",
-    "default_store",
-    "detect_media_type",
-    "download_and_cache_media",
-    "download_multiple_media",
-    "find_cached_by_md5",
-    "find_cached_by_url",
-    "format_size",
-    "get_cache_stats",
-    "get_image_dimensions",
-    "get_media_cache_path",
-    "set_default_store",
-    "verify_cached_media",
-]

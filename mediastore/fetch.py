@@ -171,20 +171,23 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
+def _watch(sock: socket.socket | None) -> None:
+    """Hand the socket of a request just sent to the current download's deadline."""
+    deadline: Deadline | None = getattr(_local, "deadline", None)
+    if deadline is not None:
+        deadline.attach(sock)
+
+
 class _WatchedHTTPConnection(HTTPConnection):
     def request(self, *args: Any, **kwargs: Any) -> None:
         super().request(*args, **kwargs)
-        deadline: Deadline | None = getattr(_local, "deadline", None)
-        if deadline is not None:
-            deadline.attach(self.sock)
+        _watch(self.sock)
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
     def request(self, *args: Any, **kwargs: Any) -> None:
         super().request(*args, **kwargs)
-        deadline: Deadline | None = getattr(_local, "deadline", None)
-        if deadline is not None:
-            deadline.attach(self.sock)
+        _watch(self.sock)
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):

@@ -11,10 +11,9 @@ import hashlib
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,48 +39,6 @@ JPEG = "image/jpeg"
 
 
 # --- servers and stores ----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def _module_http() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
-
-
-@pytest.fixture
-def http(_module_http: HTTPServer) -> Iterator[HTTPServer]:
-    """A threaded pytest-httpserver bound to 127.0.0.1 only, with empty handlers and log."""
-    _module_http.clear()
-    yield _module_http
-    _module_http.check_assertions()  # every request that arrived had a handler
-    _module_http.check_handler_errors()
-
-
-@pytest.fixture
-def make_store(tmp_path: Path) -> Iterator[Callable[..., MediaStore]]:
-    """Builds stores under tmp_path that may reach loopback (fast retries); closes them all."""
-    opened: list[MediaStore] = []
-
-    def make(name: str = "s", **options: Any) -> MediaStore:
-        options.setdefault("allow_private_networks", True)
-        options.setdefault("retries", 2)
-        options.setdefault("backoff_factor", 0.01)
-        store = MediaStore(tmp_path / name, **options)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
-
-
-@pytest.fixture
-def lstore(make_store: Callable[..., MediaStore]) -> MediaStore:
-    """A store allowed to download from loopback."""
-    return make_store()
-
-
 def only_loopback_1(ip: IPAddress) -> str | None:
     """Address policy of the tests: 127.0.0.1 is allowed, everything else refused."""
     return None if str(ip) == "127.0.0.1" else "test-refused"

@@ -163,47 +163,9 @@ def chunked(body: bytes, size: int = 16384) -> bytes:
     return b"".join(parts) + b"0\r\n\r\n"
 
 
-# --- pytest-httpserver and stores ------------------------------------------------------------
-@pytest.fixture(scope="module")
-def _module_http() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
-
-
-@pytest.fixture
-def http(_module_http: HTTPServer) -> Iterator[HTTPServer]:
-    """A threaded pytest-httpserver bound to 127.0.0.1 only, with empty handlers and log."""
-    _module_http.clear()
-    yield _module_http
-    _module_http.check_assertions()
-    _module_http.check_handler_errors()
-
-
-@pytest.fixture
-def make_store(tmp_path: Path) -> Iterator[Callable[..., MediaStore]]:
-    """Builds stores under tmp_path that may reach loopback (fast retries); closes them all."""
-    opened: list[MediaStore] = []
-
-    def make(name: str = "s", **options: Any) -> MediaStore:
-        options.setdefault("allow_private_networks", True)
-        options.setdefault("retries", 1)
-        options.setdefault("backoff_factor", 0.01)
-        store = MediaStore(tmp_path / name, **options)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
-
-
-@pytest.fixture
-def lstore(make_store: Callable[..., MediaStore]) -> MediaStore:
-    """A store allowed to download from loopback."""
-    return make_store()
+# --- stores ------------------------------------------------------------------------------------
+#: Retries of the stores made by make_store (conftest): one is enough to test retrying.
+STORE_RETRIES = 1
 
 
 def only(*allowed: str) -> Callable[[IPAddress], str | None]:
