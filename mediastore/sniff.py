@@ -89,11 +89,24 @@ def _sniff_known(head: bytes) -> MediaKind | None:
         return _sniff_ftyp(head)
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         return WEBM if _ebml_doctype(head) == b"webm" else None
-    if b"%PDF-" in head[:_PDF_WINDOW]:
+    if _is_pdf(head):
         return PDF
     if _looks_like_bare_quicktime(head):
         return MOV
     return None
+
+
+def _is_pdf(head: bytes) -> bool:
+    """``%PDF-`` near the start, after nothing that marks a text format.
+
+    Real PDFs may carry a few junk bytes first (a BOM, blank lines, a mail header); an HTML or
+    JSON page that merely mentions ``%PDF-`` near its top is not a PDF.
+    """
+    at = head.find(b"%PDF-", 0, _PDF_WINDOW)
+    if at < 0:
+        return False
+    prefix = head[:at].lstrip(b" \t\r\n\x00\xef\xbb\xbf")
+    return not prefix.startswith((b"<", b"{", b"["))
 
 
 def _sniff_ftyp(head: bytes) -> MediaKind | None:

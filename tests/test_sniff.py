@@ -63,6 +63,20 @@ def test_unsupported_content_is_refused(data: bytes, why: str) -> None:
         sniff(data)
 
 
+@pytest.mark.parametrize(
+    "page",
+    [
+        b"<!doctype html><p>Download %PDF-1.4 here</p>",
+        b'  {"file": "%PDF-1.7"}',
+        b"<?xml version='1.0'?><x>%PDF-</x>",
+    ],
+)
+def test_text_mentioning_the_pdf_marker_is_not_a_pdf(page: bytes) -> None:
+    """An HTML, JSON or XML page that mentions ``%PDF-`` near its top is refused."""
+    with pytest.raises(UnsupportedMediaError):
+        sniff(page)
+
+
 def test_pdf_marker_must_be_near_the_start() -> None:
     """``%PDF-`` is only believed within the first 1024 bytes."""
     with pytest.raises(UnsupportedMediaError):
