@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, BinaryIO, Self
 
 from . import maintenance
+from . import verify as verification
 from .blobs import LocalBlobStore
 from .catalog import Catalog, MediaRow, NewMedia, UrlInfo, check_same_content, url_md5
 from .config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig
@@ -23,14 +24,11 @@ from .errors import (
     InvalidInputError,
     MediaNotFoundError,
     MediaStoreError,
-    StorageError,
 )
-from .hashing import md5_of_file, normalize_md5
+from .hashing import normalize_md5
 from .ingest import Chunks, Staged, bytes_chunks, file_chunks, read_chunks, stage
 from .records import (
     MEDIA_TYPES,
-    STATUS_CORRUPT,
-    STATUS_MISSING,
     STATUS_OK,
     FetchResult,
     GcReport,
@@ -402,55 +400,8 @@ class MediaStore:
         ``<root>/quarantine/`` (never deleted) and marked corrupt; a missing one is marked
         missing; a good one gets ``last_verified_at`` = now.
         """
-        if limit is not None and limit < 0:
-            raise InvalidInputError(f"limit must be >= 0, got {limit}")
-        if md5 is None:
-            since = utcnow() - older_than if older_than is not None else None
-            targets = self._catalog.iter_md5s(verified_before=since, limit=limit)
-        elif isinstance(md5, str):
-            targets = [normalize_md5(md5)]
-        else:
-            targets = [normalize_md5(m) for m in md5]
-        report = VerifyReport()
-        pending: list[tuple[str, str, datetime | None]] = []
-        for done, target in enumerate(targets, 1):
-            outcome = self._verify_one(target)
-            getattr(report, outcome).append(target)
-            status = {"ok": STATUS_OK, "missing": STATUS_MISSING, "corrupt": STATUS_CORRUPT}
-            pending.append((target, status[outcome], utcnow() if outcome == "ok" else None))
-            if len(pending) >= 500:
-                self._catalog.set_status(pending)
-                pending = []
-            if progress is not None:
-                progress(done, len(targets))
-        self._catalog.set_status(pending)
-        if repair:
-            for damaged in report.missing + report.corrupt:
-                reason = maintenance.repair(self, damaged, timeout=timeout)
-                if reason is None:
-                    report.repaired.append(damaged)
-                else:
-                    report.unrepaired[damaged] = reason
-        return report
-
-    def _verify_one(self, md5: str) -> str:
-        rec = self._require(md5)
-        kind = _kind(rec.extension)
-        size = self._blobs.size(kind, md5)
-        if size is None:
-            log.warning("file of %s is missing", md5)
-            return "missing"
-        try:
-            intact = size == rec.size and md5_of_file(rec.path) == md5
-        except FileNotFoundError:
-            return "missing"
-        except OSError as exc:
-            raise StorageError(f"reading {rec.path} failed: {exc.strerror or exc}") from exc
-        if intact:
-            return "ok"
-        moved = self._blobs.quarantine(kind, md5)
-        log.warning("file of %s is corrupt; moved to %s", md5, moved)
-        return "corrupt"
+        rows = verification.select_rows(self, md5, older_than=older_than, limit=limit)
+        return verification.verify(self, rows, progress=progress, repair=repair, timeout=timeout)
 
     def stats(self) -> StoreStats:
         """Counts and sizes from the catalog alone (no directory walk)."""

@@ -135,6 +135,10 @@ _URL_ROW = select(_urls.c.id, _urls.c.md5, _urls.c.url).where(
 _URL_ROW_WITH_KEY = select(_urls.c.id, _urls.c.url_md5, _urls.c.url).where(
     _urls.c.url_md5 == bindparam("url_md5")
 )
+_SET_STATUS = (
+    update(_media).where(_media.c.md5 == bindparam("b_md5")).values(status=bindparam("b_status"))
+)
+_SET_STATUS_TIMED = _SET_STATUS.values(last_verified_at=bindparam("b_when"))
 _INSERT_MEDIA = insert(_media)
 _INSERT_URL = insert(_urls)
 
@@ -427,14 +431,15 @@ class Catalog:
 
     def set_status(self, results: Sequence[tuple[str, str, datetime | None]]) -> None:
         """Store verification outcomes: (md5, status, verified_at or None to keep the old)."""
+        timed = [{"b_md5": m, "b_status": st, "b_when": w} for m, st, w in results if w]
+        untimed = [{"b_md5": m, "b_status": st} for m, st, w in results if not w]
         if not results:
             return
         with self._write() as conn:
-            for md5, status, when in results:
-                values: dict[str, Any] = {"status": status}
-                if when is not None:
-                    values["last_verified_at"] = when
-                conn.execute(update(_media).where(_media.c.md5 == md5).values(**values))
+            if timed:
+                conn.execute(_SET_STATUS_TIMED, timed)
+            if untimed:
+                conn.execute(_SET_STATUS, untimed)
 
     # --- reports -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
