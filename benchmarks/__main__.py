@@ -1,0 +1,147 @@
+"""``python -m benchmarks``: run the cases, print the table, write the results file."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .cases import CASES, GROUPS, Bench, CaseResult, run_group, select
+from .config import FULL, QUICK, Workdir
+from .measure import settle, time_command, warm
+from .report import RunInfo, console_table, markdown, source_fingerprint
+from .servers import serve
+
+RESULTS_DIR = Path(__file__).resolve().parent
+_T0 = time.perf_counter()
+
+
+def log(message: str) -> None:
+    """Progress on stderr, with the time since start."""
+    print(f"[{time.perf_counter() - _T0:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    names = ", ".join([*GROUPS, *(c.key for c in CASES if c.key not in GROUPS)])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="mediastore against the commands a user would run instead, side by side.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="1 run and small data (64 MiB video, 200 images, 20,000-row catalog, 500 files "
+        "to verify, 2,000 legacy files); writes RESULTS-quick.md",
+    )  # fmt: skip
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="CASE",
+        help=f"run only these cases or groups (repeatable, or comma-separated): {names}",
+    )  # fmt: skip
+    parser.add_argument("--runs", type=int, help="timed runs per side (default 3, quick 1)")
+    parser.add_argument(
+        "--workdir", type=Path,
+        help="where to make the fresh temporary directory (default: the system temp dir)",
+    )  # fmt: skip
+    parser.add_argument("--keep", action="store_true", help="keep the data at the end")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="log every timed command line (to re-run or profile one side by hand)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--python-server", action="store_true",
+        help="serve downloads with the Python fallback server even if nginx is installed",
+    )  # fmt: skip
+    parser.add_argument(
+        "--output", type=Path,
+        help="results file (default benchmarks/RESULTS.md; RESULTS-quick.md with --quick; "
+        "-partial is added to the name with --only)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    args.only = [name for item in args.only for name in item.split(",") if name]
+    if args.runs is not None and args.runs < 1:
+        parser.error("--runs must be at least 1")
+    try:
+        args.specs = select(args.only)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return args
+
+
+def default_output(quick: bool, partial: bool) -> Path:
+    """RESULTS.md, RESULTS-quick.md, RESULTS-partial.md or RESULTS-quick-partial.md."""
+    name = "RESULTS" + ("-quick" if quick else "") + ("-partial" if partial else "") + ".md"
+    return RESULTS_DIR / name
+
+
+def server_check(bench: Bench) -> str:
+    """How fast the server alone delivers the video (curl to /dev/null, warm cache)."""
+    video = bench.video
+    settle()
+    warm([video])
+    seconds = time_command(["curl", "-s", "-o", "/dev/null", bench.url(video.name)])
+    return f"`curl -s -o /dev/null` of the video: {video.stat().st_size / seconds / 1e6:,.0f} MB/s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    scale = QUICK if args.quick else FULL
+    runs = args.runs or scale.runs
+    output: Path = args.output or default_output(args.quick, bool(args.only))
+    command = shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    source = source_fingerprint()
+    root = Path(tempfile.mkdtemp(prefix="mediastore-bench-", dir=args.workdir))
+    log(f"work directory {root}")
+    results: list[CaseResult] = []
+    server_name = "none (no download case selected)"
+    check: str | None = None
+    try:
+        workdir = Workdir(root)
+        with ExitStack() as stack:
+            server = None
+            if any(spec.group in ("download", "images") for spec in args.specs):
+                (workdir.data / "probe.txt").write_text("ok\n", encoding="ascii")
+                server = stack.enter_context(
+                    serve(workdir.data, workdir.state, "probe.txt",
+                          use_nginx=not args.python_server)
+                )  # fmt: skip
+                server_name = server.name
+                log(f"serving {workdir.data} with {server.name} at {server.base_url}")
+            bench = Bench(workdir, scale, server, log, verbose=args.verbose)
+            for group in GROUPS:
+                specs = [spec for spec in args.specs if spec.group == group]
+                if not specs:
+                    continue
+                log(f"[{group}] {runs} run(s): " + ", ".join(spec.key for spec in specs))
+                results += run_group(bench, group, specs, runs, log)
+                if group == "download" and server is not None:
+                    check = server_check(bench)
+                    log(check)
+    finally:
+        if args.keep:
+            log(f"kept {root}")
+        else:
+            log(f"removing {root}")
+            shutil.rmtree(root, ignore_errors=True)
+    if source_fingerprint() != source:
+        source += " (mediastore's sources changed during the run: figures may mix versions)"
+    info = RunInfo(
+        date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), command=command,
+        quick=args.quick, scale=scale, runs=runs, server=server_name, server_check=check,
+        elapsed_s=time.perf_counter() - _T0, source=source,
+    )  # fmt: skip
+    print(f"server: {server_name}; mediastore sources {source}")
+    print(console_table(results))
+    output.write_text(markdown(info, results), encoding="utf-8")
+    log(f"wrote {output}")
+    return 1 if any(r.error for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

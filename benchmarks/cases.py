@@ -1,0 +1,559 @@
+"""The cases: what mediastore runs, what it is compared with, and the target ratio.
+
+Cases that share their mediastore side (the same ``add_file``, ``fetch`` or ``fetch_many``
+compared with two references) form a *group*: each timed run of a group runs the mediastore
+side, then each selected reference, every one after ``sync`` and a warm page cache, so the
+sides alternate and share the machine's mood of the moment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from . import data
+from .config import Scale, Workdir
+from .measure import (
+    Measurement,
+    files_in,
+    median,
+    run_worker,
+    settle,
+    shell,
+    time_batched,
+    time_command,
+    warm,
+)
+from .servers import Server
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """How a side's amount per second is shown: bytes as MB/s, items as items/s."""
+
+    name: str
+    divisor: float = 1.0
+
+
+MB_S = Unit("MB/s", 1e6)
+FILES_S = Unit("files/s")
+LOOKUPS_S = Unit("lookups/s")
+CALLS_S = Unit("calls/s")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseSpec:
+    """One row of the results: mediastore against one reference.
+
+    ``title`` may use ``{video}``, ``{images}``, ``{rows}``, ``{lookups}``, ``{verify}`` and
+    ``{legacy}``, filled in from the run's :class:`~benchmarks.config.Scale`.
+    """
+
+    key: str
+    group: str
+    title: str
+    mediastore: str
+    reference: str
+    target: float
+    unit: Unit
+    rss_limit_mb: float | None = None
+
+    def describe(self, scale: Scale) -> str:
+        """The title with this run's sizes."""
+        return fill(self.title, scale)
+
+
+def fill(text: str, scale: Scale) -> str:
+    """``text`` with ``{video}``, ``{images}``, ``{rows}``... replaced by this run's sizes."""
+    video = scale.video_bytes
+    return text.format(
+        video=f"{video >> 30} GiB" if video >= 1 << 30 else f"{video >> 20} MiB",
+        images=f"{scale.images:,}", rows=f"{scale.catalog_rows:,}",
+        lookups=f"{scale.lookups:,}", verify=f"{scale.verify_files:,}",
+        legacy=f"{scale.legacy_files:,}",
+    )  # fmt: skip
+
+
+CASES: tuple[CaseSpec, ...] = (
+    CaseSpec(
+        key="ingest-md5sum", group="ingest", title="ingest a {video} video file",
+        mediastore="add_file (fresh store each run)", reference="`md5sum FILE`",
+        target=0.7, unit=MB_S, rss_limit_mb=100,
+    ),
+    CaseSpec(
+        key="ingest-script", group="ingest", title="ingest the same file",
+        mediastore="add_file (fresh store each run)",
+        reference="`cp FILE DEST && md5sum DEST && sha256sum DEST && sync`",
+        target=2.0, unit=MB_S, rss_limit_mb=100,
+    ),
+    CaseSpec(
+        key="download-curl", group="download", title="download {video} over loopback",
+        mediastore="fetch (fresh store each run)", reference="`curl -s -o FILE URL && sync`",
+        target=0.8, unit=MB_S, rss_limit_mb=100,
+    ),
+    CaseSpec(
+        key="download-tee", group="download", title="download {video} over loopback",
+        mediastore="fetch (fresh store each run)",
+        reference="`curl -s URL | tee FILE | md5sum`, then `sync`",
+        target=1.0, unit=MB_S, rss_limit_mb=100,
+    ),
+    CaseSpec(
+        key="images-seed", group="images", title="download {images} images of 20-200 KB",
+        mediastore="fetch_many(max_workers=16), per_host=16, fresh store",
+        reference="the seed's way: `requests.get` + `ThreadPoolExecutor(5)`, a file per "
+        "content MD5, no catalog",
+        target=1.5, unit=FILES_S,
+    ),
+    CaseSpec(
+        key="images-curl", group="images", title="download the same {images} images",
+        mediastore="fetch_many(max_workers=16), per_host=16, fresh store",
+        reference="`curl --parallel --parallel-max 16 -s -K CONFIG` (one invocation, all URLs)",
+        target=0.15, unit=FILES_S,
+    ),
+    CaseSpec(
+        key="lookup", group="lookup", title="URL lookups on a {rows}-URL catalog",
+        mediastore="get_by_url, {lookups} random existing URLs, one thread",
+        reference="raw `sqlite3` point lookups (`SELECT ... FROM media_urls JOIN media "
+        "WHERE url = ?`)",
+        target=0.3, unit=LOOKUPS_S,
+    ),
+    CaseSpec(
+        key="stats", group="stats", title="stats() on {rows} media rows",
+        mediastore="stats()", reference="Catalog.stats's 5 statements via raw `sqlite3`",
+        target=0.9, unit=CALLS_S,
+    ),
+    CaseSpec(
+        key="verify", group="verify", title="verify {verify} files",
+        mediastore="verify()", reference="`md5sum` over the same files",
+        target=0.7, unit=FILES_S,
+    ),
+    CaseSpec(
+        key="legacy", group="legacy", title="import {legacy} legacy images",
+        mediastore="import_legacy (fresh store each run)",
+        reference="`md5sum` over the same files",
+        target=0.3, unit=FILES_S,
+    ),
+)  # fmt: skip
+
+GROUPS: tuple[str, ...] = tuple(dict.fromkeys(case.group for case in CASES))
+
+
+def select(only: Sequence[str]) -> list[CaseSpec]:
+    """The cases named by ``--only`` (case keys or group names); all when empty.
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    if not only:
+        return list(CASES)
+    known = {c.key for c in CASES} | set(GROUPS)
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown case(s) {', '.join(unknown)}; choose from: {', '.join(sorted(known))}"
+        )
+    return [c for c in CASES if c.key in only or c.group in only]
+
+
+# --- results -----------------------------------------------------------------------------------
+@dataclass(slots=True)
+class CaseResult:
+    """Every run of one case, and what they add up to."""
+
+    spec: CaseSpec
+    title: str
+    mediastore: list[Measurement] = field(default_factory=list)
+    reference: list[Measurement] = field(default_factory=list)
+    bytes_per_item: float | None = None
+    error: str | None = None
+
+    def _throughputs(self, runs: list[Measurement]) -> list[float]:
+        return [m.amount / m.seconds / self.spec.unit.divisor for m in runs]
+
+    @property
+    def mediastore_runs(self) -> list[float]:
+        """mediastore's throughput in each run, in the case's unit."""
+        return self._throughputs(self.mediastore)
+
+    @property
+    def reference_runs(self) -> list[float]:
+        """The reference's throughput in each run, in the case's unit."""
+        return self._throughputs(self.reference)
+
+    @property
+    def mediastore_figure(self) -> float | None:
+        """Median throughput of mediastore."""
+        return median(self.mediastore_runs) if self.mediastore else None
+
+    @property
+    def reference_figure(self) -> float | None:
+        """Median throughput of the reference."""
+        return median(self.reference_runs) if self.reference else None
+
+    @property
+    def ratio(self) -> float | None:
+        """mediastore throughput / reference throughput (medians)."""
+        ms, ref = self.mediastore_figure, self.reference_figure
+        return ms / ref if ms is not None and ref else None
+
+    @property
+    def passed(self) -> bool:
+        """The case ran without error and the ratio reached the target."""
+        return self.error is None and self.ratio is not None and self.ratio >= self.spec.target
+
+    @property
+    def peak_rss_mb(self) -> float | None:
+        """Largest peak RSS of the mediastore worker over the runs, in MB (10^6 bytes)."""
+        peaks = [m.peak_rss_kb for m in self.mediastore if m.peak_rss_kb is not None]
+        return max(peaks) * 1024 / 1e6 if peaks else None
+
+    @property
+    def rss_ok(self) -> bool | None:
+        """Whether the peak RSS stayed under the case's limit (None: no limit)."""
+        limit, peak = self.spec.rss_limit_mb, self.peak_rss_mb
+        if limit is None or peak is None:
+            return None
+        return peak < limit
+
+
+# --- groups ------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One side of a group: ``run(i)`` performs the ``i``-th timed run."""
+
+    label: str
+    run: Callable[[int], Measurement]
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A mediastore side, the references it is compared with (by case key), and its inputs."""
+
+    mediastore: Side
+    references: dict[str, Side]
+    inputs: Callable[[], list[Path]]
+    bytes_per_item: float | None = None
+
+
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise RuntimeError(message)
+
+
+class Bench:
+    """The data, server and work directory every group draws on; data is made on first use."""
+
+    def __init__(
+        self, workdir: Workdir, scale: Scale, server: Server | None, log: Log,
+        *, verbose: bool = False,
+    ) -> None:  # fmt: skip
+        self.wd = workdir
+        self.scale = scale
+        self.server = server
+        self.log = log
+        #: logs every timed command line (``-v``): the way to re-run or profile one side
+        self.trace: Log | None = log if verbose else None
+
+    # --- data, made once -----------------------------------------------------------------
+    @cached_property
+    def video(self) -> Path:
+        self.log(f"making the video ({self.scale.video_bytes >> 20} MiB of random bytes)")
+        data.write_video(self.wd.video, self.scale.video_bytes)
+        return self.wd.video
+
+    @cached_property
+    def image_names(self) -> list[str]:
+        self.log(f"making {self.scale.images:,} JPEGs of 20-200 KB")
+        data.write_download_images(self.wd.images, self.scale.images)
+        return data.download_image_names(self.scale.images)
+
+    @cached_property
+    def catalog(self) -> Path:
+        rows = self.scale.catalog_rows
+        self.log(f"building the {rows:,}-row catalog")
+        data.build_catalog(self.wd.catalog_store, rows)
+        return self.wd.catalog_store
+
+    @cached_property
+    def verify_store(self) -> Path:
+        self.log(f"making the store of {self.scale.verify_files:,} files to verify")
+        data.build_verify_store(
+            self.wd.verify_source, self.wd.verify_store, self.scale.verify_files
+        )
+        return self.wd.verify_store
+
+    @cached_property
+    def legacy(self) -> Path:
+        self.log(f"making the legacy cache of {self.scale.legacy_files:,} files")
+        data.write_legacy_cache(self.wd.legacy, self.scale.legacy_files)
+        return self.wd.legacy
+
+    def url(self, relative: str) -> str:
+        assert self.server is not None, "download cases need the file server"
+        return self.server.url(relative)
+
+    def catalog_files(self) -> list[Path]:
+        db = self.catalog / "catalog.sqlite3"
+        return [p for p in (db, db.with_name(db.name + "-wal")) if p.exists()]
+
+    # --- groups ----------------------------------------------------------------------------
+    def group(self, name: str, keys: set[str]) -> Group:
+        """The group ``name`` with the references of the selected case ``keys``."""
+        build: dict[str, Callable[[set[str]], Group]] = {
+            "ingest": self._ingest, "download": self._download, "images": self._images,
+            "lookup": self._lookup, "stats": self._stats, "verify": self._verify,
+            "legacy": self._legacy,
+        }  # fmt: skip
+        return build[name](keys)
+
+    def _ingest(self, keys: set[str]) -> Group:
+        video = self.video
+        size = video.stat().st_size
+
+        def mediastore(i: int) -> Measurement:
+            root = self.wd.run_dir(f"ingest-store-{i}")
+            m = run_worker({"op": "add_file", "root": str(root), "path": str(video)}, self.trace)
+            _expect(m.amount == size, f"add_file stored {m.amount} of {size} bytes")
+            return m
+
+        def md5sum(i: int) -> Measurement:
+            return Measurement(time_command(["md5sum", str(video)], trace=self.trace), size)
+
+        def script(i: int) -> Measurement:
+            dest = self.wd.run_dir(f"ingest-cp-{i}") / video.name
+            argv = shell('cp "$1" "$2" && md5sum "$2" && sha256sum "$2" && sync', str(video),
+                         str(dest))  # fmt: skip
+            return Measurement(time_command(argv, trace=self.trace), size)
+
+        refs = {"ingest-md5sum": Side("md5sum", md5sum), "ingest-script": Side("cp+sums", script)}
+        return Group(
+            Side("add_file", mediastore), {k: v for k, v in refs.items() if k in keys},
+            lambda: [video],
+        )  # fmt: skip
+
+    def _download(self, keys: set[str]) -> Group:
+        video = self.video
+        size = video.stat().st_size
+        url = self.url(video.name)
+
+        def mediastore(i: int) -> Measurement:
+            root = self.wd.run_dir(f"download-store-{i}")
+            m = run_worker({"op": "fetch", "root": str(root), "url": url}, self.trace)
+            _expect(m.amount == size, f"fetch stored {m.amount} of {size} bytes")
+            return m
+
+        def curl(i: int) -> Measurement:
+            out = self.wd.run_dir(f"download-curl-{i}") / video.name
+            seconds = time_command(
+                shell('curl -s -o "$2" "$1" && sync', url, str(out)), trace=self.trace
+            )
+            _expect(out.stat().st_size == size, "curl -o saved a short file")
+            return Measurement(seconds, size)
+
+        def tee(i: int) -> Measurement:
+            out = self.wd.run_dir(f"download-tee-{i}") / video.name
+            argv = shell('curl -s "$1" | tee "$2" | md5sum && sync', url, str(out))
+            seconds = time_command(argv, trace=self.trace)
+            _expect(out.stat().st_size == size, "curl | tee saved a short file")
+            return Measurement(seconds, size)
+
+        refs = {"download-curl": Side("curl -o", curl), "download-tee": Side("curl|tee", tee)}
+        return Group(
+            Side("fetch", mediastore), {k: v for k, v in refs.items() if k in keys},
+            lambda: [video],
+        )  # fmt: skip
+
+    def _images(self, keys: set[str]) -> Group:
+        names = self.image_names
+        paths = [self.wd.images / name for name in names]
+        total = sum(p.stat().st_size for p in paths)
+        urls = [self.url(f"{self.wd.images.name}/{name}") for name in names]
+        urls_file = data.write_lines(self.wd.state / "image-urls.txt", urls)
+        count = len(names)
+
+        def mediastore(i: int) -> Measurement:
+            root = self.wd.run_dir(f"images-store-{i}")
+            m = run_worker({
+                "op": "fetch_many", "root": str(root), "urls_file": str(urls_file),
+                "max_workers": 16,
+            }, self.trace)  # fmt: skip
+            _expect(
+                m.detail["errors"] == 0,
+                f"fetch_many: {m.detail['errors']} failed, first: {m.detail['first_error']}",
+            )
+            return m
+
+        def seed(i: int) -> Measurement:
+            out = self.wd.run_dir(f"images-seed-{i}")
+            m = run_worker({
+                "op": "seed_download", "out_dir": str(out), "urls_file": str(urls_file),
+                "max_workers": 5,
+            }, self.trace)  # fmt: skip
+            _expect(len(files_in(out)) == count, "the seed's way saved too few files")
+            return m
+
+        def curl(i: int) -> Measurement:
+            out = self.wd.run_dir(f"images-curl-{i}")
+            config = out.parent / f"images-curl-{i}.cfg"
+            config.write_text(
+                "".join(f'url = "{u}"\noutput = "{out / n}"\n' for u, n in zip(urls, names,
+                                                                              strict=True)),
+                encoding="utf-8",
+            )  # fmt: skip
+            argv = ["curl", "--parallel", "--parallel-max", "16", "-s", "-K", str(config)]
+            seconds = time_command(argv, trace=self.trace)
+            saved = files_in(out)
+            _expect(
+                len(saved) == count and sum(p.stat().st_size for p in saved) == total,
+                "curl --parallel saved too few bytes",
+            )
+            return Measurement(seconds, count)
+
+        refs = {"images-seed": Side("seed", seed), "images-curl": Side("curl -Z", curl)}
+        return Group(
+            Side("fetch_many", mediastore), {k: v for k, v in refs.items() if k in keys},
+            lambda: paths, bytes_per_item=total / count,
+        )  # fmt: skip
+
+    def _lookup(self, keys: set[str]) -> Group:
+        root = self.catalog
+        db = root / "catalog.sqlite3"
+        sample = data.lookup_sample(self.scale.catalog_rows, self.scale.lookups)
+        urls_file = data.write_lines(self.wd.state / "lookup-urls.txt", sample)
+
+        def mediastore(i: int) -> Measurement:
+            m = run_worker(
+                {"op": "get_by_url", "root": str(root), "urls_file": str(urls_file)}, self.trace
+            )
+            _expect(m.detail["errors"] == 0, f"get_by_url missed {m.detail['errors']} URLs")
+            return m
+
+        def raw(i: int) -> Measurement:
+            m = run_worker(
+                {"op": "sqlite_lookup", "db": str(db), "urls_file": str(urls_file)}, self.trace
+            )
+            _expect(m.detail["errors"] == 0, f"sqlite3 missed {m.detail['errors']} URLs")
+            return m
+
+        refs = {"lookup": Side("sqlite3", raw)}
+        return Group(
+            Side("get_by_url", mediastore), {k: v for k, v in refs.items() if k in keys},
+            self.catalog_files,
+        )  # fmt: skip
+
+    def _stats(self, keys: set[str]) -> Group:
+        root = self.catalog
+        db = root / "catalog.sqlite3"
+        rows = self.scale.catalog_rows
+        calls = self.scale.stats_calls
+
+        def mediastore(i: int) -> Measurement:
+            m = run_worker({"op": "stats", "root": str(root), "calls": calls}, self.trace)
+            _expect(m.detail["total_files"] == rows, f"stats() counted {m.detail['total_files']}")
+            return m
+
+        def raw(i: int) -> Measurement:
+            m = run_worker({"op": "sqlite_stats", "db": str(db), "calls": calls}, self.trace)
+            _expect(m.detail["total_files"] == rows, f"raw SQL counted {m.detail['total_files']}")
+            return m
+
+        refs = {"stats": Side("sqlite3", raw)}
+        return Group(
+            Side("stats", mediastore), {k: v for k, v in refs.items() if k in keys},
+            self.catalog_files,
+        )  # fmt: skip
+
+    def _verify(self, keys: set[str]) -> Group:
+        root = self.verify_store
+        images = root / "media" / "images"
+        paths = files_in(images)
+        count = self.scale.verify_files
+        _expect(len(paths) == count, f"the verify store holds {len(paths)} files")
+        total = sum(p.stat().st_size for p in paths)
+        db = root / "catalog.sqlite3"
+
+        def mediastore(i: int) -> Measurement:
+            m = run_worker({"op": "verify", "root": str(root)}, self.trace)
+            _expect(m.amount == count and m.detail["errors"] == 0, "verify() found bad files")
+            return m
+
+        def md5sum(i: int) -> Measurement:
+            return Measurement(
+                time_batched(["md5sum"], [p.name for p in paths], cwd=images, trace=self.trace),
+                count,
+            )
+
+        refs = {"verify": Side("md5sum", md5sum)}
+        return Group(
+            Side("verify", mediastore), {k: v for k, v in refs.items() if k in keys},
+            lambda: [*paths, db], bytes_per_item=total / count,
+        )  # fmt: skip
+
+    def _legacy(self, keys: set[str]) -> Group:
+        directory = self.legacy
+        paths = files_in(directory)
+        count = self.scale.legacy_files
+        total = sum(p.stat().st_size for p in paths)
+
+        def mediastore(i: int) -> Measurement:
+            root = self.wd.run_dir(f"legacy-store-{i}")
+            m = run_worker(
+                {"op": "import_legacy", "root": str(root), "directory": str(directory)}, self.trace
+            )
+            _expect(m.amount == count, f"import_legacy imported {m.amount:.0f} of {count}")
+            return m
+
+        def md5sum(i: int) -> Measurement:
+            return Measurement(
+                time_batched(["md5sum"], [p.name for p in paths], cwd=directory, trace=self.trace),
+                count,
+            )
+
+        refs = {"legacy": Side("md5sum", md5sum)}
+        return Group(
+            Side("import_legacy", mediastore), {k: v for k, v in refs.items() if k in keys},
+            lambda: paths, bytes_per_item=total / count,
+        )  # fmt: skip
+
+
+def run_group(
+    bench: Bench, name: str, specs: Sequence[CaseSpec], runs: int, log: Log
+) -> list[CaseResult]:
+    """Time one group ``runs`` times, sides alternating; one result per selected case."""
+    results = [CaseResult(spec, spec.describe(bench.scale)) for spec in specs]
+    try:
+        group = bench.group(name, {spec.key for spec in specs})
+    except Exception as exc:  # data or server trouble: report it, go on with other groups
+        for result in results:
+            result.error = f"setup failed: {exc}"
+        log(f"[{name}] setup failed: {exc}")
+        return results
+    for result in results:
+        result.bytes_per_item = group.bytes_per_item
+    by_key = {r.spec.key: r for r in results}
+    unit = specs[0].unit
+    try:
+        for i in range(runs):
+            sides = [("mediastore", group.mediastore), *group.references.items()]
+            figures: list[str] = []
+            for key, side in sides:
+                settle()
+                warm(group.inputs())
+                m = side.run(i)
+                if key == "mediastore":
+                    for result in results:
+                        result.mediastore.append(m)
+                else:
+                    by_key[key].reference.append(m)
+                rate = m.amount / m.seconds / unit.divisor
+                figures.append(f"{side.label} {rate:,.1f} {unit.name}")
+            log(f"[{name}] run {i + 1}/{runs}: " + "; ".join(figures))
+    except Exception as exc:
+        for result in results:
+            result.error = str(exc)
+        log(f"[{name}] failed: {exc}")
+    return results

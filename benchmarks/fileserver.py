@@ -1,0 +1,124 @@
+"""A small threaded HTTP/1.1 file server: the fallback when nginx is not installed.
+
+``python -m http.server`` stalls ~44 ms on every HTTP/1.1 request (see shared/PERFORMANCE.md),
+so this one answers each request with its headers in a single write on a TCP_NODELAY socket
+and the body with ``socket.sendfile`` (zero copy), and keeps connections alive.
+
+Run as its own process: ``python -m benchmarks.fileserver ROOT PORT``; it prints ``ready``
+once it listens on 127.0.0.1:PORT, and serves until it is terminated.
+"""
+
+from __future__ import annotations
+
+import io
+import mimetypes
+import os
+import posixpath
+import socket
+import socketserver
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+MAX_LINE = 65_536
+
+
+class FileHandler(socketserver.BaseRequestHandler):
+    """Serves GET and HEAD for files under the server's root, keep-alive by default."""
+
+    server: FileServer
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader = sock.makefile("rb")
+        try:
+            while self._one_request(sock, reader):
+                pass
+        except (ConnectionError, TimeoutError):
+            pass  # the client went away
+        finally:
+            reader.close()
+
+    def _one_request(self, sock: socket.socket, reader: io.BufferedIOBase) -> bool:
+        """Answer one request; False when the connection is to be closed."""
+        line = reader.readline(MAX_LINE)
+        if not line:
+            return False
+        headers: dict[bytes, bytes] = {}
+        while True:
+            raw = reader.readline(MAX_LINE)
+            if raw in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = raw.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+        parts = line.split()
+        if len(parts) != 3:
+            self._send_empty(sock, 400, "Bad Request", keep_alive=False)
+            return False
+        method, target, version = parts
+        connection = headers.get(b"connection", b"").lower()
+        keep_alive = (version == b"HTTP/1.1" and connection != b"close") or (
+            connection == b"keep-alive"
+        )
+        if method not in (b"GET", b"HEAD"):
+            self._send_empty(sock, 405, "Method Not Allowed", keep_alive=keep_alive)
+            return keep_alive
+        path = self.server.resolve(target.decode("latin-1"))
+        if path is None:
+            self._send_empty(sock, 404, "Not Found", keep_alive=keep_alive)
+            return keep_alive
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            head = (
+                f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {size}\r\n"
+                f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
+            )
+            sock.sendall(head.encode("latin-1"))  # all headers in one write
+            if method == b"GET" and size:
+                sock.sendfile(fh)
+        return keep_alive
+
+    @staticmethod
+    def _send_empty(sock: socket.socket, status: int, reason: str, *, keep_alive: bool) -> None:
+        conn = "keep-alive" if keep_alive else "close"
+        head = f"HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: {conn}\r\n\r\n"
+        sock.sendall(head.encode("latin-1"))
+
+
+class FileServer(socketserver.ThreadingTCPServer):
+    """One thread per connection, files from ``root`` only."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.root = root.resolve()
+        super().__init__(("127.0.0.1", port), FileHandler)
+
+    def resolve(self, target: str) -> Path | None:
+        """The file a request target names, or None (missing, a directory, or outside root)."""
+        rel = posixpath.normpath(unquote(urlsplit(target).path)).lstrip("/")
+        if rel.startswith(".."):
+            return None
+        path = (self.root / rel).resolve()
+        if self.root not in path.parents or not path.is_file():
+            return None
+        return path
+
+
+def main(argv: list[str]) -> int:
+    """``ROOT PORT``: serve until terminated."""
+    if len(argv) != 2:
+        print("usage: python -m benchmarks.fileserver ROOT PORT", file=sys.stderr)
+        return 2
+    with FileServer(Path(argv[0]), int(argv[1])) as server:
+        print("ready", flush=True)
+        server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

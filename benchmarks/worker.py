@@ -1,0 +1,243 @@
+"""The timed calls, each run in a fresh interpreter by the harness.
+
+``python -m benchmarks.worker '{"op": "add_file", "root": ..., "path": ...}'`` opens what the
+call needs (untimed), times the call itself with ``time.perf_counter``, and prints one JSON
+line: ``seconds``, ``amount`` (bytes or items moved), the process's ``peak_rss_kb``
+(VmHWM), its ``base_rss_kb`` just before the call, and op-specific checks (``errors``...).
+
+A fresh process per run gives every side the same cold start, no state left by an earlier
+case, and a peak RSS that belongs to that one call. In-process references (the seed's
+``requests`` loop, raw ``sqlite3``) run here too, timed the same way. To profile a side, run
+its command line under ``py-spy record`` (the harness prints it with ``-v``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .config import STORE_OPTIONS
+
+Result = dict[str, Any]
+
+#: What the seed sent (it needed a browser-like User-Agent for some CDNs).
+SEED_USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) media_cache/seed"
+
+#: Catalog.by_url's statement, as SQLAlchemy emits it.
+LOOKUP_SQL = (
+    "SELECT media.md5, media.sha256, media.media_type, media.mime_type, media.extension, "
+    "media.size, media.width, media.height, media.created_at, media.last_verified_at, "
+    "media.status FROM media_urls JOIN media ON media_urls.md5 = media.md5 "
+    "WHERE media_urls.url = ?"
+)
+#: Catalog.stats's five statements, as SQLAlchemy emits them.
+STATS_SQL = (
+    "SELECT media.media_type, count(*), coalesce(sum(media.size), 0) FROM media "
+    "GROUP BY media.media_type",
+    "SELECT count(*) FROM media_urls",
+    "SELECT coalesce(sum(media.size * shared.extra), 0) FROM (SELECT media_urls.md5 AS md5, "
+    "count(*) - 1 AS extra FROM media_urls GROUP BY media_urls.md5 HAVING count(*) > 1) "
+    "AS shared JOIN media ON media.md5 = shared.md5",
+    "SELECT min(media.last_verified_at) FROM media",
+    "SELECT count(*) FROM media WHERE media.last_verified_at IS NULL",
+)
+
+
+def _status_kb(field: str) -> int:
+    """A ``kB`` field of /proc/self/status (VmRSS, VmHWM)."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _lines(path: str) -> list[str]:
+    return Path(path).read_text(encoding="utf-8").split()
+
+
+def _open_store(root: str) -> Any:
+    from mediastore import MediaStore
+
+    return MediaStore(root, **STORE_OPTIONS)
+
+
+def _timed(call: Callable[[], Any]) -> tuple[float, int, Any]:
+    """(seconds, RSS in kB before the call, the call's result)."""
+    base = _status_kb("VmRSS")
+    start = time.perf_counter()
+    value = call()
+    return time.perf_counter() - start, base, value
+
+
+# --- mediastore --------------------------------------------------------------------------------
+def op_add_file(root: str, path: str) -> Result:
+    """``add_file`` of one (large) file into a fresh store."""
+    with _open_store(root) as store:
+        seconds, base, rec = _timed(lambda: store.add_file(path))
+    return {"seconds": seconds, "amount": rec.size, "base_rss_kb": base, "md5": rec.md5}
+
+
+def op_fetch(root: str, url: str) -> Result:
+    """``fetch`` of one (large) URL into a fresh store."""
+    with _open_store(root) as store:
+        seconds, base, rec = _timed(lambda: store.fetch(url))
+    return {"seconds": seconds, "amount": rec.size, "base_rss_kb": base, "md5": rec.md5}
+
+
+def op_fetch_many(root: str, urls_file: str, max_workers: int) -> Result:
+    """``fetch_many`` of every URL in ``urls_file`` into a fresh store."""
+    urls = _lines(urls_file)
+    with _open_store(root) as store:
+        seconds, base, results = _timed(lambda: store.fetch_many(urls, max_workers=max_workers))
+    errors = [str(r.error) for r in results if r.error is not None]
+    return {
+        "seconds": seconds, "amount": len(urls) - len(errors), "base_rss_kb": base,
+        "errors": len(errors), "first_error": errors[0] if errors else None,
+    }  # fmt: skip
+
+
+def op_get_by_url(root: str, urls_file: str) -> Result:
+    """``get_by_url`` of every URL in ``urls_file``, one after the other."""
+    urls = _lines(urls_file)
+    with _open_store(root) as store:
+        get = store.get_by_url
+
+        def run() -> int:
+            return sum(1 for url in urls if get(url) is None)
+
+        seconds, base, missing = _timed(run)
+    return {"seconds": seconds, "amount": len(urls), "base_rss_kb": base, "errors": missing}
+
+
+def op_stats(root: str, calls: int) -> Result:
+    """``stats()``, ``calls`` times."""
+    with _open_store(root) as store:
+        seconds, base, stats = _timed(lambda: [store.stats() for _ in range(calls)][-1])
+    return {
+        "seconds": seconds, "amount": calls, "base_rss_kb": base,
+        "total_files": stats.total_files, "total_urls": stats.total_urls,
+        "saved": stats.dedup_saved_bytes,
+    }  # fmt: skip
+
+
+def op_verify(root: str) -> Result:
+    """``verify()`` of every file in the store."""
+    with _open_store(root) as store:
+        seconds, base, report = _timed(store.verify)
+    bad = len(report.missing) + len(report.corrupt)
+    return {"seconds": seconds, "amount": len(report.ok), "base_rss_kb": base, "errors": bad}
+
+
+def op_import_legacy(root: str, directory: str) -> Result:
+    """``import_legacy`` of a legacy cache directory into a fresh store."""
+    with _open_store(root) as store:
+        seconds, base, report = _timed(lambda: store.import_legacy(directory))
+    return {
+        "seconds": seconds, "amount": report.imported, "base_rss_kb": base,
+        "errors": len(report.skipped), "bytes": report.bytes,
+    }  # fmt: skip
+
+
+# --- in-process references ---------------------------------------------------------------------
+def op_seed_download(out_dir: str, urls_file: str, max_workers: int) -> Result:
+    """The seed's way: ``requests.get`` per URL in a 5-thread pool, one file per content MD5.
+
+    No session (a new connection per URL), the body in memory, no fsync, no catalog.
+    """
+    import requests
+
+    urls = _lines(urls_file)
+    out = Path(out_dir)
+
+    def one(url: str) -> str:
+        resp = requests.get(url, headers={"User-Agent": SEED_USER_AGENT}, timeout=30)
+        resp.raise_for_status()
+        data = resp.content
+        md5 = hashlib.md5(data).hexdigest()
+        path = out / f"{md5}.jpg"
+        if not path.exists():
+            path.write_bytes(data)
+        return md5
+
+    def run() -> list[str]:
+        with ThreadPoolExecutor(max_workers=max_workers) as pool:
+            return list(pool.map(one, urls))
+
+    seconds, base, md5s = _timed(run)
+    return {"seconds": seconds, "amount": len(md5s), "base_rss_kb": base, "errors": 0}
+
+
+def op_sqlite_lookup(db: str, urls_file: str) -> Result:
+    """Raw sqlite3 point lookups with Catalog.by_url's statement."""
+    urls = _lines(urls_file)
+    con = sqlite3.connect(db)
+    try:
+        execute = con.execute
+
+        def run() -> int:
+            return sum(1 for url in urls if execute(LOOKUP_SQL, (url,)).fetchone() is None)
+
+        seconds, base, missing = _timed(run)
+    finally:
+        con.close()
+    return {"seconds": seconds, "amount": len(urls), "base_rss_kb": base, "errors": missing}
+
+
+def op_sqlite_stats(db: str, calls: int) -> Result:
+    """Catalog.stats's statements through raw sqlite3, ``calls`` times."""
+    con = sqlite3.connect(db)
+    try:
+
+        def run() -> list[list[Any]]:
+            out: list[list[Any]] = []
+            for _ in range(calls):
+                out = [con.execute(sql).fetchall() for sql in STATS_SQL]
+            return out
+
+        seconds, base, rows = _timed(run)
+    finally:
+        con.close()
+    return {
+        "seconds": seconds, "amount": calls, "base_rss_kb": base,
+        "total_files": sum(n for _, n, _ in rows[0]), "total_urls": rows[1][0][0],
+        "saved": rows[2][0][0],
+    }  # fmt: skip
+
+
+OPS: dict[str, Callable[..., Result]] = {
+    "add_file": op_add_file,
+    "fetch": op_fetch,
+    "fetch_many": op_fetch_many,
+    "get_by_url": op_get_by_url,
+    "stats": op_stats,
+    "verify": op_verify,
+    "import_legacy": op_import_legacy,
+    "seed_download": op_seed_download,
+    "sqlite_lookup": op_sqlite_lookup,
+    "sqlite_stats": op_sqlite_stats,
+}
+
+
+def main(argv: list[str]) -> int:
+    """Run the op described by the JSON argument and print its result as one JSON line."""
+    if len(argv) != 1:
+        print("usage: python -m benchmarks.worker JSON", file=sys.stderr)
+        return 2
+    spec = json.loads(argv[0])
+    op = OPS[spec.pop("op")]
+    result = op(**spec)
+    result["peak_rss_kb"] = _status_kb("VmHWM")
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
