@@ -13,6 +13,7 @@ import errno
 import fcntl
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +53,7 @@ class BlobStore(Protocol):
     def open(self, kind: MediaKind, md5: str) -> BinaryIO: ...
     def delete(self, kind: MediaKind, md5: str) -> bool: ...
     def quarantine(self, kind: MediaKind, md5: str) -> Path | None: ...
+    def close(self) -> None: ...
 
 
 def _local(temp: TempBlob) -> LocalTemp:
@@ -128,6 +130,8 @@ class LocalBlobStore:
     """Blobs as files under ``<root>/media``, temp files in ``<root>/tmp``."""
 
     def __init__(self, root: Path) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self.root = root
         self.media_dir = root / "media"
         self.tmp_dir = root / "tmp"
@@ -152,6 +156,22 @@ class LocalBlobStore:
 
     def create_temp(self) -> LocalTemp:
         return LocalTemp(self.tmp_dir)
+
+    def _fsync_pool(self) -> ThreadPoolExecutor:
+        """Threads that fsync batches (kept: starting 8 threads per batch costs milliseconds)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    FSYNC_THREADS, thread_name_prefix="mediastore-fsync"
+                )
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the fsync threads."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown()
 
     def put(self, temp: TempBlob, kind: MediaKind, md5: str) -> bool:
         """fsync ``temp``, rename it to its address, fsync the directory.
@@ -181,8 +201,7 @@ class LocalBlobStore:
             if len(temps) == 1:
                 temps[0].sync()
             else:
-                with ThreadPoolExecutor(max_workers=min(FSYNC_THREADS, len(temps))) as pool:
-                    list(pool.map(LocalTemp.sync, temps))
+                list(self._fsync_pool().map(LocalTemp.sync, temps))
         except BaseException:
             for temp in temps:
                 self.discard(temp)

@@ -8,6 +8,7 @@ one: content hashing, type sniffing, the Pillow checks.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -45,13 +46,18 @@ def _stage_file(store: MediaStore, path: Path) -> Staged:
 
 # --- legacy cache ----------------------------------------------------------------------------
 def legacy_file(store: MediaStore, url: str) -> Path | None:
-    """The legacy cache's file for ``url`` (named by the URL's MD5), if there is one."""
-    directory = store.config.legacy_dir or store.root / "images"
-    key = url_md5(url)
+    """The legacy cache's file for ``url`` (named by the URL's MD5), if there is one.
+
+    Runs on every catalog miss (each new URL a fetch sees), so it uses plain string paths
+    and stops at one stat when there is no legacy directory at all.
+    """
+    directory = str(store.config.legacy_dir or store.root / "images")
+    if not os.path.isdir(directory):
+        return None
+    stem = os.path.join(directory, url_md5(url))
     for ext in LEGACY_EXTENSIONS:
-        candidate = directory / f"{key}.{ext}"
-        if candidate.is_file():
-            return candidate
+        if os.path.isfile(candidate := f"{stem}.{ext}"):
+            return Path(candidate)
     return None
 
 

@@ -101,6 +101,7 @@ class MediaStore:
         """Release database connections and HTTP sessions."""
         if self._downloader is not None:
             self._downloader.close()
+        self._blobs.close()
         self._catalog.close()
 
     def __enter__(self) -> Self:

@@ -158,7 +158,7 @@ class _PointReads:
         self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self.sql = {
             name: str(stmt.compile(dialect=engine.dialect))
-            for name, stmt in (("md5", _BY_MD5), ("url", _BY_URL))
+            for name, stmt in (("md5", _BY_MD5), ("url", _BY_URL), ("url_md5", _BY_LEGACY_KEY))
         }
 
     def one(self, name: str, value: str) -> MediaRow | None:
@@ -256,9 +256,7 @@ class Catalog:
 
     def by_legacy_key(self, key: str) -> MediaRow | None:
         """The media of a legacy-imported URL hash whose URL is not known yet."""
-        with self._read() as conn:
-            row = conn.execute(_BY_LEGACY_KEY, {"url_md5": key}).first()
-        return _row(row) if row else None
+        return self._point("url_md5", _BY_LEGACY_KEY, key)
 
     def has_url_key(self, key: str) -> bool:
         """True if a URL (or legacy file) with this URL hash is recorded."""
