@@ -80,6 +80,7 @@ class LocalTemp:
 
     def __init__(self, directory: Path) -> None:
         self.written = 0
+        self.synced = False
         self.path = directory / f"{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
         try:
             self._fd: int | None = os.open(
@@ -113,12 +114,15 @@ class LocalTemp:
                 os.posix_fadvise(self._fd, offset, length, os.POSIX_FADV_DONTNEED)
 
     def sync(self) -> None:
-        """fsync the data; a failure is final (the page cache state is unknown after it)."""
+        """fsync the data (once); a failure is final (the page cache state is unknown then)."""
+        if self.synced:
+            return
         assert self._fd is not None
         try:
             os.fsync(self._fd)
         except OSError as exc:
             raise _storage_error("fsync of", self.path, exc) from exc
+        self.synced = True
 
     def close(self) -> None:
         if self._fd is not None:
@@ -197,11 +201,12 @@ class LocalBlobStore:
         temps = [_local(temp) for temp, _, _ in items]
         if not temps:
             return []
+        unsynced = [temp for temp in temps if not temp.synced]  # callers may sync beforehand
         try:
-            if len(temps) == 1:
-                temps[0].sync()
-            else:
-                list(self._fsync_pool().map(LocalTemp.sync, temps))
+            if len(unsynced) == 1:
+                unsynced[0].sync()
+            elif unsynced:
+                list(self._fsync_pool().map(LocalTemp.sync, unsynced))
         except BaseException:
             for temp in temps:
                 self.discard(temp)

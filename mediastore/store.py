@@ -199,10 +199,23 @@ class MediaStore:
             HashCollisionError: its md5 is stored with other content (nothing changed).
             StorageError / CatalogError: the file could not be put or the row committed.
         """
+        if not self._intact_copy_exists(staged):
+            # fsync here, on the caller's thread, so that concurrent callers sync in parallel
+            # and the grouped commit only renames, fsyncs directories and writes rows
+            try:
+                staged.temp.sync()
+            except BaseException:
+                self._blobs.discard(staged.temp)
+                raise
         outcome = self._group.commit((staged, urls))
         if isinstance(outcome, MediaStoreError):
             raise outcome
         return outcome
+
+    def _intact_copy_exists(self, staged: Staged) -> bool:
+        """A row and a file of the right size already hold this content (a dedup hit)."""
+        row = self._catalog.by_md5(staged.md5)
+        return row is not None and self._blobs.size(staged.kind, staged.md5) == staged.size
 
     def _commit_many(
         self, batch: Sequence[tuple[Staged, Sequence[UrlInfo]]]

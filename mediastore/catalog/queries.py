@@ -162,15 +162,30 @@ class _PointReads:
         }
 
     def one(self, name: str, value: str) -> MediaRow | None:
+        rows = self._run(self.sql[name], (value,))
+        return _raw_row(rows[0]) if rows else None
+
+    def by_md5_many(self, md5s: Sequence[str]) -> dict[str, MediaRow]:
+        """Rows of several md5s in one statement: one round trip, one GIL release."""
+        base = self.sql["md5"]
+        assert base.endswith("media.md5 = ?"), base
+        found: dict[str, MediaRow] = {}
+        for start in range(0, len(md5s), 500):
+            batch = list(md5s[start : start + 500])
+            sql = base[: -len("= ?")] + f"IN ({','.join('?' * len(batch))})"
+            for row in self._run(sql, batch):
+                found[row[0]] = _raw_row(row)
+        return found
+
+    def _run(self, sql: str, params: Sequence[str]) -> list[tuple[Any, ...]]:
         try:
             conn = self._idle.get_nowait()
         except queue.Empty:
             conn = open_sqlite(self._path, self._timeout)
         try:
-            row = conn.execute(self.sql[name], (value,)).fetchone()
+            return conn.execute(sql, params).fetchall()
         finally:
             self._idle.put(conn)
-        return _raw_row(row) if row else None
 
     def close(self) -> None:
         while True:
@@ -378,8 +393,11 @@ class Catalog:
 
     def by_md5_many(self, md5s: Sequence[str]) -> dict[str, MediaRow]:
         """The media rows of these md5s that exist (queried in batches)."""
-        if self._points is not None and len(md5s) <= 8:  # a few point lookups beat one IN
-            return {md5: row for md5 in md5s if (row := self.by_md5(md5)) is not None}
+        if self._points is not None:
+            try:
+                return self._points.by_md5_many(md5s)
+            except sqlite3.Error as exc:
+                raise CatalogError(f"catalog {self._where}: read failed: {exc}") from exc
         with self._read() as conn:
             return self._rows_in(conn, md5s)
 
