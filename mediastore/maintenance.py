@@ -96,9 +96,17 @@ def import_legacy(
 
     def stage_one(item: tuple[Path, str]) -> Staged | str:
         try:
-            return _stage_file(store, item[0])
+            staged = _stage_file(store, item[0])
         except MediaStoreError as exc:
             return str(exc)
+        try:
+            # fsync on the staging thread: the wait overlaps other files' hashing, and the
+            # batch commit is left with renames, one directory fsync and one transaction
+            staged.temp.sync()
+        except MediaStoreError as exc:
+            store._blobs.discard(staged.temp)
+            return str(exc)
+        return staged
 
     def commit(items: list[tuple[Path, str]], staged: list[Staged | str]) -> None:
         nonlocal imported, size
