@@ -176,8 +176,10 @@ def stage(
     try:
         head = bytearray()
         kind: MediaKind | None = None
+        whole: bytes | None = None  # the content, when it arrived as one immutable chunk
         try:
-            for chunk in chunks:
+            for count, chunk in enumerate(chunks):
+                whole = chunk if count == 0 and isinstance(chunk, bytes) else None
                 if digests.size + len(chunk) > max_size:
                     raise FileTooLargeError(
                         f"content exceeds the maximum file size of {max_size} bytes"
@@ -196,7 +198,8 @@ def stage(
         _log_hint_mismatch(kind, mime_hint)
         width = height = None
         if kind.media_type == "image":
-            width, height = image_size(temp.path, kind, max_pixels=max_pixels)
+            # a small image that came in one chunk is probed from memory, not read back
+            width, height = image_size(temp.path, kind, max_pixels=max_pixels, data=whole)
         return Staged(
             temp=temp, kind=kind, md5=digests.md5, sha256=digests.sha256,
             size=digests.size, width=width, height=height,

@@ -22,11 +22,14 @@ ALLOWED_FORMATS: tuple[str, ...] = tuple(_PIL_FORMATS.values())
 HEADER_LIMIT = 16 << 20
 
 
-def image_size(path: str | Path, kind: MediaKind, *, max_pixels: int) -> tuple[int, int]:
+def image_size(
+    path: str | Path, kind: MediaKind, *, max_pixels: int, data: bytes | None = None
+) -> tuple[int, int]:
     """Width and height of an image file, read from its header (no full decode).
 
     Only the decoder of the detected kind is allowed, so a file cannot reach any other
     Pillow plugin. Images above ``max_pixels`` are refused (Pillow's warning zone included).
+    ``data``, when given, is the file's whole content, used instead of reading ``path``.
 
     Raises:
         ImageTooLargeError: more pixels than ``max_pixels``.
@@ -36,8 +39,12 @@ def image_size(path: str | Path, kind: MediaKind, *, max_pixels: int) -> tuple[i
     if fmt is None:
         raise ValueError(f"not an image kind: {kind}")
     try:
-        if fmt == "WEBP":  # parsed by libwebp, which needs the whole file (and is not slow)
-            source: str | Path | io.BytesIO = path
+        if data is not None:
+            source: str | Path | io.BytesIO = io.BytesIO(
+                data if fmt == "WEBP" else data[:HEADER_LIMIT]
+            )
+        elif fmt == "WEBP":  # parsed by libwebp, which needs the whole file (and is not slow)
+            source = path
         else:  # a bounded header (see HEADER_LIMIT): past it, Pillow sees the end of the file
             with open(path, "rb") as fh:
                 source = io.BytesIO(fh.read(HEADER_LIMIT))
