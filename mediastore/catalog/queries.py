@@ -302,8 +302,12 @@ class Catalog:
     def iter_md5s(
         self, *, verified_before: datetime | None = None, limit: int | None = None
     ) -> list[str]:
-        """Md5s to verify, least recently verified first (never-verified before all)."""
-        stmt = select(_media.c.md5).order_by(_media.c.last_verified_at, _media.c.md5)
+        """Md5s to verify, least recently verified first (never-verified before all).
+
+        Ordered by the verification time alone, so that the index delivers the order and a
+        ``limit`` stops the scan early (a tie-breaker would force a sort of every match).
+        """
+        stmt = select(_media.c.md5).order_by(_media.c.last_verified_at.asc().nulls_first())
         if verified_before is not None:
             stmt = stmt.where(
                 or_(
