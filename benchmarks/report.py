@@ -20,6 +20,10 @@ PACKAGES = ("mediastore", "SQLAlchemy", "requests", "urllib3", "Pillow")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+#: Hand-written analysis of the misses, appended to every report.
+ANALYSIS = Path(__file__).with_name("ANALYSIS.md")
+
+
 def source_fingerprint() -> str:
     """Short SHA-256 of mediastore's sources (``mediastore/`` and ``migrations/``).
 
@@ -263,4 +267,6 @@ def markdown(info: RunInfo, results: Sequence[CaseResult]) -> str:
         "environment.",
         "",
     ]
+    if ANALYSIS.is_file():  # the maintained, profile-backed explanation of any miss
+        out += [ANALYSIS.read_text(encoding="utf-8").rstrip(), ""]
     return "\n".join(out)
