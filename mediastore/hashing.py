@@ -36,16 +36,10 @@ class Digests:
     def __init__(self) -> None:
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._sha256 = hashlib.sha256()
-        # the two updates may run on different threads (see ingest); size is kept by the caller
+        # the two updates may run on different threads (see ingest); the caller keeps size
         self.md5_update = self._md5.update
         self.sha256_update = self._sha256.update
         self.size = 0
-
-    def update(self, chunk: bytes | memoryview) -> None:
-        """Feed the next chunk to both hashes."""
-        self.md5_update(chunk)
-        self.sha256_update(chunk)
-        self.size += len(chunk)
 
     @property
     def md5(self) -> str:

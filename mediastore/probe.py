@@ -14,7 +14,6 @@ from .sniff import MediaKind
 log = logging.getLogger(__name__)
 
 _PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP"}
-ALLOWED_FORMATS: tuple[str, ...] = tuple(_PIL_FORMATS.values())
 #: Bytes of a JPEG, PNG or GIF file Pillow may read to find its size. Pillow walks these headers
 #: in Python, byte by byte over junk (JPEG, GIF) and chunk by chunk (PNG, keeping every private
 #: chunk in memory): unbounded, a hostile 1 GiB file took minutes and several GiB of RAM. Real

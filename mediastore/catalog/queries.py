@@ -129,10 +129,7 @@ _URLS_FOR = (
     .where(_urls.c.md5 == bindparam("md5"), _urls.c.url.is_not(None))
     .order_by(_urls.c.id)
 )
-_URL_ROW = select(_urls.c.id, _urls.c.md5, _urls.c.url).where(
-    _urls.c.url_md5 == bindparam("url_md5")
-)
-_URL_ROW_WITH_KEY = select(_urls.c.id, _urls.c.url_md5, _urls.c.url).where(
+_URL_ROW = select(_urls.c.id, _urls.c.url_md5, _urls.c.url).where(
     _urls.c.url_md5 == bindparam("url_md5")
 )
 _SET_STATUS = (
@@ -273,11 +270,6 @@ class Catalog:
         """The media of a legacy-imported URL hash whose URL is not known yet."""
         return self._point("url_md5", _BY_LEGACY_KEY, key)
 
-    def has_url_key(self, key: str) -> bool:
-        """True if a URL (or legacy file) with this URL hash is recorded."""
-        with self._read() as conn:
-            return conn.execute(_URL_ROW, {"url_md5": key}).first() is not None
-
     def claim_legacy_url(self, key: str, url: str) -> None:
         """Fill in the URL of a legacy row now that a lookup named it."""
         stmt = (
@@ -412,7 +404,7 @@ class Catalog:
         keys = list(dict.fromkeys(info.url_md5 for _, info in entries))
         found: dict[str, Any] = {}
         if len(keys) == 1:  # the common single URL: no IN list to expand and compile
-            row = conn.execute(_URL_ROW_WITH_KEY, {"url_md5": keys[0]}).first()
+            row = conn.execute(_URL_ROW, {"url_md5": keys[0]}).first()
             found = {keys[0]: row} if row else {}
             keys = []
         for start in range(0, len(keys), 500):
