@@ -324,6 +324,7 @@ class MediaStore:
         is ingested now (the legacy file itself is left in place). Later lookups are plain
         catalog hits.
         """
+        _check_url_label(url)
         row = self._catalog.by_url(url)
         if row is None:
             row = self._legacy_lookup(url)

@@ -168,7 +168,10 @@ def test_bad_md5_everywhere(store: MediaStore, bad: str) -> None:
 
 
 def test_bad_add_bytes_and_url_arguments(store: MediaStore) -> None:
-    """add_bytes needs bytes; a url label must be a non-empty string."""
+    """add_bytes needs bytes; a url (label or lookup) must be a non-empty string."""
+    for bad in ("", "   ", None, 42):
+        with pytest.raises(InvalidInputError):
+            store.get_by_url(bad)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError):
         store.add_bytes("text")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError):
