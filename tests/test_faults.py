@@ -184,3 +184,28 @@ def test_full_disk(small_disk: Path, tmp_path: Path) -> None:
         store.remove(stored[0].md5)
         again = store.add_bytes(t.mp4_bytes(1000, seed=999))
         assert store.verify().all_ok and store.get_by_md5(again.md5) is not None
+
+
+def _open_and_add(root: Path, n: int, errors: mp.Queue) -> None:  # type: ignore[type-arg]
+    """Child: open a store that may not exist yet and add one file."""
+    try:
+        with MediaStore(root) as store:
+            store.add_bytes(t.mp4_bytes(500, seed=n))
+    except Exception as exc:  # pragma: no cover - reported to the parent
+        errors.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_creating_the_same_store_at_once(tmp_path: Path) -> None:
+    """6 processes opening one brand-new store together: one schema, every file recorded."""
+    root = tmp_path / "new-store"
+    errors: mp.Queue = FORK.Queue()  # type: ignore[type-arg]
+    procs = [FORK.Process(target=_open_and_add, args=(root, n, errors)) for n in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert errors.empty()
+    with MediaStore(root) as store:
+        assert store.stats().total_files == 6
+        assert store.verify().all_ok
