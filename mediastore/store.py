@@ -374,11 +374,6 @@ class MediaStore:
         except FileNotFoundError as exc:
             raise MediaNotFoundError(f"file of {rec.md5} is missing from the store") from exc
 
-    def path_for(self, md5: str) -> Path | None:
-        """Path of the stored file for ``md5`` if it is in the catalog (seed helper)."""
-        rec = self.get_by_md5(md5)
-        return rec.path if rec else None
-
     def _require(self, md5: str) -> MediaRecord:
         rec = self.get_by_md5(md5)
         if rec is None:
