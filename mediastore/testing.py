@@ -7,8 +7,13 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
+from sqlalchemy import text
+
+if TYPE_CHECKING:
+    from .store import MediaStore
 
 
 def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (32, 24), color: object = "red") -> bytes:
@@ -90,3 +95,17 @@ def png_bomb(width: int = 10_000, height: int = 10_000) -> bytes:
 def files_under(path: Path) -> list[Path]:
     """Every regular file below ``path`` (none if it does not exist)."""
     return sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def catalog_rows(store: MediaStore, table: str = "media") -> int:
+    """How many rows ``table`` of the store's catalog holds."""
+    with store._catalog.engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+def assert_nothing_stored(store: MediaStore) -> None:
+    """No media file, no temp file, no catalog row: what every refused ingest must leave."""
+    assert files_under(store.root / "media") == []
+    assert files_under(store.root / "tmp") == []
+    assert catalog_rows(store) == 0
+    assert catalog_rows(store, "media_urls") == 0

@@ -33,7 +33,7 @@ from mediastore import (
 )
 from mediastore import testing as t
 from mediastore.netpolicy import IPAddress
-from mediastore.testing import files_under
+from mediastore.testing import assert_nothing_stored, catalog_rows, files_under
 
 JPEG = "image/jpeg"
 
@@ -54,24 +54,12 @@ def requests_to(server: HTTPServer, path: str) -> list[Request]:
     return [req for req, _ in server.log if req.path == path]
 
 
-def rows(store: MediaStore, table: str = "media") -> int:
-    with store._catalog.engine.connect() as conn:
-        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
-
-
 def last_fetched_at(store: MediaStore, url: str) -> datetime:
     with store._catalog.engine.connect() as conn:
         raw = conn.execute(
             text("SELECT last_fetched_at FROM media_urls WHERE url = :u"), {"u": url}
         ).scalar_one()
     return raw if isinstance(raw, datetime) else datetime.fromisoformat(raw)
-
-
-def assert_nothing_stored(store: MediaStore) -> None:
-    assert files_under(store.root / "media") == []
-    assert files_under(store.root / "tmp") == []
-    assert rows(store) == 0
-    assert rows(store, "media_urls") == 0
 
 
 def serve(server: HTTPServer, path: str, data: bytes, **kwargs: Any) -> str:
@@ -153,7 +141,7 @@ def test_two_urls_with_the_same_bytes_share_one_file(http: HTTPServer, lstore: M
     assert (rec_a.url, rec_b.url) == (url_a, url_b)
     assert files_under(lstore.root / "media") == [rec_a.path]
     assert lstore.urls_for(rec_a.md5) == [url_a, url_b]
-    assert rows(lstore) == 1
+    assert catalog_rows(lstore) == 1
 
 
 def test_fetch_many_of_urls_with_the_same_bytes_stores_one_file(
@@ -168,7 +156,7 @@ def test_fetch_many_of_urls_with_the_same_bytes_stores_one_file(
     assert len(files_under(lstore.root / "media")) == 1
     assert files_under(lstore.root / "tmp") == []
     assert sorted(lstore.urls_for(md5(data))) == sorted(urls)
-    assert rows(lstore) == 1
+    assert catalog_rows(lstore) == 1
 
 
 # --- 3. damaged or missing cached files -----------------------------------------------------
@@ -259,7 +247,7 @@ def test_refresh_revalidates_and_keeps_the_file_on_304(
     assert rec.path.read_bytes() == data
     assert rec.path.stat().st_mtime_ns == mtime
     assert last_fetched_at(lstore, url) > fetched
-    assert rows(lstore) == 1
+    assert catalog_rows(lstore) == 1
 
 
 def test_refresh_with_changed_content_stores_the_new_file(
@@ -481,7 +469,7 @@ def test_fetch_many_mixed_batch(http: HTTPServer, make_store: Callable[..., Medi
     assert calls == [(done, distinct) for done in range(1, distinct + 1)]
     assert len(files_under(store.root / "media")) == 30
     assert files_under(store.root / "tmp") == []
-    assert rows(store) == 30
+    assert catalog_rows(store) == 30
 
 
 def test_fetch_many_of_nothing_is_empty(lstore: MediaStore) -> None:

@@ -26,7 +26,6 @@ import pytest
 import requests
 import trustme
 from pytest_httpserver import HTTPServer
-from sqlalchemy import text
 from werkzeug import Response
 
 from mediastore import (
@@ -48,7 +47,7 @@ from mediastore import (
 )
 from mediastore import testing as t
 from mediastore.netpolicy import IPAddress, refused_reason
-from mediastore.testing import files_under
+from mediastore.testing import assert_nothing_stored, files_under
 
 JPEG = "image/jpeg"
 
@@ -184,19 +183,6 @@ def mapping(table: dict[str, str], calls: list[str] | None = None) -> Callable[.
         return [table[host]]
 
     return resolve
-
-
-def rows(store: MediaStore, table: str = "media") -> int:
-    with store._catalog.engine.connect() as conn:
-        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
-
-
-def assert_nothing_stored(store: MediaStore) -> None:
-    """No media file, no temp file, no catalog row."""
-    assert files_under(store.root / "media") == []
-    assert files_under(store.root / "tmp") == []
-    assert rows(store) == 0
-    assert rows(store, "media_urls") == 0
 
 
 def serve(server: HTTPServer, path: str, data: bytes | str, **kwargs: Any) -> str:

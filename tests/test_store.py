@@ -27,19 +27,7 @@ from mediastore import (
 )
 from mediastore import testing as t
 from mediastore.catalog import Catalog
-from mediastore.testing import files_under
-
-
-def _rows(store: MediaStore, table: str = "media") -> int:
-    with store._catalog.engine.connect() as conn:
-        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
-
-
-def _assert_nothing_stored(store: MediaStore) -> None:
-    assert files_under(store.root / "media") == []
-    assert files_under(store.root / "tmp") == []
-    assert _rows(store) == 0
-    assert _rows(store, "media_urls") == 0
+from mediastore.testing import assert_nothing_stored, catalog_rows, files_under
 
 
 def test_add_file_records_everything(store: MediaStore, tmp_path: Path) -> None:
@@ -100,7 +88,7 @@ def test_dedup_same_content_many_sources(store: MediaStore, tmp_path: Path) -> N
     r3 = store.add_bytes(data, url="https://x.test/3")
     assert r1.md5 == r2.md5 == r3.md5
     assert len(files_under(store.root / "media")) == 1
-    assert _rows(store) == 1
+    assert catalog_rows(store) == 1
     assert store.urls_for(r1.md5) == ["https://x.test/1", "https://x.test/2", "https://x.test/3"]
     st = store.stats()
     assert (st.total_files, st.total_urls, st.dedup_saved_bytes) == (1, 3, 2 * len(data))
@@ -147,7 +135,7 @@ def test_refused_content_changes_nothing(
     with pytest.raises(MediaStoreError, match=error) as info:
         store.add_file(src, url="https://x.test/bad")
     assert str(src) in str(info.value)
-    _assert_nothing_stored(store)
+    assert_nothing_stored(store)
 
 
 def test_bad_paths(store: MediaStore, tmp_path: Path) -> None:
@@ -156,7 +144,7 @@ def test_bad_paths(store: MediaStore, tmp_path: Path) -> None:
         store.add_file(tmp_path / "nope.jpg")
     with pytest.raises(ValueError, match="not a regular file"):
         store.add_file(tmp_path)
-    _assert_nothing_stored(store)
+    assert_nothing_stored(store)
 
 
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "", "xyz", "a" * 31, "g" * 32, "a" * 33])
@@ -178,7 +166,7 @@ def test_bad_add_bytes_and_url_arguments(store: MediaStore) -> None:
         store.add_bytes(t.image_bytes(), url="  ")
     with pytest.raises(InvalidInputError, match="unknown MediaStore option"):
         MediaStore(store.root, nonsense=1)
-    _assert_nothing_stored(store)
+    assert_nothing_stored(store)
 
 
 def test_max_file_size_enforced_while_streaming(tmp_path: Path) -> None:
@@ -186,7 +174,7 @@ def test_max_file_size_enforced_while_streaming(tmp_path: Path) -> None:
     with MediaStore(tmp_path / "s", max_file_size=1000) as small:
         with pytest.raises(FileTooLargeError, match="1000 bytes"):
             small.add_bytes(t.mp4_bytes(5000))
-        _assert_nothing_stored(small)
+        assert_nothing_stored(small)
         assert small.add_bytes(t.mp4_bytes(100)).size < 1000
         big = tmp_path / "big.mp4"
         big.write_bytes(t.mp4_bytes(5000))
@@ -205,7 +193,7 @@ def test_failure_between_file_and_commit_leaves_nothing(
     monkeypatch.setattr(Catalog, "record_many", boom)
     with pytest.raises(CatalogError, match="injected"):
         store.add_bytes(t.image_bytes("PNG"), url="https://x.test/a")
-    _assert_nothing_stored(store)
+    assert_nothing_stored(store)
 
 
 def test_failed_fsync_fails_the_add(store: MediaStore, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -218,7 +206,7 @@ def test_failed_fsync_fails_the_add(store: MediaStore, monkeypatch: pytest.Monke
     with pytest.raises(StorageError, match="fsync"):
         store.add_bytes(t.image_bytes("PNG"))
     monkeypatch.undo()
-    _assert_nothing_stored(store)
+    assert_nothing_stored(store)
 
 
 def test_full_disk_is_a_clear_error(store: MediaStore, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -232,7 +220,7 @@ def test_full_disk_is_a_clear_error(store: MediaStore, monkeypatch: pytest.Monke
     with pytest.raises(StorageError, match="disk full"):
         store.add_bytes(t.mp4_bytes())
     monkeypatch.setattr(os, "write", real_write)
-    _assert_nothing_stored(store)
+    assert_nothing_stored(store)
     assert store.add_bytes(t.mp4_bytes()).size > 0
 
 
@@ -322,7 +310,7 @@ def test_remove(store: MediaStore) -> None:
     assert store.remove(rec.md5).md5 == rec.md5
     assert not rec.path.exists()
     assert store.get_by_md5(rec.md5) is None and store.get_by_url("https://x.test/r") is None
-    assert _rows(store, "media_urls") == 0
+    assert catalog_rows(store, "media_urls") == 0
     with pytest.raises(MediaNotFoundError):
         store.remove(rec.md5)
 
@@ -429,4 +417,4 @@ def test_a_failed_group_fails_every_caller(
         th.join()
     assert len(errors) == 10
     monkeypatch.undo()
-    _assert_nothing_stored(store)
+    assert_nothing_stored(store)
