@@ -450,7 +450,7 @@ def reindex(ctx: click.Context, as_json: bool) -> None:
             f"{len(report.removed)} row(s) without a file removed, "
             f"{len(report.mismatched)} mismatched file(s)"
         )
-    _fail_on(ctx, [f"mismatched: {path} holds {content}" for path, content in report.mismatched])
+    _fail_on(ctx, [f"mismatched: {path}: {content}" for path, content in report.mismatched])
 
 
 @main.command()

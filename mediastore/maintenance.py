@@ -44,6 +44,21 @@ def _stage_file(store: MediaStore, path: Path) -> Staged:
     )  # fmt: skip
 
 
+def _stage_stored_file(store: MediaStore, path: Path) -> Staged | str:
+    """Stage a file found under ``media/``, if it sits at its content's own address.
+
+    Returns the staged copy, or what is wrong: the refusal, or the address it should have.
+    """
+    try:
+        staged = _stage_file(store, path)
+    except MediaStoreError as exc:
+        return str(exc)
+    if store._blobs.path(staged.kind, staged.md5) != path:
+        store._blobs.discard(staged.temp)
+        return f"holds {staged.md5}.{staged.kind.extension} ({staged.kind.directory})"
+    return staged
+
+
 # --- legacy cache ----------------------------------------------------------------------------
 def legacy_file(store: MediaStore, url: str) -> Path | None:
     """The legacy cache's file for ``url`` (named by the URL's MD5), if there is one.
@@ -181,18 +196,9 @@ def _adopt(
     store: MediaStore, path: Path, adopted: list[str], quarantined: list[tuple[str, str]],
     *, dry_run: bool,
 ) -> None:  # fmt: skip
-    try:
-        staged = _stage_file(store, path)
-    except MediaStoreError as exc:
-        quarantined.append((str(path), str(exc)))
-        return
-    if (staged.md5, staged.kind.extension, staged.kind.directory) != (
-        path.stem,
-        path.suffix[1:],
-        path.parent.name,
-    ):
-        store._blobs.discard(staged.temp)
-        quarantined.append((str(path), f"holds {staged.md5}.{staged.kind.extension}"))
+    staged = _stage_stored_file(store, path)
+    if isinstance(staged, str):
+        quarantined.append((str(path), staged))
         return
     if dry_run:
         store._blobs.discard(staged.temp)
@@ -224,15 +230,9 @@ def reindex(store: MediaStore, *, progress: Progress | None = None) -> ReindexRe
     mismatched: list[tuple[str, str]] = []
     added = 0
     for done, path in enumerate(files, 1):
-        try:
-            staged = _stage_file(store, path)
-        except MediaStoreError as exc:
-            mismatched.append((str(path), str(exc)))
-            continue
-        expected = (path.stem, path.suffix[1:], path.parent.name)
-        if (staged.md5, staged.kind.extension, staged.kind.directory) != expected:
-            store._blobs.discard(staged.temp)
-            mismatched.append((str(path), f"{staged.md5}.{staged.kind.extension}"))
+        staged = _stage_stored_file(store, path)
+        if isinstance(staged, str):
+            mismatched.append((str(path), staged))
             continue
         is_new = store._catalog.by_md5(staged.md5) is None
         store._commit(staged, [])

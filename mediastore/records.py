@@ -209,7 +209,7 @@ class ReindexReport:
     indexed: int = 0
     added: int = 0
     removed: list[str] = field(default_factory=list)
-    mismatched: list[tuple[str, str]] = field(default_factory=list)  # (path, what it holds)
+    mismatched: list[tuple[str, str]] = field(default_factory=list)  # (path, what is wrong)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
