@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
@@ -21,14 +20,8 @@ SCHEMA_UPGRADE_HINT = "run `mediastore db upgrade` (or `alembic upgrade head` fr
 
 
 def migrations_dir() -> Path:
-    """The migrations: the repo's ``migrations/``, installed as ``mediastore._migrations``."""
-    checkout = Path(__file__).resolve().parents[2] / "migrations"
-    if (checkout / "env.py").is_file():
-        return checkout
-    spec = importlib.util.find_spec("mediastore._migrations")
-    if spec is None or not spec.submodule_search_locations:
-        raise SchemaOutdatedError("mediastore's migrations are not installed")
-    return Path(next(iter(spec.submodule_search_locations)))
+    """The Alembic migrations, shipped inside the package as ``mediastore/migrations``."""
+    return Path(__file__).resolve().parents[1] / "migrations"
 
 
 def alembic_config(db_url: str | None = None) -> Config:

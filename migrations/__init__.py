@@ -1,1 +1,0 @@
-"""Alembic migrations of the mediastore catalog (installed as ``mediastore._migrations``)."""
