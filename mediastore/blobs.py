@@ -1,9 +1,17 @@
 """Storage of bytes: the :class:`BlobStore` protocol and the local-disk implementation.
 
-A blob is addressed by (kind, md5): ``<root>/media/<images|videos|documents>/<md5>.<ext>``.
-Writes go to a temp file in ``<root>/tmp/`` (same filesystem), are fsynced, then renamed into
-place and the directory fsynced, so a reader never sees a partial file and a crash leaves at
-worst an orphan temp file. The catalog row is committed by the caller only after :meth:`put`.
+A blob is addressed by a :class:`BlobRef` (kind, md5), which names the same relative key on
+every backend: ``media/<images|videos|documents>/<md5>.<ext>``. Content is staged in a temp
+file in ``<root>/tmp/`` (local on every backend: hashing, sniffing and refusing happen before
+anything is placed), synced, then placed at its address. *When* a blob may be placed, relied
+on, moved or deleted is decided by :mod:`mediastore.lifecycle`, never here.
+
+The local store never follows a link below its root (invariant I4 of ``docs/lifecycle.md``):
+the root is resolved once; its ``media/<type>/``, ``tmp/`` and ``quarantine/`` directories are
+opened once with ``O_NOFOLLOW`` (a link there makes the store refuse to open), and every
+later operation runs relative to those directory descriptors (``openat``, ``renameat``), so
+a directory swapped for a link afterwards is not followed either. A link where a file
+belongs is reported as not a regular file, never opened or hashed through.
 """
 
 from __future__ import annotations
@@ -11,54 +19,128 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import itertools
 import logging
 import os
+import re
+import stat
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from .errors import StorageError
+from .errors import ReadOnlyStoreError, StorageError
 from .records import MEDIA_TYPES
 from .sniff import MediaKind
 
 log = logging.getLogger(__name__)
 
 TEMP_PREFIX = "ingest-"
-FSYNC_THREADS = 8
 TEMP_SUFFIX = ".part"
+WRITER_LOCK_PREFIX = "writer-"
+WRITER_LOCK_SUFFIX = ".lock"
+FSYNC_THREADS = 8
+TYPED_DIRECTORIES: tuple[str, ...] = tuple(f"{t}s" for t in MEDIA_TYPES)
+#: A temp file's name: the writer that owns it, then a counter.
+_TEMP_NAME = re.compile(rf"{TEMP_PREFIX}([0-9a-f]{{32}})-\d+{re.escape(TEMP_SUFFIX)}")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRef:
+    """The address of one content: its kind and its MD5."""
+
+    kind: MediaKind
+    md5: str
+
+    @property
+    def directory(self) -> str:
+        return self.kind.directory
+
+    @property
+    def name(self) -> str:
+        return f"{self.md5}.{self.kind.extension}"
+
+    @property
+    def key(self) -> str:
+        """The relative key, the same on disk and in a bucket."""
+        return f"media/{self.directory}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """Something found in a typed directory by :meth:`BlobStore.walk` (maybe not a blob)."""
+
+    directory: str
+    name: str
+
+    @property
+    def key(self) -> str:
+        return f"media/{self.directory}/{self.name}"
+
+
+#: What :meth:`BlobStore.quarantine` and :meth:`BlobStore.delete` accept.
+Location = BlobRef | StoredEntry
+
+
+@dataclass(frozen=True, slots=True)
+class BlobStat:
+    """What is at an address: its size, whether it is a regular file, and an identity.
+
+    ``identity`` changes when the entry is replaced (inode on disk, ETag in a bucket), so a
+    caller can act on "the file I checked" and not on whatever took its place meanwhile.
+    """
+
+    size: int
+    regular: bool
+    identity: str
 
 
 class TempBlob(Protocol):
-    """A temp file being written; :meth:`BlobStore.put` moves it into place."""
+    """A temp file being written; :meth:`BlobStore.place` moves it into place."""
 
     path: Path
+    written: int
+    synced: bool
 
     def write(self, data: bytes | memoryview) -> None: ...
+    def start_writeback(self, offset: int, length: int) -> None: ...
+    def sync(self) -> None: ...
     def close(self) -> None: ...
 
 
 class BlobStore(Protocol):
-    """Where bytes live. The local disk today; an S3 bucket can implement the same calls."""
+    """Where bytes live: the local disk here; an object store implements the same calls.
+
+    Addresses (:class:`BlobRef`) cross this seam, not paths; :meth:`local_path` is the one
+    call that admits a path, and may return None.
+    """
+
+    read_only: bool
 
     def create_temp(self) -> TempBlob: ...
-    def put(self, temp: TempBlob, kind: MediaKind, md5: str) -> bool: ...
-    def put_many(self, items: Sequence[tuple[TempBlob, MediaKind, str]]) -> list[bool]: ...
     def discard(self, temp: TempBlob) -> None: ...
-    def path(self, kind: MediaKind, md5: str) -> Path: ...
-    def size(self, kind: MediaKind, md5: str) -> int | None: ...
-    def open(self, kind: MediaKind, md5: str) -> BinaryIO: ...
-    def delete(self, kind: MediaKind, md5: str) -> bool: ...
-    def quarantine(self, kind: MediaKind, md5: str) -> Path | None: ...
+    def sync_temps(self, temps: Sequence[TempBlob]) -> None: ...
+    def place_many(
+        self, items: Sequence[tuple[TempBlob, BlobRef]]
+    ) -> list[StorageError | None]: ...
+    def stat(self, loc: Location) -> BlobStat | None: ...
+    def open(self, loc: Location) -> tuple[BinaryIO, BlobStat]: ...
+    def delete(self, loc: Location, *, if_identity: str | None = None) -> bool: ...
+    def quarantine(self, loc: Location, *, if_identity: str | None = None) -> str | None: ...
+    def walk(self) -> Iterator[StoredEntry]: ...
+    def local_path(self, loc: Location) -> Path | None: ...
+    def abandoned_temp_files(self, *, remove: bool) -> list[str]: ...
     def close(self) -> None: ...
 
 
-def _local(temp: TempBlob) -> LocalTemp:
-    assert isinstance(temp, LocalTemp), "a LocalBlobStore only moves its own temp files"
-    return temp
+def _storage_error(action: str, path: Path | str, exc: OSError) -> StorageError:
+    reason = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror or str(exc)
+    return StorageError(f"{action} {path} failed: {reason}")
 
 
 def fsync_dir(path: Path) -> None:
@@ -70,26 +152,26 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _storage_error(action: str, path: Path, exc: OSError) -> StorageError:
-    reason = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror or str(exc)
-    return StorageError(f"{action} {path} failed: {reason}")
-
-
 class LocalTemp:
-    """An open temp file in the store's ``tmp/`` directory, written with unbuffered os.write."""
+    """An open temp file in the store's ``tmp/`` directory, written with unbuffered os.write.
 
-    def __init__(self, directory: Path) -> None:
+    Its name carries the id of the writer that owns it; the writer holds a lock on its own
+    lock file for as long as it lives, which is how gc tells live temp files from abandoned
+    ones (see :meth:`LocalBlobStore.abandoned_temp_files`).
+    """
+
+    def __init__(self, dir_fd: int, directory: Path, name: str) -> None:
         self.written = 0
         self.synced = False
-        self.path = directory / f"{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        self.name = name
+        self.path = directory / name
         try:
             self._fd: int | None = os.open(
-                self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644
-            )
+                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                0o644, dir_fd=dir_fd,
+            )  # fmt: skip
         except OSError as exc:
             raise _storage_error("creating", self.path, exc) from exc
-        # held while the file is being written: gc removes only temp files nobody holds
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
 
     def write(self, data: bytes | memoryview) -> None:
         assert self._fd is not None, "write after close"
@@ -130,36 +212,139 @@ class LocalTemp:
             os.close(fd)
 
 
-class LocalBlobStore:
-    """Blobs as files under ``<root>/media``, temp files in ``<root>/tmp``."""
+class _Dirs:
+    """The store's directories, opened once without following links, as descriptors."""
 
-    def __init__(self, root: Path) -> None:
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+    def __init__(self, root: Path, *, create: bool) -> None:
         self.root = root
+        self.fds: dict[str, int] = {}
+        try:
+            self.fds[""] = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _storage_error("opening store root", root, exc) from exc
+        for rel in ("media", *(f"media/{d}" for d in TYPED_DIRECTORIES), "tmp", "quarantine"):
+            self._open(rel, create=create)
+
+    def _open(self, rel: str, *, create: bool) -> None:
+        parent_rel, _, name = rel.rpartition("/")
+        parent = self.fds.get(parent_rel)
+        if parent is None:
+            return
+        try:
+            self.fds[rel] = os.open(name, _DIR_FLAGS, dir_fd=parent)
+            return
+        except FileNotFoundError:
+            if not create:
+                return  # a read-only store without this directory: it is empty
+        except OSError as exc:
+            raise self._refusal(rel, exc) from exc
+        try:
+            os.mkdir(name, 0o755, dir_fd=parent)
+            os.fsync(parent)
+            self.fds[rel] = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except FileExistsError:
+            self._open(rel, create=False)  # another process made it meanwhile
+        except OSError as exc:
+            raise self._refusal(rel, exc) from exc
+
+    def _refusal(self, rel: str, exc: OSError) -> StorageError:
+        path = self.root / rel
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and path.is_symlink():
+            return StorageError(
+                f"{path} is a symbolic link: mediastore does not follow links inside its root "
+                "(make it a real directory, or point the store's root at the target)"
+            )
+        if exc.errno == errno.ENOTDIR:
+            return StorageError(f"{path} is not a directory")
+        return _storage_error("opening directory", path, exc)
+
+    def fd(self, rel: str) -> int:
+        fd = self.fds.get(rel)
+        if fd is None:
+            raise FileNotFoundError(errno.ENOENT, "no such directory", str(self.root / rel))
+        return fd
+
+    def close(self) -> None:
+        fds, self.fds = self.fds, {}
+        for fd in fds.values():
+            os.close(fd)
+
+
+class LocalBlobStore:
+    """Blobs as files under ``<root>/media``, temp files in ``<root>/tmp``.
+
+    Args:
+        root: The store's root, already resolved (it may itself be a link; nothing below is).
+        read_only: Open nothing for writing and create nothing; writes raise
+            :class:`ReadOnlyStoreError`.
+    """
+
+    def __init__(self, root: Path, *, read_only: bool = False) -> None:
+        self.root = root
+        self.read_only = read_only
         self.media_dir = root / "media"
         self.tmp_dir = root / "tmp"
         self.quarantine_dir = root / "quarantine"
-        for directory in [self.tmp_dir, *(self.media_dir / f"{t}s" for t in MEDIA_TYPES)]:
-            self._ensure_dir(directory)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._dirs = _Dirs(root, create=not read_only)
+        self._counter = itertools.count()
+        self._writer_fd: int | None = None
+        self._writer = ""
+        if not read_only:
+            self._take_writer_lock()
 
-    def _ensure_dir(self, directory: Path) -> None:
-        """Create ``directory`` durably: fsync each parent whose entries changed."""
-        if directory.is_dir():
-            return
-        missing = [directory, *(p for p in directory.parents if not p.exists())]
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            for created in reversed(missing):
-                fsync_dir(created.parent)
-        except OSError as exc:
-            raise _storage_error("creating directory", directory, exc) from exc
+    # --- the writer lock ---------------------------------------------------------------------
+    def _take_writer_lock(self) -> None:
+        """Create and lock the directory ``tmp/writer-<id>.lock/``; held until :meth:`close`.
 
-    def path(self, kind: MediaKind, md5: str) -> Path:
-        return self.media_dir / kind.directory / f"{md5}.{kind.extension}"
+        A directory, not a file, so that the store's ``tmp/`` holds no file but temp files.
+        gc removes an unlocked one (its writer is dead); if it did so between our mkdir and
+        our lock, the name no longer names what we locked, so we check and retry.
+        """
+        tmp = self._dirs.fd("tmp")
+        while True:
+            writer = uuid.uuid4().hex
+            name = f"{WRITER_LOCK_PREFIX}{writer}{WRITER_LOCK_SUFFIX}"
+            try:
+                os.mkdir(name, 0o755, dir_fd=tmp)
+                fd = os.open(name, _DIR_FLAGS, dir_fd=tmp)
+            except OSError as exc:
+                raise _storage_error("creating", self.tmp_dir / name, exc) from exc
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                st = os.stat(name, dir_fd=tmp, follow_symlinks=False)
+                same = st.st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._writer_fd, self._writer = fd, writer
+                return
+            os.close(fd)
 
+    # --- temp files ----------------------------------------------------------------------------
     def create_temp(self) -> LocalTemp:
-        return LocalTemp(self.tmp_dir)
+        if self.read_only:
+            raise ReadOnlyStoreError(f"store {self.root} is open read-only")
+        name = f"{TEMP_PREFIX}{self._writer}-{next(self._counter)}{TEMP_SUFFIX}"
+        return LocalTemp(self._dirs.fd("tmp"), self.tmp_dir, name)
+
+    def discard(self, temp: TempBlob) -> None:
+        temp.close()
+        try:
+            os.unlink(_local(temp).name, dir_fd=self._dirs.fd("tmp"))
+        except FileNotFoundError:
+            pass
+        except OSError:
+            log.warning("could not remove temp file %s", temp.path, exc_info=True)
+
+    def sync_temps(self, temps: Sequence[TempBlob]) -> None:
+        """fsync temp files, several at once (the filesystem folds them into few commits)."""
+        unsynced = [temp for temp in temps if not temp.synced]
+        if len(unsynced) == 1:
+            unsynced[0].sync()
+        elif unsynced:
+            list(self._fsync_pool().map(lambda temp: temp.sync(), unsynced))
 
     def _fsync_pool(self) -> ThreadPoolExecutor:
         """Threads that fsync batches (kept: starting 8 threads per batch costs milliseconds)."""
@@ -170,142 +355,273 @@ class LocalBlobStore:
                 )
             return self._pool
 
+    # --- placing ---------------------------------------------------------------------------
+    def place_many(self, items: Sequence[tuple[TempBlob, BlobRef]]) -> list[StorageError | None]:
+        """Rename synced temps to their addresses, then fsync each directory once.
+
+        Whatever is at an address (an older copy, a damaged file, a link) is replaced; the
+        lifecycle decides when that is allowed. Each item fails alone: the result holds the
+        error of each item that could not be placed (its temp is removed), None for the rest.
+        """
+        outcomes: list[StorageError | None] = []
+        touched: set[str] = set()
+        for temp, ref in items:
+            try:
+                self._place(_local(temp), ref)
+            except StorageError as exc:
+                self.discard(temp)
+                outcomes.append(exc)
+                continue
+            touched.add(ref.directory)
+            outcomes.append(None)
+        for directory in touched:
+            try:
+                os.fsync(self._dirs.fd(f"media/{directory}"))
+            except OSError as exc:
+                error = _storage_error("fsync of directory", self.media_dir / directory, exc)
+                outcomes = [
+                    error if o is None and ref.directory == directory else o
+                    for o, (_, ref) in zip(outcomes, items, strict=True)
+                ]
+        return outcomes
+
+    def _place(self, temp: LocalTemp, ref: BlobRef) -> None:
+        assert temp.synced, "a temp file is placed only once its bytes are durable"
+        temp.close()
+        try:
+            os.replace(
+                temp.name, ref.name, src_dir_fd=self._dirs.fd("tmp"),
+                dst_dir_fd=self._dirs.fd(f"media/{ref.directory}"),
+            )  # fmt: skip
+        except OSError as exc:
+            raise _storage_error(
+                "moving into place", self.media_dir / ref.directory / ref.name, exc
+            ) from exc
+
+    # --- reading -----------------------------------------------------------------------------
+    def stat(self, loc: Location) -> BlobStat | None:
+        """What is at ``loc`` (never following a link), or None if nothing."""
+        try:
+            fd = self._dirs.fd(f"media/{loc.directory}")
+            st = os.stat(loc.name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _storage_error("reading", self.local_path(loc), exc) from exc
+        return _blob_stat(st)
+
+    def open(self, loc: Location) -> tuple[BinaryIO, BlobStat]:
+        """The file at ``loc`` opened for reading, and what it is.
+
+        Raises:
+            FileNotFoundError: nothing there.
+            StorageError: a link or another non-regular entry is there, or opening failed.
+        """
+        path = self.local_path(loc)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO: no hang
+        try:
+            fd = os.open(loc.name, flags, dir_fd=self._dirs.fd(f"media/{loc.directory}"))
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StorageError(f"{path} is a symbolic link, not a stored file") from exc
+            raise _storage_error("opening", path, exc) from exc
+        info = _blob_stat(os.fstat(fd))
+        if not info.regular:
+            os.close(fd)
+            raise StorageError(f"{path} is not a regular file")
+        os.set_blocking(fd, True)
+        return open(fd, "rb", buffering=0), info
+
+    def local_path(self, loc: Location) -> Path:
+        return self.media_dir / loc.directory / loc.name
+
+    def walk(self) -> Iterator[StoredEntry]:
+        """Every entry of the typed media directories but sub-directories (links included)."""
+        for directory in TYPED_DIRECTORIES:
+            try:
+                fd = self._dirs.fd(f"media/{directory}")
+            except FileNotFoundError:
+                continue
+            for name in sorted(os.listdir(fd)):
+                if name == ".gitkeep":
+                    continue
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if not stat.S_ISDIR(st.st_mode):
+                    yield StoredEntry(directory, name)
+
+    # --- removing ----------------------------------------------------------------------------
+    def delete(self, loc: Location, *, if_identity: str | None = None) -> bool:
+        """Unlink what is at ``loc`` (a link itself, never its target); True if it was there.
+
+        With ``if_identity``, only if the entry is still the one that identity names.
+        """
+        self._writable()
+        fd = self._dirs.fd(f"media/{loc.directory}")
+        if if_identity is not None and not self._is(fd, loc.name, if_identity):
+            return False
+        try:
+            os.unlink(loc.name, dir_fd=fd)
+            os.fsync(fd)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise _storage_error(
+                "deleting", self.media_dir / loc.directory / loc.name, exc
+            ) from exc
+        return True
+
+    def quarantine(self, loc: Location, *, if_identity: str | None = None) -> str | None:
+        """Move what is at ``loc`` (a link itself, never its target) to ``quarantine/``.
+
+        Never deletes. Returns where it went, or None if nothing was there (or, with
+        ``if_identity``, something else is there now).
+        """
+        self._writable()
+        src_fd = self._dirs.fd(f"media/{loc.directory}")
+        if if_identity is not None and not self._is(src_fd, loc.name, if_identity):
+            return None
+        stem, dot, suffix = loc.name.partition(".")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        dest = f"{stem}.{stamp}{dot}{suffix}"
+        q_fd = self._dirs.fd("quarantine")
+        try:
+            os.rename(loc.name, dest, src_dir_fd=src_fd, dst_dir_fd=q_fd)
+            os.fsync(src_fd)
+            os.fsync(q_fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _storage_error(
+                "quarantining", self.media_dir / loc.directory / loc.name, exc
+            ) from exc
+        return str(self.quarantine_dir / dest)
+
+    @staticmethod
+    def _is(dir_fd: int, name: str, identity: str) -> bool:
+        try:
+            return (
+                _blob_stat(os.stat(name, dir_fd=dir_fd, follow_symlinks=False)).identity == identity
+            )
+        except FileNotFoundError:
+            return False
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyStoreError(f"store {self.root} is open read-only")
+
+    # --- crash leftovers -----------------------------------------------------------------------
+    def abandoned_temp_files(self, *, remove: bool) -> list[str]:
+        """Temp files whose writer is gone (left by a crash); removed when ``remove`` is true.
+
+        A temp file names its writer; a writer holds the lock on its ``writer-<id>.lock`` for
+        as long as it lives. A temp file whose writer's lock file is missing, or can be locked,
+        belongs to nobody. Lock files of dead writers are removed last, under their lock.
+        """
+        self._writable()
+        tmp = self._dirs.fd("tmp")
+        found: list[str] = []
+        dead: dict[str, int | None] = {}
+        try:
+            for name in sorted(os.listdir(tmp)):
+                match = _TEMP_NAME.fullmatch(name)
+                if match is None:
+                    if _is_old_temp(tmp, name, remove=remove):
+                        found.append(str(self.tmp_dir / name))
+                    continue
+                writer = match.group(1)
+                if writer not in dead and self._writer_alive(tmp, writer, dead):
+                    continue
+                if writer in dead:
+                    if remove:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(name, dir_fd=tmp)
+                    found.append(str(self.tmp_dir / name))
+            if remove:
+                self._remove_dead_locks(tmp, dead)
+        finally:
+            for fd in dead.values():
+                if fd is not None:
+                    os.close(fd)
+        return found
+
+    def _writer_alive(self, tmp: int, writer: str, dead: dict[str, int | None]) -> bool:
+        """Whether ``writer`` holds its lock; a dead one is added to ``dead`` (lock kept)."""
+        name = f"{WRITER_LOCK_PREFIX}{writer}{WRITER_LOCK_SUFFIX}"
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=tmp)
+        except FileNotFoundError:
+            dead[writer] = None  # gone: it only exists while its writer does
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return True
+        dead[writer] = fd
+        return False
+
+    def _remove_dead_locks(self, tmp: int, dead: dict[str, int | None]) -> None:
+        for name in os.listdir(tmp):
+            if not (name.startswith(WRITER_LOCK_PREFIX) and name.endswith(WRITER_LOCK_SUFFIX)):
+                continue
+            writer = name[len(WRITER_LOCK_PREFIX) : -len(WRITER_LOCK_SUFFIX)]
+            if writer == self._writer:
+                continue
+            if writer not in dead and self._writer_alive(tmp, writer, dead):
+                continue
+            fd = dead.get(writer)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.rmdir(name, dir_fd=tmp)
+
+    # --- closing -------------------------------------------------------------------------------
     def close(self) -> None:
-        """Stop the fsync threads."""
+        """Stop the fsync threads, drop the writer lock (and its file), close directories."""
         with self._pool_lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown()
+        if self._writer_fd is not None:
+            fd, self._writer_fd = self._writer_fd, None
+            with contextlib.suppress(OSError):
+                os.rmdir(
+                    f"{WRITER_LOCK_PREFIX}{self._writer}{WRITER_LOCK_SUFFIX}",
+                    dir_fd=self._dirs.fd("tmp"),
+                )
+            os.close(fd)
+        self._dirs.close()
 
-    def put(self, temp: TempBlob, kind: MediaKind, md5: str) -> bool:
-        """fsync ``temp``, rename it to its address, fsync the directory.
 
-        Returns:
-            True if the address was empty before (this call created the file).
-
-        Raises:
-            StorageError: any step failed; the temp file is removed, nothing is in place.
-        """
-        return self.put_many([(temp, kind, md5)])[0]
-
-    def put_many(self, items: Sequence[tuple[TempBlob, MediaKind, str]]) -> list[bool]:
-        """:meth:`put` for a batch: temps fsynced in parallel, each directory fsynced once.
-
-        Small files are dominated by their fsyncs; issued together from several threads,
-        the filesystem folds them into few journal commits.
-
-        Raises:
-            StorageError: an fsync failed (nothing was renamed, every temp is removed), or a
-                rename failed (the temps not yet renamed are removed).
-        """
-        temps = [_local(temp) for temp, _, _ in items]
-        if not temps:
-            return []
-        unsynced = [temp for temp in temps if not temp.synced]  # callers may sync beforehand
-        try:
-            if len(unsynced) == 1:
-                unsynced[0].sync()
-            elif unsynced:
-                list(self._fsync_pool().map(LocalTemp.sync, unsynced))
-        except BaseException:
-            for temp in temps:
-                self.discard(temp)
-            raise
-        created: list[bool] = []
-        directories: set[Path] = set()
-        for i, (_, kind, md5) in enumerate(items):
-            final = self.path(kind, md5)
-            try:
-                temps[i].close()
-                created.append(not final.exists())
-                os.replace(temps[i].path, final)
-            except OSError as exc:
-                for rest in temps[i:]:
-                    self.discard(rest)
-                raise _storage_error("moving into place", final, exc) from exc
-            directories.add(final.parent)
-        try:
-            for directory in directories:
-                fsync_dir(directory)
-        except OSError as exc:
-            raise _storage_error("fsync of directory", next(iter(directories)), exc) from exc
-        return created
-
-    def discard(self, temp: TempBlob) -> None:
-        temp.close()
-        try:
-            temp.path.unlink(missing_ok=True)
-        except OSError:
-            log.warning("could not remove temp file %s", temp.path, exc_info=True)
-
-    def size(self, kind: MediaKind, md5: str) -> int | None:
-        try:
-            return self.path(kind, md5).stat().st_size
-        except FileNotFoundError:
-            return None
-
-    def open(self, kind: MediaKind, md5: str) -> BinaryIO:
-        return open(self.path(kind, md5), "rb", buffering=0)
-
-    def delete(self, kind: MediaKind, md5: str) -> bool:
-        path = self.path(kind, md5)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise _storage_error("deleting", path, exc) from exc
-        fsync_dir(path.parent)
+def _is_old_temp(tmp: int, name: str, *, remove: bool) -> bool:
+    """An abandoned temp file of an older mediastore, which locked each temp file itself."""
+    if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+        return False
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmp)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if remove:
+            os.unlink(name, dir_fd=tmp)
         return True
+    except OSError:  # held: being written by an older writer right now
+        return False
+    finally:
+        os.close(fd)
 
-    def quarantine(self, kind: MediaKind, md5: str) -> Path | None:
-        """Move a damaged file out of ``media/`` (never deleted); None if it was not there."""
-        src = self.path(kind, md5)
-        return self.quarantine_file(src) if src.exists() else None
 
-    def abandoned_temp_files(self, *, remove: bool) -> list[Path]:
-        """Temp files no writer holds (left by a crash); removed when ``remove`` is true.
+def _blob_stat(st: os.stat_result) -> BlobStat:
+    return BlobStat(
+        size=st.st_size, regular=stat.S_ISREG(st.st_mode), identity=f"{st.st_dev}:{st.st_ino}"
+    )
 
-        A live ingest holds an exclusive flock on its temp file, so a file whose lock can be
-        taken belongs to nobody; the lock is kept while it is unlinked.
-        """
-        found: list[Path] = []
-        for path in sorted(self.tmp_dir.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}")):
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue  # finished meanwhile
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue  # being written right now
-            try:
-                if remove:
-                    path.unlink(missing_ok=True)
-                found.append(path)
-            finally:
-                os.close(fd)
-        return found
 
-    def walk(self) -> Iterator[Path]:
-        """Every file under the typed media directories."""
-        for media_type in MEDIA_TYPES:
-            directory = self.media_dir / f"{media_type}s"
-            if directory.is_dir():
-                yield from sorted(p for p in directory.iterdir() if p.is_file())
-
-    def quarantine_file(self, path: Path) -> Path:
-        """Move any file of the store (a misnamed one) to quarantine; never deleted."""
-        self._ensure_dir(self.quarantine_dir)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        dest = self.quarantine_dir / f"{path.stem}.{stamp}{path.suffix}"
-        try:
-            os.replace(path, dest)
-        except FileNotFoundError:
-            raise
-        except OSError as exc:
-            raise _storage_error("quarantining", path, exc) from exc
-        fsync_dir(path.parent)
-        fsync_dir(dest.parent)
-        return dest
+def _local(temp: TempBlob) -> LocalTemp:
+    assert isinstance(temp, LocalTemp), "a LocalBlobStore only moves its own temp files"
+    return temp

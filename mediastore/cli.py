@@ -437,8 +437,10 @@ def import_legacy(ctx: click.Context, directory: Path | None, as_json: bool) -> 
 def reindex(ctx: click.Context, as_json: bool) -> None:
     """Rebuild the catalog's media rows from the files on disk (lost or restored catalog).
 
-    Files are re-hashed; rows whose file is gone are dropped with their URLs; files whose
-    name does not match their content are reported (exit 1) and left for `gc`.
+    Files are re-hashed and recorded at their content's address. Rows are never dropped:
+    one whose file is gone is marked missing, one whose file no longer matches is marked
+    corrupt (the file quarantined), and their URLs are kept for `verify --repair`. Files not
+    at their content's address are quarantined, as `gc` does (reported, exit 1).
     """
     with _store(ctx) as store, _bar_progress("reindexing", "file") as progress:
         report = store.reindex(progress=progress)
@@ -447,10 +449,15 @@ def reindex(ctx: click.Context, as_json: bool) -> None:
     else:
         click.echo(
             f"indexed {report.indexed} file(s): {report.added} new row(s), "
-            f"{len(report.removed)} row(s) without a file removed, "
-            f"{len(report.mismatched)} mismatched file(s)"
+            f"{len(report.missing)} row(s) without a file marked missing, "
+            f"{len(report.corrupt)} damaged file(s) quarantined, "
+            f"{len(report.mismatched)} misplaced file(s) quarantined"
         )
-    _fail_on(ctx, [f"mismatched: {path}: {content}" for path, content in report.mismatched])
+    _fail_on(
+        ctx,
+        [f"mismatched: {path}: {content}" for path, content in report.mismatched]
+        + [f"corrupt: {md5}" for md5 in report.corrupt],
+    )
 
 
 @main.command()
@@ -459,11 +466,13 @@ def reindex(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 @_errors
 def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
-    """Clean up after crashes: abandoned temp files, unrecorded files, rows without files.
+    """Clean up after crashes and finish removals.
 
-    Temp files no writer holds are removed. A file with no row is adopted into the catalog
-    when its content matches its name, else moved to quarantine: gc never deletes media.
-    Rows whose file is gone are marked missing (`verify --repair` can fetch them again).
+    Temp files of writers that are gone are removed, and files of removed content that a
+    concurrent add held at `rm` time are deleted. A file with no row is adopted into the
+    catalog when it is valid content, else moved to quarantine. Rows whose file is gone are
+    marked missing (`verify --repair` can fetch them again). gc never deletes a file a row
+    references or a running writer may be about to reference.
     """
     with _store(ctx) as store:
         report = store.gc(dry_run=dry_run)
@@ -474,7 +483,8 @@ def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
     click.echo(
         f"{verb}remove {len(report.temp_removed)} temp file(s); {verb}adopt "
         f"{len(report.adopted)} file(s); {verb}quarantine {len(report.quarantined)} file(s); "
-        f"{verb}mark {len(report.marked_missing)} row(s) missing"
+        f"{verb}mark {len(report.marked_missing)} row(s) missing; "
+        f"deleted {len(report.collected)} file(s) of removed content"
     )
     for path, reason in report.quarantined:
         click.echo(f"quarantine: {path}: {reason}")

@@ -127,9 +127,9 @@ def verify_cached_media(local_path: str | Path, expected_md5: str) -> bool:
 
 
 def find_cached_by_md5(md5_sum: str) -> Path | None:
-    """Path of the stored file with that content md5, if present."""
+    """Path of the stored file with that content md5, if present (and on the local disk)."""
     rec = default_store().get_by_md5(md5_sum)
-    if rec is None or not rec.path.is_file():
+    if rec is None or rec.path is None or not rec.path.is_file():
         return None
     return rec.path
 

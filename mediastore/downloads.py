@@ -12,12 +12,14 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import requests
 
+from . import verify
+from .blobs import BlobRef
 from .catalog import UrlInfo
+from .config import StoreConfig
 from .errors import (
     BlockedURLError,
     CorruptDownloadError,
@@ -32,17 +34,17 @@ from .errors import (
     UnsupportedMediaError,
 )
 from .fetch import BODY_ATTEMPTS, FetchSettings, make_session, open_url
-from .ingest import Staged, stage
+from .ingest import Staged
+from .lifecycle import Lifecycle
 from .netpolicy import ALLOWED_SCHEMES
 from .records import FetchResult, MediaRecord
-from .sniff import BY_EXTENSION, MediaKind
-
-if TYPE_CHECKING:
-    from .store import MediaStore
+from .sniff import BY_EXTENSION
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+#: The store's lookup of a URL (catalog, then the legacy cache).
+Lookup = Callable[[str], "MediaRecord | None"]
 
 
 class Sessions:
@@ -71,11 +73,18 @@ class Sessions:
 
 
 class Downloader:
-    """Downloads into a :class:`MediaStore` (which owns one for its single ``fetch`` calls)."""
+    """Downloads into a store through its lifecycle (the store owns one, made on first use).
 
-    def __init__(self, store: MediaStore) -> None:
-        self._store = store
-        cfg = store.config
+    Args:
+        life: The store's lifecycle (ingest, catalog, blobs).
+        lookup: The store's ``get_by_url`` (so that the legacy cache is consulted too).
+    """
+
+    def __init__(self, life: Lifecycle, lookup: Lookup) -> None:
+        self._life = life
+        self._lookup = lookup
+        self._config: StoreConfig = life.config
+        cfg = life.config
         self.settings = FetchSettings(
             allow_private_networks=cfg.allow_private_networks,
             address_policy=cfg.address_policy,
@@ -102,18 +111,16 @@ class Downloader:
         cached = self.cached(url)
         if cached is not None and not refresh:
             return cached, True
-        validators = (
-            self._store._catalog.url_validators(url) if cached is not None else (None, None)
-        )
+        validators = self._life.catalog.url_validators(url) if cached is not None else (None, None)
         session = (sessions or self.sessions).get()
         # Bug fix: download_deadline bounds the whole download, so a body fetched again after
         # a break gets the time that is left, not a fresh deadline of its own.
         started = time.monotonic()
-        ends = started + self._store.config.download_deadline
+        ends = started + self._config.download_deadline
         for attempt in range(1, BODY_ATTEMPTS + 1):
             try:
                 outcome = self._download(
-                    session, url, timeout, validators, self._store.config.download_deadline,
+                    session, url, timeout, validators, self._config.download_deadline,
                     started=started,
                 )  # fmt: skip
             except TruncatedDownloadError:
@@ -123,10 +130,10 @@ class Downloader:
                 continue
             if outcome is None:  # 304 Not Modified: the cached file stays
                 assert cached is not None
-                self._store._catalog.touch_url(url, _now())
+                self._life.catalog.touch_url(url, _now())
                 return cached, True
             staged, infos = outcome
-            return self._store._commit(staged, infos), False
+            return self._life.record(self._life.commit(staged, infos), url), False
         raise AssertionError("unreachable")
 
     def download(self, url: str, *, timeout: float) -> tuple[Staged, list[UrlInfo]] | None:
@@ -135,20 +142,25 @@ class Downloader:
         Used by repairs, which must check the content before anything is recorded.
         """
         _check_url_argument(url)
-        deadline = self._store.config.download_deadline
+        deadline = self._config.download_deadline
         return self._download(self.sessions.get(), url, timeout, (None, None), deadline)
 
     def cached(self, url: str) -> MediaRecord | None:
         """The stored record for ``url`` if its file passes the on-access check."""
-        rec = self._store.get_by_url(url)
+        rec = self._lookup(url)
         if rec is None:
             return None
-        quick = not self._store.config.verify_on_access
-        if quick and self._store._blobs.size(_kind_of(rec), rec.md5) == rec.size:
-            return rec
-        report = self._store.verify(rec.md5)  # re-hash; quarantines or marks missing on failure
-        if report.ok:
-            return self._store.get_by_url(url)
+        if not self._config.verify_on_access:
+            found = self._life.blobs.stat(BlobRef(BY_EXTENSION[rec.extension], rec.md5))
+            if found is not None and found.regular and found.size == rec.size:
+                return rec
+        row = self._life.catalog.by_md5(rec.md5)
+        if row is not None:
+            # re-hash; a failure quarantines the file or marks it missing
+            outcome = verify.check(self._life, row)
+            if verify.settle(self._life, row, outcome) == "ok":
+                self._life.catalog.mark_verified([row.md5], _now())
+                return self._lookup(url)
         log.warning("cached file of %s failed its check; downloading again", url)
         return None
 
@@ -158,7 +170,7 @@ class Downloader:
         started: float | None = None,
     ) -> tuple[Staged, list[UrlInfo]] | None:  # fmt: skip
         """Download once; ``deadline`` counts from ``started`` (default: now)."""
-        cfg = self._store.config
+        cfg = self._config
         with open_url(
             session, url, timeout=timeout, deadline=deadline, started=started,
             chunk_size=cfg.chunk_size, validators=validators,
@@ -170,10 +182,7 @@ class Downloader:
                     url, f"Content-Length {resp.length} exceeds max_file_size {cfg.max_file_size}"
                 )
             try:
-                staged = stage(
-                    resp.chunks, self._store._blobs, max_size=cfg.max_file_size,
-                    max_pixels=cfg.max_image_pixels,
-                )  # fmt: skip
+                staged = self._life.stage(resp.chunks)
             except FetchError:
                 raise
             except FileTooLargeError as exc:
@@ -204,7 +213,7 @@ class Downloader:
         unique = list(dict.fromkeys(wanted))
         # Bug fix: "per_host or config.per_host" took per_host=0 for "not given" and ran with
         # the default instead of refusing it as the check below intends.
-        limit = self._store.config.per_host if per_host is None else per_host
+        limit = self._config.per_host if per_host is None else per_host
         if limit < 1:
             raise InvalidInputError(f"per_host must be at least 1, got {limit}")
         hosts = _HostLimiter(limit)
@@ -253,10 +262,6 @@ class _HostLimiter:
             if sem is None:
                 sem = self._sems[host] = threading.BoundedSemaphore(self._limit)
         return sem
-
-
-def _kind_of(rec: MediaRecord) -> MediaKind:
-    return BY_EXTENSION[rec.extension]
 
 
 def _check_url_argument(url: str) -> None:

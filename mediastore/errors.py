@@ -11,7 +11,9 @@
     ├── CorruptMediaError                exit_code 4   damaged (unparseable, hash mismatch)
     ├── HashCollisionError               exit_code 4   same MD5, different SHA-256 or size
     ├── MediaNotFoundError (LookupError) exit_code 5   no such md5 / url in the catalog
+    │   └── StoreNotFoundError                         no store at that root / catalog URL
     ├── StorageError                     exit_code 6   writing or moving bytes failed (ENOSPC)
+    │   └── ReadOnlyStoreError                         a write asked of a read-only store
     ├── CatalogError                     exit_code 7   the database failed or cannot be opened
     │   └── SchemaOutdatedError                        catalog not at the migrations' head
     └── FetchError                       exit_code 8   a download failed; .url, .reason
@@ -80,10 +82,18 @@ class MediaNotFoundError(MediaStoreError, LookupError):
     exit_code = 5
 
 
+class StoreNotFoundError(MediaNotFoundError):
+    """There is no store at that root (or no catalog at that URL), and none was to be made."""
+
+
 class StorageError(MediaStoreError):
     """Writing, syncing or moving bytes in the store failed (full disk, I/O error)."""
 
     exit_code = 6
+
+
+class ReadOnlyStoreError(StorageError):
+    """A write was asked of a store opened read-only (or that this user cannot write)."""
 
 
 class CatalogError(MediaStoreError):

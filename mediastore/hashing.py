@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import InvalidMD5Error
 
@@ -59,10 +60,15 @@ def md5_of_bytes(data: bytes) -> str:
 
 def md5_of_file(path: str | Path) -> str:
     """Lowercase hex MD5 of a file, read in 64 KiB chunks into one reused buffer."""
+    with open(path, "rb", buffering=0) as fh:
+        return md5_of_stream(fh)
+
+
+def md5_of_stream(fh: BinaryIO) -> str:
+    """Lowercase hex MD5 of an open binary file, read to its end into one reused buffer."""
     digest = hashlib.md5(usedforsecurity=False)
     buf = bytearray(READ_CHUNK)
     view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            digest.update(view[:n])
+    while n := fh.readinto(buf):  # type: ignore[attr-defined]
+        digest.update(view[:n])
     return digest.hexdigest()

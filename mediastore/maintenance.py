@@ -1,8 +1,16 @@
 """Bringing catalog and disk into agreement: legacy import, gc, reindex and repair.
 
-Everything here reads files through the store's single ingest path (stage -> fsync -> rename
--> commit), so an imported, adopted, re-indexed or repaired file gets the same checks as a new
-one: content hashing, type sniffing, the Pillow checks.
+Everything here reads files through the single ingest path (stage -> claim -> place ->
+record, :mod:`mediastore.lifecycle`), so an imported, adopted, re-indexed or repaired file gets
+the same checks as a new one, and is re-hashed (never through a link) before it is accepted.
+Files leave their address only through the lifecycle, which re-checks under the catalog's
+lock that no writer is placing the same content.
+
+gc and reindex classify what they find in the media tree the same way (:func:`_classify`):
+a file at its content's address is recorded; valid content elsewhere (a wrong directory or
+extension) is recorded at its own address and the stray copy quarantined; anything else in
+an address that has a row is that row's damaged file (quarantined, the row marked corrupt);
+the rest is quarantined. Nothing is deleted.
 """
 
 from __future__ import annotations
@@ -12,17 +20,24 @@ import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .catalog import UrlInfo, url_md5
-from .errors import FetchError, InvalidInputError, MediaStoreError
-from .ingest import Staged, file_chunks, stage
-from .records import STATUS_MISSING, STATUS_OK, GcReport, LegacyImportReport, ReindexReport
+from .blobs import BlobRef, StoredEntry
+from .catalog import MediaRow, UrlInfo, url_md5
+from .config import StoreConfig
+from .downloads import Downloader
+from .errors import FetchError, InvalidInputError, MediaStoreError, StorageError
+from .ingest import Staged, read_chunks
+from .lifecycle import LEASE_SECONDS, Lifecycle, ref_of
+from .records import (
+    STATUS_OK,
+    STATUS_REMOVED,
+    GcReport,
+    LegacyImportReport,
+    ReindexReport,
+)
 from .sniff import BY_EXTENSION
-
-if TYPE_CHECKING:
-    from .store import MediaStore
 
 log = logging.getLogger(__name__)
 
@@ -34,65 +49,55 @@ LEGACY_EXTENSIONS = ("jpg", "jpeg", "png", "gif", "webp")
 IMPORT_WORKERS = 4
 #: Files committed together: one fsync round, one directory fsync, one transaction.
 IMPORT_BATCH = 128
-
-
-def _stage_file(store: MediaStore, path: Path) -> Staged:
-    cfg = store.config
-    return stage(
-        file_chunks(path), store._blobs, max_size=cfg.max_file_size,
-        max_pixels=cfg.max_image_pixels,
-    )  # fmt: skip
-
-
-def _stage_stored_file(store: MediaStore, path: Path) -> Staged | str:
-    """Stage a file found under ``media/``, if it sits at its content's own address.
-
-    Returns the staged copy, or what is wrong: the refusal, or the address it should have.
-    """
-    try:
-        staged = _stage_file(store, path)
-    except MediaStoreError as exc:
-        return str(exc)
-    if store._blobs.path(staged.kind, staged.md5) != path:
-        store._blobs.discard(staged.temp)
-        return f"holds {staged.md5}.{staged.kind.extension} ({staged.kind.directory})"
-    return staged
+#: Rows checked for a missing file per lifecycle call.
+MISSING_BATCH = 500
 
 
 # --- legacy cache ----------------------------------------------------------------------------
-def legacy_file(store: MediaStore, url: str) -> Path | None:
+def legacy_dir(config: StoreConfig) -> Path:
+    """The legacy cache's directory: ``config.legacy_dir`` or ``<root>/images``."""
+    return Path(config.legacy_dir or config.root / "images")
+
+
+def legacy_file(config: StoreConfig, url: str) -> Path | None:
     """The legacy cache's file for ``url`` (named by the URL's MD5), if there is one.
 
     Runs on every catalog miss (each new URL a fetch sees), so it uses plain string paths
     and stops at one stat when there is no legacy directory at all.
     """
-    directory = str(store.config.legacy_dir or store.root / "images")
+    directory = str(legacy_dir(config))
     if not os.path.isdir(directory):
         return None
     stem = os.path.join(directory, url_md5(url))
     for ext in LEGACY_EXTENSIONS:
-        if os.path.isfile(candidate := f"{stem}.{ext}"):
+        if os.path.isfile(candidate := f"{stem}.{ext}") and not os.path.islink(candidate):
             return Path(candidate)
     return None
 
 
+def _stage_path(life: Lifecycle, path: Path) -> Staged:
+    """Stage a file the store did not write, opened without following a link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    with open(fd, "rb", buffering=0) as fh:
+        return life.stage(read_chunks(fh))
+
+
 def import_legacy(
-    store: MediaStore, directory: Path | None = None, *, progress: Progress | None = None
+    life: Lifecycle, directory: Path | None = None, *, progress: Progress | None = None
 ) -> LegacyImportReport:
-    """Import every legacy file of ``directory`` (default ``<root>/images``), in one pass.
+    """Import every legacy file of ``directory`` (default :func:`legacy_dir`), in one pass.
 
     Each file is ingested like a new one and its name (the URL's MD5) is recorded, so that
     ``get_by_url`` finds it by an indexed query. Files already imported are skipped without
-    being read; a corrupt or unsupported file is reported and skipped, never imported.
+    being read; a corrupt or unsupported file (or a link) is reported and skipped.
     """
-    source = (
-        Path(directory)
-        if directory is not None
-        else (store.config.legacy_dir or store.root / "images")
-    )
+    source = Path(directory) if directory is not None else legacy_dir(life.config)
     if not source.is_dir():
         raise InvalidInputError(f"legacy cache directory not found: {source}")
-    files = sorted(p for p in source.iterdir() if p.is_file())
+    files = sorted(p for p in source.iterdir() if p.is_file() or p.is_symlink())
     skipped: list[tuple[str, str]] = []
     todo: list[tuple[Path, str]] = []
     for path in files:
@@ -101,17 +106,16 @@ def import_legacy(
             skipped.append((str(path), "name is not the MD5 of a URL"))
         else:
             todo.append((path, key))
-    known = store._catalog.existing_url_keys([key for _, key in todo])
+    known = life.catalog.existing_url_keys([key for _, key in todo])
     fresh = [(p, k) for p, k in todo if k not in known]
-    imported = 0
-    size = 0
+    tally = _ImportTally(skipped)
     done = len(files) - len(fresh)
     if progress is not None:
         progress(done, len(files))
 
     def stage_one(item: tuple[Path, str]) -> Staged | str:
         try:
-            staged = _stage_file(store, item[0])
+            staged = _stage_path(life, item[0])
         except MediaStoreError as exc:
             return str(exc)
         try:
@@ -119,14 +123,40 @@ def import_legacy(
             # batch commit is left with renames, one directory fsync and one transaction
             staged.temp.sync()
         except MediaStoreError as exc:
-            store._blobs.discard(staged.temp)
+            life.discard(staged)
             return str(exc)
         return staged
 
-    def commit(items: list[tuple[Path, str]], staged: list[Staged | str]) -> None:
-        nonlocal imported, size
+    batches = [fresh[i : i + IMPORT_BATCH] for i in range(0, len(fresh), IMPORT_BATCH)]
+    with ThreadPoolExecutor(max_workers=IMPORT_WORKERS) as pool:
+        # the next batch is staged while this one is committed
+        ahead = [pool.submit(stage_one, item) for item in batches[0]] if batches else []
+        for k, items in enumerate(batches):
+            current = ahead
+            nxt = batches[k + 1] if k + 1 < len(batches) else []
+            ahead = [pool.submit(stage_one, item) for item in nxt]
+            tally.commit(life, items, [f.result() for f in current])
+            done += len(items)
+            if progress is not None:
+                progress(done, len(files))
+    return LegacyImportReport(
+        imported=tally.imported, already=len(known), bytes=tally.size, skipped=skipped
+    )
+
+
+class _ImportTally:
+    """Commits staged legacy files batch by batch and counts what happened."""
+
+    def __init__(self, skipped: list[tuple[str, str]]) -> None:
+        self.skipped = skipped
+        self.imported = 0
+        self.size = 0
+
+    def commit(
+        self, life: Lifecycle, items: list[tuple[Path, str]], staged: list[Staged | str]
+    ) -> None:
         good = [(i, s) for i, s in enumerate(staged) if not isinstance(s, str)]
-        outcomes = store._commit_many(
+        outcomes = life.commit_many(
             [(s, [UrlInfo(url=None, url_md5=items[i][1])]) for i, s in good]
         )
         reasons = {i: s for i, s in enumerate(staged) if isinstance(s, str)}
@@ -138,127 +168,195 @@ def import_legacy(
         for i, (path, _) in enumerate(items):
             if i in reasons:
                 log.warning("legacy file %s skipped: %s", path, reasons[i])
-                skipped.append((str(path), reasons[i]))
+                self.skipped.append((str(path), reasons[i]))
         for outcome in outcomes:
             if not isinstance(outcome, MediaStoreError):
-                imported += 1
-                size += outcome.size
+                self.imported += 1
+                self.size += outcome.size
 
-    batches = [fresh[i : i + IMPORT_BATCH] for i in range(0, len(fresh), IMPORT_BATCH)]
-    with ThreadPoolExecutor(max_workers=IMPORT_WORKERS) as pool:
-        # the next batch is staged while this one is committed
-        ahead = [pool.submit(stage_one, item) for item in batches[0]] if batches else []
-        for k, items in enumerate(batches):
-            current = ahead
-            nxt = batches[k + 1] if k + 1 < len(batches) else []
-            ahead = [pool.submit(stage_one, item) for item in nxt]
-            commit(items, [f.result() for f in current])
-            done += len(items)
-            if progress is not None:
-                progress(done, len(files))
-    return LegacyImportReport(imported=imported, already=len(known), bytes=size, skipped=skipped)
+
+def ingest_legacy_file(life: Lifecycle, path: Path, url: str) -> MediaRow:
+    """Ingest one legacy file for ``url`` (the lookup fallback of ``get_by_url``)."""
+    return life.commit(_stage_path(life, path), [UrlInfo(url=url, url_md5=url_md5(url))])
+
+
+# --- what gc and reindex find ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """How an entry of the media tree was classified (see the module docstring).
+
+    ``action``: ``recorded`` (at its address), ``moved`` (valid content recorded at its own
+    address; this copy is a stray), ``damaged`` (a row's file that no longer matches it),
+    ``stray`` (not valid content, no row's file), ``skip`` (gone, or removed content).
+    """
+
+    action: str
+    md5: str | None = None  # the content recorded, or the row whose file it is
+    reason: str = ""
+    identity: str | None = None  # the entry that was hashed
+    is_new: bool = False
+
+
+def _address_md5(entry: StoredEntry) -> str | None:
+    """The md5 whose address this entry's name is (right directory and extension), if any."""
+    stem, dot, ext = entry.name.partition(".")
+    kind = BY_EXTENSION.get(ext) if dot else None
+    if _MD5_NAME.fullmatch(stem) and kind is not None and kind.directory == entry.directory:
+        return stem
+    return None
+
+
+def _owner_row(life: Lifecycle, entry: StoredEntry) -> MediaRow | None:
+    """The row whose file belongs exactly where ``entry`` is, if any."""
+    md5 = _address_md5(entry)
+    row = life.catalog.by_md5(md5) if md5 else None
+    return row if row is not None and ref_of(row).key == entry.key else None
+
+
+def _classify(life: Lifecycle, entry: StoredEntry, *, dry_run: bool) -> _Found:
+    """Re-hash ``entry`` and record its content, or say why not (acting unless ``dry_run``)."""
+    row = _owner_row(life, entry)
+    if row is not None and row.status == STATUS_REMOVED:
+        return _Found("skip")  # collected by gc, not adopted back
+    bad = "damaged" if row is not None else "stray"
+    owner = row.md5 if row is not None else None
+    try:
+        fh, info = life.blobs.open(entry)
+    except FileNotFoundError:
+        return _Found("skip")
+    except StorageError as exc:
+        current = life.blobs.stat(entry)
+        return _Found(bad, owner, str(exc), current.identity if current else None)
+    with fh:
+        try:
+            staged = life.stage(read_chunks(fh))
+        except MediaStoreError as exc:
+            return _Found(bad, owner, str(exc), info.identity)
+    ref = BlobRef(staged.kind, staged.md5)
+    where = f"holds {ref.name} ({ref.directory})"
+    if ref.key != entry.key and row is not None:
+        life.discard(staged)
+        return _Found("damaged", owner, where, info.identity)
+    action = "recorded" if ref.key == entry.key else "moved"
+    if dry_run:
+        life.discard(staged)
+        return _Found(action, staged.md5, where, info.identity)
+    is_new = life.catalog.by_md5(staged.md5) is None
+    life.commit(staged, [])
+    return _Found(action, staged.md5, where, info.identity, is_new)
+
+
+def _set_aside(life: Lifecycle, entry: StoredEntry, found: _Found) -> bool:
+    """Quarantine an entry that is not (or no longer) a stored file; True if moved.
+
+    A damaged file's row is marked corrupt in the same step, unless a writer is placing
+    that content right now (it then replaces the damaged file itself).
+    """
+    moved = life.quarantine(
+        entry, md5=_address_md5(entry), identity=found.identity,
+        mark_corrupt=found.action == "damaged",
+    )  # fmt: skip
+    return moved.done
 
 
 # --- garbage collection ----------------------------------------------------------------------
-def gc(store: MediaStore, *, dry_run: bool = False) -> GcReport:
-    """Remove abandoned temp files, adopt unrecorded files, mark rows whose file is gone.
+def gc(life: Lifecycle, *, dry_run: bool = False) -> GcReport:
+    """Clean up after crashes and finish removals; never deletes a file a row may need.
 
-    A file under ``media/`` with no row is *adopted* when its content hashes to its name
-    (it is valid data: a crash between rename and commit, or a catalog restored from an
-    older backup) and quarantined otherwise; gc never deletes a stored file.
+    - temp files whose writer is gone are removed;
+    - writers silent for longer than the lease lose their intents;
+    - files of removed content that no writer holds are deleted;
+    - a file with no row is adopted when it is valid content (recorded at its address),
+      quarantined otherwise; rows whose file is gone are marked missing.
     """
-    blobs, catalog = store._blobs, store._catalog
-    temp = [str(p) for p in blobs.abandoned_temp_files(remove=not dry_run)]
-    files = list(blobs.walk())
-    named = {p: p.stem for p in files if _MD5_NAME.fullmatch(p.stem)}
-    known = set(catalog.by_md5_many(list(set(named.values()))))
+    blobs, catalog = life.blobs, life.catalog
+    temp = blobs.abandoned_temp_files(remove=not dry_run)
+    reaped = 0 if dry_run else catalog.reap_writers(LEASE_SECONDS)
+    collected = [] if dry_run else life.collect()
+    rows = catalog.by_md5_many([md5 for entry in blobs.walk() if (md5 := _address_md5(entry))])
     adopted: list[str] = []
     quarantined: list[tuple[str, str]] = []
-    for path in files:
-        if path not in named:
-            quarantined.append((str(path), "name is not an md5"))
-        elif named[path] not in known:
-            _adopt(store, path, adopted, quarantined, dry_run=dry_run)
+    for entry in blobs.walk():
+        owner = _address_md5(entry)
+        if owner in rows and ref_of(rows[owner]).key == entry.key:
+            continue  # a recorded file: verify's to judge
+        found = _classify(life, entry, dry_run=dry_run)
+        if found.action == "recorded":
+            adopted.append(str(found.md5))
+        elif found.action in ("moved", "stray", "damaged"):
+            if found.action == "moved":
+                adopted.append(str(found.md5))
+            if dry_run or _set_aside(life, entry, found):
+                quarantined.append((str(blobs.local_path(entry)), found.reason))
+    missing = _rows_without_files(life)
     if not dry_run:
-        for path_text, _ in quarantined:
-            if Path(path_text).exists():
-                blobs.quarantine_file(Path(path_text))
-    missing = _rows_without_files(store)
-    if not dry_run:
-        catalog.set_status([(md5, STATUS_MISSING, None) for md5 in missing])
+        missing = _mark_missing(life, missing)
     return GcReport(
         dry_run=dry_run, temp_removed=temp, adopted=adopted, quarantined=quarantined,
-        marked_missing=missing,
+        marked_missing=missing, collected=collected, writers_reaped=reaped,
     )  # fmt: skip
 
 
-def _adopt(
-    store: MediaStore, path: Path, adopted: list[str], quarantined: list[tuple[str, str]],
-    *, dry_run: bool,
-) -> None:  # fmt: skip
-    staged = _stage_stored_file(store, path)
-    if isinstance(staged, str):
-        quarantined.append((str(path), staged))
-        return
-    if dry_run:
-        store._blobs.discard(staged.temp)
-    else:
-        store._commit(staged, [])
-    adopted.append(staged.md5)
-
-
-def _rows_without_files(store: MediaStore) -> list[str]:
-    """Rows marked ok whose file is not on disk."""
+def _rows_without_files(life: Lifecycle) -> list[str]:
+    """Rows marked ok whose file is not at their address."""
     gone: list[str] = []
-    for page in store._catalog.iter_media():
+    for page in life.catalog.iter_media():
         for row in page:
-            kind = BY_EXTENSION[row.extension]
-            if row.status == STATUS_OK and store._blobs.size(kind, row.md5) is None:
+            if row.status == STATUS_OK and life.blobs.stat(ref_of(row)) is None:
                 gone.append(row.md5)
     return gone
 
 
-# --- reindex ---------------------------------------------------------------------------------
-def reindex(store: MediaStore, *, progress: Progress | None = None) -> ReindexReport:
-    """Rebuild media rows from the files on disk; drop rows (and URLs) whose file is gone.
+def _mark_missing(life: Lifecycle, md5s: list[str]) -> list[str]:
+    marked: list[str] = []
+    for start in range(0, len(md5s), MISSING_BATCH):
+        marked += life.mark_missing(md5s[start : start + MISSING_BATCH])
+    return marked
 
-    Every file is re-hashed and re-typed; a file whose name does not match its content is
-    reported and left where it is (``gc`` quarantines it).
+
+# --- reindex ---------------------------------------------------------------------------------
+def reindex(life: Lifecycle, *, progress: Progress | None = None) -> ReindexReport:
+    """Rebuild media rows from the files on disk (a lost or restored catalog).
+
+    Every file is re-hashed and re-typed, and recorded at its content's address. A file at a
+    row's address that no longer matches it is quarantined and the row marked corrupt; rows
+    whose file is gone are marked missing. URLs are never dropped (``verify --repair`` needs
+    them). Entries not at their content's address are quarantined, as gc does.
     """
-    files = list(store._blobs.walk())
-    found: set[str] = set()
+    entries = list(life.blobs.walk())
+    found_md5s: set[str] = set()
+    corrupt: list[str] = []
     mismatched: list[tuple[str, str]] = []
     added = 0
-    for done, path in enumerate(files, 1):
-        staged = _stage_stored_file(store, path)
-        if isinstance(staged, str):
-            mismatched.append((str(path), staged))
-            continue
-        is_new = store._catalog.by_md5(staged.md5) is None
-        store._commit(staged, [])
-        found.add(staged.md5)
-        added += is_new
+    for done, entry in enumerate(entries, 1):
+        found = _classify(life, entry, dry_run=False)
+        if found.action in ("recorded", "moved") and found.md5:
+            found_md5s.add(found.md5)
+            added += found.is_new
+        if found.action in ("moved", "stray", "damaged") and _set_aside(life, entry, found):
+            if found.action == "damaged" and found.md5:
+                corrupt.append(found.md5)
+            else:
+                mismatched.append((str(life.blobs.local_path(entry)), found.reason))
         if progress is not None:
-            progress(done, len(files))
-    removed = [
-        row.md5 for page in store._catalog.iter_media() for row in page if row.md5 not in found
-    ]
-    for md5 in removed:
-        store._catalog.delete(md5)
-    return ReindexReport(indexed=len(found), added=added, removed=removed, mismatched=mismatched)
+            progress(done, len(entries))
+    missing = _mark_missing(life, _rows_without_files(life))
+    return ReindexReport(
+        indexed=len(found_md5s), added=added, missing=missing, corrupt=corrupt,
+        mismatched=mismatched,
+    )  # fmt: skip
 
 
 # --- repair ----------------------------------------------------------------------------------
-def repair(store: MediaStore, md5: str, *, timeout: float) -> str | None:
+def repair(life: Lifecycle, downloader: Downloader, md5: str, *, timeout: float) -> str | None:
     """Download a missing or corrupt file again from a URL recorded for it.
 
     Returns None when repaired, else the reason. A download that does not hash back to
     ``md5`` is discarded (the damaged copy stays in quarantine).
     """
-    urls = store._catalog.urls_for(md5)
+    urls = life.catalog.urls_for(md5)
     if not urls:
         return "no URL recorded for it"
-    downloader = store._get_downloader()
     reasons: list[str] = []
     for url in urls:
         try:
@@ -271,10 +369,10 @@ def repair(store: MediaStore, md5: str, *, timeout: float) -> str | None:
             continue
         staged, infos = outcome
         if staged.md5 != md5:
-            store._blobs.discard(staged.temp)
+            life.discard(staged)
             reasons.append(f"{url}: now serves other content ({staged.md5})")
             continue
-        store._commit(staged, infos)
+        life.commit(staged, infos)
         log.info("repaired %s from %s", md5, url)
         return None
     return "; ".join(reasons)

@@ -12,13 +12,16 @@ MEDIA_TYPES: tuple[str, ...] = ("image", "video", "document")
 STATUS_OK = "ok"
 STATUS_MISSING = "missing"
 STATUS_CORRUPT = "corrupt"
+#: ``rm`` forgot the content; its file is deleted once no writer holds an intent on it.
+STATUS_REMOVED = "removed"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MediaRecord:
     """One stored file, as the catalog describes it.
 
-    ``url`` is the URL the record was looked up or added by, when there is one.
+    ``url`` is the URL the record was looked up or added by, when there is one. ``path`` is
+    the file on the local disk (None where the bytes live elsewhere, e.g. object storage).
     """
 
     md5: str
@@ -29,7 +32,7 @@ class MediaRecord:
     size: int
     width: int | None
     height: int | None
-    path: Path
+    path: Path | None
     created_at: datetime
     last_verified_at: datetime | None
     status: str = STATUS_OK
@@ -46,7 +49,7 @@ class MediaRecord:
             "size": self.size,
             "width": self.width,
             "height": self.height,
-            "path": str(self.path),
+            "path": str(self.path) if self.path else None,
             "created_at": self.created_at.isoformat(),
             "last_verified_at": (
                 self.last_verified_at.isoformat() if self.last_verified_at else None
@@ -55,7 +58,7 @@ class MediaRecord:
             "url": self.url,
             # the seed's names
             "md5_sum": self.md5,
-            "local_path": str(self.path),
+            "local_path": str(self.path) if self.path else None,
             "file_size": self.size,
         }
 
@@ -190,6 +193,10 @@ class GcReport:
     adopted: list[str] = field(default_factory=list)
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     marked_missing: list[str] = field(default_factory=list)
+    #: md5s of removed content whose files were deleted now (a writer held them at ``rm``)
+    collected: list[str] = field(default_factory=list)
+    #: writers silent past the lease, whose intents were dropped
+    writers_reaped: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -199,16 +206,23 @@ class GcReport:
             "adopted": self.adopted,
             "quarantined": [{"path": p, "reason": r} for p, r in self.quarantined],
             "marked_missing": self.marked_missing,
+            "collected": self.collected,
+            "writers_reaped": self.writers_reaped,
         }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReindexReport:
-    """Outcome of :meth:`MediaStore.reindex`."""
+    """Outcome of :meth:`MediaStore.reindex`.
+
+    Rows are never dropped: a row whose file is gone is marked ``missing``, one whose file
+    no longer matches is marked ``corrupt`` (the file quarantined), URLs kept for repair.
+    """
 
     indexed: int = 0
     added: int = 0
-    removed: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, str]] = field(default_factory=list)  # (path, what is wrong)
 
     def to_dict(self) -> dict[str, Any]:
@@ -216,6 +230,7 @@ class ReindexReport:
         return {
             "indexed": self.indexed,
             "added": self.added,
-            "removed": self.removed,
+            "missing": self.missing,
+            "corrupt": self.corrupt,
             "mismatched": [{"path": p, "content": c} for p, c in self.mismatched],
         }

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
@@ -15,21 +15,24 @@ from typing import Any, BinaryIO, Self
 from . import maintenance
 from . import verify as verification
 from .blobs import LocalBlobStore
-from .catalog import Catalog, MediaRow, NewMedia, UrlInfo, check_same_content, url_md5
+from .catalog import Catalog, MediaRow, UrlInfo, url_md5
+from .catalog.engine import sqlite_path
 from .config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig
 from .downloads import Downloader
 from .errors import (
     FileTooLargeError,
-    HashCollisionError,
     InvalidInputError,
     MediaNotFoundError,
     MediaStoreError,
+    StoreNotFoundError,
 )
 from .hashing import normalize_md5
-from .ingest import Chunks, Staged, bytes_chunks, file_chunks, read_chunks, stage
+from .ingest import Chunks, bytes_chunks, file_chunks, read_chunks
+from .lifecycle import Lifecycle, ref_of
 from .records import (
     MEDIA_TYPES,
     STATUS_OK,
+    STATUS_REMOVED,
     FetchResult,
     GcReport,
     LegacyImportReport,
@@ -39,16 +42,11 @@ from .records import (
     TypeStats,
     VerifyReport,
 )
-from .sniff import BY_EXTENSION, MediaKind
 
 log = logging.getLogger(__name__)
 
 #: Progress callback: (items done, items in total).
 Progress = Callable[[int, int], None]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class MediaStore:
@@ -74,6 +72,8 @@ class MediaStore:
         db_url: str | None = None,
         *,
         config: StoreConfig | None = None,
+        create: bool = True,
+        read_only: bool = False,
         **options: Any,
     ) -> None:
         base = config or StoreConfig()
@@ -88,11 +88,20 @@ class MediaStore:
         cfg = replace(base, **overrides)
         self.config = replace(cfg, root=Path(cfg.root).expanduser().resolve())
         self.root = self.config.root
-        if self.root.exists() and not self.root.is_dir():
-            raise InvalidInputError(f"store root {self.root} is not a directory")
-        self._blobs = LocalBlobStore(self.root)
-        self._catalog = Catalog(self.config.catalog_url, busy_timeout=self.config.busy_timeout)
-        self._group = GroupCommit(self._commit_many)
+        self.read_only = read_only or _not_writable(self.root, self.config.catalog_url)
+        _check_root(self.root, create=create and not self.read_only)
+        if not self.read_only:
+            self.root.mkdir(parents=True, exist_ok=True)
+        self.catalog = Catalog(
+            self.config.catalog_url, busy_timeout=self.config.busy_timeout,
+            create_if_empty=create, read_only=self.read_only,
+        )  # fmt: skip
+        try:
+            self.blobs = LocalBlobStore(self.root, read_only=self.read_only)
+        except BaseException:
+            self.catalog.close()
+            raise
+        self.lifecycle = Lifecycle(self.blobs, self.catalog, self.config)
         self._downloader: Downloader | None = None  # created on first download
         self._downloader_lock = threading.Lock()
 
@@ -101,8 +110,9 @@ class MediaStore:
         """Release database connections and HTTP sessions."""
         if self._downloader is not None:
             self._downloader.close()
-        self._blobs.close()
-        self._catalog.close()
+        self.lifecycle.close()
+        self.blobs.close()
+        self.catalog.close()
 
     def __enter__(self) -> Self:
         return self
@@ -177,104 +187,20 @@ class MediaStore:
         return self._ingest(chunks, url=url, mime_type=mime_type)
 
     def _ingest(
-        self, chunks: Chunks, *, url: str | None = None, mime_type: str | None = None,
-        urls: Sequence[UrlInfo] = (),
-    ) -> MediaRecord:  # fmt: skip
-        infos = list(urls)
+        self, chunks: Chunks, *, url: str | None = None, mime_type: str | None = None
+    ) -> MediaRecord:
+        infos = []
         if url is not None:
             _check_url_label(url)
-            infos.insert(0, UrlInfo(url=url))
-        staged = stage(
-            chunks, self._blobs, max_size=self.config.max_file_size,
-            max_pixels=self.config.max_image_pixels, mime_hint=mime_type,
-        )  # fmt: skip
-        return self._commit(staged, infos)
-
-    def _commit(self, staged: Staged, urls: Sequence[UrlInfo]) -> MediaRecord:
-        """Put the staged file at its address (unless an intact copy is there) and record it.
-
-        Concurrent callers are committed together (see :class:`GroupCommit`).
-
-        Raises:
-            HashCollisionError: its md5 is stored with other content (nothing changed).
-            StorageError / CatalogError: the file could not be put or the row committed.
-        """
-        if not self._intact_copy_exists(staged):
-            # fsync here, on the caller's thread, so that concurrent callers sync in parallel
-            # and the grouped commit only renames, fsyncs directories and writes rows
-            try:
-                staged.temp.sync()
-            except BaseException:
-                self._blobs.discard(staged.temp)
-                raise
-        outcome = self._group.commit((staged, urls))
-        if isinstance(outcome, MediaStoreError):
-            raise outcome
-        return outcome
-
-    def _intact_copy_exists(self, staged: Staged) -> bool:
-        """A row and a file of the right size already hold this content (a dedup hit)."""
-        row = self._catalog.by_md5(staged.md5)
-        return row is not None and self._blobs.size(staged.kind, staged.md5) == staged.size
-
-    def _commit_many(
-        self, batch: Sequence[tuple[Staged, Sequence[UrlInfo]]]
-    ) -> list[MediaRecord | MediaStoreError]:
-        """Commit staged files: durable in place first, then their rows in one transaction.
-
-        Order matters: every file is fsynced and renamed (directories fsynced) before the
-        transaction holding its row commits; if that fails, the files this call created are
-        removed again. A collision fails only its own entry. Raises what fails the batch.
-        """
-        news = [_new_media(staged) for staged, _ in batch]
-        outcomes: list[MediaRecord | MediaStoreError | None] = [None] * len(batch)
-        to_put: list[int] = []
-        try:
-            existing = self._catalog.by_md5_many([new.md5 for new in news])
-            placed: set[str] = set()
-            for i, (staged, _) in enumerate(batch):
-                row = existing.get(staged.md5)
-                try:
-                    if row is not None:
-                        check_same_content(row, news[i])  # before touching the stored file
-                except HashCollisionError as exc:
-                    outcomes[i] = exc
-                    self._blobs.discard(staged.temp)
-                    continue
-                on_disk = row is not None and (
-                    self._blobs.size(staged.kind, staged.md5) == staged.size
-                )
-                if on_disk or staged.md5 in placed:
-                    self._blobs.discard(staged.temp)
-                else:
-                    placed.add(staged.md5)
-                    to_put.append(i)
-            created = self._blobs.put_many(
-                [(batch[i][0].temp, batch[i][0].kind, batch[i][0].md5) for i in to_put]
-            )
-        except BaseException:
-            for staged, _ in batch:
-                self._blobs.discard(staged.temp)
-            raise
-        keep = [i for i in range(len(batch)) if outcomes[i] is None]
-        try:
-            rows = self._catalog.record_many([(news[i], batch[i][1]) for i in keep], utcnow())
-        except BaseException:
-            for i, was_created in zip(to_put, created, strict=True):
-                if was_created:
-                    self._blobs.delete(batch[i][0].kind, batch[i][0].md5)
-            raise
-        for i, row in zip(keep, rows, strict=True):
-            urls = batch[i][1]
-            outcomes[i] = self._record(row, urls[0].url if urls else None)
-            log.info("stored %s (%s, %d bytes)", row.md5, row.mime_type, row.size)
-        return [o for o in outcomes if o is not None]
+            infos.append(UrlInfo(url=url))
+        row = self.lifecycle.ingest(chunks, infos, mime_hint=mime_type)
+        return self.lifecycle.record(row, url)
 
     # --- downloading ---------------------------------------------------------------------
     def _get_downloader(self) -> Downloader:
         with self._downloader_lock:
             if self._downloader is None:
-                self._downloader = Downloader(self)
+                self._downloader = Downloader(self.lifecycle, self.get_by_url)
             return self._downloader
 
     def fetch(
@@ -322,71 +248,67 @@ class MediaStore:
         When the catalog has no row for ``url``, the legacy cache is consulted: a legacy file
         already imported (found by the URL's MD5) gets its URL recorded; one not imported yet
         is ingested now (the legacy file itself is left in place). Later lookups are plain
-        catalog hits.
+        catalog hits. A read-only store only reads the catalog.
         """
         _check_url_label(url)
-        row = self._catalog.by_url(url)
-        if row is None:
+        row = self.catalog.by_url(url)
+        if row is None and not self.read_only:
             row = self._legacy_lookup(url)
         if row is None or row.status != STATUS_OK:
             return None
-        return self._record(row, url)
+        return self.lifecycle.record(row, url)
 
     def _legacy_lookup(self, url: str) -> MediaRow | None:
         key = url_md5(url)
-        row = self._catalog.by_legacy_key(key)
+        row = self.catalog.by_legacy_key(key)
         if row is not None:
-            self._catalog.claim_legacy_url(key, url)
+            self.catalog.claim_legacy_url(key, url)
             return row
-        path = maintenance.legacy_file(self, url)
+        path = maintenance.legacy_file(self.config, url)
         if path is None:
             return None
         try:
-            rec = self._ingest(file_chunks(path), urls=[UrlInfo(url=url, url_md5=key)])
+            row = maintenance.ingest_legacy_file(self.lifecycle, path, url)
         except MediaStoreError as exc:
             log.warning("legacy file %s for %s not imported: %s", path, url, exc)
             return None
         log.info("imported legacy file %s for %s", path, url)
-        return self._catalog.by_md5(rec.md5)
+        return row
 
     def get_by_md5(self, md5: str) -> MediaRecord | None:
-        """The media with this content MD5 (any status), or None.
+        """The media with this content MD5 (ok, missing or corrupt), or None.
 
         Raises:
             InvalidMD5Error: ``md5`` is not 32 hex characters.
         """
-        row = self._catalog.by_md5(normalize_md5(md5))
-        return self._record(row) if row else None
+        row = self.catalog.by_md5(normalize_md5(md5))
+        if row is None or row.status == STATUS_REMOVED:
+            return None
+        return self.lifecycle.record(row)
 
     def urls_for(self, md5: str) -> list[str]:
         """Every URL recorded for this content, oldest first."""
-        return self._catalog.urls_for(normalize_md5(md5))
+        return self.catalog.urls_for(normalize_md5(md5))
 
     def open(self, md5: str) -> BinaryIO:
-        """Open a stored file for reading.
+        """Open a stored file for reading (never through a link).
 
         Raises:
             MediaNotFoundError: unknown md5, or its file is gone.
+            StorageError: something other than a regular file is at its address.
         """
-        rec = self._require(md5)
+        row = self._require(md5)
         try:
-            return self._blobs.open(_kind(rec.extension), rec.md5)
+            fh, _ = self.blobs.open(ref_of(row))
         except FileNotFoundError as exc:
-            raise MediaNotFoundError(f"file of {rec.md5} is missing from the store") from exc
+            raise MediaNotFoundError(f"file of {row.md5} is missing from the store") from exc
+        return fh
 
-    def _require(self, md5: str) -> MediaRecord:
-        rec = self.get_by_md5(md5)
-        if rec is None:
+    def _require(self, md5: str) -> MediaRow:
+        row = self.catalog.by_md5(normalize_md5(md5))
+        if row is None or row.status == STATUS_REMOVED:
             raise MediaNotFoundError(f"no media with md5 {normalize_md5(md5)}")
-        return rec
-
-    def _record(self, row: MediaRow, url: str | None = None) -> MediaRecord:
-        return MediaRecord(
-            md5=row.md5, sha256=row.sha256, media_type=row.media_type, mime_type=row.mime_type,
-            extension=row.extension, size=row.size, width=row.width, height=row.height,
-            path=self._blobs.path(_kind(row.extension), row.md5), created_at=row.created_at,
-            last_verified_at=row.last_verified_at, status=row.status, url=url,
-        )  # fmt: skip
+        return row
 
     # --- maintenance ---------------------------------------------------------------------
     def verify(
@@ -410,12 +332,20 @@ class MediaStore:
         ``<root>/quarantine/`` (never deleted) and marked corrupt; a missing one is marked
         missing; a good one gets ``last_verified_at`` = now.
         """
-        rows = verification.select_rows(self, md5, older_than=older_than, limit=limit)
-        return verification.verify(self, rows, progress=progress, repair=repair, timeout=timeout)
+        rows = verification.select_rows(self.catalog, md5, older_than=older_than, limit=limit)
+
+        def fix(damaged: str) -> str | None:
+            return maintenance.repair(
+                self.lifecycle, self._get_downloader(), damaged, timeout=timeout
+            )
+
+        return verification.verify(
+            self.lifecycle, rows, progress=progress, repair=fix if repair else None
+        )
 
     def stats(self) -> StoreStats:
         """Counts and sizes from the catalog alone (no directory walk)."""
-        raw = self._catalog.stats()
+        raw = self.catalog.stats()
         by_type = {t: TypeStats() for t in MEDIA_TYPES}
         for media_type, (count, size) in raw["by_type"].items():
             by_type[media_type] = TypeStats(count=count, size=size)
@@ -439,85 +369,48 @@ class MediaStore:
             progress: Called with (done, total) as files are processed.
         """
         return maintenance.import_legacy(
-            self, Path(path) if path is not None else None, progress=progress
+            self.lifecycle, Path(path) if path is not None else None, progress=progress
         )
 
     def gc(self, *, dry_run: bool = False) -> GcReport:
-        """Clean up after crashes; see :func:`mediastore.maintenance.gc`. Never deletes media."""
-        return maintenance.gc(self, dry_run=dry_run)
+        """Clean up after crashes and finish removals; see :func:`mediastore.maintenance.gc`.
+
+        Never deletes a file that a row references or a writer may be about to reference.
+        """
+        return maintenance.gc(self.lifecycle, dry_run=dry_run)
 
     def reindex(self, *, progress: Progress | None = None) -> ReindexReport:
         """Rebuild the media rows from the files on disk (lost or restored catalog)."""
-        return maintenance.reindex(self, progress=progress)
+        return maintenance.reindex(self.lifecycle, progress=progress)
 
     def remove(self, md5: str) -> MediaRecord:
-        """Remove a file and its catalog row (and URLs): the row first, then the file.
+        """Forget content: its row and URLs at once, its file as soon as no writer holds it.
+
+        From the moment this returns, lookups of the md5 and of its URLs miss. The file is
+        deleted now, unless a concurrent add of the same content holds it (that add then
+        records it again, as its own); ``gc`` deletes what is left over.
 
         Raises:
             InvalidMD5Error: not an md5. MediaNotFoundError: not in the catalog.
         """
-        rec = self._require(md5)
-        self._catalog.delete(rec.md5)
-        self._blobs.delete(_kind(rec.extension), rec.md5)
-        log.info("removed %s", rec.md5)
-        return rec
+        row = self.lifecycle.remove(normalize_md5(md5))
+        log.info("removed %s", row.md5)
+        return self.lifecycle.record(row)
 
 
-_Entry = tuple[Staged, Sequence[UrlInfo]]
-_Outcome = MediaRecord | MediaStoreError
+def _not_writable(root: Path, catalog_url: str) -> bool:
+    """A store this user can read but not write (another user's, or a mode 555 root)."""
+    catalog = sqlite_path(catalog_url)
+    if root.is_dir() and not os.access(root, os.W_OK):
+        return True
+    return catalog is not None and catalog.exists() and not os.access(catalog, os.W_OK)
 
 
-class GroupCommit:
-    """Commits that arrive while another is running are committed together, in one batch.
-
-    A caller finding no commit under way commits at once (no added latency without
-    contention). Callers arriving meanwhile queue up; when the running commit ends, one of
-    them takes everything queued and commits it with one round of parallel fsyncs, one
-    directory fsync and one transaction. Each leader commits one batch, its own entry in it,
-    so no caller ends up committing for others indefinitely.
-    """
-
-    def __init__(self, commit_many: Callable[[Sequence[_Entry]], list[_Outcome]]) -> None:
-        self._commit_many = commit_many
-        self._cond = threading.Condition()
-        self._pending: list[tuple[_Entry, Future[_Outcome]]] = []
-        self._leading = False
-
-    def commit(self, entry: _Entry) -> _Outcome:
-        future: Future[_Outcome] = Future()
-        with self._cond:
-            self._pending.append((entry, future))
-            while self._leading and not future.done():
-                self._cond.wait()
-            if future.done():
-                return future.result()
-            self._leading = True
-            batch, self._pending = self._pending, []
-        try:
-            outcomes = self._commit_many([e for e, _ in batch])
-            for (_, waiting), outcome in zip(batch, outcomes, strict=True):
-                waiting.set_result(outcome)
-        except BaseException as exc:  # the batch failed as a whole: every caller sees it
-            for _, waiting in batch:
-                if not waiting.done():
-                    waiting.set_exception(exc)
-        finally:
-            with self._cond:
-                self._leading = False
-                self._cond.notify_all()
-        return future.result()
-
-
-def _new_media(staged: Staged) -> NewMedia:
-    return NewMedia(
-        md5=staged.md5, sha256=staged.sha256, media_type=staged.kind.media_type,
-        mime_type=staged.kind.mime_type, extension=staged.kind.extension,
-        size=staged.size, width=staged.width, height=staged.height,
-    )  # fmt: skip
-
-
-def _kind(extension: str) -> MediaKind:
-    return BY_EXTENSION[extension]
+def _check_root(root: Path, *, create: bool) -> None:
+    if root.exists() and not root.is_dir():
+        raise InvalidInputError(f"store root {root} is not a directory")
+    if not create and not root.is_dir():
+        raise StoreNotFoundError(f"no mediastore store at {root}")
 
 
 def _check_url_label(url: str) -> None:

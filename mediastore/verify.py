@@ -1,7 +1,10 @@
 """Verification: re-hash stored files against the catalog, quarantine what fails.
 
 Files are hashed on a few threads (hashlib and file reads release the GIL, so two cores
-hash two files at once) and outcomes are written back in batches of one statement each.
+hash two files at once) and passed checks are written back in batches of one statement.
+A failed check changes the catalog only through the lifecycle (:meth:`Lifecycle.quarantine`,
+:meth:`Lifecycle.mark_missing`), which re-checks under the catalog's lock that no writer is
+placing that content meanwhile; a file replaced since it was hashed is hashed again.
 """
 
 from __future__ import annotations
@@ -9,31 +12,37 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
-from . import maintenance
-from .catalog import MediaRow
+from .catalog import Catalog, MediaRow
 from .errors import InvalidInputError, MediaNotFoundError, StorageError
-from .hashing import md5_of_file, normalize_md5
-from .records import STATUS_CORRUPT, STATUS_MISSING, STATUS_OK, VerifyReport
-from .sniff import BY_EXTENSION
-
-if TYPE_CHECKING:
-    from .store import MediaStore
+from .hashing import md5_of_stream, normalize_md5
+from .lifecycle import Lifecycle, ref_of
+from .records import STATUS_REMOVED, VerifyReport
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+#: Repairs a damaged md5; returns None when repaired, else the reason.
+Repair = Callable[[str], "str | None"]
 #: Files hashed at once.
 VERIFY_THREADS = 3
-#: Outcomes written back per transaction.
+#: Passed checks written back per transaction.
 STATUS_BATCH = 1000
-_STATUS = {"ok": STATUS_OK, "missing": STATUS_MISSING, "corrupt": STATUS_CORRUPT}
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """What one file was found to be: ``ok``, ``missing`` or ``corrupt`` (and which entry)."""
+
+    outcome: str
+    identity: str | None = None
+    detail: str = ""
 
 
 def select_rows(
-    store: MediaStore, md5: str | Iterable[str] | None, *, older_than: timedelta | None,
+    catalog: Catalog, md5: str | Iterable[str] | None, *, older_than: timedelta | None,
     limit: int | None,
 ) -> list[MediaRow]:  # fmt: skip
     """The rows to verify: the md5s given (all must exist), else by age from the catalog."""
@@ -41,38 +50,65 @@ def select_rows(
         raise InvalidInputError(f"limit must be >= 0, got {limit}")
     if md5 is None:
         since = datetime.now(UTC) - older_than if older_than is not None else None
-        targets = store._catalog.iter_md5s(verified_before=since, limit=limit)
+        targets = catalog.iter_md5s(verified_before=since, limit=limit)
     else:
         targets = [normalize_md5(md5)] if isinstance(md5, str) else [normalize_md5(m) for m in md5]
-    rows = store._catalog.by_md5_many(targets)
+    rows = {m: r for m, r in catalog.by_md5_many(targets).items() if r.status != STATUS_REMOVED}
     unknown = [m for m in targets if m not in rows]
     if unknown:
         raise MediaNotFoundError(f"no media with md5 {', '.join(unknown[:5])}")
     return [rows[m] for m in targets]
 
 
+def check(life: Lifecycle, row: MediaRow) -> Check:
+    """Hash the file of ``row`` without following links; changes nothing."""
+    try:
+        fh, info = life.blobs.open(ref_of(row))
+    except FileNotFoundError:
+        return Check("missing")
+    except StorageError as exc:  # a link or a non-regular entry where the file belongs
+        found = life.blobs.stat(ref_of(row))
+        return Check("corrupt", found.identity if found else None, str(exc))
+    with fh:
+        if info.size != row.size:
+            return Check("corrupt", info.identity, f"{info.size} bytes, {row.size} recorded")
+        try:
+            digest = md5_of_stream(fh)
+        except OSError as exc:
+            raise StorageError(
+                f"reading the file of {row.md5} failed: {exc.strerror or exc}"
+            ) from exc
+    if digest != row.md5:
+        return Check("corrupt", info.identity, f"hashes to {digest}")
+    return Check("ok", info.identity)
+
+
 def verify(
-    store: MediaStore, rows: Sequence[MediaRow], *, progress: Progress | None = None,
-    repair: bool = False, timeout: float,
+    life: Lifecycle, rows: Sequence[MediaRow], *, progress: Progress | None = None,
+    repair: Repair | None = None,
 ) -> VerifyReport:  # fmt: skip
-    """Check each row's file; record ok (with the time), missing or corrupt (quarantined)."""
+    """Check each row's file; record ok (with the time), missing, or corrupt (quarantined).
+
+    On a read-only store nothing is recorded or moved: the report says what was found.
+    """
     report = VerifyReport()
-    pending: list[tuple[str, str, datetime | None]] = []
+    passed: list[str] = []
     with ThreadPoolExecutor(max_workers=VERIFY_THREADS) as pool:
-        outcomes = pool.map(lambda row: _check(store, row), rows)
-        for done, (row, outcome) in enumerate(zip(rows, outcomes, strict=True), 1):
+        found = pool.map(lambda row: check(life, row), rows)
+        for done, (row, result) in enumerate(zip(rows, found, strict=True), 1):
+            outcome = result.outcome if life.read_only else settle(life, row, result)
             getattr(report, outcome).append(row.md5)
-            when = datetime.now(UTC) if outcome == "ok" else None
-            pending.append((row.md5, _STATUS[outcome], when))
-            if len(pending) >= STATUS_BATCH:
-                store._catalog.set_status(pending)
-                pending = []
+            if outcome == "ok":
+                passed.append(row.md5)
+            if len(passed) >= STATUS_BATCH:
+                _mark_verified(life, passed)
+                passed = []
             if progress is not None:
                 progress(done, len(rows))
-    store._catalog.set_status(pending)
-    if repair:
+    _mark_verified(life, passed)
+    if repair is not None and not life.read_only:
         for damaged in report.missing + report.corrupt:
-            reason = maintenance.repair(store, damaged, timeout=timeout)
+            reason = repair(damaged)
             if reason is None:
                 report.repaired.append(damaged)
             else:
@@ -80,19 +116,28 @@ def verify(
     return report
 
 
-def _check(store: MediaStore, row: MediaRow) -> str:
-    """'ok', 'missing' or 'corrupt' (the file is then moved to quarantine)."""
-    kind = BY_EXTENSION[row.extension]
-    path = store._blobs.path(kind, row.md5)
-    try:
-        intact = path.stat().st_size == row.size and md5_of_file(path) == row.md5
-    except FileNotFoundError:
-        log.warning("file of %s is missing", row.md5)
-        return "missing"
-    except OSError as exc:
-        raise StorageError(f"reading {path} failed: {exc.strerror or exc}") from exc
-    if intact:
+def settle(life: Lifecycle, row: MediaRow, result: Check) -> str:
+    """Record a failed check through the lifecycle; the outcome to report.
+
+    A file that a writer is placing right now, or that was replaced since it was hashed, is
+    hashed once more and reported as that second check found it (not recorded again).
+    """
+    if result.outcome == "ok":
         return "ok"
-    moved = store._blobs.quarantine(kind, row.md5)
-    log.warning("file of %s is corrupt; moved to %s", row.md5, moved)
-    return "corrupt"
+    ref = ref_of(row)
+    if result.outcome == "missing":
+        if life.mark_missing([row.md5]):
+            log.warning("file of %s is missing", row.md5)
+            return "missing"
+    else:
+        moved = life.quarantine(ref, md5=row.md5, identity=result.identity)
+        if moved.done:
+            log.warning("file of %s is corrupt (%s); moved to %s", row.md5, result.detail,
+                        moved.where)  # fmt: skip
+            return "corrupt"
+    return check(life, row).outcome
+
+
+def _mark_verified(life: Lifecycle, md5s: list[str]) -> None:
+    if md5s and not life.read_only:
+        life.catalog.mark_verified(md5s, datetime.now(UTC))

@@ -35,7 +35,7 @@ def _dump(db: Path) -> list[str]:
 def test_new_catalog_is_at_head_and_matches_models(tmp_path: Path) -> None:
     """Opening an empty database runs the migrations; autogenerate then finds no difference."""
     with MediaStore(tmp_path) as store:
-        engine = store._catalog.engine
+        engine = store.catalog.engine
         assert schema.current_revisions(engine) == schema.head_revisions()
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
@@ -44,7 +44,7 @@ def test_new_catalog_is_at_head_and_matches_models(tmp_path: Path) -> None:
 
 def test_sqlite_pragmas(tmp_path: Path) -> None:
     """The default catalog uses WAL, a busy timeout and foreign keys."""
-    with MediaStore(tmp_path) as store, store._catalog.engine.connect() as conn:
+    with MediaStore(tmp_path) as store, store.catalog.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
@@ -58,22 +58,22 @@ def test_every_query_uses_an_index(tmp_path: Path) -> None:
     """
     with MediaStore(tmp_path) as store:
         rec = store.add_bytes(t.image_bytes(), url="https://x.test/a")
-        store._catalog._points = None  # route point reads through the engine to see them
+        store.catalog._points = None  # route point reads through the engine to see them
         seen: list[tuple[str, object]] = []
 
         def capture(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
             if statement.lstrip().upper().startswith("SELECT"):
                 seen.append((statement, parameters))
 
-        event.listen(store._catalog.engine, "before_cursor_execute", capture)
+        event.listen(store.catalog.engine, "before_cursor_execute", capture)
         assert store.get_by_url("https://x.test/a") is not None
         assert store.get_by_md5(rec.md5) is not None
         assert store.urls_for(rec.md5) == ["https://x.test/a"]
         store.stats()
         store.verify(older_than=timedelta(days=7), limit=100)
-        event.remove(store._catalog.engine, "before_cursor_execute", capture)
+        event.remove(store.catalog.engine, "before_cursor_execute", capture)
         assert len(seen) >= 8
-        with store._catalog.engine.connect() as conn:
+        with store.catalog.engine.connect() as conn:
             for sql, params in seen:
                 plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)  # type: ignore[arg-type]
                 steps = [str(r[-1]) for r in plan]
@@ -169,7 +169,7 @@ def test_downgrade_and_upgrade_round_trip(tmp_path: Path) -> None:
         command.upgrade(cfg, rev)
     with MediaStore(tmp_path) as store:
         assert store.add_bytes(t.image_bytes()).md5 == rec.md5
-        with store._catalog.engine.connect() as conn:
+        with store.catalog.engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diff == []
 

@@ -57,7 +57,7 @@ def _ingest_forever(root: Path, sources: list[Path], urls: list[str], seed: int)
 def _assert_consistent(root: Path) -> None:
     """Every row's file is there and intact; every visible media file is complete."""
     with MediaStore(root) as store:
-        for page in store._catalog.iter_media():
+        for page in store.catalog.iter_media():
             for row in page:
                 rec = store.get_by_md5(row.md5)
                 assert rec is not None and rec.path.is_file(), f"row without file: {row.md5}"

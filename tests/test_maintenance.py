@@ -15,7 +15,6 @@ from sqlalchemy import text
 
 from mediastore import InvalidInputError, MediaStore
 from mediastore import testing as t
-from mediastore.blobs import LocalTemp
 from mediastore.cli import main
 
 
@@ -29,7 +28,7 @@ def _legacy(root: Path, url: str, data: bytes, ext: str = "jpg") -> Path:
 
 
 def _count(store: MediaStore, sql: str) -> int:
-    with store._catalog.engine.connect() as conn:
+    with store.catalog.engine.connect() as conn:
         return int(conn.execute(text(sql)).scalar_one())
 
 
@@ -116,7 +115,7 @@ def test_reindex_after_losing_the_catalog(tmp_path: Path) -> None:
     with MediaStore(tmp_path) as store:
         assert store.stats().total_files == 0
         report = store.reindex()
-        assert (report.indexed, report.added, report.removed) == (3, 3, [])
+        assert (report.indexed, report.added, report.missing, report.corrupt) == (3, 3, [], [])
         for rec in recs:
             again = store.get_by_md5(rec.md5)
             assert again is not None and (again.sha256, again.size) == (rec.sha256, rec.size)
@@ -124,7 +123,8 @@ def test_reindex_after_losing_the_catalog(tmp_path: Path) -> None:
 
 
 def test_reindex_after_restoring_an_older_backup(tmp_path: Path) -> None:
-    """Rows without files go (with their URLs), new files get rows, URLs of kept media stay."""
+    """Rows without files are marked missing (URLs kept), new files get rows, a misnamed file's
+    content is recorded at its own address and the stray copy quarantined."""
     backup = tmp_path / "backup.sqlite3"
     with MediaStore(tmp_path / "s") as store:
         kept = store.add_bytes(t.image_bytes("PNG"), url="https://x.test/kept")
@@ -141,13 +141,18 @@ def test_reindex_after_restoring_an_older_backup(tmp_path: Path) -> None:
         src.backup(dst)
     with MediaStore(tmp_path / "s") as store:
         report = store.reindex()
-        assert report.removed == [gone.md5]
-        assert report.added == 1 and report.indexed == 2
+        assert report.missing == [gone.md5]
+        assert store.urls_for(gone.md5) == ["https://x.test/gone"]  # kept, for a repair
+        assert store.get_by_md5(gone.md5).status == "missing"  # type: ignore[union-attr]
+        assert report.added == 2 and report.indexed == 3
         assert [p for p, _ in report.mismatched] == [str(misnamed)]
         assert store.urls_for(kept.md5) == ["https://x.test/kept"]
         assert store.get_by_url("https://x.test/gone") is None
         assert store.get_by_md5(newer.md5) is not None
-        assert misnamed.exists()  # reported, not touched
+        blue = store.get_by_md5(hashlib.md5(t.image_bytes("PNG", color="blue")).hexdigest())
+        assert blue is not None and blue.path.exists()  # type: ignore[union-attr]
+        assert not misnamed.exists() and len(t.files_under(store.root / "quarantine")) == 1
+        assert store.reindex().mismatched == []  # reindex and gc agree: nothing left to report
 
 
 # --- gc --------------------------------------------------------------------------------------
@@ -155,27 +160,30 @@ def test_gc_cleans_up_after_crashes(tmp_path: Path) -> None:
     """gc drops abandoned temps, adopts orphans, quarantines misnamed files, marks missing."""
     with MediaStore(tmp_path) as store:
         orphan = store.add_bytes(t.image_bytes("PNG"), url="https://x.test/o")
-        with store._catalog.engine.begin() as conn:
+        with store.catalog.engine.begin() as conn:
             conn.execute(text("DELETE FROM media WHERE md5 = :m"), {"m": orphan.md5})
         lost = store.add_bytes(t.pdf_bytes(), url="https://x.test/lost")
         lost.path.unlink()
         abandoned = store.root / "tmp" / "ingest-dead.part"
         abandoned.write_bytes(b"half a file")
-        in_use = LocalTemp(store.root / "tmp")  # another writer, still running
+        other = MediaStore(tmp_path)  # another writer, still running
+        in_use = other.blobs.create_temp()
         misnamed = store.root / "media" / "videos" / "holiday.mp4"
         misnamed.write_bytes(t.mp4_bytes())
         wrong = store.root / "media" / "images" / f"{'1' * 32}.png"
         wrong.write_bytes(t.image_bytes("GIF"))
 
+        valid_strays = {hashlib.md5(p.read_bytes()).hexdigest() for p in (misnamed, wrong)}
         dry = store.gc(dry_run=True)
         assert dry.temp_removed == [str(abandoned)] and abandoned.exists()
-        assert dry.adopted == [orphan.md5] and store.get_by_md5(orphan.md5) is None
+        assert set(dry.adopted) == {orphan.md5, *valid_strays}
+        assert store.get_by_md5(orphan.md5) is None
         assert dry.marked_missing == [lost.md5]
 
         report = store.gc()
         assert report.temp_removed == [str(abandoned)] and not abandoned.exists()
         assert in_use.path.exists()
-        assert report.adopted == [orphan.md5]
+        assert set(report.adopted) == {orphan.md5, *valid_strays}  # valid content is kept
         assert store.get_by_md5(orphan.md5) is not None and orphan.path.exists()
         assert {p for p, _ in report.quarantined} == {str(misnamed), str(wrong)}
         assert not misnamed.exists() and not wrong.exists()
@@ -183,6 +191,7 @@ def test_gc_cleans_up_after_crashes(tmp_path: Path) -> None:
         assert report.marked_missing == [lost.md5]
         assert store.get_by_md5(lost.md5).status == "missing"  # type: ignore[union-attr]
         in_use.close()
+        other.close()  # its writer is gone: what it left in tmp/ is abandoned
         clean = store.gc()
         assert clean.temp_removed == [str(in_use.path)]
         assert (clean.adopted, clean.quarantined, clean.marked_missing) == ([], [], [])
@@ -205,7 +214,7 @@ def test_verify_older_than_and_limit(tmp_path: Path) -> None:
         assert store.verify(older_than=timedelta(days=7)).checked == 5  # never verified
         assert store.verify(older_than=timedelta(days=7)).checked == 0
         old = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=10)
-        with store._catalog.engine.begin() as conn:
+        with store.catalog.engine.begin() as conn:
             conn.execute(
                 text("UPDATE media SET last_verified_at = :t WHERE md5 IN (:a, :b)"),
                 {"t": old, "a": recs[1].md5, "b": recs[3].md5},

@@ -106,7 +106,7 @@ def test_md5_collision_is_refused_loudly(store: MediaStore) -> None:
     """Known md5 with a different sha256 is refused and the stored file is untouched."""
     data = t.image_bytes("PNG")
     rec = store.add_bytes(data)
-    with store._catalog.engine.begin() as conn:
+    with store.catalog.engine.begin() as conn:
         conn.execute(text("UPDATE media SET sha256 = :s"), {"s": "0" * 64})
     with pytest.raises(HashCollisionError, match="collision"):
         store.add_bytes(data, url="https://x.test/other")
@@ -182,10 +182,11 @@ def test_max_file_size_enforced_while_streaming(tmp_path: Path) -> None:
             small.add_file(big)
 
 
-def test_failure_between_file_and_commit_leaves_nothing(
+def test_failure_between_file_and_commit_leaves_no_row(
     store: MediaStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A catalog failure after the file is in place removes the file again: no row, no file."""
+    """A catalog failure after the file is in place leaves no row and no temp file; the file
+    stays (another writer may have recorded it meanwhile) and gc adopts it."""
 
     def boom(*args: object, **kwargs: object) -> None:
         raise CatalogError("injected failure before commit")
@@ -193,7 +194,9 @@ def test_failure_between_file_and_commit_leaves_nothing(
     monkeypatch.setattr(Catalog, "record_many", boom)
     with pytest.raises(CatalogError, match="injected"):
         store.add_bytes(t.image_bytes("PNG"), url="https://x.test/a")
-    assert_nothing_stored(store)
+    assert catalog_rows(store) == 0 and files_under(store.root / "tmp") == []
+    monkeypatch.undo()
+    assert store.gc().adopted == [hashlib.md5(t.image_bytes("PNG")).hexdigest()]
 
 
 def test_failed_fsync_fails_the_add(store: MediaStore, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -370,13 +373,13 @@ def test_root_that_is_a_file(tmp_path: Path) -> None:
 def test_concurrent_commits_are_grouped(store: MediaStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """Commits arriving during another commit go together in one batch; each gets its record."""
     sizes: list[int] = []
-    real = store._commit_many
+    real = Catalog.record_many
 
-    def recording(batch):  # type: ignore[no-untyped-def]
-        sizes.append(len(batch))
-        return real(batch)
+    def recording(self, writer, entries, now):  # type: ignore[no-untyped-def]
+        sizes.append(len(entries))
+        return real(self, writer, entries, now)
 
-    monkeypatch.setattr(store._group, "_commit_many", recording)
+    monkeypatch.setattr(Catalog, "record_many", recording)
     datas = [t.mp4_bytes(50_000, seed=i) for i in range(40)]
     results: dict[int, str] = {}
 
@@ -396,7 +399,11 @@ def test_concurrent_commits_are_grouped(store: MediaStore, monkeypatch: pytest.M
 def test_a_failed_group_fails_every_caller(
     store: MediaStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """When a grouped commit fails as a whole, each caller gets the error and nothing stays."""
+    """When a grouped commit fails as a whole, each caller gets the error and no row stays.
+
+    The files already placed stay too (another writer may have recorded the same content
+    meanwhile): gc adopts them, and no temp file is left.
+    """
 
     def boom(*args: object) -> None:
         raise CatalogError("injected batch failure")
@@ -417,4 +424,6 @@ def test_a_failed_group_fails_every_caller(
         th.join()
     assert len(errors) == 10
     monkeypatch.undo()
-    assert_nothing_stored(store)
+    assert catalog_rows(store) == 0 and catalog_rows(store, "media_urls") == 0
+    assert files_under(store.root / "tmp") == []
+    assert len(store.gc().adopted) == len(files_under(store.root / "media")) == 10

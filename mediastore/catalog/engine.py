@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 
+from ..errors import StoreNotFoundError
+
 #: Execution option that makes SQLite start the transaction with BEGIN IMMEDIATE, taking the
 #: write lock up front: a reader that later writes could otherwise deadlock with another writer.
 WRITE = {"mediastore_write": True}
@@ -31,15 +33,32 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def make_engine(url: str, *, busy_timeout: float) -> Engine:
-    """An engine for ``url``; for SQLite, with the pragmas that make sharing it safe."""
+def make_engine(
+    url: str, *, busy_timeout: float, read_only: bool = False, create: bool = True
+) -> Engine:
+    """An engine for ``url``; for SQLite, with the pragmas that make sharing it safe.
+
+    Args:
+        read_only: Open a SQLite file read-only (see :func:`connect_read_only`).
+        create: Create a missing SQLite file (and its directory); else refuse it.
+
+    Raises:
+        StoreNotFoundError: a SQLite file that does not exist, with ``create`` false.
+    """
     path = sqlite_path(url)
     if path is None:
         return create_engine(url, pool_pre_ping=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() and (read_only or not create):
+        raise StoreNotFoundError(f"no catalog at {path}")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    extra: dict[str, Any] = {}
+    if read_only:
+        extra["creator"] = lambda: connect_read_only(path, busy_timeout)
     engine = create_engine(
         url,
         connect_args={"timeout": busy_timeout, "check_same_thread": False},
+        **extra,
         # enough for fetch_many's workers: an overflow connection opened and closed per
         # checkout costs milliseconds, and its set-up can wait on other connections' locks
         pool_size=POOL_SIZE,
@@ -48,7 +67,8 @@ def make_engine(url: str, *, busy_timeout: float) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
-        configure_sqlite(dbapi_conn, busy_timeout)
+        if not read_only:
+            configure_sqlite(dbapi_conn, busy_timeout)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -76,14 +96,46 @@ def configure_sqlite(dbapi_conn: sqlite3.Connection, busy_timeout: float) -> Non
     if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
         cur.execute("PRAGMA journal_mode = WAL")
     cur.execute("PRAGMA foreign_keys = ON")
-    # NORMAL in WAL mode never corrupts; a power cut may drop the last commits, which only
-    # leaves already-fsynced files without rows (adoptable), never rows without files.
-    cur.execute("PRAGMA synchronous = NORMAL")
+    # FULL: a commit is on disk when it returns, so an add that returned survives a power
+    # cut with its URLs (NORMAL could roll the last commits back). Grouped commits share one
+    # WAL fsync, which is what pays for it.
+    cur.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
     cur.close()
 
 
-def open_sqlite(path: Path, busy_timeout: float) -> sqlite3.Connection:
+#: The synchronous level of every catalog connection (tests check it is in force).
+SYNCHRONOUS = "FULL"
+
+
+def connect_read_only(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """A read-only connection to a catalog this user may not be able to write.
+
+    ``mode=ro`` reads a WAL database while writers work, but needs its ``-shm`` file to
+    exist or to be creatable. A store closed cleanly has none, and a user without write
+    access to the directory cannot make one: then the file is opened ``immutable``, which
+    needs neither shared memory nor locks. SQLite trusts such a file not to change, so a
+    read that overlaps a write by the store's owner can fail or miss that write; a store
+    nobody is writing reads exactly.
+    """
+    uri = path.resolve().as_uri()
+    try:
+        conn = sqlite3.connect(
+            f"{uri}?mode=ro", uri=True, timeout=busy_timeout, check_same_thread=False
+        )
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        conn = sqlite3.connect(
+            f"{uri}?mode=ro&immutable=1", uri=True, timeout=busy_timeout,
+            check_same_thread=False,
+        )  # fmt: skip
+    conn.isolation_level = None
+    return conn
+
+
+def open_sqlite(path: Path, busy_timeout: float, *, read_only: bool = False) -> sqlite3.Connection:
     """A plain DBAPI connection to a catalog file, configured like the engine's."""
+    if read_only:
+        return connect_read_only(path, busy_timeout)
     conn = sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False)
     configure_sqlite(conn, busy_timeout)
     return conn

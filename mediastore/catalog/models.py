@@ -69,11 +69,13 @@ class Media(Base):
     height: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    status: Mapped[str] = mapped_column(String(16), server_default="ok")
+    status: Mapped[str] = mapped_column(String(16), server_default="ok", index=True)
+    # set with status 'removed': rm forgot the content; the file goes once no intent holds it
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         CheckConstraint("size >= 0", name="size_nonnegative"),
-        CheckConstraint("status IN ('ok', 'missing', 'corrupt')", name="status_known"),
+        CheckConstraint("status IN ('ok', 'missing', 'corrupt', 'removed')", name="status_known"),
         # stats(): count and sum(size) per type straight from this covering index
         Index("ix_media_type_size", "media_type", "size"),
         # verification schedules: "not verified since T"
@@ -111,3 +113,29 @@ class MediaUrl(Base):
         CheckConstraint("source IN ('url', 'legacy')", name="source_known"),
         CheckConstraint("url IS NOT NULL OR source = 'legacy'", name="url_or_legacy"),
     )
+
+
+class Writer(Base):
+    """An open, writing store: its intents live as long as its heartbeat does (revision 0003).
+
+    ``heartbeat`` is seconds since the epoch by the database's clock, never a host's, so that
+    hosts whose clocks disagree still agree on which writers are alive.
+    """
+
+    __tablename__ = "writers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    label: Mapped[str] = mapped_column(String(200))
+    heartbeat: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class Intent(Base):
+    """A writer may be about to place, or rely on, the file of ``md5``: nothing removes it."""
+
+    __tablename__ = "intents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    writer: Mapped[str] = mapped_column(
+        String(32), ForeignKey("writers.id", ondelete="CASCADE"), index=True
+    )
+    md5: Mapped[str] = mapped_column(String(32), index=True)

@@ -31,8 +31,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from ..errors import CatalogError, HashCollisionError
-from ..records import STATUS_OK
+from ..errors import CatalogError, HashCollisionError, ReadOnlyStoreError
+from ..records import STATUS_OK, STATUS_REMOVED
+from . import claims
 from .engine import SNAPSHOT, WRITE, make_engine, open_sqlite, sqlite_path
 from .models import Media, MediaUrl
 from .schema import ensure_schema
@@ -103,6 +104,101 @@ class UrlInfo:
         return "url" if self.url is not None else "legacy"
 
 
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """One entry of :meth:`Catalog.record_many`: the content, its URLs, and whether this
+    writer placed its file (else it relies on the file its claim found in place)."""
+
+    media: NewMedia
+    urls: Sequence[UrlInfo]
+    placed: bool
+
+
+class IntentLostError(CatalogError):
+    """A writer's intents were reaped before it recorded; nothing was recorded."""
+
+
+class PlacementNeeded(Exception):
+    """Entries relied on files whose rows are no longer ``ok``: place them, then retry."""
+
+    def __init__(self, md5s: set[str]) -> None:
+        super().__init__(f"files to place first: {sorted(md5s)}")
+        self.md5s = md5s
+
+
+class Exclusive:
+    """What a remover may do inside :meth:`Catalog.exclusive` (one write transaction)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def held(self, md5s: Sequence[str]) -> set[str]:
+        """The md5s some writer holds an intent on: leave their files alone."""
+        return claims.held(self._conn, list(md5s))
+
+    def rows(self, md5s: Sequence[str]) -> dict[str, MediaRow]:
+        return _rows_in(self._conn, md5s)
+
+    def set_status(self, md5s: Sequence[str], status: str) -> None:
+        """Mark rows missing or corrupt (their URLs and times are kept)."""
+        if md5s:
+            self._conn.execute(_SET_STATUS, [{"b_md5": m, "b_status": status} for m in md5s])
+
+    def forget(self, md5s: Sequence[str]) -> None:
+        """Delete the rows of removed content (their files are gone)."""
+        if md5s:
+            self._conn.execute(_FORGET, [{"b_md5": m} for m in md5s])
+
+
+def _check_reliance(entries: Sequence[Recording], known: dict[str, MediaRow]) -> None:
+    """Refuse to record reliance on a file whose row says it is not there any more."""
+    placed = {e.media.md5 for e in entries if e.placed}
+    lapsed = {
+        e.media.md5
+        for e in entries
+        if e.media.md5 not in placed
+        and (
+            (row := known.get(e.media.md5)) is None or row.status not in (STATUS_OK, STATUS_REMOVED)
+        )
+    }
+    if lapsed:
+        raise PlacementNeeded(lapsed)
+
+
+def _new_rows(
+    entries: Sequence[Recording], known: dict[str, MediaRow], now: datetime
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """Rows to insert, and md5s whose row turns ``ok`` again; ``known`` gains the new rows."""
+    inserts: list[dict[str, Any]] = []
+    revived: set[str] = set()
+    for entry in entries:
+        media = entry.media
+        row = known.get(media.md5)
+        if row is not None:
+            check_same_content(row, media)
+            if row.status != STATUS_OK:
+                revived.add(media.md5)
+            continue
+        values = {f: getattr(media, f) for f in NewMedia.__dataclass_fields__}
+        known[media.md5] = MediaRow(
+            **values, created_at=now, last_verified_at=None, status=STATUS_OK
+        )
+        inserts.append({**values, "created_at": now, "status": STATUS_OK})
+    return inserts, revived
+
+
+def _rows_in(conn: Connection, md5s: Sequence[str]) -> dict[str, MediaRow]:
+    found: dict[str, MediaRow] = {}
+    unique = list(dict.fromkeys(md5s))
+    if len(unique) == 1:  # the common single commit: no IN list to expand and compile
+        row = conn.execute(_BY_MD5, {"md5": unique[0]}).first()
+        return {unique[0]: _row(row)} if row else {}
+    for start in range(0, len(unique), 500):
+        stmt = select(*_MEDIA_COLS).where(_media.c.md5.in_(unique[start : start + 500]))
+        found.update((r.md5, r) for r in map(_row, conn.execute(stmt)))
+    return found
+
+
 def url_md5(url: str) -> str:
     """The MD5 of a URL's UTF-8 bytes: the legacy cache's file name for it."""
     return hashlib.md5(url.encode("utf-8"), usedforsecurity=False).hexdigest()
@@ -135,7 +231,19 @@ _URL_ROW = select(_urls.c.id, _urls.c.url_md5, _urls.c.url).where(
 _SET_STATUS = (
     update(_media).where(_media.c.md5 == bindparam("b_md5")).values(status=bindparam("b_status"))
 )
-_SET_STATUS_TIMED = _SET_STATUS.values(last_verified_at=bindparam("b_when"))
+_MARK_VERIFIED = (
+    update(_media)
+    .where(_media.c.md5 == bindparam("b_md5"), _media.c.status == STATUS_OK)
+    .values(last_verified_at=bindparam("b_when"))
+)
+_REVIVE = (
+    update(_media)
+    .where(_media.c.md5 == bindparam("b_md5"))
+    .values(status=STATUS_OK, removed_at=None)
+)
+_FORGET = delete(_media).where(
+    _media.c.md5 == bindparam("b_md5"), _media.c.status == STATUS_REMOVED
+)
 _INSERT_MEDIA = insert(_media)
 _INSERT_URL = insert(_urls)
 
@@ -149,9 +257,10 @@ class _PointReads:
     query itself. The pool grows to the peak number of concurrent lookups, no further.
     """
 
-    def __init__(self, engine: Engine, path: Path, busy_timeout: float) -> None:
+    def __init__(self, engine: Engine, path: Path, busy_timeout: float, *, read_only: bool) -> None:
         self._path = path
         self._timeout = busy_timeout
+        self._read_only = read_only
         self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self.sql = {
             name: str(stmt.compile(dialect=engine.dialect))
@@ -178,7 +287,7 @@ class _PointReads:
         try:
             conn = self._idle.get_nowait()
         except queue.Empty:
-            conn = open_sqlite(self._path, self._timeout)
+            conn = open_sqlite(self._path, self._timeout, read_only=self._read_only)
         try:
             return conn.execute(sql, params).fetchall()
         finally:
@@ -204,14 +313,22 @@ def _raw_row(row: tuple[Any, ...]) -> MediaRow:
 class Catalog:
     """The catalog database. Thread-safe: every call takes its own pooled connection."""
 
-    def __init__(self, url: str, *, busy_timeout: float, create_if_empty: bool = True) -> None:
+    def __init__(
+        self, url: str, *, busy_timeout: float, create_if_empty: bool = True,
+        read_only: bool = False,
+    ) -> None:  # fmt: skip
         self.url = url
+        self.read_only = read_only
         path = sqlite_path(url)
         self._where = str(path or make_url_safe(url))
         with self._errors("open"):
-            self.engine: Engine = make_engine(url, busy_timeout=busy_timeout)
-            ensure_schema(self.engine, create_if_empty=create_if_empty)
-        self._points = _PointReads(self.engine, path, busy_timeout) if path else None
+            self.engine: Engine = make_engine(
+                url, busy_timeout=busy_timeout, read_only=read_only, create=create_if_empty
+            )
+            ensure_schema(self.engine, create_if_empty=create_if_empty and not read_only)
+        self._points = (
+            _PointReads(self.engine, path, busy_timeout, read_only=read_only) if path else None
+        )
         self._write_lock = threading.Lock()
 
     def close(self) -> None:
@@ -251,6 +368,8 @@ class Catalog:
     def _write(self) -> Iterator[Connection]:
         # Threads of this process queue on a lock rather than on SQLite's busy handler, which
         # polls with sleeps of up to 100 ms; other processes still meet the busy timeout.
+        if self.read_only:
+            raise ReadOnlyStoreError(f"catalog {self._where} is open read-only")
         with (
             self._write_lock,
             self._errors("write"),
@@ -299,7 +418,11 @@ class Catalog:
         Ordered by the verification time alone, so that the index delivers the order and a
         ``limit`` stops the scan early (a tie-breaker would force a sort of every match).
         """
-        stmt = select(_media.c.md5).order_by(_media.c.last_verified_at.asc().nulls_first())
+        stmt = (
+            select(_media.c.md5)
+            .where(_media.c.status != STATUS_REMOVED)
+            .order_by(_media.c.last_verified_at.asc().nulls_first())
+        )
         if verified_before is not None:
             stmt = stmt.where(
                 or_(
@@ -333,59 +456,112 @@ class Catalog:
             yield rows
             last = rows[-1].md5
 
-    # --- writes --------------------------------------------------------------------------
-    def record(self, media: NewMedia, urls: Sequence[UrlInfo], now: datetime) -> MediaRow:
-        """Insert ``media`` unless its md5 is known, and map every URL to it, in one transaction.
+    # --- writers and intents (see claims.py) ------------------------------------------------
+    def open_writer(self, label: str) -> str:
+        """Register this store as a writer; returns its id."""
+        with self._write() as conn:
+            return claims.add_writer(conn, label)
 
-        Raises:
-            HashCollisionError: the md5 is known with another SHA-256 or size.
+    def heartbeat(self, writer: str, label: str) -> bool:
+        """Keep ``writer`` alive; False if it had been reaped (its intents were lost)."""
+        with self._write() as conn:
+            return claims.beat(conn, writer, label)
+
+    def close_writer(self, writer: str) -> None:
+        with self._write() as conn:
+            claims.drop_writer(conn, writer)
+
+    def reap_writers(self, lease_seconds: int) -> int:
+        """Drop writers silent for longer than the lease (by the database's clock)."""
+        with self._write() as conn:
+            return claims.reap_writers(conn, lease_seconds)
+
+    def claim(self, writer: str, md5s: Sequence[str]) -> dict[str, MediaRow]:
+        """Hold an intent on each md5 and return the rows they have, in one transaction.
+
+        From this commit on no remover touches those files, and what the rows say is what a
+        remover would have to change first: the writer may rely on an ``ok`` row's file.
         """
-        return self.record_many([(media, urls)], now)[0]
+        unique = list(dict.fromkeys(md5s))
+        with self._write() as conn:
+            claims.hold(conn, writer, unique)
+            return _rows_in(conn, unique)
+
+    def release(self, writer: str, md5s: Sequence[str]) -> None:
+        """Drop intents without recording anything (the commit failed or was refused)."""
+        with self._write() as conn:
+            claims.release(conn, writer, list(dict.fromkeys(md5s)))
 
     def record_many(
-        self, entries: Sequence[tuple[NewMedia, Sequence[UrlInfo]]], now: datetime
+        self, writer: str, entries: Sequence[Recording], now: datetime
     ) -> list[MediaRow]:
-        """:meth:`record` for a batch, in a single transaction (all or nothing).
+        """Record placed or confirmed files and their URLs; drop the writer's intents on them.
 
-        A handful of statements per batch, not per entry: the existing rows are read with one
-        IN query each, new rows are inserted with executemany.
+        One transaction, all or nothing, a handful of statements per batch. An entry that
+        relied on a file already in place (``placed`` false) needs its row still ``ok`` or
+        ``removed`` (an ``rm`` since the claim leaves the file, which the intent protects).
+
+        Raises:
+            IntentLostError: the writer's intents were reaped (it was silent for longer than
+                the lease): nothing is recorded, as a remover may have taken the files.
+            PlacementNeeded: an entry relied on a file whose row is no longer ``ok``.
+            HashCollisionError: a md5 is known with another SHA-256 or size.
         """
+        md5s = list(dict.fromkeys(e.media.md5 for e in entries))
         with self._write() as conn:
-            known = self._rows_in(conn, [media.md5 for media, _ in entries])
-            inserts: list[dict[str, Any]] = []
-            revived: set[str] = set()
-            for media, _ in entries:
-                row = known.get(media.md5)
-                if row is not None:
-                    check_same_content(row, media)
-                    if row.status != STATUS_OK:  # ingest has just put the file back
-                        revived.add(media.md5)
-                    continue
-                values = {f: getattr(media, f) for f in NewMedia.__dataclass_fields__}
-                row = MediaRow(**values, created_at=now, last_verified_at=None, status=STATUS_OK)
-                known[media.md5] = row
-                inserts.append({**values, "created_at": now, "status": STATUS_OK})
+            if claims.release(conn, writer, md5s) < len(md5s):
+                raise IntentLostError(
+                    "this writer's intents expired (it was silent for longer than the lease); "
+                    "nothing was recorded"
+                )
+            known = _rows_in(conn, md5s)
+            _check_reliance(entries, known)
+            inserts, revived = _new_rows(entries, known, now)
             if inserts:
                 conn.execute(_INSERT_MEDIA, inserts)
             for md5 in revived:
-                conn.execute(update(_media).where(_media.c.md5 == md5).values(status=STATUS_OK))
+                conn.execute(_REVIVE, {"b_md5": md5})
                 known[md5] = replace(known[md5], status=STATUS_OK)
-            self._upsert_urls(
-                conn, [(media.md5, info) for media, urls in entries for info in urls], now
-            )
-        return [known[media.md5] for media, _ in entries]
+            self._upsert_urls(conn, [(e.media.md5, info) for e in entries for info in e.urls], now)
+        return [known[e.media.md5] for e in entries]
 
-    @staticmethod
-    def _rows_in(conn: Connection, md5s: Sequence[str]) -> dict[str, MediaRow]:
-        found: dict[str, MediaRow] = {}
-        unique = list(dict.fromkeys(md5s))
-        if len(unique) == 1:  # the common single commit: no IN list to expand and compile
-            row = conn.execute(_BY_MD5, {"md5": unique[0]}).first()
-            return {unique[0]: _row(row)} if row else {}
-        for start in range(0, len(unique), 500):
-            stmt = select(*_MEDIA_COLS).where(_media.c.md5.in_(unique[start : start + 500]))
-            found.update((r.md5, r) for r in map(_row, conn.execute(stmt)))
-        return found
+    def tombstone(self, md5: str, now: datetime) -> MediaRow | None:
+        """Forget ``md5`` (``rm``): status ``removed`` and its URLs deleted, in one transaction.
+
+        Returns the row as it was, or None if there was none (or it was already removed).
+        """
+        with self._write() as conn:
+            row = _rows_in(conn, [md5]).get(md5)
+            if row is None or row.status == STATUS_REMOVED:
+                return None
+            conn.execute(delete(_urls).where(_urls.c.md5 == md5))
+            conn.execute(
+                update(_media).where(_media.c.md5 == md5)
+                .values(status=STATUS_REMOVED, removed_at=now)
+            )  # fmt: skip
+        return row
+
+    @contextmanager
+    def exclusive(self) -> Iterator[Exclusive]:
+        """A write transaction in which a remover checks intents and acts on files.
+
+        Nothing can claim an md5 while it is open (SQLite's write lock), so a file found
+        unheld here stays unheld until the transaction ends: move or delete it inside.
+        """
+        with self._write() as conn:
+            yield Exclusive(conn)
+
+    def mark_verified(self, md5s: Sequence[str], when: datetime) -> None:
+        """Record a passed check; a row that changed status meanwhile is left alone."""
+        if md5s:
+            with self._write() as conn:
+                conn.execute(_MARK_VERIFIED, [{"b_md5": m, "b_when": when} for m in md5s])
+
+    def removed_md5s(self, limit: int = 1000) -> list[MediaRow]:
+        """Rows of removed content whose file may still need deleting."""
+        stmt = select(*_MEDIA_COLS).where(_media.c.status == STATUS_REMOVED).limit(limit)
+        with self._read() as conn:
+            return [_row(r) for r in conn.execute(stmt)]
 
     def by_md5_many(self, md5s: Sequence[str]) -> dict[str, MediaRow]:
         """The media rows of these md5s that exist (queried in batches)."""
@@ -395,7 +571,7 @@ class Catalog:
             except sqlite3.Error as exc:
                 raise CatalogError(f"catalog {self._where}: read failed: {exc}") from exc
         with self._read() as conn:
-            return self._rows_in(conn, md5s)
+            return _rows_in(conn, md5s)
 
     def _upsert_urls(
         self, conn: Connection, entries: Sequence[tuple[str, UrlInfo]], now: datetime
@@ -435,24 +611,6 @@ class Catalog:
         with self._write() as conn:
             conn.execute(update(_urls).where(_urls.c.url == url).values(last_fetched_at=fetched_at))
 
-    def delete(self, md5: str) -> bool:
-        """Delete a media row and its URLs; True if there was one."""
-        with self._write() as conn:
-            conn.execute(delete(_urls).where(_urls.c.md5 == md5))
-            return conn.execute(delete(_media).where(_media.c.md5 == md5)).rowcount > 0
-
-    def set_status(self, results: Sequence[tuple[str, str, datetime | None]]) -> None:
-        """Store verification outcomes: (md5, status, verified_at or None to keep the old)."""
-        timed = [{"b_md5": m, "b_status": st, "b_when": w} for m, st, w in results if w]
-        untimed = [{"b_md5": m, "b_status": st} for m, st, w in results if not w]
-        if not results:
-            return
-        with self._write() as conn:
-            if timed:
-                conn.execute(_SET_STATUS_TIMED, timed)
-            if untimed:
-                conn.execute(_SET_STATUS, untimed)
-
     # --- reports -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Raw figures for :class:`~mediastore.records.StoreStats`, from indexed queries."""
@@ -468,11 +626,18 @@ class Catalog:
         saved = select(func.coalesce(func.sum(_media.c.size * shared.c.extra), 0)).join_from(
             shared, _media, _media.c.md5 == shared.c.md5
         )
+        # removed rows are few and short-lived: read through the status index and taken off,
+        # so that the per-type figures still come from the covering index alone
+        gone = select(_media.c.media_type, _media.c.size).where(
+            _media.c.status == STATUS_REMOVED
+        )
         with self._read(snapshot=True) as conn:
             by_type = {
                 t: (int(n), int(s))
                 for t, n, s in conn.execute(per_type.group_by(_media.c.media_type))
             }
+            for t, size in conn.execute(gone):
+                by_type[t] = (by_type[t][0] - 1, by_type[t][1] - int(size))
             return {
                 "by_type": by_type,
                 "total_urls": conn.execute(select(func.count()).select_from(_urls)).scalar_one(),

@@ -1,0 +1,110 @@
+"""Writers and their intents: the catalog side of the blob lifecycle (``docs/lifecycle.md``).
+
+A *writer* is an open, writing store; it proves it is alive by a heartbeat taken from the
+database's clock. An *intent* says "this writer may be about to place, or rely on, the file
+of this md5". The rule every remover follows is checked here, inside the remover's own
+transaction: a file whose md5 has an intent is not moved or deleted.
+
+Every statement runs on a connection the caller has inside a transaction; which lock that
+transaction holds (SQLite's write lock; on a server database, row locks) is what makes the
+check and the act that follows it one step for every other writer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import BigInteger, Connection, Table, delete, func, insert, select, update
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+from .models import Intent, Writer
+
+_writers = cast(Table, Writer.__table__)
+_intents = cast(Table, Intent.__table__)
+_CHUNK = 500
+
+
+class db_epoch(FunctionElement[int]):
+    """Whole seconds since the epoch by the database server's clock."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(db_epoch, "sqlite")
+def _epoch_sqlite(element: db_epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CAST(strftime('%s', 'now') AS INTEGER)"
+
+
+@compiles(db_epoch)
+def _epoch_default(element: db_epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CAST(EXTRACT(EPOCH FROM CURRENT_TIMESTAMP) AS BIGINT)"
+
+
+def add_writer(conn: Connection, label: str) -> str:
+    """Register a new writer; returns its id."""
+    writer = uuid.uuid4().hex
+    conn.execute(insert(_writers).values(id=writer, label=label[:200], heartbeat=db_epoch()))
+    return writer
+
+
+def beat(conn: Connection, writer: str, label: str) -> bool:
+    """Renew ``writer``'s heartbeat; False if it had been reaped (it is registered again).
+
+    A reaped writer's intents are gone: its next commit notices (:func:`release` counts
+    them) and fails rather than record a file that a remover may have taken meanwhile.
+    """
+    result = conn.execute(
+        update(_writers).where(_writers.c.id == writer).values(heartbeat=db_epoch())
+    )
+    if result.rowcount:
+        return True
+    conn.execute(insert(_writers).values(id=writer, label=label[:200], heartbeat=db_epoch()))
+    return False
+
+
+def drop_writer(conn: Connection, writer: str) -> None:
+    """Forget a writer and every intent it still holds (it is closing)."""
+    conn.execute(delete(_intents).where(_intents.c.writer == writer))
+    conn.execute(delete(_writers).where(_writers.c.id == writer))
+
+
+def reap_writers(conn: Connection, lease_seconds: int) -> int:
+    """Drop writers whose heartbeat is older than the lease, and their intents."""
+    stale = select(_writers.c.id).where(_writers.c.heartbeat < db_epoch() - lease_seconds)
+    conn.execute(delete(_intents).where(_intents.c.writer.in_(stale)))
+    return conn.execute(delete(_writers).where(_writers.c.id.in_(stale))).rowcount
+
+
+def hold(conn: Connection, writer: str, md5s: Sequence[str]) -> None:
+    """Record an intent of ``writer`` on each md5."""
+    if md5s:
+        conn.execute(insert(_intents), [{"writer": writer, "md5": m} for m in md5s])
+
+
+def release(conn: Connection, writer: str, md5s: Sequence[str]) -> int:
+    """Drop ``writer``'s intents on these md5s; returns how many there were."""
+    dropped = 0
+    for start in range(0, len(md5s), _CHUNK):
+        chunk = list(md5s[start : start + _CHUNK])
+        stmt = delete(_intents).where(_intents.c.writer == writer, _intents.c.md5.in_(chunk))
+        dropped += conn.execute(stmt).rowcount
+    return dropped
+
+
+def held(conn: Connection, md5s: Sequence[str]) -> set[str]:
+    """The md5s among these that some writer holds an intent on."""
+    found: set[str] = set()
+    for start in range(0, len(md5s), _CHUNK):
+        chunk = list(md5s[start : start + _CHUNK])
+        stmt = select(_intents.c.md5).where(_intents.c.md5.in_(chunk)).distinct()
+        found.update(conn.execute(stmt).scalars())
+    return found
+
+
+def writer_count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(_writers)).scalar_one())

@@ -1,0 +1,465 @@
+"""The life of a blob: stage, claim, place, record, remove, collect. The protocol is in
+``docs/lifecycle.md``; this module is the one place that carries it out.
+
+Every path that puts content into the store (files, bytes, downloads, legacy imports, gc
+adoption, reindex, repairs) ends in :meth:`Lifecycle.commit` or :meth:`Lifecycle.commit_many`,
+and every path that takes a file away from its address goes through :meth:`Lifecycle.collect`,
+:meth:`Lifecycle.quarantine` or :meth:`Lifecycle.mark_missing`. In short:
+
+- a writer *claims* its md5s (an intent row, committed) before it places a file or relies on
+  one, and drops the claim in the transaction that records the row;
+- a remover acts on a file only inside a catalog transaction that finds no intent on its md5
+  (SQLite's write lock keeps any new claim out until it commits);
+- the foreground path never unlinks a file it placed: a failed commit leaves it for gc.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .blobs import BlobRef, BlobStore, Location
+from .catalog import (
+    Catalog,
+    MediaRow,
+    NewMedia,
+    PlacementNeeded,
+    Recording,
+    UrlInfo,
+    check_same_content,
+)
+from .config import StoreConfig
+from .errors import HashCollisionError, MediaNotFoundError, MediaStoreError, StorageError
+from .ingest import ByteProgress, Chunks, Staged, stage
+from .records import STATUS_CORRUPT, STATUS_MISSING, STATUS_OK, STATUS_REMOVED, MediaRecord
+from .sniff import BY_EXTENSION
+
+log = logging.getLogger(__name__)
+
+#: Seconds between a writer's heartbeats, and silence after which its intents are reaped.
+HEARTBEAT_SECONDS = 15
+LEASE_SECONDS = 120
+#: Times a commit re-places files whose rows changed under it before giving up.
+PLACEMENT_ROUNDS = 3
+
+Entry = tuple[Staged, Sequence[UrlInfo]]
+Outcome = MediaRow | MediaStoreError
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def ref_of(row: MediaRow) -> BlobRef:
+    """The address of a catalog row's file."""
+    return BlobRef(BY_EXTENSION[row.extension], row.md5)
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What :meth:`Lifecycle.quarantine` did: moved the file (``where``), or why not."""
+
+    done: bool
+    where: str | None = None
+    reason: str = ""
+
+
+class Lifecycle:
+    """Owns the protocol between one :class:`BlobStore` and one :class:`Catalog`.
+
+    Thread-safe. Commits of one store object are grouped (:class:`GroupCommit`) and run one
+    batch at a time; other processes and hosts commit in parallel, settled by the catalog.
+    """
+
+    def __init__(self, blobs: BlobStore, catalog: Catalog, config: StoreConfig) -> None:
+        self.blobs = blobs
+        self.catalog = catalog
+        self.config = config
+        self.read_only = blobs.read_only or catalog.read_only
+        self._writer: _Writer | None = None
+        self._writer_lock = threading.Lock()
+        self._batch_lock = threading.Lock()
+        self._group = GroupCommit(self.commit_many)
+
+    def close(self) -> None:
+        with self._writer_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.stop()
+
+    def writer_id(self) -> str:
+        """This store's writer id in the catalog (registered on first use)."""
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = _Writer(self.catalog)
+            return self._writer.id
+
+    # --- records -------------------------------------------------------------------------
+    def record(self, row: MediaRow, url: str | None = None) -> MediaRecord:
+        """The public record of a row (with the local path of its file)."""
+        return MediaRecord(
+            md5=row.md5, sha256=row.sha256, media_type=row.media_type, mime_type=row.mime_type,
+            extension=row.extension, size=row.size, width=row.width, height=row.height,
+            path=self.blobs.local_path(ref_of(row)), created_at=row.created_at,
+            last_verified_at=row.last_verified_at, status=row.status, url=url,
+        )  # fmt: skip
+
+    # --- adding ----------------------------------------------------------------------------
+    def stage(
+        self, chunks: Chunks, *, mime_hint: str | None = None,
+        progress: ByteProgress | None = None,
+    ) -> Staged:  # fmt: skip
+        """Stream content into a checked temp file (see :func:`mediastore.ingest.stage`)."""
+        cfg = self.config
+        return stage(
+            chunks, self.blobs, max_size=cfg.max_file_size, max_pixels=cfg.max_image_pixels,
+            mime_hint=mime_hint, progress=progress,
+        )  # fmt: skip
+
+    def discard(self, staged: Staged) -> None:
+        self.blobs.discard(staged.temp)
+
+    def ingest(
+        self, chunks: Chunks, urls: Sequence[UrlInfo] = (), *, mime_hint: str | None = None
+    ) -> MediaRow:
+        """Stage and commit: the whole way in for one piece of content."""
+        return self.commit(self.stage(chunks, mime_hint=mime_hint), urls)
+
+    def commit(self, staged: Staged, urls: Sequence[UrlInfo]) -> MediaRow:
+        """Place (unless an intact copy is in place) and record ``staged``; grouped.
+
+        Raises:
+            HashCollisionError: its md5 is stored with other content (nothing changed).
+            StorageError / CatalogError: it could not be placed or recorded. A file placed
+                before a failed commit stays (gc adopts it): no one else's file is undone.
+        """
+        if not self._probably_stored(staged):
+            # fsync here, on the caller's thread: concurrent callers sync in parallel, and
+            # the grouped commit is left with renames, one directory fsync, one transaction
+            try:
+                staged.temp.sync()
+            except BaseException:
+                self.discard(staged)
+                raise
+        outcome = self._group.commit((staged, urls))
+        if isinstance(outcome, MediaStoreError):
+            raise outcome
+        return outcome
+
+    def _probably_stored(self, staged: Staged) -> bool:
+        row = self.catalog.by_md5(staged.md5)
+        if row is None or row.status != STATUS_OK:
+            return False
+        found = self.blobs.stat(BlobRef(staged.kind, staged.md5))
+        return found is not None and found.regular and found.size == staged.size
+
+    def commit_many(self, batch: Sequence[Entry]) -> list[Outcome]:
+        """Commit staged files as one batch: one claim, the placements, one recording.
+
+        Each entry fails alone (a collision, a failed placement); what fails the batch as a
+        whole (the catalog) is the outcome of every entry still pending. Temps are consumed.
+        """
+        with self._batch_lock:
+            return _Batch(self, batch).run()
+
+    # --- removing ------------------------------------------------------------------------
+    def remove(self, md5: str) -> MediaRow:
+        """Forget ``md5`` and its URLs now; delete its file unless a writer holds it.
+
+        Raises:
+            MediaNotFoundError: no such content (or it was removed already).
+        """
+        row = self.catalog.tombstone(md5, utcnow())
+        if row is None:
+            raise MediaNotFoundError(f"no media with md5 {md5}")
+        self.collect([md5])
+        return row
+
+    def collect(self, md5s: Sequence[str] | None = None) -> list[str]:
+        """Delete the files of removed content that no writer holds; returns their md5s.
+
+        The check (status still ``removed``, no intent) and the unlink happen inside one
+        catalog transaction, which no claim can enter: a writer arriving later finds no row
+        and places its own copy.
+        """
+        if md5s is None:
+            md5s = [row.md5 for row in self.catalog.removed_md5s()]
+        if not md5s:
+            return []
+        with self.catalog.exclusive() as ex:
+            held = ex.held(md5s)
+            rows = ex.rows(md5s)
+            gone = [
+                md5 for md5 in md5s
+                if md5 not in held and (row := rows.get(md5)) is not None
+                and row.status == STATUS_REMOVED
+            ]  # fmt: skip
+            for md5 in gone:
+                self.blobs.delete(ref_of(rows[md5]))
+            ex.forget(gone)
+        return gone
+
+    def quarantine(
+        self, loc: Location, *, md5: str | None, identity: str | None,
+        mark_corrupt: bool = True,
+    ) -> Removal:  # fmt: skip
+        """Move a damaged entry out of the media tree (never deleted).
+
+        Args:
+            loc: What to move (the file of ``md5``, or a stray entry).
+            md5: The content whose address ``loc`` is, or None for a name that is no
+                address (nobody ever places a file there).
+            identity: The entry that was checked: a replacement found in its place is left.
+            mark_corrupt: Mark ``md5``'s row corrupt (if it is ``ok``) in the same step.
+        """
+        with self.catalog.exclusive() as ex:
+            if md5 is not None and ex.held([md5]):
+                return Removal(False, reason="a writer is placing this content right now")
+            where = self.blobs.quarantine(loc, if_identity=identity)
+            if where is None:
+                return Removal(False, reason="replaced or gone since it was checked")
+            row = ex.rows([md5]).get(md5) if md5 is not None and mark_corrupt else None
+            if row is not None and row.status == STATUS_OK:
+                ex.set_status([row.md5], STATUS_CORRUPT)
+        return Removal(True, where=where)
+
+    def mark_missing(self, md5s: Sequence[str]) -> list[str]:
+        """Mark ``ok`` rows whose file is absent ``missing``, re-checked under the lock."""
+        if not md5s:
+            return []
+        with self.catalog.exclusive() as ex:
+            held = ex.held(md5s)
+            rows = ex.rows(md5s)
+            gone = [
+                md5 for md5 in md5s
+                if md5 not in held and (row := rows.get(md5)) is not None
+                and row.status == STATUS_OK and self.blobs.stat(ref_of(row)) is None
+            ]  # fmt: skip
+            ex.set_status(gone, STATUS_MISSING)
+        return gone
+
+
+class _Batch:
+    """One run of the commit protocol over a batch (see :meth:`Lifecycle.commit_many`)."""
+
+    def __init__(self, life: Lifecycle, batch: Sequence[Entry]) -> None:
+        self.life = life
+        self.batch = batch
+        self.outcomes: list[Outcome | None] = [None] * len(batch)
+        self.placed: set[str] = set()
+
+    def run(self) -> list[Outcome]:
+        life = self.life
+        try:
+            writer = life.writer_id()
+            rows = life.catalog.claim(writer, [s.md5 for s, _ in self.batch])
+        except BaseException:
+            self._discard_all()
+            raise
+        try:
+            self._place_new(rows)
+            self._record(writer)
+        except MediaStoreError as exc:
+            self._fail_pending(exc)
+        except BaseException:
+            self._discard_all()
+            self._finish(writer)
+            raise
+        self._finish(writer)
+        return [o for o in self.outcomes if o is not None]
+
+    def _pending(self) -> list[int]:
+        return [i for i, o in enumerate(self.outcomes) if o is None]
+
+    def _place_new(self, rows: dict[str, MediaRow]) -> None:
+        """Place each md5 that has no intact, recorded file (once per md5 in the batch)."""
+        to_place: dict[str, int] = {}
+        for i, (staged, _) in enumerate(self.batch):
+            row = rows.get(staged.md5)
+            if row is not None:
+                try:
+                    check_same_content(row, _new_media(staged))
+                except HashCollisionError as exc:
+                    self.outcomes[i] = exc
+                    continue
+            if staged.md5 not in to_place and not _intact(self.life, row, staged):
+                to_place[staged.md5] = i
+        self._place(list(to_place.values()))
+
+    def _place(self, indices: list[int]) -> None:
+        """Sync and place these entries; a failure fails every entry of that md5."""
+        if not indices:
+            return
+        temps = [self.batch[i][0].temp for i in indices]
+        try:
+            self.life.blobs.sync_temps(temps)
+        except StorageError as exc:
+            for i in indices:
+                self._fail_md5(self.batch[i][0].md5, exc)
+            return
+        errors = self.life.blobs.place_many(
+            [(self.batch[i][0].temp, BlobRef(self.batch[i][0].kind, self.batch[i][0].md5))
+             for i in indices]
+        )  # fmt: skip
+        for i, error in zip(indices, errors, strict=True):
+            md5 = self.batch[i][0].md5
+            if error is None:
+                self.placed.add(md5)
+                log.debug("placed %s", md5)
+            else:
+                self._fail_md5(md5, error)
+
+    def _fail_md5(self, md5: str, error: MediaStoreError) -> None:
+        for j, (staged, _) in enumerate(self.batch):
+            if staged.md5 == md5 and self.outcomes[j] is None:
+                self.outcomes[j] = error
+
+    def _record(self, writer: str) -> None:
+        """Record every pending entry; re-place files whose rows changed since the claim."""
+        for _ in range(PLACEMENT_ROUNDS):
+            pending = self._pending()
+            if not pending:
+                return
+            entries = [
+                Recording(
+                    media=_new_media(self.batch[i][0]),
+                    urls=self.batch[i][1],
+                    placed=self.batch[i][0].md5 in self.placed,
+                )
+                for i in pending
+            ]
+            try:
+                rows = self.life.catalog.record_many(writer, entries, utcnow())
+            except PlacementNeeded as need:
+                self._place([self._unplaced(md5) for md5 in sorted(need.md5s)])
+                continue
+            for i, row in zip(pending, rows, strict=True):
+                self.outcomes[i] = row
+            for row in {r.md5: r for r in rows}.values():
+                log.info("stored %s (%s, %d bytes)", row.md5, row.mime_type, row.size)
+            return
+        self._fail_pending(StorageError("the stored file kept changing under this commit"))
+
+    def _unplaced(self, md5: str) -> int:
+        """A pending entry of ``md5`` (its temp is still there: temps go at the end)."""
+        return next(i for i in self._pending() if self.batch[i][0].md5 == md5)
+
+    def _fail_pending(self, exc: MediaStoreError) -> None:
+        """The batch failed as a whole: every entry still pending gets ``exc``.
+
+        Files already placed stay where they are: another writer may have recorded the
+        same content meanwhile, and an unrecorded one is adopted by gc.
+        """
+        for i in self._pending():
+            self.outcomes[i] = exc
+
+    def _discard_all(self) -> None:
+        for staged, _ in self.batch:
+            self.life.discard(staged)
+
+    def _finish(self, writer: str) -> None:
+        """Drop the intents the recording did not (entries that failed); remove the temps
+        that were not placed (those of entries that relied on a file already in place)."""
+        recorded = {
+            self.batch[i][0].md5 for i, o in enumerate(self.outcomes) if isinstance(o, MediaRow)
+        }
+        failed = [s.md5 for s, _ in self.batch if s.md5 not in recorded]
+        if failed:
+            try:
+                self.life.catalog.release(writer, failed)
+            except MediaStoreError:  # they go when this writer closes or is reaped
+                log.warning("could not drop intents on %d md5(s)", len(failed), exc_info=True)
+        for staged, _ in self.batch:
+            if staged.md5 not in self.placed:
+                self.life.discard(staged)
+
+
+def _intact(life: Lifecycle, row: MediaRow | None, staged: Staged) -> bool:
+    """An ``ok`` row's file is in place at the right size: rely on it, place nothing."""
+    if row is None or row.status != STATUS_OK:
+        return False
+    found = life.blobs.stat(BlobRef(staged.kind, staged.md5))
+    return found is not None and found.regular and found.size == staged.size
+
+
+def _new_media(staged: Staged) -> NewMedia:
+    return NewMedia(
+        md5=staged.md5, sha256=staged.sha256, media_type=staged.kind.media_type,
+        mime_type=staged.kind.mime_type, extension=staged.kind.extension,
+        size=staged.size, width=staged.width, height=staged.height,
+    )  # fmt: skip
+
+
+class _Writer:
+    """This store's writer row in the catalog, kept alive by a heartbeat thread."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self.label = f"{socket.gethostname()}:{os.getpid()}"
+        self.id = catalog.open_writer(self.label)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="mediastore-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                if not self._catalog.heartbeat(self.id, self.label):
+                    log.warning("writer %s had been reaped; registered again", self.id)
+            except MediaStoreError:
+                log.warning("heartbeat of writer %s failed", self.id, exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        try:
+            self._catalog.close_writer(self.id)
+        except MediaStoreError:  # reaped later by gc, after the lease
+            log.warning("could not unregister writer %s", self.id, exc_info=True)
+
+
+class GroupCommit:
+    """Commits that arrive while another is running are committed together, in one batch.
+
+    A caller finding no commit under way commits at once (no added latency without
+    contention). Callers arriving meanwhile queue up; when the running commit ends, one of
+    them takes everything queued and commits it with one round of parallel fsyncs, one
+    directory fsync and one transaction. Each leader commits one batch, its own entry in it,
+    so no caller ends up committing for others indefinitely.
+    """
+
+    def __init__(self, commit_many: Callable[[Sequence[Entry]], list[Outcome]]) -> None:
+        self._commit_many = commit_many
+        self._cond = threading.Condition()
+        self._pending: list[tuple[Entry, Future[Outcome]]] = []
+        self._leading = False
+
+    def commit(self, entry: Entry) -> Outcome:
+        future: Future[Outcome] = Future()
+        with self._cond:
+            self._pending.append((entry, future))
+            while self._leading and not future.done():
+                self._cond.wait()
+            if future.done():
+                return future.result()
+            self._leading = True
+            batch, self._pending = self._pending, []
+        try:
+            outcomes = self._commit_many([e for e, _ in batch])
+            for (_, waiting), outcome in zip(batch, outcomes, strict=True):
+                waiting.set_result(outcome)
+        except BaseException as exc:  # the batch failed as a whole: every caller sees it
+            for _, waiting in batch:
+                if not waiting.done():
+                    waiting.set_exception(exc)
+        finally:
+            with self._cond:
+                self._leading = False
+                self._cond.notify_all()
+        return future.result()
