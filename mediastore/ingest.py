@@ -1,6 +1,6 @@
-"""The one ingest path: stream -> hash -> temp file -> checks. Files, bytes, downloads, legacy
-imports and repairs all come through :func:`stage`; the store then moves the staged file into
-place and commits its row (:meth:`MediaStore._commit`).
+"""The one ingest path: stream -> type and structure check, hash, temp file -> checks. Files,
+bytes, downloads, legacy imports and repairs all come through :func:`stage`; the store then
+moves the staged file into place and commits its row (:meth:`MediaStore._commit`).
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .blobs import LocalBlobStore, LocalTemp
+from .blobs import BlobStore, TempBlob
 from .config import DEFAULT_CHUNK_SIZE
 from .errors import FileTooLargeError
 from .hashing import Digests
 from .probe import image_size
 from .sniff import HEAD_SIZE, MediaKind, kind_for_hint, sniff
+from .structure import Checker, ImageLayout, checker_for
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ ByteProgress = Callable[[int], None]
 class Staged:
     """A complete temp file, hashed, typed and checked, not yet in place."""
 
-    temp: LocalTemp
+    temp: TempBlob
     kind: MediaKind
     md5: str
     sha256: str
@@ -108,7 +109,7 @@ class _Sink:
     MD5, the slowest, then sets the pace instead of the sum of all three.
     """
 
-    def __init__(self, temp: LocalTemp) -> None:
+    def __init__(self, temp: TempBlob) -> None:
         self.digests = Digests()
         self._temp = temp
         self._workers: list[_Worker] = []
@@ -149,9 +150,48 @@ class _Sink:
                 raise worker.error
 
 
+class _Typer:
+    """Sniffs a stream from its first HEAD_SIZE bytes, then feeds its completeness check.
+
+    Bytes that arrive before the type is known are kept in the head and fed to the check
+    once the type is; afterwards each chunk goes straight to the check, in the same pass.
+    """
+
+    def __init__(self, max_pixels: int) -> None:
+        self._max_pixels = max_pixels
+        self._head = bytearray()
+        self.kind: MediaKind | None = None
+        self._check: Checker | None = None
+
+    def feed(self, chunk: bytes | memoryview) -> None:
+        if self._check is not None:
+            self._check.feed(chunk)
+            return
+        taken = HEAD_SIZE - len(self._head)
+        self._head += chunk[:taken]
+        if len(self._head) >= HEAD_SIZE:
+            self._start()
+            assert self._check is not None
+            if len(chunk) > taken:
+                self._check.feed(chunk[taken:])
+
+    def _start(self) -> None:
+        self.kind = sniff(bytes(self._head))
+        self._check = checker_for(self.kind, max_pixels=self._max_pixels)
+        self._check.feed(self._head)
+        self._head = bytearray()
+
+    def finish(self) -> tuple[MediaKind, ImageLayout | None]:
+        """The kind, and an image's layout; raises if the stream was not a complete file."""
+        if self._check is None:
+            self._start()
+        assert self.kind is not None and self._check is not None
+        return self.kind, self._check.finish()
+
+
 def stage(
     chunks: Chunks,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     *,
     max_size: int,
     max_pixels: int,
@@ -161,11 +201,15 @@ def stage(
     """Stream ``chunks`` into a temp file, hashing as they pass, and check what arrived.
 
     The type is sniffed as soon as the first ``HEAD_SIZE`` bytes are in, so a large body that
-    is not media (an HTML error page, a ZIP) is refused before it is read to the end.
+    is not media (an HTML error page, a ZIP) is refused before it is read to the end. Each
+    chunk then passes the format's completeness check (:mod:`mediastore.structure`) as it
+    streams, so truncated or broken files are refused without a second read.
 
     Raises:
-        UnsupportedMediaError: empty, unsupported, or larger than ``max_size``.
-        ImageTooLargeError / CorruptMediaError: an image that fails the Pillow checks.
+        UnsupportedMediaError: empty, unsupported (an audio-only "video" too), or larger than
+            ``max_size``.
+        ImageTooLargeError: an image or any of its frames over ``max_pixels``.
+        CorruptMediaError: incomplete or malformed structure, or an image Pillow cannot parse.
         StorageError: the temp file could not be written.
         Anything ``chunks`` raises (a download error) passes through.
         In every case the temp file is removed.
@@ -174,8 +218,7 @@ def stage(
     sink = _Sink(temp)
     digests = sink.digests
     try:
-        head = bytearray()
-        kind: MediaKind | None = None
+        typer = _Typer(max_pixels)
         whole: bytes | None = None  # the content, when it arrived as one immutable chunk
         try:
             for count, chunk in enumerate(chunks):
@@ -184,22 +227,20 @@ def stage(
                     raise FileTooLargeError(
                         f"content exceeds the maximum file size of {max_size} bytes"
                     )
-                if kind is None:
-                    head += chunk[: HEAD_SIZE - len(head)]
-                    if len(head) >= HEAD_SIZE:
-                        kind = sniff(bytes(head))
+                typer.feed(chunk)
                 sink.feed(chunk)
                 if progress is not None:
                     progress(digests.size)
         finally:
             sink.close()
-        if kind is None:
-            kind = sniff(bytes(head))
+        kind, layout = typer.finish()
         _log_hint_mismatch(kind, mime_hint)
         width = height = None
         if kind.media_type == "image":
             # a small image that came in one chunk is probed from memory, not read back
-            width, height = image_size(temp.path, kind, max_pixels=max_pixels, data=whole)
+            width, height = image_size(
+                temp.path, kind, max_pixels=max_pixels, data=whole, layout=layout
+            )
         return Staged(
             temp=temp, kind=kind, md5=digests.md5, sha256=digests.sha256,
             size=digests.size, width=width, height=height,

@@ -1,15 +1,29 @@
-"""Image dimensions read from headers by Pillow, with only the four supported decoders."""
+"""Images read by Pillow, with only the four supported decoders and our own pixel cap.
+
+Pillow's own decompression-bomb guard is process-wide (``Image.MAX_IMAGE_PIXELS``, which the
+importer's code may rely on): it warns above that limit and refuses above twice it, whatever
+cap the store was given. So files are opened through the format's plugin class directly, which
+skips the guard ``Image.open`` applies, and the store's ``max_pixels`` is enforced from the
+dimensions the file's structure declares (:mod:`mediastore.structure`, every frame). The GIF
+and WebP plugins apply the global guard internally as well; an image whose canvas is beyond it
+is never handed to them (its header was already checked by the structure walk). Nothing here
+changes Pillow's global state or the warning filters, so ``DecompressionBombWarning`` never
+reaches the user.
+"""
 
 from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO, BinaryIO
 
-from PIL import Image, UnidentifiedImageError
+from PIL import GifImagePlugin, Image, ImageFile, JpegImagePlugin, PngImagePlugin
 
-from .errors import CorruptMediaError, ImageTooLargeError
-from .sniff import MediaKind
+from .errors import CorruptMediaError, ImageTooLargeError, StorageError
+from .sniff import GIF, WEBP, MediaKind
+from .structure import ImageLayout, check_file, checker_for
 
 log = logging.getLogger(__name__)
 
@@ -20,40 +34,111 @@ _PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP"}
 #: headers (EXIF, ICC, XMP, text chunks) fit in far less; the pixel data after them is not read.
 HEADER_LIMIT = 16 << 20
 
+Opener = Callable[[IO[bytes]], ImageFile.ImageFile]
+
+
+def _open_webp(fp: IO[bytes]) -> ImageFile.ImageFile:
+    from PIL import WebPImagePlugin  # needs Pillow's libwebp module: imported when used
+
+    return WebPImagePlugin.WebPImageFile(fp)
+
+
+#: The plugin entry points ``Image.open`` would call, minus its global bomb check.
+_OPENERS: dict[str, Opener] = {
+    "JPEG": lambda fp: JpegImagePlugin.jpeg_factory(fp),
+    "PNG": lambda fp: PngImagePlugin.PngImageFile(fp),
+    "GIF": lambda fp: GifImagePlugin.GifImageFile(fp),
+    "WEBP": _open_webp,
+}
+
+
+def _pillow_guard_allows(kind: MediaKind, layout: ImageLayout | None, *, decode: bool) -> bool:
+    """Whether Pillow's internal guard can stay silent on this image.
+
+    The JPEG and PNG plugins apply no guard of their own; GIF applies it to frames (warning
+    above ``MAX_IMAGE_PIXELS``), WebP when opening (refusing above twice it).
+    """
+    if kind not in (GIF, WEBP) or layout is None:
+        return True
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None:
+        return True
+    if kind == WEBP and not decode:
+        return layout.canvas_pixels <= 2 * limit
+    return layout.canvas_pixels <= limit
+
+
+def _header_layout(content: bytes, kind: MediaKind, max_pixels: int) -> ImageLayout | None:
+    """The layout the structure declares within ``content`` (a file's start or all of it)."""
+    check = checker_for(kind, max_pixels=max_pixels)
+    check.feed(content)
+    return check.layout
+
 
 def image_size(
-    path: str | Path, kind: MediaKind, *, max_pixels: int, data: bytes | None = None
-) -> tuple[int, int]:
+    path: str | Path, kind: MediaKind, *, max_pixels: int, data: bytes | None = None,
+    layout: ImageLayout | None = None,
+) -> tuple[int, int]:  # fmt: skip
     """Width and height of an image file, read from its header (no full decode).
 
     Only the decoder of the detected kind is allowed, so a file cannot reach any other
-    Pillow plugin. Images above ``max_pixels`` are refused (Pillow's warning zone included).
-    ``data``, when given, is the file's whole content, used instead of reading ``path``.
+    Pillow plugin. Images above ``max_pixels`` are refused, whatever Pillow's own limit.
+
+    Args:
+        path: The image file.
+        kind: Its sniffed kind (JPEG, PNG, GIF or WebP).
+        max_pixels: The pixel cap (any frame).
+        data: The file's whole content, used instead of reading ``path``.
+        layout: What the structure check found (ingest has it); read here when not given.
 
     Raises:
         ImageTooLargeError: more pixels than ``max_pixels``.
         CorruptMediaError: Pillow cannot parse the header, or it disagrees with the sniffer.
+        StorageError: ``path`` could not be read.
     """
     fmt = _PIL_FORMATS.get(kind.extension)
     if fmt is None:
         raise ValueError(f"not an image kind: {kind}")
+    if data is not None:
+        content = data if fmt == "WEBP" else data[:HEADER_LIMIT]
+    else:
+        content = _read_header(path, whole=fmt == "WEBP")
+    if layout is None:
+        layout = _header_layout(content, kind, max_pixels)
+    if layout is not None and not _pillow_guard_allows(kind, layout, decode=False):
+        # beyond Pillow's own guard but within ours: the structure walk read the header
+        return _within_cap(layout.width, layout.height, max_pixels)
+    width, height = _pillow_size(content, kind, fmt, path)
+    if width <= 0 or height <= 0:
+        raise CorruptMediaError(f"image declares an empty size {width}x{height}")
+    return _within_cap(width, height, max_pixels)
+
+
+def _read_header(path: str | Path, *, whole: bool) -> bytes:
+    """A file's first HEADER_LIMIT bytes (all of it for WebP, which libwebp parses whole)."""
     try:
-        if data is not None:
-            source: str | Path | io.BytesIO = io.BytesIO(
-                data if fmt == "WEBP" else data[:HEADER_LIMIT]
-            )
-        elif fmt == "WEBP":  # parsed by libwebp, which needs the whole file (and is not slow)
-            source = path
-        else:  # a bounded header (see HEADER_LIMIT): past it, Pillow sees the end of the file
-            with open(path, "rb") as fh:
-                source = io.BytesIO(fh.read(HEADER_LIMIT))
-        with Image.open(source, formats=[fmt]) as im:
+        with open(path, "rb") as fh:
+            return fh.read() if whole else fh.read(HEADER_LIMIT)
+    except OSError as exc:
+        raise StorageError(f"reading image {path} failed: {exc}") from exc
+
+
+def _within_cap(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image of {width}x{height} = {width * height} pixels exceeds the cap of "
+            f"{max_pixels} (decompression bomb guard)"
+        )
+    return width, height
+
+
+def _pillow_size(content: bytes, kind: MediaKind, fmt: str, path: str | Path) -> tuple[int, int]:
+    try:
+        with _OPENERS[fmt](io.BytesIO(content)) as im:
             width, height = im.size
             found = im.format
-    except Image.DecompressionBombError as exc:
+    except Image.DecompressionBombError as exc:  # only if Pillow's limit was lowered meanwhile
         raise ImageTooLargeError(f"image refused as a decompression bomb: {exc}") from exc
-    except UnidentifiedImageError as exc:  # its message names the in-memory header buffer
-        raise CorruptMediaError(f"{kind.extension} image could not be parsed as {fmt}") from exc
     except (SyntaxError, OSError, ValueError, EOFError) as exc:
         raise CorruptMediaError(f"{kind.extension} image could not be parsed: {exc}") from exc
     except Exception as exc:  # a Pillow plugin bug on hostile input must not escape raw
@@ -63,11 +148,54 @@ def image_size(
     # 3D cameras) is a valid JPEG to every viewer; Pillow only names it differently.
     if found != fmt and not (fmt == "JPEG" and found == "MPO"):
         raise CorruptMediaError(f"content sniffed as {fmt} but Pillow read {found}")
-    if width <= 0 or height <= 0:
-        raise CorruptMediaError(f"image declares an empty size {width}x{height}")
-    if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"image of {width}x{height} = {width * height} pixels exceeds the cap of "
-            f"{max_pixels} (decompression bomb guard)"
-        )
     return width, height
+
+
+def deep_check(fileobj: BinaryIO, kind: MediaKind, *, max_pixels: int) -> None:
+    """Full check of a stored file, for ``verify --deep``: slower than ingest, reads everything.
+
+    The structure is walked as at ingest and deeper (MP4 boxes inside ``moov`` and fragments
+    tile their parents and sample offsets lie inside the file; WebM master elements tile
+    theirs). Images are then decoded by Pillow, every frame (GIF, APNG, animated WebP; an
+    MPO's primary image), within ``max_pixels``. A GIF whose canvas is above Pillow's own
+    ``MAX_IMAGE_PIXELS`` (only possible with a raised cap) is structure-checked only, since
+    Pillow would warn while decoding it.
+
+    Args:
+        fileobj: The file, open for binary reading and seekable; read from its start.
+        kind: The kind it is stored as.
+        max_pixels: The pixel cap (any frame).
+
+    Raises:
+        CorruptMediaError: truncated, malformed, or pixel data that does not decode.
+        UnsupportedMediaError: a video without a video track.
+        ImageTooLargeError: a frame above ``max_pixels``.
+    """
+    fileobj.seek(0)
+    layout = check_file(fileobj, kind, max_pixels=max_pixels, deep=True)
+    fmt = _PIL_FORMATS.get(kind.extension)
+    if fmt is None:
+        return
+    if not _pillow_guard_allows(kind, layout, decode=True):
+        log.debug("%s canvas beyond Pillow's own limit: structure checked, not decoded", fmt)
+        return
+    fileobj.seek(0)
+    _decode_frames(fileobj, kind, fmt)
+
+
+def _decode_frames(fileobj: BinaryIO, kind: MediaKind, fmt: str) -> None:
+    frame = 0
+    try:
+        with _OPENERS[fmt](fileobj) as im:
+            # MPO: seeking to its other images would apply Pillow's global guard
+            frames = 1 if im.format == "MPO" else getattr(im, "n_frames", 1)
+            for frame in range(frames):
+                im.seek(frame)
+                im.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"image refused as a decompression bomb: {exc}") from exc
+    except Exception as exc:  # any decoder failure means the pixel data is broken
+        where = f" (frame {frame + 1})" if frame else ""
+        raise CorruptMediaError(
+            f"{kind.extension} image data could not be decoded{where}: {exc}"
+        ) from exc

@@ -4,10 +4,19 @@ Supported: JPEG, PNG, GIF, WebP (images); MP4, WebM, QuickTime/MOV (videos); PDF
 The ISO-BMFF ``ftyp`` brands and the EBML DocType are parsed here rather than trusted to a
 generic sniffer, because those are exactly the cases generic sniffers get wrong (AVIF, HEIC and
 M4A reported as video/mp4; Matroska reported as WebM; PDFs with leading bytes missed).
+
+ISO-BMFF: the major brand decides. Compatible brands are read only when the major brand is a
+generic one (:data:`GENERIC_BRANDS`: ``isom``, ``iso2``-``iso9``, ``mp41``, ``mp42``), and
+then only to refuse still images (AVIF, HEIC). Refused by their major brand: still images
+(AVIF, HEIC/HEIF, Canon CR3 ``crx ``), audio (M4A, M4B, M4P, F4A, F4B), protected F4P, 3GPP
+and any unknown brand. Adobe F4V (``F4V ``) is accepted as video/mp4. Brands padded with NULs
+are read as padded with spaces. Whether a file sniffed as MP4 or MOV really holds a video track
+is checked later, from its boxes (:mod:`mediastore.structure`).
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
@@ -45,19 +54,31 @@ KINDS: tuple[MediaKind, ...] = (JPEG, PNG, GIF, WEBP, MP4, WEBM, MOV, PDF)
 BY_EXTENSION: dict[str, MediaKind] = {k.extension: k for k in KINDS}
 BY_MIME: dict[str, MediaKind] = {k.mime_type: k for k in KINDS}
 
-# ISO base media file format brands. Image and audio brands are refused even when a video
-# brand is listed as compatible: the major brand says what the file is.
+# ISO base media file format brands. The major brand says what a file is; compatible brands
+# only say which readers can parse it (a Canon CR3 raw photo lists ``isom``), so they are read
+# only when the major brand is one of the generic ones below. Brands are four bytes; a brand
+# padded with NULs instead of spaces (``M4A\0``) is read as the space-padded one.
 _MOV_BRANDS = {b"qt  "}
+#: Major brands that name an MP4 video. Adobe F4V (``F4V ``, an H.264 MP4 written by Flash
+#: tools) is played by every MP4 player and stored as video/mp4; its protected variant F4P
+#: and the audio-only F4A/F4B are refused.
 _MP4_BRANDS = {
-    b"isom", b"iso2", b"iso3", b"iso4", b"iso5", b"iso6", b"iso7", b"iso8", b"iso9",
-    b"mp41", b"mp42", b"mp71", b"avc1", b"av01", b"hvc1", b"dash", b"msnv", b"ndas",
-    b"M4V ", b"M4VH", b"M4VP", b"mmp4", b"f4v ", b"cmfc", b"cmf2", b"XAVC", b"MSNV",
+    b"avc1", b"av01", b"hvc1", b"hev1", b"dash", b"msnv", b"MSNV", b"ndas", b"M4V ", b"M4VH",
+    b"M4VP", b"mmp4", b"F4V ", b"cmfc", b"cmf2", b"XAVC", b"mp71",
 }  # fmt: skip
+#: Generic major brands (ISO base media, MPEG-4 version 1 and 2): the compatible brands then
+#: decide between a still image (refused) and an MP4. Whether it holds video is then checked
+#: from its tracks (an audio-only file is refused at ingest, see ``structure``).
+GENERIC_BRANDS = frozenset(
+    {b"isom", b"iso2", b"iso3", b"iso4", b"iso5", b"iso6", b"iso7", b"iso8", b"iso9",
+     b"mp41", b"mp42"}
+)  # fmt: skip
 _STILL_IMAGE_BRANDS = {
     b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1",
-    b"mif2", b"jpeg", b"avci",
+    b"mif2", b"jpeg", b"avci", b"crx ",
 }  # fmt: skip
 _AUDIO_BRANDS = {b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B "}
+_PROTECTED_BRANDS = {b"F4P "}
 # Old QuickTime files have no ftyp box and start with one of these atoms.
 _QT_FIRST_ATOMS = {b"moov", b"mdat", b"wide", b"pnot", b"free", b"skip"}
 
@@ -96,40 +117,57 @@ def _sniff_known(head: bytes) -> MediaKind | None:
     return None
 
 
+#: Before ``%PDF-``, these mean the bytes are a text format quoting a PDF, not a PDF: markup
+#: (HTML, XML, script tags), JSON, an HTTP response's status line.
+_NOT_PDF_PREFIX = re.compile(rb"<[!?/a-zA-Z]|^\s*[{\[]|^\s*HTTP/\d", re.MULTILINE)
+
+
 def _is_pdf(head: bytes) -> bool:
     """``%PDF-`` near the start, after nothing that marks a text format.
 
-    Real PDFs may carry a few junk bytes first (a BOM, blank lines, a mail header); an HTML or
-    JSON page that merely mentions ``%PDF-`` near its top is not a PDF.
+    Real PDFs may carry a few junk bytes first (a BOM, blank lines, a mail header); an HTML,
+    XML or JSON page, or a saved HTTP response, that mentions ``%PDF-`` near its top is not
+    a PDF.
     """
     at = head.find(b"%PDF-", 0, _PDF_WINDOW)
     if at < 0:
         return False
     prefix = head[:at].lstrip(b" \t\r\n\x00\xef\xbb\xbf")
-    return not prefix.startswith((b"<", b"{", b"["))
+    return _NOT_PDF_PREFIX.search(prefix) is None
+
+
+def _brand(raw: bytes) -> bytes:
+    """A brand with NUL padding read as space padding (``M4A\\0`` is ``M4A ``)."""
+    return raw.rstrip(b"\x00").ljust(4, b" ") if len(raw) == 4 else raw
 
 
 def _sniff_ftyp(head: bytes) -> MediaKind | None:
-    (box_size,) = struct.unpack(">I", head[:4])
-    if box_size < 16 or box_size > len(head):
-        box_size = min(len(head), 256)  # truncated head: read what is there
-    major = head[8:12]
-    compatible = {head[i : i + 4] for i in range(16, box_size - 3, 4)}
-    if major in _STILL_IMAGE_BRANDS or major in _AUDIO_BRANDS:
-        return None
+    major = _brand(head[8:12])
     if major in _MOV_BRANDS:
         return MOV
     if major in _MP4_BRANDS:
         return MP4
+    if major not in GENERIC_BRANDS:  # stills, audio, 3GP, raw photos, unknown brands
+        return None
+    (box_size,) = struct.unpack(">I", head[:4])
+    if box_size < 16 or box_size > len(head):
+        box_size = min(len(head), 256)  # truncated head: read what is there
+    compatible = {_brand(head[i : i + 4]) for i in range(16, box_size - 3, 4)}
+    if compatible & _STILL_IMAGE_BRANDS:
+        return None
+    return MP4
+
+
+def _ftyp_kind_name(major: bytes) -> str:
+    if major in _STILL_IMAGE_BRANDS:
+        return "a still image"
+    if major in _AUDIO_BRANDS:
+        return "audio"
+    if major in _PROTECTED_BRANDS:
+        return "DRM-protected video"
     if major.startswith((b"3gp", b"3g2")):
-        return None
-    if compatible & (_STILL_IMAGE_BRANDS | _AUDIO_BRANDS):
-        return None
-    if compatible & _MOV_BRANDS:
-        return MOV
-    if compatible & _MP4_BRANDS:
-        return MP4
-    return None
+        return "3GPP"
+    return "not a known video brand"
 
 
 def _looks_like_bare_quicktime(head: bytes) -> bool:
@@ -193,10 +231,15 @@ def _describe(head: bytes) -> str:
         return "XML/SVG"
     if start.startswith((b"{", b"[")):
         return "looks like JSON"
+    if re.match(rb"http/\d", start):
+        return "an HTTP response saved with its headers"
+    if head.find(b"%PDF-", 0, _PDF_WINDOW) >= 0:
+        return "text or markup before a %PDF- marker: not a PDF"
     if head.startswith(b"PK\x03\x04"):
         return "a ZIP archive"
     if head[4:8] == b"ftyp":
-        return f"ISO-BMFF brand {head[8:12].decode('latin-1')!r}"
+        major = _brand(head[8:12])
+        return f"ISO-BMFF brand {major.decode('latin-1')!r}: {_ftyp_kind_name(major)}"
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         doctype = _ebml_doctype(head)
         return f"EBML doctype {doctype.decode('latin-1') if doctype else '?'!r}"

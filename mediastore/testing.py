@@ -43,34 +43,163 @@ def ftyp_box(major: bytes, compatible: tuple[bytes, ...] = ()) -> bytes:
     return struct.pack(">I", 8 + len(body)) + b"ftyp" + body
 
 
-def mp4_bytes(payload: int = 4096, *, major: bytes = b"isom", seed: int = 0) -> bytes:
-    """An MP4-shaped file: ``ftyp`` then an ``mdat`` box of random bytes."""
-    data = _seeded(payload, seed)
-    compat = (b"isom", b"iso2", b"avc1", b"mp41")
-    return ftyp_box(major, compat) + struct.pack(">I", 8 + len(data)) + b"mdat" + data
+def box(btype: bytes, *children: bytes) -> bytes:
+    """An ISO-BMFF box of type ``btype`` around its (already built) children or payload."""
+    body = b"".join(children)
+    return struct.pack(">I", 8 + len(body)) + btype + body
+
+
+def _full_box(btype: bytes, body: bytes, version: int = 0) -> bytes:
+    return box(btype, bytes([version, 0, 0, 0]), body)
+
+
+def _sample_entry(handler: bytes, size: tuple[int, int]) -> bytes:
+    if handler == b"vide":  # a visual sample entry (avc1), as ISO/IEC 14496-12 lays it out
+        body = bytes(6) + struct.pack(">H", 1) + bytes(16) + struct.pack(">HH", *size)
+        body += struct.pack(">II", 0x00480000, 0x00480000) + bytes(4) + struct.pack(">H", 1)
+        body += bytes(32) + struct.pack(">Hh", 0x18, -1)
+        return box(b"avc1", body)
+    body = bytes(6) + struct.pack(">H", 1) + bytes(8) + struct.pack(">HH", 2, 16) + bytes(4)
+    return box(b"mp4a", body + struct.pack(">I", 44100 << 16))
+
+
+def _track(handler: bytes, track_id: int, sample_size: int, offset: int, *, qt: bool) -> bytes:
+    """A ``trak`` with one sample of ``sample_size`` bytes at file offset ``offset``."""
+    width, height = (320, 240) if handler == b"vide" else (0, 0)
+    tkhd = _full_box(
+        b"tkhd", bytes(8) + struct.pack(">II", track_id, 0) + struct.pack(">I", 1000)
+        + bytes(16) + struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+        + struct.pack(">II", width << 16, height << 16),
+    )  # fmt: skip
+    mdhd = _full_box(b"mdhd", bytes(8) + struct.pack(">II", 1000, 1000) + b"\x55\xc4" + bytes(2))
+    component = b"mhlr" if qt else bytes(4)
+    hdlr = _full_box(b"hdlr", component + handler + bytes(12) + b"handler\x00")
+    header = _full_box(b"vmhd", bytes(8)) if handler == b"vide" else _full_box(b"smhd", bytes(4))
+    dinf = box(b"dinf", _full_box(b"dref", struct.pack(">I", 1) + _full_box(b"url ", b"")))
+    stbl = box(
+        b"stbl",
+        _full_box(b"stsd", struct.pack(">I", 1) + _sample_entry(handler, (width, height))),
+        _full_box(b"stts", struct.pack(">III", 1, 1, 1000)),
+        _full_box(b"stsc", struct.pack(">IIII", 1, 1, 1, 1)),
+        _full_box(b"stsz", struct.pack(">III", 0, 1, sample_size)),
+        _full_box(b"stco", struct.pack(">II", 1, offset)),
+    )
+    minf = box(b"minf", header, dinf, stbl)
+    return box(b"trak", tkhd, box(b"mdia", mdhd, hdlr, minf))
+
+
+def _movie_header(
+    ftyp: bytes, payload: int, handlers: tuple[bytes, ...], *, qt: bool = False
+) -> bytes:
+    """ftyp, a moov whose tracks index the mdat that follows, and that mdat's header."""
+
+    def moov(offset: int) -> bytes:
+        mvhd = _full_box(
+            b"mvhd", bytes(8) + struct.pack(">II", 1000, 1000) + struct.pack(">IH", 0x10000, 0x100)
+            + bytes(10) + struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+            + bytes(24) + struct.pack(">I", len(handlers) + 1),
+        )  # fmt: skip
+        share = payload // max(1, len(handlers))
+        tracks = [
+            _track(h, i + 1, share, offset + i * share, qt=qt) for i, h in enumerate(handlers)
+        ]
+        return box(b"moov", mvhd, *tracks)
+
+    data_offset = len(ftyp) + len(moov(0)) + 8
+    return ftyp + moov(data_offset) + struct.pack(">I", 8 + payload) + b"mdat"
+
+
+_MP4_COMPATIBLE = (b"isom", b"iso2", b"avc1", b"mp41")
+
+
+def mp4_header(
+    payload: int, *, major: bytes = b"isom", handlers: tuple[bytes, ...] = (b"vide",)
+) -> bytes:
+    """The start of an MP4 whose ``mdat`` holds ``payload`` bytes: append them to complete it.
+
+    For streams too large to build in memory (benchmarks, constant-memory tests).
+    """
+    return _movie_header(ftyp_box(major, _MP4_COMPATIBLE), payload, handlers)
+
+
+def mp4_bytes(
+    payload: int = 4096, *, major: bytes = b"isom", seed: int = 0,
+    handlers: tuple[bytes, ...] = (b"vide",),
+) -> bytes:  # fmt: skip
+    """A real MP4 structure: ``ftyp``, a ``moov`` with one track per handler (a video track by
+    default) indexing the ``mdat``, then the ``mdat`` of ``payload`` random bytes."""
+    return mp4_header(payload, major=major, handlers=handlers) + _seeded(payload, seed)
 
 
 def mov_bytes(payload: int = 4096, seed: int = 0) -> bytes:
-    """A QuickTime file with a ``qt  `` ftyp brand."""
-    data = _seeded(payload, seed)
-    return ftyp_box(b"qt  ", (b"qt  ",)) + struct.pack(">I", 8 + len(data)) + b"mdat" + data
+    """A QuickTime file: ``qt  `` ftyp, a ``moov`` with a video track, an ``mdat``."""
+    ftyp = ftyp_box(b"qt  ", (b"qt  ",))
+    return _movie_header(ftyp, payload, (b"vide",), qt=True) + _seeded(payload, seed)
+
+
+def _vint_size(size: int) -> bytes:
+    """An EBML size: one byte when it fits, else eight."""
+    if size < 0x7F:
+        return bytes([0x80 | size])
+    return b"\x01" + size.to_bytes(7, "big")
 
 
 def _ebml_element(elem_id: bytes, payload: bytes) -> bytes:
-    size = len(payload)
-    assert size < 0x7F
-    return elem_id + bytes([0x80 | size]) + payload
+    return elem_id + _vint_size(len(payload)) + payload
 
 
-def ebml_bytes(doctype: bytes = b"webm", payload: int = 4096, seed: int = 0) -> bytes:
-    """A WebM (or other Matroska ``doctype``) file: EBML header, then random bytes."""
+_UNKNOWN_SIZE = b"\x01\xff\xff\xff\xff\xff\xff\xff"
+
+
+def _webm_track(number: int, track_type: int) -> bytes:
+    fields = (
+        _ebml_element(b"\xd7", bytes([number]))  # TrackNumber
+        + _ebml_element(b"\x73\xc5", bytes([number]))  # TrackUID
+        + _ebml_element(b"\x83", bytes([track_type]))  # TrackType: 1 video, 2 audio
+    )
+    if track_type == 1:
+        fields += _ebml_element(b"\x86", b"V_VP8") + _ebml_element(
+            b"\xe0", _ebml_element(b"\xb0", b"\x01\x40") + _ebml_element(b"\xba", b"\xf0")
+        )  # Video: PixelWidth 320, PixelHeight 240
+    else:
+        fields += _ebml_element(b"\x86", b"A_OPUS")
+    return _ebml_element(b"\xae", fields)
+
+
+def ebml_bytes(
+    doctype: bytes = b"webm", payload: int = 4096, seed: int = 0, *, live: bool = False,
+    tracks: tuple[int, ...] = (1,),
+) -> bytes:  # fmt: skip
+    """A WebM (or other Matroska ``doctype``) file with a real structure.
+
+    EBML header, then a Segment holding Info, Tracks (one TrackEntry per type in ``tracks``:
+    1 video, 2 audio) and a Cluster whose SimpleBlock carries ``payload`` random bytes.
+    ``live`` writes the Segment and Cluster with unknown sizes, as live recordings do.
+    """
     header = (
         _ebml_element(b"\x42\x86", b"\x01")  # EBMLVersion
         + _ebml_element(b"\x42\xf7", b"\x01")  # EBMLReadVersion
         + _ebml_element(b"\x42\x82", doctype)  # DocType
         + _ebml_element(b"\x42\x87", b"\x04")  # DocTypeVersion
     )
-    return _ebml_element(b"\x1a\x45\xdf\xa3", header) + _seeded(payload, seed)
+    info = _ebml_element(b"\x15\x49\xa9\x66", _ebml_element(b"\x2a\xd7\xb1", b"\x0f\x42\x40"))
+    track_list = _ebml_element(
+        b"\x16\x54\xae\x6b", b"".join(_webm_track(i + 1, t) for i, t in enumerate(tracks))
+    )
+    block = _ebml_element(b"\xa3", b"\x81\x00\x00\x80" + _seeded(payload, seed))
+    cluster_body = _ebml_element(b"\xe7", b"\x00") + block
+    if live:
+        cluster = b"\x1f\x43\xb6\x75" + _UNKNOWN_SIZE + cluster_body
+        segment = b"\x18\x53\x80\x67" + _UNKNOWN_SIZE + info + track_list + cluster
+    else:
+        cluster = _ebml_element(b"\x1f\x43\xb6\x75", cluster_body)
+        segment = _ebml_element(b"\x18\x53\x80\x67", info + track_list + cluster)
+    return _ebml_element(b"\x1a\x45\xdf\xa3", header) + segment
+
+
+def webm_bytes(payload: int = 4096, seed: int = 0, *, live: bool = False) -> bytes:
+    """A WebM file with a video track (see :func:`ebml_bytes`)."""
+    return ebml_bytes(b"webm", payload, seed, live=live)
 
 
 def pdf_bytes(text: str = "hello", prefix: bytes = b"") -> bytes:
@@ -78,6 +207,30 @@ def pdf_bytes(text: str = "hello", prefix: bytes = b"") -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (20, 20), "white").save(buf, "PDF", title=text)
     return prefix + buf.getvalue()
+
+
+def animated_bytes(
+    fmt: str = "GIF", frames: int = 3, size: tuple[int, int] = (24, 16), **params: object
+) -> bytes:
+    """An animated image made by Pillow (``fmt``: GIF, PNG for APNG, WEBP)."""
+    colors = ["red", "green", "blue", "white", "black"]
+    images = [Image.new("RGB", size, colors[i % len(colors)]) for i in range(frames)]
+    buf = io.BytesIO()
+    options: dict[str, object] = {"duration": 40, "loop": 0, **params}
+    images[0].save(buf, fmt, save_all=True, append_images=images[1:], **options)
+    return buf.getvalue()
+
+
+def gif_with_frame(width: int, height: int, base: bytes | None = None) -> bytes:
+    """A GIF (``base``, or a small one) with one more frame declaring ``width`` x ``height``.
+
+    The added frame has a one-pixel image stream; only its declared size is large, as in a
+    decompression bomb hidden behind a harmless first frame.
+    """
+    data = base if base is not None else image_bytes("GIF", size=(8, 8))
+    assert data.endswith(b"\x3b")
+    frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0) + b"\x02\x02\x4c\x01\x00"
+    return data[:-1] + frame + b"\x3b"
 
 
 def png_bomb(width: int = 10_000, height: int = 10_000) -> bytes:
@@ -99,7 +252,7 @@ def files_under(path: Path) -> list[Path]:
 
 def catalog_rows(store: MediaStore, table: str = "media") -> int:
     """How many rows ``table`` of the store's catalog holds."""
-    with store._catalog.engine.connect() as conn:
+    with store.catalog.engine.connect() as conn:
         return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
