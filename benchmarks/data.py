@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mediastore import MediaStore
-from mediastore.testing import mp4_bytes, noisy_jpeg
+from mediastore.testing import mp4_header, noisy_jpeg
 
 from .config import MIB, STORE_OPTIONS
 
@@ -36,14 +36,15 @@ def md5_hex(text: str) -> str:
 
 # --- the "video" -------------------------------------------------------------------------------
 def write_video(path: Path, payload: int) -> int:
-    """An MP4 header (``mp4_bytes(16)``) then ``payload`` random bytes, written 1 MiB at a time.
+    """A real MP4 structure (``ftyp``, a ``moov`` with a video track, the ``mdat`` header) around
+    ``payload`` random bytes of sample data, written 1 MiB at a time.
 
     Returns:
         The file's size in bytes.
     """
     rng = random.Random(42)
     with open(path, "wb") as fh:
-        fh.write(mp4_bytes(16))
+        fh.write(mp4_header(payload))
         left = payload
         while left:
             piece = min(MIB, left)
