@@ -60,8 +60,9 @@ def _config(ctx: click.Context) -> StoreConfig:
 
 
 @contextmanager
-def _store(ctx: click.Context) -> Iterator[MediaStore]:
-    with MediaStore(config=_config(ctx)) as store:
+def _store(ctx: click.Context, *, create: bool = False) -> Iterator[MediaStore]:
+    """The store of ``--root``/``--db``; only commands that add content create one."""
+    with MediaStore(config=_config(ctx), create=create) as store:
         yield store
 
 
@@ -137,7 +138,7 @@ def add(ctx: click.Context, paths: tuple[Path, ...], url: str | None, as_json: b
     """Add files (directories recursively). Exits 1 if any file was refused."""
     added: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
-    with _store(ctx) as store:
+    with _store(ctx, create=True) as store:
         files = list(_iter_files(paths, store.root))
         if url and len(files) != 1:
             raise click.UsageError("--url needs exactly one file")
@@ -376,7 +377,10 @@ def verify(
         raise click.UsageError("--older-than/--limit select files: give them or MD5s, not both")
     cfg = _config(ctx)
     cfg = replace(cfg, allow_private_networks=allow_private or cfg.allow_private_networks)
-    with MediaStore(config=cfg) as store, _bar_progress("verifying", "file") as progress:
+    with (
+        MediaStore(config=cfg, create=False) as store,
+        _bar_progress("verifying", "file") as progress,
+    ):
         report = store.verify(
             list(md5s) if md5s else None, progress=progress, older_than=older_than,
             limit=limit, repair=repair,
@@ -413,7 +417,7 @@ def import_legacy(ctx: click.Context, directory: Path | None, as_json: bool) -> 
     reported and skipped. Exits 1 if any file was skipped for a problem.
     """
     started = time.monotonic()
-    with _store(ctx) as store, _bar_progress("importing", "file") as progress:
+    with _store(ctx, create=True) as store, _bar_progress("importing", "file") as progress:
         report = store.import_legacy(directory, progress=progress)
     elapsed = time.monotonic() - started
     if as_json:
