@@ -33,25 +33,30 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, NoReturn, TypeAlias
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from .errors import BlockedURLError, UnresolvableHostError
+from .errors import BlockedURLError, InvalidInputError, UnresolvableHostError
 
 __all__ = [
     "ALLOWED_SCHEMES",
+    "PRIVATE_HINT",
+    "AddressPolicy",
     "BlockedURLError",
     "IPAddress",
+    "ParsedURL",
     "Resolver",
     "Target",
     "UnresolvableHostError",
     "check_url",
     "parse_host_literal",
+    "parse_url",
     "refused_reason",
+    "resolve",
     "system_resolver",
+    "validate_url",
 ]
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -59,8 +64,35 @@ IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 #: ``(host, port) -> IP address strings``; :func:`system_resolver` is the default.
 Resolver: TypeAlias = Callable[[str, int], list[str]]
 
+#: Decides whether an address may be contacted: ``None`` to allow, else the reason to refuse.
+AddressPolicy: TypeAlias = Callable[[IPAddress], str | None]
+
+#: Appended to every refused address, so that a user on an intranet knows the way out.
+PRIVATE_HINT: Final = "allow it with --allow-private (CLI) or allow_private_networks=True"
+
 ALLOWED_SCHEMES: Final = frozenset({"http", "https"})
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedURL:
+    """A URL whose syntax passed the checks; nothing resolved yet.
+
+    Attributes:
+        scheme: ``http`` or ``https``.
+        host: The host, lowercase and IDNA-encoded, without brackets; for an IP literal the
+            canonical address.
+        port: The explicit port, else 80 for http and 443 for https.
+        literal: The address when the host is an IP literal, else ``None``.
+        target: What follows the authority, as given: path (``/`` if empty) and query,
+            without the fragment.
+    """
+
+    scheme: str
+    host: str
+    port: int
+    literal: IPAddress | None
+    target: str = "/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,10 +329,24 @@ def _refuse(url: str, reason: str) -> NoReturn:
     raise BlockedURLError(url, reason)
 
 
-def _is_control_or_space(char: str) -> bool:
-    # Cc covers C0, DEL and C1; urlsplit would silently strip or drop some of these (tab, CR,
-    # LF, leading spaces), so the URL it parses would not be the URL that was given.
-    return char.isspace() or unicodedata.category(char) == "Cc"
+# Unicode whitespace (what str.isspace() calls space) and category Cc (C0, DEL, C1): urlsplit
+# would silently strip or drop some of these (tab, CR, LF, leading spaces), so the URL it
+# parses would not be the URL that was given.
+_CONTROL_OR_SPACE_RE: Final = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+
+
+def _check_characters(url: str) -> None:
+    if url.isascii() and url.isprintable() and " " not in url:
+        return  # the common case, decided without a per-character scan
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (e.g. from os.fsdecode) can be neither percent-encoded nor sent,
+        # nor even printed in the error message as it is.
+        _refuse(url.encode("utf-8", "backslashreplace").decode("ascii"), "URL is not valid Unicode")
+    bad = _CONTROL_OR_SPACE_RE.search(url)
+    if bad is not None:
+        _refuse(url, f"control character or whitespace {bad.group()!r} in URL")
 
 
 def _split_authority(url: str, netloc: str) -> tuple[str, bool, str | None]:
@@ -346,13 +392,22 @@ def _decode_host(url: str, raw: str) -> str:
         _refuse(url, f"invalid international host name {decoded!r}")
 
 
-def _parse(url: str) -> tuple[str, str, int, IPAddress | None]:
-    """Check the syntax; return (scheme, host, port, literal address or None)."""
+def parse_url(url: object) -> ParsedURL:
+    """Check the syntax of an untrusted URL, without resolving anything.
+
+    Args:
+        url: Anything; only a string can pass.
+
+    Returns:
+        The scheme, host, port and (for an IP literal) address.
+
+    Raises:
+        BlockedURLError: ``url`` is not a string, or not an http/https URL this module accepts
+            (see :func:`check_url`).
+    """
     if not isinstance(url, str):
         _refuse(repr(url), "URL must be a string")
-    bad = next((char for char in url if _is_control_or_space(char)), None)
-    if bad is not None:
-        _refuse(url, f"control character or whitespace {bad!r} in URL")
+    _check_characters(url)
     try:
         parts = urlsplit(url)
     except ValueError as exc:
@@ -372,6 +427,7 @@ def _parse(url: str) -> tuple[str, str, int, IPAddress | None]:
     # Credentials are never needed for media, and "@" is the usual way to hide the real host.
     if "@" in netloc:
         _refuse(url, "credentials (user@ or user:password@) are not allowed")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     raw_host, bracketed, port_text = _split_authority(url, netloc)
     port = _parse_port(url, scheme, port_text)
     if not raw_host:
@@ -385,18 +441,39 @@ def _parse(url: str) -> tuple[str, str, int, IPAddress | None]:
             address6 = ipaddress.IPv6Address(raw_host)
         except ValueError:
             _refuse(url, f"invalid IPv6 literal [{raw_host}]")
-        return scheme, str(address6), port, address6
+        return ParsedURL(scheme, str(address6), port, address6, target)
 
     host = _decode_host(url, raw_host)
     # Only IPv4 here: a ":" can only come from decoding "%3a", which browsers reject as well.
     address4 = _parse_ipv4_any(host)
     if address4 is not None:
-        return scheme, str(address4), port, address4
+        return ParsedURL(scheme, str(address4), port, address4, target)
     if _ends_in_number(host):
         _refuse(url, f"invalid IPv4 address {host!r}")
     if len(host.rstrip(".")) > _MAX_HOSTNAME or not _HOSTNAME_RE.fullmatch(host):
         _refuse(url, f"invalid host name {host!r}")
-    return scheme, host, port, None
+    return ParsedURL(scheme, host, port, None, target)
+
+
+def validate_url(url: object) -> str:
+    """Refuse what can never be downloaded, before any lookup: the first call on a user's URL.
+
+    Args:
+        url: Whatever the caller passed as a URL.
+
+    Returns:
+        ``url`` itself, now known to be a string with valid http/https syntax.
+
+    Raises:
+        InvalidInputError: ``url`` is not a string, or is empty or blank.
+        BlockedURLError: Anything else wrong with it: scheme, syntax, credentials, host, port,
+            control characters, lone surrogates (see :func:`check_url`).
+    """
+    if not isinstance(url, str) or not url.strip():
+        shown = repr(url) if len(repr(url)) <= 200 else repr(url)[:200] + "..."
+        raise InvalidInputError(f"url must be a non-empty string, got {shown}")
+    parse_url(url)
+    return url
 
 
 # --- resolution -----------------------------------------------------------------------------
@@ -442,7 +519,13 @@ def _resolve(url: str, host: str, port: int, resolver: Resolver) -> list[IPAddre
     return addresses
 
 
-def check_url(url: str, *, allow_private: bool = False, resolver: Resolver | None = None) -> Target:
+def check_url(
+    url: object,
+    *,
+    allow_private: bool = False,
+    resolver: Resolver | None = None,
+    policy: AddressPolicy | None = None,
+) -> Target:
     """Validate ``url`` and resolve its host once; return where it is safe to connect.
 
     Args:
@@ -451,31 +534,65 @@ def check_url(url: str, *, allow_private: bool = False, resolver: Resolver | Non
             credential and syntax checks still apply, and the host is still resolved.
         resolver: ``(host, port) -> address strings``; defaults to :func:`system_resolver`.
             Not called when the host is an IP literal.
+        policy: Judges each address instead of :func:`refused_reason`.
 
     Returns:
         The :class:`Target`; connect to one of its ``addresses``, never re-resolve ``host``.
 
     Raises:
-        BlockedURLError: The scheme is not http/https; the URL has credentials, a backslash or
-            control characters in it, an invalid host or port; or (unless ``allow_private``)
-            the literal address or any resolved address is not public.
+        BlockedURLError: ``url`` is not a string; the scheme is not http/https; the URL has
+            credentials, a backslash, control characters or lone surrogates in it, an
+            invalid host or port; or (unless ``allow_private``) the literal address or any
+            resolved address is refused by the policy.
         UnresolvableHostError: The resolver raised ``OSError`` or returned no addresses.
     """
-    scheme, host, port, literal = _parse(url)
-    if literal is not None:
-        if not allow_private:
-            reason = refused_reason(literal)
-            if reason is not None:
-                _refuse(url, f"address {literal} is not allowed ({reason})")
-        return Target(scheme, host, port, (str(literal),))
+    parsed = parse_url(url)
+    assert isinstance(url, str)  # parse_url refuses anything else
+    return resolve(url, parsed, allow_private=allow_private, resolver=resolver, policy=policy)
 
-    addresses = _resolve(url, host, port, resolver or system_resolver)
-    if not allow_private:
+
+def resolve(
+    url: str,
+    parsed: ParsedURL,
+    *,
+    allow_private: bool = False,
+    resolver: Resolver | None = None,
+    policy: AddressPolicy | None = None,
+) -> Target:
+    """The second half of :func:`check_url`: resolve an already parsed URL and judge it.
+
+    Args:
+        url: The URL, for error messages.
+        parsed: What :func:`parse_url` made of it.
+        allow_private: Lift the address checks.
+        resolver: As for :func:`check_url`.
+        policy: As for :func:`check_url`.
+
+    Returns:
+        The :class:`Target`.
+
+    Raises:
+        BlockedURLError: An address is refused by the policy.
+        UnresolvableHostError: The resolver raised ``OSError`` or returned no addresses.
+    """
+    judge = None if allow_private else policy or refused_reason
+    host, literal = parsed.host, parsed.literal
+    if literal is not None:
+        reason = judge(literal) if judge is not None else None
+        if reason is not None:
+            _refuse(url, f"address {literal} is not allowed ({reason}); {PRIVATE_HINT}")
+        return Target(parsed.scheme, host, parsed.port, (str(literal),))
+
+    addresses = _resolve(url, host, parsed.port, resolver or system_resolver)
+    if judge is not None:
         # Any refused answer refuses the host: a client may try every address in turn, and a
         # name that mixes public and internal answers is a rebinding attempt or a misconfig.
         for address in addresses:
-            reason = refused_reason(address)
+            reason = judge(address)
             if reason is not None:
-                _refuse(url, f"host {host!r} resolves to {address}, not allowed ({reason})")
+                _refuse(
+                    url,
+                    f"host {host!r} resolves to {address}, not allowed ({reason}); {PRIVATE_HINT}",
+                )
     unique = tuple(dict.fromkeys(str(address) for address in addresses))
-    return Target(scheme, host, port, unique)
+    return Target(parsed.scheme, host, parsed.port, unique)
