@@ -16,6 +16,8 @@ from mediastore.cli import main
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
+    """An empty store (read commands refuse a root that holds none)."""
+    MediaStore(tmp_path / "store").close()
     return tmp_path / "store"
 
 
@@ -116,8 +118,9 @@ def test_rm(root: Path, tmp_path: Path) -> None:
     assert run(root, "rm", md5).exit_code == 5
 
 
-def test_db_current_and_upgrade(root: Path) -> None:
+def test_db_current_and_upgrade(tmp_path: Path) -> None:
     """db upgrade creates the schema; db current reports it at head."""
+    root = tmp_path / "fresh"
     head = sorted(head_revisions())
     up = run(root, "db", "upgrade")
     assert up.exit_code == 0 and f"catalog at {head[0]} (was empty)" in up.output
@@ -130,8 +133,12 @@ def test_db_current_and_upgrade(root: Path) -> None:
 def test_environment_selects_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """MEDIASTORE_ROOT sets the store when --root is not given."""
     monkeypatch.setenv("MEDIASTORE_ROOT", str(tmp_path / "envroot"))
+    assert CliRunner().invoke(main, ["stats", "--json"]).exit_code == 5  # no store there yet
+    png = tmp_path / "a.png"
+    png.write_bytes(t.image_bytes("PNG"))
+    assert CliRunner().invoke(main, ["add", str(png)]).exit_code == 0
     result = CliRunner().invoke(main, ["stats", "--json"])
-    assert result.exit_code == 0
+    assert result.exit_code == 0 and json.loads(result.stdout)["total_files"] == 1
     assert (tmp_path / "envroot" / "catalog.sqlite3").exists()
 
 
@@ -147,6 +154,7 @@ def test_python_dash_m(tmp_path: Path) -> None:
     import subprocess
     import sys
 
+    MediaStore(tmp_path).close()
     out = subprocess.run(
         [sys.executable, "-m", "mediastore", "--root", str(tmp_path), "stats", "--json"],
         capture_output=True, text=True, check=True,
