@@ -301,8 +301,8 @@ def _jpeg(c: StreamCheck) -> Parser:
             return
         if marker == 0x01:  # TEM: no length
             continue
-        if marker == 0xD8:
-            raise c.corrupt(f"could not be parsed: a second SOI marker at byte {c.pos - 2}")
+        if marker == 0xD8 or marker < 0xC0:  # SOI again, or a reserved code: no JPEG marker
+            raise c.corrupt(f"could not be parsed: marker 0xFF{marker:02X} at byte {c.pos - 2}")
         where = f"inside its {_jpeg_segment(marker)} segment"
         (length,) = struct.unpack(">H", (yield from c.need(2, where)))
         if length < 2:
@@ -374,6 +374,10 @@ def _png(c: StreamCheck) -> Parser:
                 raise c.corrupt(f"could not be parsed: {name} chunk of {length} bytes")
             data = yield from c.need(length, where)
             crc = zlib.crc32(ctype + data)
+        elif ctype == b"IDAT" and not idat and length >= 2:
+            data = yield from c.need(2, where)
+            _png_zlib_header(c, data)
+            crc = yield (_CRC, length - 2, where, zlib.crc32(ctype + data))
         elif ctype == b"fdAT" and apng is not None and length >= 4:
             data = yield from c.need(4, where)
             crc = yield (_CRC, length - 4, where, zlib.crc32(ctype + data))
@@ -406,6 +410,13 @@ def _png(c: StreamCheck) -> Parser:
         if apng.fctl != apng.frames:
             raise c.corrupt(f"APNG declares {apng.frames} frames but has {apng.fctl}")
     yield (_REST, _ANY)
+
+
+def _png_zlib_header(c: StreamCheck, data: bytes) -> None:
+    """The image data must start a zlib stream: deflate, a valid window, the check bits."""
+    cmf, flg = data[0], data[1]
+    if cmf & 0x0F != 8 or cmf >> 4 > 7 or (cmf << 8 | flg) % 31 or flg & 0x20:
+        raise c.corrupt("image data (IDAT) does not start a zlib stream: broken data stream")
 
 
 def _png_ihdr(c: StreamCheck, data: bytes) -> None:
@@ -648,14 +659,14 @@ def _webp_final(c: StreamCheck, state: _WebpState) -> None:
 
 
 # --- MP4 / MOV ---------------------------------------------------------------------------------
-#: Boxes whose children are walked at ingest (to reach each track's handler).
-_TRACK_PATH = {b"moov", b"trak", b"mdia"}
+#: Boxes whose children are walked at ingest (to reach each track's handler and chunk offsets).
+_TRACK_PATH = {b"moov", b"trak", b"mdia", b"minf", b"stbl"}
 #: Further container boxes walked by a deep check.
 _DEEP_CONTAINERS = {
     b"moov", b"trak", b"mdia", b"minf", b"stbl", b"dinf", b"edts", b"mvex", b"moof", b"traf",
     b"mfra", b"udta", b"tref", b"sinf", b"schi", b"gmhd",
 }  # fmt: skip
-_MAX_CHUNK_OFFSETS = 1 << 16  # stco/co64 entries read per box (deep check)
+_MAX_CHUNK_OFFSETS = 1 << 16  # stco/co64 entries read per box by a deep check
 
 
 @dataclass(slots=True)
@@ -737,7 +748,7 @@ def _walk_boxes(c: StreamCheck, movie: _Movie, parent: bytes, end: int) -> Parse
         elif btype == b"cmov":
             movie.compressed = True
             yield from c.skip(payload, where)
-        elif c.deep and btype in (b"stco", b"co64") and payload >= 8:
+        elif btype in (b"stco", b"co64") and payload >= 8:
             yield from _chunk_offsets(c, movie, btype, payload, where)
         elif c.deep and btype == b"meta" and payload >= 4:
             yield from c.skip(4, where)  # a full box: version and flags, then children
@@ -753,7 +764,8 @@ def _chunk_offsets(c: StreamCheck, movie: _Movie, btype: bytes, payload: int, wh
     width = 8 if btype == b"co64" else 4
     if count * width > payload - 8:
         raise c.corrupt(f"{btype.decode()} box declares {count} chunks but holds fewer")
-    read = min(count, _MAX_CHUNK_OFFSETS)  # the last ones: offsets grow through the file
+    # the last ones (offsets grow through the file); at ingest only the last one
+    read = min(count, _MAX_CHUNK_OFFSETS if c.deep else 1)
     yield from c.skip((count - read) * width, where)
     data = yield from c.need(read * width, where)
     if read:
@@ -765,8 +777,11 @@ def _chunk_offsets(c: StreamCheck, movie: _Movie, btype: bytes, payload: int, wh
 def _movie_final(c: StreamCheck, movie: _Movie) -> None:
     if not movie.moov:
         raise c.corrupt("has no moov box (the index of its streams): truncated or not a video?")
-    if c.deep and movie.max_offset >= c.pos:
-        raise c.corrupt(f"sample data at byte {movie.max_offset} is past the end of the file")
+    if movie.max_offset >= c.pos:
+        raise c.corrupt(
+            f"sample data at byte {movie.max_offset} is past the end of the file "
+            f"({c.pos} bytes): truncated?"
+        )
     if movie.compressed:
         return
     handlers = movie.handlers or []
