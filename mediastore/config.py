@@ -53,6 +53,11 @@ class StoreConfig:
             default ``<root>/images``.
         address_policy: ``ip -> reason or None`` deciding which addresses downloads may reach;
             default :func:`mediastore.netpolicy.refused_reason` (public addresses only).
+        speed_limit: Bytes per second below which a download is too slow (0: no check).
+        speed_time: Seconds a download may stay below ``speed_limit`` before it is cut.
+        per_host_start: Concurrent requests a host gets at first in ``fetch_many``.
+        per_host_max: The most that grows to while the host answers promptly, without 429/503.
+        host_rate: At most this many requests started per second to one host (None: no cap).
     """
 
     root: Path = Path(DEFAULT_ROOT)
@@ -75,6 +80,12 @@ class StoreConfig:
     address_policy: Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], str | None] | None = (
         None
     )
+    # the defaults of mediastore.fetch (DEFAULT_SPEED_*) and mediastore.hosts (DEFAULT_*)
+    speed_limit: float = 2048.0
+    speed_time: float = 30.0
+    per_host_start: int = 6
+    per_host_max: int = 16
+    host_rate: float | None = None
 
     @property
     def catalog_url(self) -> str:

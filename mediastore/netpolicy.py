@@ -261,9 +261,18 @@ def _ipv4_number(part: str) -> int | None:
     return int(significant, base)
 
 
+_OCTET: Final = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED_QUAD_RE: Final = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+_LETTERS: Final = frozenset("ghijklmnopqrstuvwyzGHIJKLMNOPQRSTUVWYZ-_")  # never in a literal
+
+
 def _parse_ipv4_any(host: str) -> ipaddress.IPv4Address | None:
     if not host or not host.isascii():
         return None
+    if not _LETTERS.isdisjoint(host):
+        return None  # a name: no hex or octal spelling of a number has these characters
+    if _DOTTED_QUAD_RE.fullmatch(host):
+        return ipaddress.IPv4Address(host)  # the usual spelling, without the part-by-part read
     parts = host.split(".")
     if len(parts) > 1 and parts[-1] == "":
         parts.pop()  # "127.0.0.1." is the same literal
@@ -377,6 +386,8 @@ def _parse_port(url: str, scheme: str, port_text: str | None) -> int:
 
 def _decode_host(url: str, raw: str) -> str:
     """Percent-decode and IDNA-encode a non-bracketed host; lowercase ASCII result."""
+    if raw.isascii() and "%" not in raw:
+        return raw.lower()
     try:
         decoded = unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
