@@ -218,6 +218,37 @@ def test_upgrade_0001_to_0002_keeps_data(tmp_path: Path) -> None:
     assert rows[0][4] == 'W/"e"'
 
 
+def test_upgrade_0002_to_0003_keeps_data_and_allows_removal(tmp_path: Path) -> None:
+    """0003 keeps every row and URL, adds the removed state and the writers/intents tables;
+    downgrading forgets removed content (0002 cannot hold it) and keeps the rest."""
+    from alembic import command
+
+    url = _catalog_at_0001_with_data(tmp_path)
+    cfg = schema.alembic_config(url)
+    command.upgrade(cfg, "0002")
+    before = _dump(tmp_path / "catalog.sqlite3")
+    command.upgrade(cfg, "0003")
+    db = tmp_path / "catalog.sqlite3"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*), sum(size) FROM media").fetchone() == (2, 30)
+        assert conn.execute("SELECT count(*) FROM media WHERE removed_at IS NULL").fetchone() == (2,)
+        assert conn.execute("SELECT url FROM media_urls ORDER BY id").fetchall() == [
+            ("https://x.test/1",), ("https://x.test/2",), ("https://x.test/3",)
+        ]
+        assert conn.execute("SELECT count(*) FROM writers").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM intents").fetchone() == (0,)
+        conn.execute("UPDATE media SET status = 'removed' WHERE md5 = ?", ("b" * 32,))
+        conn.execute("DELETE FROM media_urls WHERE md5 = ?", ("b" * 32,))
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("UPDATE media SET status = 'gone' WHERE md5 = ?", ("a" * 32,))
+    command.downgrade(cfg, "0002")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT md5 FROM media").fetchall() == [("a" * 32,)]
+        assert conn.execute("SELECT count(*) FROM media_urls").fetchone() == (2,)
+    command.upgrade(cfg, "0003")
+    assert _dump(db) != before  # (b was forgotten by the downgrade, as documented)
+
+
 def test_store_refuses_0001_until_upgraded(tmp_path: Path) -> None:
     """A catalog at 0001 is refused, unchanged, naming the command; it works after upgrade."""
     _catalog_at_0001_with_data(tmp_path)
