@@ -159,7 +159,7 @@ def _sniff_ftyp(head: bytes) -> MediaKind | None:
 
 
 def _ftyp_kind_name(major: bytes) -> str:
-    if major in _STILL_IMAGE_BRANDS:
+    if major in _STILL_IMAGE_BRANDS or major in GENERIC_BRANDS:  # generic: refused for a still
         return "a still image"
     if major in _AUDIO_BRANDS:
         return "audio"

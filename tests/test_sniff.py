@@ -49,6 +49,14 @@ def test_quicktime_without_ftyp() -> None:
         (t.ftyp_box(b"avif", (b"avif", b"mif1", b"miaf")) + bytes(40), "avif"),
         (t.ftyp_box(b"heic", (b"mif1", b"heic")) + bytes(40), "heic"),
         (t.ftyp_box(b"M4A ", (b"M4A ", b"mp42", b"isom")) + bytes(40), "M4A"),
+        (t.ftyp_box(b"M4A\x00", (b"3gp5", b"isom")) + bytes(40), "'M4A ': audio"),
+        (t.ftyp_box(b"crx ", (b"crx ", b"isom")) + bytes(40), "'crx ': a still image"),
+        (t.ftyp_box(b"M4B ", (b"isom",)) + bytes(40), "audio"),
+        (t.ftyp_box(b"F4A ", (b"isom",)) + bytes(40), "audio"),
+        (t.ftyp_box(b"F4B ", (b"isom",)) + bytes(40), "audio"),
+        (t.ftyp_box(b"F4P ", (b"isom",)) + bytes(40), "protected"),
+        (t.ftyp_box(b"isom", (b"isom", b"avif")) + bytes(40), "'isom': a still image"),
+        (t.ftyp_box(b"mif1", (b"heic", b"isom")) + bytes(40), "still image"),
         (t.ftyp_box(b"3gp5", (b"3gp5", b"isom")) + bytes(40), "3gp"),
         (t.ftyp_box(b"zzzz", (b"zzzz",)) + bytes(40), "zzzz"),
         (t.ebml_bytes(b"matroska"), "matroska"),
@@ -90,3 +98,52 @@ def test_hints_map_to_kinds_but_are_only_hints() -> None:
     assert kind_for_hint(extension="qt") == MOV
     assert kind_for_hint(mime_type="text/html") is None
     assert kind_for_hint() is None
+
+
+@pytest.mark.parametrize(
+    ("major", "compatible", "kind"),
+    [
+        (b"F4V ", (b"isom", b"mp42"), MP4),  # Adobe F4V is an H.264 MP4: stored as video/mp4
+        (b"mp42", (b"isom", b"mp42"), MP4),
+        (b"iso6", (b"iso6", b"dash"), MP4),
+        (b"qt\x00\x00", (), MOV),  # NUL-padded brand read as space-padded
+        (b"avc1", (b"M4A ", b"avif"), MP4),  # a specific major brand decides alone
+    ],
+)
+def test_the_major_brand_decides(major: bytes, compatible: tuple[bytes, ...], kind: object) -> None:
+    """The major brand decides; compatible brands only refine a generic one."""
+    assert sniff(t.ftyp_box(major, compatible) + bytes(40)) == kind
+
+
+@pytest.mark.parametrize("compatible", [(b"isom",), (b"isom", b"mp42", b"avc1"), (b"qt  ",)])
+def test_compatible_brands_do_not_make_an_unknown_major_brand_a_video(
+    compatible: tuple[bytes, ...],
+) -> None:
+    """A file whose major brand is unknown (a CR3, a vendor's format) is not an MP4 because it
+    lists ``isom`` as compatible."""
+    with pytest.raises(UnsupportedMediaError, match="not a known video brand"):
+        sniff(t.ftyp_box(b"abcd", compatible) + bytes(40))
+
+
+@pytest.mark.parametrize(
+    ("page", "why"),
+    [
+        (b"hello\n<html><script>var a = 1;</script>%PDF-1.4\n", "not a PDF"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html><body>%PDF-1.4",
+            "HTTP response",
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.4", "HTTP"),
+        (b"junk <p>text</p> %PDF-1.7", "not a PDF"),
+    ],
+)
+def test_pdf_marker_after_markup_or_http_headers_is_not_a_pdf(page: bytes, why: str) -> None:
+    """``%PDF-`` after HTML, script or an HTTP header block is a saved page, not a PDF."""
+    with pytest.raises(UnsupportedMediaError, match=why):
+        sniff(page)
+
+
+@pytest.mark.parametrize("prefix", [b"", b"\r\n", b"\xef\xbb\xbf", b"\x00\x00junk bytes 1 < 2 "])
+def test_pdf_after_a_few_junk_bytes_is_a_pdf(prefix: bytes) -> None:
+    """A BOM, blank lines or a few junk bytes before the header keep a PDF a PDF."""
+    assert sniff(prefix + t.pdf_bytes()) == PDF
