@@ -231,7 +231,8 @@ def test_upgrade_0002_to_0003_keeps_data_and_allows_removal(tmp_path: Path) -> N
     db = tmp_path / "catalog.sqlite3"
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*), sum(size) FROM media").fetchone() == (2, 30)
-        assert conn.execute("SELECT count(*) FROM media WHERE removed_at IS NULL").fetchone() == (2,)
+        unset = conn.execute("SELECT count(*) FROM media WHERE removed_at IS NULL").fetchone()
+        assert unset == (2,)
         assert conn.execute("SELECT url FROM media_urls ORDER BY id").fetchall() == [
             ("https://x.test/1",), ("https://x.test/2",), ("https://x.test/3",)
         ]
