@@ -406,9 +406,9 @@ def _png(c: StreamCheck) -> Parser:
         raise c.corrupt("has no image data (IDAT)")
     if apng is not None:
         if apng.data_pending:
-            raise c.corrupt("APNG frame control (fcTL) without frame data")
+            raise CorruptMediaError("APNG frame control (fcTL) without frame data")
         if apng.fctl != apng.frames:
-            raise c.corrupt(f"APNG declares {apng.frames} frames but has {apng.fctl}")
+            raise CorruptMediaError(f"APNG declares {apng.frames} frames but has {apng.fctl}")
     yield (_REST, _ANY)
 
 
@@ -439,24 +439,24 @@ def _png_animation(
     """Track APNG frame control; return the (new) APNG state."""
     if ctype == b"acTL":
         if apng is not None:
-            raise c.corrupt("APNG has more than one acTL chunk")
+            raise CorruptMediaError("APNG has more than one acTL chunk")
         if idat:  # after the image data: a static PNG to every decoder
             return None
         frames, _plays = struct.unpack(">II", data) if len(data) == 8 else (0, 0)
         if not frames:
-            raise c.corrupt("APNG declares 0 frames")
+            raise CorruptMediaError("APNG declares 0 frames")
         return _Apng(frames=frames)
     if apng is None or ctype not in (b"fcTL", b"fdAT"):
         return apng
     if len(data) < 4:
-        raise c.corrupt(f"APNG {ctype.decode()} chunk too short for its sequence number")
+        raise CorruptMediaError(f"APNG {ctype.decode()} chunk too short for its sequence number")
     (seq,) = struct.unpack(">I", data[:4])
     if seq != apng.seq:
-        raise c.corrupt(f"APNG chunk sequence number {seq} where {apng.seq} was expected")
+        raise CorruptMediaError(f"APNG chunk sequence number {seq} where {apng.seq} was expected")
     apng.seq += 1
     if ctype == b"fdAT":
         if not apng.fctl or not idat:
-            raise c.corrupt("APNG frame data (fdAT) before its frame control (fcTL)")
+            raise CorruptMediaError("APNG frame data (fdAT) before its frame control (fcTL)")
         apng.data_pending = False
         return apng
     _png_fctl(c, data, apng, idat=idat)
@@ -465,10 +465,10 @@ def _png_animation(
 
 def _png_fctl(c: StreamCheck, data: bytes, apng: _Apng, *, idat: bool) -> None:
     if len(data) != 26:
-        raise c.corrupt(f"APNG fcTL chunk of {len(data)} bytes")
+        raise CorruptMediaError(f"APNG fcTL chunk of {len(data)} bytes")
     _seq, width, height, x, y, _dn, _dd, dispose, blend = struct.unpack(">IIIIIHHBB", data)
     if apng.data_pending:
-        raise c.corrupt("APNG frame control (fcTL) without frame data")
+        raise CorruptMediaError("APNG frame control (fcTL) without frame data")
     layout = c.layout
     assert layout is not None  # set by IHDR
     if not width or not height or x + width > layout.width or y + height > layout.height:
@@ -477,12 +477,14 @@ def _png_fctl(c: StreamCheck, data: bytes, apng: _Apng, *, idat: bool) -> None:
             f"{layout.width}x{layout.height} canvas"
         )
     if not idat and (x, y, width, height) != (0, 0, layout.width, layout.height):
-        raise c.corrupt("APNG default image's frame does not cover the canvas")
+        raise CorruptMediaError("APNG default image's frame does not cover the canvas")
     if dispose > 2 or blend > 1:
-        raise c.corrupt(f"APNG frame {apng.fctl} has dispose op {dispose}, blend op {blend}")
+        raise CorruptMediaError(
+            f"APNG frame {apng.fctl} has dispose op {dispose}, blend op {blend}"
+        )
     apng.fctl += 1
     if apng.fctl > apng.frames:
-        raise c.corrupt(f"APNG has more frames than the {apng.frames} it declares")
+        raise CorruptMediaError(f"APNG has more frames than the {apng.frames} it declares")
     apng.data_pending = True
     c.layout = ImageLayout(layout.width, layout.height, layout.canvas_pixels, apng.fctl)
 

@@ -31,6 +31,7 @@ from mediastore import CorruptMediaError, MediaStore, MediaStoreError, probe
 from mediastore import testing as t
 from mediastore.probe import image_size
 from mediastore.sniff import GIF, HEAD_SIZE, JPEG, KINDS, PNG, WEBP, MediaKind, sniff
+from mediastore.structure import check_file
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")
 
@@ -98,7 +99,8 @@ def _jpeg_with_app2(payload: bytes) -> bytes:
 
 
 def _apng_without_frames() -> bytes:
-    """An APNG whose acTL chunk declares 0 frames (Pillow warns and reads it as a PNG)."""
+    """An APNG whose acTL chunk declares 0 frames (Pillow warns and reads it as a PNG; the
+    store refuses it as inconsistent frame control)."""
     apng = bytearray(_saved("PNG", frames=2))
     at = apng.index(b"acTL") + 4
     apng[at : at + 4] = bytes(4)
@@ -139,7 +141,8 @@ OTHER_SEEDS: dict[str, bytes] = {
     "mp4-large": t.mp4_bytes(HEAD_SIZE + 500, major=b"iso5"),
     "mp4-avif": t.mp4_bytes(64, major=b"avif"),
     "mov": t.mov_bytes(256),
-    "mov-bare": b"\x00\x00\x00\x08wide" + struct.pack(">I", 72) + b"mdat" + bytes(64),
+    "mov-bare": b"\x00\x00\x00\x08wide" + struct.pack(">I", 72) + b"mdat" + bytes(64),  # no moov
+    "mov-moov-last": t.mov_bytes(256)[20:],  # no ftyp: an old QuickTime file
     "ftyp-size-0": _with_box_size(_MP4, 0),
     "ftyp-size-1": _with_box_size(_MP4, 1),
     "ftyp-size-huge": _with_box_size(_MP4, 0xFFFFFFFF),
@@ -147,7 +150,8 @@ OTHER_SEEDS: dict[str, bytes] = {
     "webm": t.ebml_bytes(payload=256),
     "webm-large": t.ebml_bytes(payload=HEAD_SIZE + 500),
     "matroska": t.ebml_bytes(b"matroska", payload=64),
-    "webm-odd-vints": _ebml_odd_vints(),
+    "webm-odd-vints": _ebml_odd_vints(),  # a header only: sniffs as WebM, refused at ingest
+    "webm-live": t.webm_bytes(256, live=True),
     "pdf": t.pdf_bytes(),
     "pdf-prefixed": t.pdf_bytes(prefix=b"\n\xef\xbb\xbf junk " * 20),
 }
@@ -483,3 +487,45 @@ def test_malformed_mpf_index_is_read_as_a_base_jpeg(tmp_path: Path) -> None:
     path.write_bytes(_jpeg_with_app2(_BAD_MPF))
     with pytest.warns(UserWarning, match="malformed MPO"):
         assert image_size(path, JPEG, max_pixels=10_000) == (32, 24)
+
+
+# --- truncation: every prefix of a complete file is refused -------------------------------------
+def _is_complete(data: bytes) -> bool:
+    try:
+        check_file(io.BytesIO(data), sniff(data[:HEAD_SIZE]), max_pixels=89_478_485)
+    except MediaStoreError:
+        return False
+    return True
+
+
+#: Seeds that are whole, valid files (a live WebM may end at any element: left out).
+COMPLETE_SEEDS = {
+    name: data for name, data in ALL_SEEDS.items() if name != "webm-live" and _is_complete(data)
+}
+
+
+def test_the_complete_seeds_cover_every_kind() -> None:
+    """Each supported kind has at least one complete seed (the builders make valid media)."""
+    assert {sniff(d).extension for d in COMPLETE_SEEDS.values()} == {k.extension for k in KINDS}
+
+
+def _prefix_of_complete(draw: st.DrawFn) -> bytes:
+    data = COMPLETE_SEEDS[draw(st.sampled_from(sorted(COMPLETE_SEEDS)))]
+    if data.startswith(b"\xff\xd8"):  # JPEG: what follows its first EOI is extra data
+        data = data[: data.index(b"\xff\xd9") + 2]
+    elif b"%%EOF" in data[-8:]:  # PDF: the end of line after %%EOF is optional
+        data = data[: data.rindex(b"%%EOF") + 5]
+    return data[: draw(st.integers(0, len(data) - 1))]
+
+
+@settings(_FUZZ, max_examples=150)
+@given(data=st.composite(_prefix_of_complete)())
+def test_add_bytes_refuses_every_prefix_of_a_complete_file(
+    fuzz_store: MediaStore, data: bytes
+) -> None:
+    """A file cut anywhere (a crashed download, a legacy cache file) is never stored."""
+    with pytest.raises(MediaStoreError) as info:
+        fuzz_store.add_bytes(data)
+    event(type(info.value).__name__)
+    assert fuzz_store.stats().total_files == 0
+    assert t.files_under(fuzz_store.root / "tmp") == []
