@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from ..errors import CatalogError, HashCollisionError, ReadOnlyStoreError
 from ..records import STATUS_OK, STATUS_REMOVED
 from . import claims
-from .engine import SNAPSHOT, WRITE, make_engine, open_sqlite, sqlite_path
+from .engine import SNAPSHOT, SYNCHRONOUS, WRITE, make_engine, open_sqlite, sqlite_path
 from .models import Media, MediaUrl
 from .schema import ensure_schema
 
@@ -185,6 +185,21 @@ def _new_rows(
         )
         inserts.append({**values, "created_at": now, "status": STATUS_OK})
     return inserts, revived
+
+
+@contextmanager
+def _relaxed(conn: Connection, *, enabled: bool) -> Iterator[None]:
+    """SQLite ``synchronous=NORMAL`` for one transaction on ``conn``, then FULL again."""
+    if not enabled:
+        yield
+        return
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    driver.execute("PRAGMA synchronous = NORMAL")  # outside the transaction: it applies
+    try:
+        yield
+    finally:
+        driver.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
 
 
 def _rows_in(conn: Connection, md5s: Sequence[str]) -> dict[str, MediaRow]:
@@ -365,7 +380,12 @@ class Catalog:
                 yield conn
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self, *, durable: bool = True) -> Iterator[Connection]:
+        """A write transaction; ``durable=False`` for one a power cut may lose harmlessly.
+
+        Claims and heartbeats protect a writer only while it lives, and a power cut ends
+        it: their commits skip the WAL fsync, and the next durable commit syncs them too.
+        """
         # Threads of this process queue on a lock rather than on SQLite's busy handler, which
         # polls with sleeps of up to 100 ms; other processes still meet the busy timeout.
         if self.read_only:
@@ -374,6 +394,7 @@ class Catalog:
             self._write_lock,
             self._errors("write"),
             self.engine.connect().execution_options(**WRITE) as conn,
+            _relaxed(conn, enabled=not durable and self._points is not None),
             conn.begin(),
         ):
             yield conn
@@ -459,21 +480,21 @@ class Catalog:
     # --- writers and intents (see claims.py) ------------------------------------------------
     def open_writer(self, label: str) -> str:
         """Register this store as a writer; returns its id."""
-        with self._write() as conn:
+        with self._write(durable=False) as conn:
             return claims.add_writer(conn, label)
 
     def heartbeat(self, writer: str, label: str) -> bool:
         """Keep ``writer`` alive; False if it had been reaped (its intents were lost)."""
-        with self._write() as conn:
+        with self._write(durable=False) as conn:
             return claims.beat(conn, writer, label)
 
     def close_writer(self, writer: str) -> None:
-        with self._write() as conn:
+        with self._write(durable=False) as conn:
             claims.drop_writer(conn, writer)
 
     def reap_writers(self, lease_seconds: int) -> int:
         """Drop writers silent for longer than the lease (by the database's clock)."""
-        with self._write() as conn:
+        with self._write(durable=False) as conn:
             return claims.reap_writers(conn, lease_seconds)
 
     def claim(self, writer: str, md5s: Sequence[str]) -> dict[str, MediaRow]:
@@ -483,13 +504,13 @@ class Catalog:
         remover would have to change first: the writer may rely on an ``ok`` row's file.
         """
         unique = list(dict.fromkeys(md5s))
-        with self._write() as conn:
+        with self._write(durable=False) as conn:
             claims.hold(conn, writer, unique)
             return _rows_in(conn, unique)
 
     def release(self, writer: str, md5s: Sequence[str]) -> None:
         """Drop intents without recording anything (the commit failed or was refused)."""
-        with self._write() as conn:
+        with self._write(durable=False) as conn:
             claims.release(conn, writer, list(dict.fromkeys(md5s)))
 
     def record_many(
@@ -554,7 +575,7 @@ class Catalog:
     def mark_verified(self, md5s: Sequence[str], when: datetime) -> None:
         """Record a passed check; a row that changed status meanwhile is left alone."""
         if md5s:
-            with self._write() as conn:
+            with self._write(durable=False) as conn:
                 conn.execute(_MARK_VERIFIED, [{"b_md5": m, "b_when": when} for m in md5s])
 
     def removed_md5s(self, limit: int = 1000) -> list[MediaRow]:
