@@ -37,6 +37,8 @@ import json
 import multiprocessing as mp
 import os
 import random
+import shutil
+import tempfile
 import threading
 import time
 import traceback
@@ -48,6 +50,9 @@ from typing import Any
 
 import checker
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from pytest_httpserver import HTTPServer
 
 from mediastore import MediaStore
@@ -384,3 +389,109 @@ def test_stress_every_operation_at_once(
     )
     attempted = {op["kind"] for op in ops}
     assert attempted == set(WEIGHTS), f"operations that never ran: {set(WEIGHTS) - attempted}"
+
+
+# --- the protocol as a state machine (hypothesis) ---------------------------------------------
+MODEL_POOL = [t.noisy_jpeg((24, 16), seed=7000 + i) for i in range(5)]
+MODEL_URLS = [f"https://model.test/{k}" for k in range(4)]
+
+
+class LifecycleModel(RuleBasedStateMachine):
+    """One store driven by random sequences of add, remove, damage (found by verify), loss
+    (found by gc), gc, verify and reindex, checked after every step against a model: content
+    is ok or damaged or forgotten; a URL maps to the content it was last added with until
+    that content is removed. Damage and loss never forget URLs (I5); remove always does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.base = Path(tempfile.mkdtemp(prefix="mediastore-model-"))
+        self.root = self.base / "s"
+        self.store = MediaStore(self.root)
+        self.status: dict[str, str] = {}  # md5 -> "ok" | "damaged"
+        self.urls: dict[str, str] = {}  # url -> md5
+
+    def teardown(self) -> None:
+        self.store.close()
+        shutil.rmtree(self.base)
+
+    @rule(i=st.integers(0, len(MODEL_POOL) - 1), url=st.sampled_from([None, *MODEL_URLS]))
+    def add(self, i: int, url: str | None) -> None:
+        rec = self.store.add_bytes(MODEL_POOL[i], url=url)
+        assert rec.md5 == hashlib.md5(MODEL_POOL[i]).hexdigest()
+        self.status[rec.md5] = "ok"
+        if url is not None:
+            self.urls[url] = rec.md5
+
+    @rule(i=st.integers(0, len(MODEL_POOL) - 1))
+    def remove(self, i: int) -> None:
+        md5 = hashlib.md5(MODEL_POOL[i]).hexdigest()
+        if md5 in self.status:
+            assert self.store.remove(md5).md5 == md5
+            del self.status[md5]
+            self.urls = {u: m for u, m in self.urls.items() if m != md5}
+        else:
+            with pytest.raises(MediaNotFoundError):
+                self.store.remove(md5)
+
+    def _stored_ok(self) -> list[str]:
+        return sorted(m for m, s in self.status.items() if s == "ok")
+
+    @precondition(lambda self: any(s == "ok" for s in self.status.values()))
+    @rule(data=st.data())
+    def damage_then_verify(self, data: st.DataObject) -> None:
+        md5 = data.draw(st.sampled_from(self._stored_ok()))
+        rec = self.store.get_by_md5(md5)
+        assert rec is not None
+        raw = bytearray(rec.path.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        rec.path.write_bytes(bytes(raw))
+        assert self.store.verify(md5).corrupt == [md5]
+        self.status[md5] = "damaged"
+
+    @precondition(lambda self: any(s == "ok" for s in self.status.values()))
+    @rule(data=st.data())
+    def lose_then_gc(self, data: st.DataObject) -> None:
+        md5 = data.draw(st.sampled_from(self._stored_ok()))
+        rec = self.store.get_by_md5(md5)
+        assert rec is not None
+        rec.path.unlink()
+        assert md5 in self.store.gc().marked_missing
+        self.status[md5] = "damaged"
+
+    @rule()
+    def gc(self) -> None:
+        report = self.store.gc()
+        assert (report.quarantined, report.adopted) == ([], []), report
+
+    @rule()
+    def verify(self) -> None:
+        report = self.store.verify()
+        assert sorted(report.ok) == self._stored_ok() and report.corrupt == [], report
+
+    @rule()
+    def reindex(self) -> None:
+        assert self.store.reindex().mismatched == []
+
+    @invariant()
+    def catalog_matches_the_model(self) -> None:
+        assert checker.check_i1(self.root) == []
+        db = checker.catalog_path(self.root)
+        rows = checker.media_rows(db)
+        ok = sorted(m for m, r in rows.items() if r["status"] == "ok")
+        assert ok == self._stored_ok()
+        damaged = {m for m, s in self.status.items() if s == "damaged"}
+        assert all(m in rows and rows[m]["status"] in ("missing", "corrupt") for m in damaged)
+        assert checker.url_map(db) == self.urls
+        for url in MODEL_URLS:
+            rec = self.store.get_by_url(url)
+            expected = (
+                self.urls.get(url) if self.status.get(self.urls.get(url, "")) == "ok" else None
+            )
+            assert (rec.md5 if rec else None) == expected, url
+
+
+LifecycleModel.TestCase.settings = settings(
+    max_examples=20, stateful_step_count=20, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow], database=None,
+)  # fmt: skip
+test_lifecycle_model = pytest.mark.timeout(240)(LifecycleModel.TestCase)
