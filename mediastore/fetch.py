@@ -74,6 +74,23 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+
+class _OneLine(logging.Filter):
+    """Makes urllib3's warnings one readable line: some carry a traceback (headers it cannot
+    parse) or a whole certificate (a host name mismatch), for what a hostile server sent."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING and (record.exc_info or record.args):
+            text = record.getMessage()
+            record.msg = " ".join(text.split())[:300]
+            record.args = None
+            record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+for _name in ("urllib3.connection", "urllib3.connectionpool", "urllib3.response"):
+    logging.getLogger(_name).addFilter(_OneLine())
+
 DEFAULT_USER_AGENT = f"mediastore/{__version__} (+media importer)"
 RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 RETRY_AFTER_STATUSES: Final = frozenset({413, 429, 503})
@@ -540,35 +557,45 @@ class _Request:
                 self.head_seconds, f"no complete response within {self.head_seconds:g} s"
             )
             with head:
-                began = time.monotonic()
-                try:
-                    resp = self.adapter.pool(route).urlopen(
-                        "GET", target, headers=headers, redirect=False, assert_same_host=False,
-                        preload_content=False, decode_content=True, retries=False,
-                        timeout=self.timeouts,
-                    )  # fmt: skip
-                except (urllib3.exceptions.HTTPError, OSError) as exc:
-                    if slot is not None:
-                        slot.release()
-                    kind = "read" if head.expired else _error_kind(exc)
-                    if kind is None or not retries.take(kind):
-                        raise self._send_error(exc, head) from exc
-                    self._wait(url, retries.backoff(), _root(exc), retries)
-                    continue
-                elapsed = time.monotonic() - began
-                status = resp.status
-                retry_after = _retry_after(resp) if "Retry-After" in resp.headers else None
-                paused = slot.report(status, elapsed, retry_after) if slot is not None else 0.0
-                if status in RETRY_STATUSES and retries.take("status"):
-                    _discard(resp)
-                    if slot is not None:
-                        slot.release()
-                    wanted = retries.backoff()
-                    if retry_after is not None and status in RETRY_AFTER_STATUSES:
-                        wanted = min(retry_after, RETRY_AFTER_MAX)
-                    self._wait(url, max(0.0, wanted - paused), f"HTTP {status}", retries, wanted)
-                    continue
-                return self._settle(resp, url, hop)
+                resp = self._attempt(url, route, target, headers, slot, head, retries)
+                if resp is not None:
+                    return self._settle(resp, url, hop)
+
+    def _attempt(
+        self, url: str, route: _Route, target: str, headers: dict[str, str], slot: Slot | None,
+        head: Deadline, retries: _Retries,
+    ) -> BaseHTTPResponse | None:  # fmt: skip
+        """Send once: the response to settle, or None after waiting for a retry."""
+        began = time.monotonic()
+        try:
+            resp = self.adapter.pool(route).urlopen(
+                "GET", target, headers=headers, redirect=False, assert_same_host=False,
+                preload_content=False, decode_content=True, retries=False, timeout=self.timeouts,
+            )  # fmt: skip
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if slot is not None:
+                slot.release()
+            kind = "read" if head.expired else _error_kind(exc)
+            if kind is None or not retries.take(kind):
+                raise self._send_error(exc, head) from exc
+            self._wait(url, retries.backoff(), _root(exc), retries)
+            return None
+        status = resp.status
+        retry_after = _retry_after(resp) if "Retry-After" in resp.headers else None
+        paused = 0.0
+        if slot is not None:
+            paused = slot.report(status, time.monotonic() - began, retry_after)
+        if status not in RETRY_STATUSES or not retries.take("status"):
+            return resp
+        _discard(resp)
+        if slot is not None:
+            slot.release()
+        wanted = retries.backoff()
+        if retry_after is not None and status in RETRY_AFTER_STATUSES:
+            wanted = min(retry_after, RETRY_AFTER_MAX)
+        # the host's pause (every worker waits it out) counts towards this request's wait
+        self._wait(url, max(0.0, wanted - paused), f"HTTP {status}", retries, wanted)
+        return None
 
     def _settle(
         self, resp: BaseHTTPResponse, url: str, hop: ExitStack
