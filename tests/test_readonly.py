@@ -37,7 +37,7 @@ CHILD_TIMEOUT = 60.0
 CATALOG_FILES = ("catalog.sqlite3", "catalog.sqlite3-wal", "catalog.sqlite3-shm")
 CLEAN_ENV = {"MEDIASTORE_ROOT": None, "MEDIASTORE_DB_URL": None}
 
-pytestmark = pytest.mark.skipif(
+needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="dropping to an unprivileged user needs root"
 )
 
@@ -278,6 +278,7 @@ def _state(root: Path) -> tuple[Any, ...]:
     return checker.table_dump(db, "media"), checker.table_dump(db, "media_urls"), files
 
 
+@needs_root
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("wal", ["closed-cleanly", "owner-has-it-open"])
 @pytest.mark.parametrize("how", ["auto", "read_only=True"])
