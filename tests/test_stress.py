@@ -21,6 +21,9 @@ Afterwards :mod:`checker` (sqlite3, hashlib, os; no mediastore code) judges the 
   is expected (a lock timeout at the default busy timeout is a failure); gc never
   quarantines, verify never finds a file corrupt and reindex never finds one misnamed (no
   one damages files here).
+- The rules above and I1 are also checked mid-run, every 2.5 s, while every thread waits at a
+  barrier after its current operation: a violation that later operations would heal (a row
+  ok without its file, re-added by the next add) is caught too.
 - After the workers stop and a final ``gc()``: the two rules above still hold, no temp file
   is left, nothing is in quarantine, no row is ``removed``, and every file under ``media/``
   is the file of an ``ok`` row (files of removed content deleted, orphans adopted).
@@ -28,6 +31,9 @@ Afterwards :mod:`checker` (sqlite3, hashlib, os; no mediastore code) judges the 
 The figures (operations of each kind and outcome, violations, acknowledged adds per second)
 are recorded with ``record_property("stress", ...)`` (in ``--junitxml`` output), written to
 ``stress-report.json`` in the test's tmp_path, and to ``$MEDIASTORE_STRESS_REPORT`` if set.
+
+A hypothesis state machine (:class:`LifecycleModel`) complements it: sequential random
+programs on one store, checked step by step against a model of the protocol.
 """
 
 from __future__ import annotations
