@@ -118,7 +118,13 @@ def _figure(value: float | None, result: CaseResult) -> str:
 def _verdict(result: CaseResult) -> str:
     if result.error is not None:
         return "ERROR"
+    if result.spec.target is None:
+        return "report"
     return "PASS" if result.passed else "MISS"
+
+
+def _target(result: CaseResult) -> str:
+    return "report" if result.spec.target is None else f">= {result.spec.target:g}"
 
 
 def _rss(result: CaseResult) -> str:
@@ -149,7 +155,7 @@ def console_table(results: Sequence[CaseResult]) -> str:
             _figure(r.mediastore_figure, r),
             _figure(r.reference_figure, r),
             _num(r.ratio),
-            f">= {r.spec.target:g}",
+            _target(r),
             _verdict(r),
             _rss(r),
         )
@@ -205,7 +211,7 @@ def markdown(info: RunInfo, results: Sequence[CaseResult]) -> str:
         out.append(
             f"| {r.title} | {_md_escape(fill(r.spec.mediastore, scale))} | "
             f"{_md_escape(r.spec.reference)} | {_figure(r.mediastore_figure, r)} | "
-            f"{_figure(r.reference_figure, r)} | {_num(r.ratio)} | >= {r.spec.target:g} | "
+            f"{_figure(r.reference_figure, r)} | {_num(r.ratio)} | {_target(r)} | "
             f"**{_verdict(r)}** | {_rss(r)} |"
         )
     limited = [r for r in results if r.spec.rss_limit_mb is not None]

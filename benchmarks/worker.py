@@ -146,6 +146,64 @@ def op_import_legacy(root: str, directory: str) -> Result:
     }  # fmt: skip
 
 
+def op_add_concurrent(root: str, directory: str, threads: int) -> Result:
+    """``add_file`` of every file of ``directory`` from ``threads`` threads, one store."""
+    paths = sorted(str(p) for p in Path(directory).iterdir())
+    with _open_store(root) as store:
+
+        def run() -> int:
+            with ThreadPoolExecutor(threads) as pool:
+                return len(list(pool.map(store.add_file, paths)))
+
+        seconds, base, added = _timed(run)
+    return {"seconds": seconds, "amount": added, "base_rss_kb": base}
+
+
+def op_raw_durable_adds(out_dir: str, directory: str, threads: int, synchronous: str) -> Result:
+    """The same durable work by hand: hash (MD5, SHA-256), temp file, fsync, rename, directory
+    fsync, one sqlite3 WAL transaction per file (``synchronous`` as given), from ``threads``."""
+    import os
+    import threading
+
+    paths = sorted(Path(directory).iterdir())
+    out = Path(out_dir)
+    (out / "tmp").mkdir(parents=True, exist_ok=True)
+    (out / "media").mkdir(exist_ok=True)
+    con = sqlite3.connect(out / "catalog.sqlite3", check_same_thread=False, isolation_level=None)
+    con.execute("PRAGMA journal_mode = WAL")
+    con.execute(f"PRAGMA synchronous = {synchronous}")
+    con.execute("CREATE TABLE media (md5 TEXT PRIMARY KEY, sha256 TEXT, size INTEGER)")
+    lock = threading.Lock()
+    media_fd = os.open(out / "media", os.O_RDONLY | os.O_DIRECTORY)
+
+    def one(path: Path) -> None:
+        data = path.read_bytes()
+        md5 = hashlib.md5(data).hexdigest()
+        sha = hashlib.sha256(data).hexdigest()
+        temp = out / "tmp" / f"{md5}.part"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, data)
+        os.fsync(fd)
+        os.close(fd)
+        os.replace(temp, out / "media" / f"{md5}.jpg")
+        os.fsync(media_fd)
+        with lock:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("INSERT OR IGNORE INTO media VALUES (?, ?, ?)", (md5, sha, len(data)))
+            con.execute("COMMIT")
+
+    def run() -> int:
+        with ThreadPoolExecutor(threads) as pool:
+            return len(list(pool.map(one, paths)))
+
+    try:
+        seconds, base, added = _timed(run)
+    finally:
+        os.close(media_fd)
+        con.close()
+    return {"seconds": seconds, "amount": added, "base_rss_kb": base}
+
+
 # --- in-process references ---------------------------------------------------------------------
 def op_seed_download(out_dir: str, urls_file: str, max_workers: int) -> Result:
     """The seed's way: ``requests.get`` per URL in a 5-thread pool, one file per content MD5.
@@ -220,6 +278,8 @@ OPS: dict[str, Callable[..., Result]] = {
     "stats": op_stats,
     "verify": op_verify,
     "import_legacy": op_import_legacy,
+    "add_concurrent": op_add_concurrent,
+    "raw_durable_adds": op_raw_durable_adds,
     "seed_download": op_seed_download,
     "sqlite_lookup": op_sqlite_lookup,
     "sqlite_stats": op_sqlite_stats,
