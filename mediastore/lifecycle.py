@@ -48,8 +48,20 @@ LEASE_SECONDS = 120
 #: Times a commit re-places files whose rows changed under it before giving up.
 PLACEMENT_ROUNDS = 3
 
-Entry = tuple[Staged, Sequence[UrlInfo]]
 Outcome = MediaRow | MediaStoreError
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One staged file to commit, with its URLs.
+
+    ``adopt``: the file was found in the store (gc, reindex), not added by a user: it is
+    recorded only where the content was not removed (``rm`` is not undone behind its back).
+    """
+
+    staged: Staged
+    urls: Sequence[UrlInfo] = ()
+    adopt: bool = False
 
 
 def utcnow() -> datetime:
@@ -131,8 +143,12 @@ class Lifecycle:
         """Stage and commit: the whole way in for one piece of content."""
         return self.commit(self.stage(chunks, mime_hint=mime_hint), urls)
 
-    def commit(self, staged: Staged, urls: Sequence[UrlInfo]) -> MediaRow:
+    def commit(
+        self, staged: Staged, urls: Sequence[UrlInfo] = (), *, adopt: bool = False
+    ) -> MediaRow:
         """Place (unless an intact copy is in place) and record ``staged``; grouped.
+
+        ``adopt`` for a file found in the store rather than added (see :class:`Entry`).
 
         Raises:
             HashCollisionError: its md5 is stored with other content (nothing changed).
@@ -147,7 +163,7 @@ class Lifecycle:
             except BaseException:
                 self.discard(staged)
                 raise
-        outcome = self._group.commit((staged, urls))
+        outcome = self._group.commit(Entry(staged, urls, adopt))
         if isinstance(outcome, MediaStoreError):
             raise outcome
         return outcome
@@ -182,28 +198,26 @@ class Lifecycle:
         return row
 
     def collect(self, md5s: Sequence[str] | None = None) -> list[str]:
-        """Delete the files of removed content that no writer holds; returns their md5s.
+        """Delete the files of removed content that no writer holds; the md5s deleted.
 
         The check (status still ``removed``, no intent) and the unlink happen inside one
-        catalog transaction, which no claim can enter: a writer arriving later finds no row
-        and places its own copy.
+        catalog transaction, which no claim can enter: a writer arriving later finds the
+        row ``removed`` and places its own copy. The row stays, without URLs, as the record
+        that the content was removed: gc and reindex never adopt such content back; only a
+        new add records it again.
         """
-        if md5s is None:
-            md5s = [row.md5 for row in self.catalog.removed_md5s()]
-        if not md5s:
-            return []
-        with self.catalog.exclusive() as ex:
-            held = ex.held(md5s)
-            rows = ex.rows(md5s)
-            gone = [
-                md5 for md5 in md5s
-                if md5 not in held and (row := rows.get(md5)) is not None
-                and row.status == STATUS_REMOVED
-            ]  # fmt: skip
-            for md5 in gone:
-                self.blobs.delete(ref_of(rows[md5]))
-            ex.forget(gone)
-        return gone
+        batches = [list(md5s)] if md5s is not None else self.catalog.removed_md5s()
+        deleted: list[str] = []
+        for batch in batches:
+            with self.catalog.exclusive() as ex:
+                held = ex.held(batch)
+                rows = ex.rows(batch)
+                deleted += [
+                    md5 for md5 in batch
+                    if md5 not in held and (row := rows.get(md5)) is not None
+                    and row.status == STATUS_REMOVED and self.blobs.delete(ref_of(row))
+                ]  # fmt: skip
+        return deleted
 
     def quarantine(
         self, loc: Location, *, md5: str | None, identity: str | None,
@@ -258,7 +272,7 @@ class _Batch:
         life = self.life
         try:
             writer = life.writer_id()
-            rows = life.catalog.claim(writer, [s.md5 for s, _ in self.batch])
+            rows = life.catalog.claim(writer, [e.staged.md5 for e in self.batch])
         except BaseException:
             self._discard_all()
             raise
@@ -280,13 +294,17 @@ class _Batch:
     def _place_new(self, rows: dict[str, MediaRow]) -> None:
         """Place each md5 that has no intact, recorded file (once per md5 in the batch)."""
         to_place: dict[str, int] = {}
-        for i, (staged, _) in enumerate(self.batch):
+        for i, entry in enumerate(self.batch):
+            staged = entry.staged
             row = rows.get(staged.md5)
             if row is not None:
                 try:
                     check_same_content(row, _new_media(staged))
                 except HashCollisionError as exc:
                     self.outcomes[i] = exc
+                    continue
+                if entry.adopt and row.status == STATUS_REMOVED:
+                    self.outcomes[i] = _not_adopted(staged.md5)
                     continue
             if staged.md5 not in to_place and not _intact(self.life, row, staged):
                 to_place[staged.md5] = i
@@ -296,19 +314,17 @@ class _Batch:
         """Sync and place these entries; a failure fails every entry of that md5."""
         if not indices:
             return
-        temps = [self.batch[i][0].temp for i in indices]
+        temps = [self.batch[i].staged.temp for i in indices]
         try:
             self.life.blobs.sync_temps(temps)
         except StorageError as exc:
             for i in indices:
-                self._fail_md5(self.batch[i][0].md5, exc)
+                self._fail_md5(self.batch[i].staged.md5, exc)
             return
-        errors = self.life.blobs.place_many(
-            [(self.batch[i][0].temp, BlobRef(self.batch[i][0].kind, self.batch[i][0].md5))
-             for i in indices]
-        )  # fmt: skip
+        staged = [self.batch[i].staged for i in indices]
+        errors = self.life.blobs.place_many([(s.temp, BlobRef(s.kind, s.md5)) for s in staged])
         for i, error in zip(indices, errors, strict=True):
-            md5 = self.batch[i][0].md5
+            md5 = self.batch[i].staged.md5
             if error is None:
                 self.placed.add(md5)
                 log.debug("placed %s", md5)
@@ -316,8 +332,8 @@ class _Batch:
                 self._fail_md5(md5, error)
 
     def _fail_md5(self, md5: str, error: MediaStoreError) -> None:
-        for j, (staged, _) in enumerate(self.batch):
-            if staged.md5 == md5 and self.outcomes[j] is None:
+        for j, entry in enumerate(self.batch):
+            if entry.staged.md5 == md5 and self.outcomes[j] is None:
                 self.outcomes[j] = error
 
     def _record(self, writer: str) -> None:
@@ -328,9 +344,10 @@ class _Batch:
                 return
             entries = [
                 Recording(
-                    media=_new_media(self.batch[i][0]),
-                    urls=self.batch[i][1],
-                    placed=self.batch[i][0].md5 in self.placed,
+                    media=_new_media(self.batch[i].staged),
+                    urls=self.batch[i].urls,
+                    placed=self.batch[i].staged.md5 in self.placed,
+                    adopt=self.batch[i].adopt,
                 )
                 for i in pending
             ]
@@ -340,15 +357,15 @@ class _Batch:
                 self._place([self._unplaced(md5) for md5 in sorted(need.md5s)])
                 continue
             for i, row in zip(pending, rows, strict=True):
-                self.outcomes[i] = row
-            for row in {r.md5: r for r in rows}.values():
+                self.outcomes[i] = row if row.status == STATUS_OK else _not_adopted(row.md5)
+            for row in {r.md5: r for r in rows if r.status == STATUS_OK}.values():
                 log.info("stored %s (%s, %d bytes)", row.md5, row.mime_type, row.size)
             return
         self._fail_pending(StorageError("the stored file kept changing under this commit"))
 
     def _unplaced(self, md5: str) -> int:
         """A pending entry of ``md5`` (its temp is still there: temps go at the end)."""
-        return next(i for i in self._pending() if self.batch[i][0].md5 == md5)
+        return next(i for i in self._pending() if self.batch[i].staged.md5 == md5)
 
     def _fail_pending(self, exc: MediaStoreError) -> None:
         """The batch failed as a whole: every entry still pending gets ``exc``.
@@ -360,24 +377,28 @@ class _Batch:
             self.outcomes[i] = exc
 
     def _discard_all(self) -> None:
-        for staged, _ in self.batch:
-            self.life.discard(staged)
+        for entry in self.batch:
+            self.life.discard(entry.staged)
 
     def _finish(self, writer: str) -> None:
         """Drop the intents the recording did not (entries that failed); remove the temps
         that were not placed (those of entries that relied on a file already in place)."""
         recorded = {
-            self.batch[i][0].md5 for i, o in enumerate(self.outcomes) if isinstance(o, MediaRow)
+            self.batch[i].staged.md5 for i, o in enumerate(self.outcomes) if isinstance(o, MediaRow)
         }
-        failed = [s.md5 for s, _ in self.batch if s.md5 not in recorded]
+        failed = [e.staged.md5 for e in self.batch if e.staged.md5 not in recorded]
         if failed:
             try:
                 self.life.catalog.release(writer, failed)
             except MediaStoreError:  # they go when this writer closes or is reaped
                 log.warning("could not drop intents on %d md5(s)", len(failed), exc_info=True)
-        for staged, _ in self.batch:
-            if staged.md5 not in self.placed:
-                self.life.discard(staged)
+        for entry in self.batch:
+            if entry.staged.md5 not in self.placed:
+                self.life.discard(entry.staged)
+
+
+def _not_adopted(md5: str) -> MediaNotFoundError:
+    return MediaNotFoundError(f"{md5} was removed: its file is not adopted back")
 
 
 def _intact(life: Lifecycle, row: MediaRow | None, staged: Staged) -> bool:

@@ -27,9 +27,15 @@ from .blobs import BlobRef, StoredEntry
 from .catalog import MediaRow, UrlInfo, url_md5
 from .config import StoreConfig
 from .downloads import Downloader
-from .errors import FetchError, InvalidInputError, MediaStoreError, StorageError
+from .errors import (
+    FetchError,
+    InvalidInputError,
+    MediaNotFoundError,
+    MediaStoreError,
+    StorageError,
+)
 from .ingest import Staged, read_chunks
-from .lifecycle import LEASE_SECONDS, Lifecycle, ref_of
+from .lifecycle import LEASE_SECONDS, Entry, Lifecycle, ref_of
 from .records import (
     STATUS_OK,
     STATUS_REMOVED,
@@ -157,7 +163,7 @@ class _ImportTally:
     ) -> None:
         good = [(i, s) for i, s in enumerate(staged) if not isinstance(s, str)]
         outcomes = life.commit_many(
-            [(s, [UrlInfo(url=None, url_md5=items[i][1])]) for i, s in good]
+            [Entry(s, [UrlInfo(url=None, url_md5=items[i][1])]) for i, s in good]
         )
         reasons = {i: s for i, s in enumerate(staged) if isinstance(s, str)}
         reasons.update(
@@ -242,7 +248,12 @@ def _classify(life: Lifecycle, entry: StoredEntry, *, dry_run: bool) -> _Found:
         life.discard(staged)
         return _Found(action, staged.md5, where, info.identity)
     is_new = life.catalog.by_md5(staged.md5) is None
-    life.commit(staged, [])
+    try:
+        life.commit(staged, adopt=True)
+    except MediaNotFoundError:  # removed content: rm is not undone by gc or reindex
+        if action == "moved":
+            return _Found("stray", None, f"a copy of removed content {ref.name}", info.identity)
+        return _Found("skip")  # at its address: gc's collection deletes it
     return _Found(action, staged.md5, where, info.identity, is_new)
 
 

@@ -55,9 +55,9 @@ def select_rows(
         targets = [normalize_md5(md5)] if isinstance(md5, str) else [normalize_md5(m) for m in md5]
     rows = {m: r for m, r in catalog.by_md5_many(targets).items() if r.status != STATUS_REMOVED}
     unknown = [m for m in targets if m not in rows]
-    if unknown:
+    if unknown and md5 is not None:
         raise MediaNotFoundError(f"no media with md5 {', '.join(unknown[:5])}")
-    return [rows[m] for m in targets]
+    return [rows[m] for m in targets if m in rows]  # (one removed meanwhile is not checked)
 
 
 def check(life: Lifecycle, row: MediaRow) -> Check:
@@ -97,7 +97,8 @@ def verify(
         found = pool.map(lambda row: check(life, row), rows)
         for done, (row, result) in enumerate(zip(rows, found, strict=True), 1):
             outcome = result.outcome if life.read_only else settle(life, row, result)
-            getattr(report, outcome).append(row.md5)
+            if outcome is not None:
+                getattr(report, outcome).append(row.md5)
             if outcome == "ok":
                 passed.append(row.md5)
             if len(passed) >= STATUS_BATCH:
@@ -116,11 +117,12 @@ def verify(
     return report
 
 
-def settle(life: Lifecycle, row: MediaRow, result: Check) -> str:
+def settle(life: Lifecycle, row: MediaRow, result: Check) -> str | None:
     """Record a failed check through the lifecycle; the outcome to report.
 
     A file that a writer is placing right now, or that was replaced since it was hashed, is
     hashed once more and reported as that second check found it (not recorded again).
+    Content removed while it was checked is not reported at all (None).
     """
     if result.outcome == "ok":
         return "ok"
@@ -135,6 +137,9 @@ def settle(life: Lifecycle, row: MediaRow, result: Check) -> str:
             log.warning("file of %s is corrupt (%s); moved to %s", row.md5, result.detail,
                         moved.where)  # fmt: skip
             return "corrupt"
+    now = life.catalog.by_md5(row.md5)
+    if now is None or now.status == STATUS_REMOVED:
+        return None
     return check(life, row).outcome
 
 

@@ -118,7 +118,8 @@ def test_checker_detects_each_kind_of_violation(tmp_path: Path) -> None:
 # --- remove: the one way to forget ------------------------------------------------------------
 def test_remove_forgets_content_and_urls_at_once(tmp_path: Path) -> None:
     """remove() returns the record; from then on lookups by md5 and URL miss, the catalog holds
-    no ok row and no URL for it, the file is gone, and gc leaves no 'removed' row behind."""
+    no ok row and no URL for it, the file is gone; the row stays 'removed' (without URLs) so
+    that gc and reindex never adopt the content back, and a new add brings it back."""
     root = tmp_path / "s"
     data = t.noisy_jpeg(seed=7)
     urls = ["https://r.test/a.jpg", "https://r.test/b.jpg"]
@@ -133,8 +134,10 @@ def test_remove_forgets_content_and_urls_at_once(tmp_path: Path) -> None:
         assert checker.check_forgotten(root, [rec.md5]) == []
         assert not os.path.lexists(rec.path), "no concurrent add: the file goes at once"
         store.gc()
+        store.reindex()
         rows = checker.media_rows(checker.catalog_path(root))
-        assert [r["md5"] for r in rows.values() if r["status"] == "removed"] == []
+        assert [r["md5"] for r in rows.values() if r["status"] == "removed"] == [rec.md5]
+        assert checker.check_forgotten(root, [rec.md5]) == []
         assert checker.media_files_without_ok_row(root) == []
         assert checker.check_stored(root, [keep.md5]) == []
         again = store.add_bytes(data, url=urls[0])  # removed content can come back

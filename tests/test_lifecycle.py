@@ -85,7 +85,9 @@ def test_rm_then_gc_deletes_the_file_once_no_writer_holds_it(tmp_path: Path) -> 
         store.catalog.release(writer, [rec.md5])
         report = store.gc()
         assert report.collected == [rec.md5] and not rec.path.exists()
-        assert _sql(tmp_path, "SELECT count(*) FROM media") == [(0,)]
+        # the row stays, without URLs, so that gc never adopts removed content back
+        assert _sql(tmp_path, "SELECT status FROM media") == [("removed",)]
+        assert _sql(tmp_path, "SELECT count(*) FROM media_urls") == [(0,)]
 
 
 def test_dead_writers_are_reaped_after_the_lease_by_the_database_clock(tmp_path: Path) -> None:

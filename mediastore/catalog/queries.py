@@ -112,6 +112,8 @@ class Recording:
     media: NewMedia
     urls: Sequence[UrlInfo]
     placed: bool
+    #: found in the store, not added: never revives removed content (see Lifecycle.collect)
+    adopt: bool = False
 
 
 class IntentLostError(CatalogError):
@@ -144,10 +146,6 @@ class Exclusive:
         if md5s:
             self._conn.execute(_SET_STATUS, [{"b_md5": m, "b_status": status} for m in md5s])
 
-    def forget(self, md5s: Sequence[str]) -> None:
-        """Delete the rows of removed content (their files are gone)."""
-        if md5s:
-            self._conn.execute(_FORGET, [{"b_md5": m} for m in md5s])
 
 
 def _check_reliance(entries: Sequence[Recording], known: dict[str, MediaRow]) -> None:
@@ -156,13 +154,19 @@ def _check_reliance(entries: Sequence[Recording], known: dict[str, MediaRow]) ->
     lapsed = {
         e.media.md5
         for e in entries
-        if e.media.md5 not in placed
+        if e.media.md5 not in placed and not _refused_adoption(e, known)
         and (
             (row := known.get(e.media.md5)) is None or row.status not in (STATUS_OK, STATUS_REMOVED)
         )
     }
     if lapsed:
         raise PlacementNeeded(lapsed)
+
+
+def _refused_adoption(entry: Recording, known: dict[str, MediaRow]) -> bool:
+    """An adoption of content that was removed: nothing of it is recorded."""
+    row = known.get(entry.media.md5)
+    return entry.adopt and row is not None and row.status == STATUS_REMOVED
 
 
 def _new_rows(
@@ -176,7 +180,7 @@ def _new_rows(
         row = known.get(media.md5)
         if row is not None:
             check_same_content(row, media)
-            if row.status != STATUS_OK:
+            if row.status != STATUS_OK and not _refused_adoption(entry, known):
                 revived.add(media.md5)
             continue
         values = {f: getattr(media, f) for f in NewMedia.__dataclass_fields__}
@@ -255,9 +259,6 @@ _REVIVE = (
     update(_media)
     .where(_media.c.md5 == bindparam("b_md5"))
     .values(status=STATUS_OK, removed_at=None)
-)
-_FORGET = delete(_media).where(
-    _media.c.md5 == bindparam("b_md5"), _media.c.status == STATUS_REMOVED
 )
 _INSERT_MEDIA = insert(_media)
 _INSERT_URL = insert(_urls)
@@ -537,13 +538,20 @@ class Catalog:
                 )
             known = _rows_in(conn, md5s)
             _check_reliance(entries, known)
+            refused = [_refused_adoption(e, known) for e in entries]
             inserts, revived = _new_rows(entries, known, now)
             if inserts:
                 conn.execute(_INSERT_MEDIA, inserts)
             for md5 in revived:
                 conn.execute(_REVIVE, {"b_md5": md5})
                 known[md5] = replace(known[md5], status=STATUS_OK)
-            self._upsert_urls(conn, [(e.media.md5, info) for e in entries for info in e.urls], now)
+            urls = [
+                (e.media.md5, info)
+                for e, no in zip(entries, refused, strict=True)
+                if not no
+                for info in e.urls
+            ]
+            self._upsert_urls(conn, urls, now)
         return [known[e.media.md5] for e in entries]
 
     def tombstone(self, md5: str, now: datetime) -> MediaRow | None:
@@ -578,11 +586,22 @@ class Catalog:
             with self._write(durable=False) as conn:
                 conn.execute(_MARK_VERIFIED, [{"b_md5": m, "b_when": when} for m in md5s])
 
-    def removed_md5s(self, limit: int = 1000) -> list[MediaRow]:
-        """Rows of removed content whose file may still need deleting."""
-        stmt = select(*_MEDIA_COLS).where(_media.c.status == STATUS_REMOVED).limit(limit)
-        with self._read() as conn:
-            return [_row(r) for r in conn.execute(stmt)]
+    def removed_md5s(self, page: int = 500) -> Iterator[list[str]]:
+        """Md5s of removed content (whose file may still need deleting), a page at a time."""
+        last = ""
+        while True:
+            stmt = (
+                select(_media.c.md5)
+                .where(_media.c.status == STATUS_REMOVED, _media.c.md5 > last)
+                .order_by(_media.c.md5)
+                .limit(page)
+            )
+            with self._read() as conn:
+                md5s = list(conn.execute(stmt).scalars())
+            if not md5s:
+                return
+            yield md5s
+            last = md5s[-1]
 
     def by_md5_many(self, md5s: Sequence[str]) -> dict[str, MediaRow]:
         """The media rows of these md5s that exist (queried in batches)."""
@@ -647,25 +666,25 @@ class Catalog:
         saved = select(func.coalesce(func.sum(_media.c.size * shared.c.extra), 0)).join_from(
             shared, _media, _media.c.md5 == shared.c.md5
         )
-        # removed rows are few and short-lived: read through the status index and taken off,
-        # so that the per-type figures still come from the covering index alone
-        gone = select(_media.c.media_type, _media.c.size).where(
-            _media.c.status == STATUS_REMOVED
+        live = _media.c.status != STATUS_REMOVED
+        oldest = (
+            select(_media.c.last_verified_at)
+            .where(_media.c.last_verified_at.is_not(None), live)
+            .order_by(_media.c.last_verified_at)
+            .limit(1)
         )
         with self._read(snapshot=True) as conn:
             by_type = {
                 t: (int(n), int(s))
-                for t, n, s in conn.execute(per_type.group_by(_media.c.media_type))
+                for t, n, s in conn.execute(per_type.where(live).group_by(_media.c.media_type))
             }
-            for t, size in conn.execute(gone):
-                by_type[t] = (by_type[t][0] - 1, by_type[t][1] - int(size))
             return {
                 "by_type": by_type,
                 "total_urls": conn.execute(select(func.count()).select_from(_urls)).scalar_one(),
                 "saved": int(conn.execute(saved).scalar_one()),
-                "oldest": conn.execute(select(func.min(_media.c.last_verified_at))).scalar_one(),
+                "oldest": conn.execute(oldest).scalar(),
                 "unverified": conn.execute(
-                    select(func.count()).where(_media.c.last_verified_at.is_(None))
+                    select(func.count()).where(_media.c.last_verified_at.is_(None), live)
                 ).scalar_one(),
             }
 

@@ -8,7 +8,8 @@ The blob lifecycle (``mediastore/lifecycle.py``, ``docs/lifecycle.md``) needs th
 the catalog:
 
 - ``media.status`` may be ``'removed'`` (with ``removed_at``): ``rm`` has forgotten the content
-  and its URLs, and the file is deleted once no writer holds an intent on it;
+  and its URLs, and the file is deleted once no writer holds an intent on it; the row stays
+  so that gc and reindex never adopt removed content back (the stats index gains ``status``);
 - ``writers``: one row per open writing store, kept alive by a heartbeat taken from the
   database's clock (``heartbeat``, seconds since the epoch), so that a crashed writer's
   intents can be told from a live one's without trusting any host's clock;
@@ -41,6 +42,9 @@ def upgrade() -> None:
         batch.drop_constraint(op.f("ck_media_status_known"), type_="check")
         batch.create_check_constraint(op.f("ck_media_status_known"), _NEW_STATUSES)
     op.create_index(op.f("ix_media_status"), "media", ["status"])
+    # stats() leaves removed content out and still reads one covering index
+    op.drop_index("ix_media_type_size", table_name="media")
+    op.create_index("ix_media_type_status_size", "media", ["media_type", "status", "size"])
     op.create_table(
         "writers",
         sa.Column("id", sa.String(length=32), nullable=False),
@@ -76,6 +80,8 @@ def downgrade() -> None:
         "DELETE FROM media_urls WHERE md5 IN (SELECT md5 FROM media WHERE status = 'removed')"
     )
     op.execute("DELETE FROM media WHERE status = 'removed'")
+    op.drop_index("ix_media_type_status_size", table_name="media")
+    op.create_index("ix_media_type_size", "media", ["media_type", "size"])
     op.drop_index(op.f("ix_media_status"), table_name="media")
     with op.batch_alter_table("media") as batch:
         batch.drop_constraint(op.f("ck_media_status_known"), type_="check")
