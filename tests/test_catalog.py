@@ -234,7 +234,9 @@ def test_upgrade_0002_to_0003_keeps_data_and_allows_removal(tmp_path: Path) -> N
         unset = conn.execute("SELECT count(*) FROM media WHERE removed_at IS NULL").fetchone()
         assert unset == (2,)
         assert conn.execute("SELECT url FROM media_urls ORDER BY id").fetchall() == [
-            ("https://x.test/1",), ("https://x.test/2",), ("https://x.test/3",)
+            ("https://x.test/1",),
+            ("https://x.test/2",),
+            ("https://x.test/3",),
         ]
         assert conn.execute("SELECT count(*) FROM writers").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM intents").fetchone() == (0,)

@@ -55,7 +55,7 @@ def requests_to(server: HTTPServer, path: str) -> list[Request]:
 
 
 def last_fetched_at(store: MediaStore, url: str) -> datetime:
-    with store._catalog.engine.connect() as conn:
+    with store.catalog.engine.connect() as conn:
         raw = conn.execute(
             text("SELECT last_fetched_at FROM media_urls WHERE url = :u"), {"u": url}
         ).scalar_one()
