@@ -173,7 +173,7 @@ class _Typer:
             self._start()
             assert self._check is not None
             if len(chunk) > taken:
-                self._check.feed(chunk[taken:])
+                self._check.feed(memoryview(chunk)[taken:])  # a view: no copy of the rest
 
     def _start(self) -> None:
         self.kind = sniff(bytes(self._head))

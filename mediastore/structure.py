@@ -49,7 +49,7 @@ _NEED = 0  # (op, n, msg): the next n bytes, sent back as bytes
 _NEED_OR_EOF = 1  # like _NEED, but b"" is sent back when the stream ends exactly here
 _SKIP = 2  # (op, n, msg): pass over n bytes
 _CRC = 3  # (op, n, msg, crc): pass over n bytes, send back their running CRC-32
-_SCAN = 4  # (op, 0, msg): JPEG: pass to the next marker, send back its code
+_SCAN = 4  # (op, 0, msg, wanted, lazy): JPEG: the next marker; see StreamCheck._scan
 _SUBBLOCKS = 5  # (op, 0, msg): GIF: pass over data sub-blocks up to the terminator
 _TO_END = 6  # (op,): every byte to the end belongs to the last box; None is sent at the end
 _REST = 7  # (op, policy): the file is complete; None is sent at the end
@@ -107,6 +107,9 @@ class StreamCheck:
         self._left = 0  # bytes still to pass for _SKIP / _CRC / _SUBBLOCKS
         self._crc = 0
         self._pending_ff = False  # _SCAN: the last byte seen was a 0xFF
+        self._marker = -1  # _SCAN: the marker whose length or body is being passed, or -1
+        self._length = b""  # _SCAN: the length bytes of that marker read so far
+        self._stash: memoryview | None = None  # _SCAN: scan data not looked at yet
         self._gen = parser(self)
         self._req: Request | None = next(self._gen)
         self._prepare()
@@ -166,14 +169,24 @@ class StreamCheck:
         self._prepare()
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> None:
-        """Consume the next chunk of the stream (it is not kept after this call).
+        """Consume the next chunk of the stream.
+
+        The chunk must stay unchanged until the next :meth:`feed` or :meth:`finish` (a
+        reader's ring of RING_SIZE + 1 buffers guarantees it): JPEG scan data is looked at
+        one call late, so that a file whose last chunk ends in its EOI marker need not be
+        scanned at all (see :meth:`_scan`).
 
         Raises:
             CorruptMediaError, UnsupportedMediaError, ImageTooLargeError: as soon as the
                 structure read so far is wrong.
         """
-        view = memoryview(chunk)
-        i, n = 0, len(view)
+        if self._stash is not None:
+            stashed, self._stash = self._stash, None
+            self._feed_view(stashed, 0, lazy=False)
+        self._feed_view(memoryview(chunk), 0, lazy=True)
+
+    def _feed_view(self, view: memoryview, i: int, *, lazy: bool) -> None:
+        n = len(view)
         while i < n:
             req = self._req
             if req is None:  # the parser finished early: nothing more is looked at
@@ -199,6 +212,9 @@ class StreamCheck:
                 if not self._left:
                     self._send(self._crc if op == _CRC else None)
             elif op == _SCAN:
+                if lazy and req[4] and self._marker < 0 and not self._pending_ff:
+                    self._stash = view[i:]
+                    return
                 i = self._scan(view, i)
             elif op == _SUBBLOCKS:
                 i = self._subblocks(view, i)
@@ -211,15 +227,23 @@ class StreamCheck:
                 return
 
     def _scan(self, view: memoryview, i: int) -> int:
+        """JPEG: find the next marker; pass over segments the parser did not ask for.
+
+        Sends ``(code, 0)`` for a marker without a length (EOI, SOI, TEM, reserved codes),
+        ``(code, length)`` for one in the request's ``wanted`` set or with a bad length (its
+        body then still to read), and passes over every other segment itself: one round trip
+        per segment the parser cares about, not three per segment.
+        """
+        if self._marker >= 0:
+            return self._segment(view, i)
         if self._pending_ff:
             code = view[i]
+            self.pos += 1
             if code == 0xFF:
-                self.pos += 1
                 return i + 1
             self._pending_ff = False
-            self.pos += 1
-            if code != 0 and not 0xD0 <= code <= 0xD7:
-                self._send(code)
+            if code and not 0xD0 <= code <= 0xD7:
+                self._marker_found(code)
             return i + 1
         found = _JPEG_MARKER.search(view, i)
         if found is None:
@@ -229,8 +253,37 @@ class StreamCheck:
             return end
         at = found.start()
         self.pos += at + 2 - i
-        self._send(view[at + 1])
+        self._marker_found(view[at + 1])
         return at + 2
+
+    def _marker_found(self, code: int) -> None:
+        if code < 0xC0 or code in (0xD8, 0xD9):
+            self._send((code, 0))
+        else:
+            self._marker, self._length = code, b""
+
+    def _segment(self, view: memoryview, i: int) -> int:
+        n = len(view)
+        if len(self._length) < 2:
+            take = min(2 - len(self._length), n - i)
+            self._length += view[i : i + take].tobytes()
+            self.pos += take
+            i += take
+            if len(self._length) < 2:
+                return i
+            length = self._length[0] << 8 | self._length[1]
+            assert self._req is not None
+            if length < 2 or self._marker in self._req[3]:
+                code, self._marker = self._marker, -1
+                self._send((code, length))
+                return i
+            self._left = length - 2
+        take = min(self._left, n - i)
+        self._left -= take
+        self.pos += take
+        if not self._left:
+            self._marker = -1
+        return i + take
 
     def _subblocks(self, view: memoryview, i: int) -> int:
         n = len(view)
@@ -273,8 +326,18 @@ class StreamCheck:
             UnsupportedMediaError: a video without a video track.
             ImageTooLargeError: a frame above the pixel cap.
         """
+        if self._stash is not None:
+            stashed, self._stash = self._stash, None
+            if stashed[-2:].tobytes() == b"\xff\xd9":  # scan data holds no FF D9: an EOI
+                self.pos += len(stashed)
+                self._send((0xD9, 0))
+            else:
+                self._feed_view(stashed, 0, lazy=False)
         while self._req is not None:
             op = self._req[0]
+            if op == _SCAN and self._marker >= 0:
+                where = f"inside its {_jpeg_segment(self._marker)} segment"
+                raise CorruptMediaError(_truncated(self.name, where))
             if op not in (_TO_END, _REST, _NEED_OR_EOF):
                 raise CorruptMediaError(_truncated(self.name, self._req[2]))
             # the parser sees the end: b"" (or a short read) where it allowed it, else None
@@ -288,12 +351,18 @@ class StreamCheck:
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
+_WANT_HEADER = frozenset(_SOF | {0xDA})  # before the frame header: SOF and SOS
+_WANT_SCAN = frozenset({0xDA})  # afterwards: scans only
+
+
 def _jpeg(c: StreamCheck) -> Parser:
     yield from c.need(2, "inside its SOI marker")
     sized = scanned = False
     header_end = "before any image data (header could not be parsed)"
     while True:
-        marker = yield (_SCAN, 0, "before its EOI marker" if scanned else header_end)
+        msg = "before its EOI marker" if scanned else header_end
+        # once in the scans, a stream whose end is an EOI needs no scan (StreamCheck.feed)
+        marker, length = yield (_SCAN, 0, msg, _WANT_SCAN if sized else _WANT_HEADER, scanned)
         if marker == 0xD9:
             if not scanned:
                 raise c.corrupt("could not be parsed: EOI marker before any image data")
@@ -303,28 +372,26 @@ def _jpeg(c: StreamCheck) -> Parser:
             continue
         if marker == 0xD8 or marker < 0xC0:  # SOI again, or a reserved code: no JPEG marker
             raise c.corrupt(f"could not be parsed: marker 0xFF{marker:02X} at byte {c.pos - 2}")
-        where = f"inside its {_jpeg_segment(marker)} segment"
-        (length,) = struct.unpack(">H", (yield from c.need(2, where)))
         if length < 2:
             raise c.corrupt(
                 f"could not be parsed: segment 0xFF{marker:02X} at byte {c.pos - 4} "
                 f"declares length {length}"
             )
-        if marker in _SOF and not sized:
-            body = yield from c.need(length - 2, where)
-            if len(body) < 6:
-                raise c.corrupt("could not be parsed: frame header (SOF) too short")
-            height, width = struct.unpack(">HH", body[1:5])
-            if not width or not height:
-                raise c.corrupt(f"could not be parsed: frame header declares {width}x{height}")
-            c.set_image(width, height)
-            sized = True
-            continue
+        where = f"inside its {_jpeg_segment(marker)} segment"
         if marker == 0xDA:
             if not sized:
                 raise c.corrupt("could not be parsed: scan before its frame header (SOF)")
             scanned = True
-        yield from c.skip(length - 2, where)
+            yield from c.skip(length - 2, where)
+            continue
+        body = yield from c.need(length - 2, where)  # the first SOF: the frame header
+        if len(body) < 6:
+            raise c.corrupt("could not be parsed: frame header (SOF) too short")
+        height, width = struct.unpack(">HH", body[1:5])
+        if not width or not height:
+            raise c.corrupt(f"could not be parsed: frame header declares {width}x{height}")
+        c.set_image(width, height)
+        sized = True
 
 
 def _jpeg_segment(marker: int) -> str:
