@@ -29,6 +29,7 @@ import random
 import socket
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -43,7 +44,7 @@ from requests.adapters import HTTPAdapter
 from requests.utils import DEFAULT_CA_BUNDLE_PATH, requote_uri
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.response import BaseHTTPResponse, DeflateDecoder, GzipDecoder, GzipDecoderState
+from urllib3.response import BaseHTTPResponse
 
 from .errors import (
     BlockedURLError,
@@ -104,6 +105,9 @@ BODY_ATTEMPTS = 2  # a body cut off mid-stream is fetched again once, into a fre
 DEFAULT_SPEED_LIMIT: Final = 2048.0  # bytes per second
 DEFAULT_SPEED_TIME: Final = 30.0  # seconds
 ROUTE_TTL: Final = 60.0  # seconds a checked name -> address answer is reused (browsers: 60 s)
+#: urllib3 itself never retries (open_url does, knowing hosts and deadlines); an instance,
+#: since urllib3 logs the conversion of ``retries=False`` on every request.
+_NO_RETRIES: Final = urllib3.Retry(total=False)
 DRAIN_MAX: Final = 64 * 1024  # a redirect or error body up to this is read to keep the connection
 
 
@@ -300,7 +304,7 @@ class GuardedAdapter(HTTPAdapter):
         self._routes: dict[tuple[str, str, int], _Route] = {}
         self.headers = {
             "User-Agent": settings.user_agent or DEFAULT_USER_AGENT,
-            "Accept-Encoding": requests.utils.DEFAULT_ACCEPT_ENCODING,
+            "Accept-Encoding": "gzip, deflate",  # what _Inflater decodes
             "Accept": "*/*",
             "Connection": "keep-alive",
         }
@@ -567,11 +571,17 @@ class _Request:
     ) -> BaseHTTPResponse | None:  # fmt: skip
         """Send once: the response to settle, or None after waiting for a retry."""
         began = time.monotonic()
+        pool = self.adapter.pool(route)
         try:
-            resp = self.adapter.pool(route).urlopen(
+            resp = pool.urlopen(
                 "GET", target, headers=headers, redirect=False, assert_same_host=False,
-                preload_content=False, decode_content=True, retries=False, timeout=self.timeouts,
+                preload_content=False, decode_content=False, retries=_NO_RETRIES,
+                timeout=self.timeouts,
             )  # fmt: skip
+            if head.expired:  # cut mid-head, http.client may take what came for all of it
+                resp.close()
+                resp.release_conn()
+                raise urllib3.exceptions.ReadTimeoutError(pool, target, head.reason)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if slot is not None:
                 slot.release()
@@ -806,16 +816,20 @@ def _body(
     resp: BaseHTTPResponse, url: str, length: int | None, chunk_size: int,
     total: Deadline | None, speed: _LowSpeed | None,
 ) -> Iterator[bytes]:  # fmt: skip
+    layers = _inflaters(url, resp.headers.get("Content-Encoding", ""))
     received = 0
     read1 = resp.read1  # returns what has arrived, so a trickle is seen (and cut) as it comes
     while True:
-        chunk = read1(chunk_size)
-        if not chunk:
+        data = read1(chunk_size, decode_content=False)
+        if not data:
             break
-        received += len(chunk)
+        received += len(data)
         if speed is not None:
             speed.check(received)
-        yield chunk
+        if layers:
+            yield from _decoded(url, layers, data, chunk_size)
+        else:
+            yield data
     # The watchdog stops a download by shutting its socket down. A body framed by
     # Content-Length or chunked encoding then fails to parse, but a close-delimited body (no
     # Content-Length, not chunked) just ends: a download that overran its deadline is never
@@ -824,30 +838,90 @@ def _body(
         raise DownloadTimeoutError(url, total.reason)
     if length is not None and received < length:
         raise TruncatedDownloadError(url, f"body ended after {received} of {length} bytes")
-    # urllib3 does not complain when a gzip/deflate stream stops before its end (the
-    # connection closed early, or Content-Length covered only part of the stream).
-    if received and _decoding_unfinished(resp):
+    # A gzip/deflate stream that stops before its end (the connection closed early, or
+    # Content-Length covered only part of it) must not be stored as the file.
+    if received and not all(layer.finished for layer in layers):
         raise TruncatedDownloadError(url, "compressed body ended before the end of its stream")
 
 
-def _decoding_unfinished(resp: BaseHTTPResponse) -> bool:
-    """True if urllib3's gzip/deflate decoder of ``resp`` stopped mid-stream.
+class _Inflater:
+    """One ``gzip`` or ``deflate`` layer of a body, decoded with output bounded per call (a
+    gzip bomb never inflates more than one chunk at a time).
 
-    urllib3 keeps its decoders private, so this looks only at the zlib decompressor objects
-    it knows (``eof`` is documented zlib API) and answers False for anything else.
+    gzip may have several members; bytes after a complete member that are no gzip member
+    are ignored, as browsers and urllib3 do. ``deflate`` is zlib-wrapped as specified, or
+    raw as many servers send it: the first two bytes decide.
     """
-    decoder = getattr(resp, "_decoder", None)
-    decoders = getattr(decoder, "_decoders", None) or [decoder]  # MultiDecoder: "gzip, gzip"
-    for one in decoders:
-        if isinstance(one, GzipDecoder) and (
-            getattr(one, "_state", None) == GzipDecoderState.SWALLOW_DATA
-        ):
-            continue  # complete members followed by trailing garbage, accepted by design
-        if isinstance(one, GzipDecoder | DeflateDecoder):
-            obj = getattr(one, "_obj", None)
-            if getattr(obj, "eof", True) is False:
-                return True
-    return False
+
+    __slots__ = ("finished", "gzip", "obj", "pending", "swallow")
+
+    def __init__(self, gzip: bool) -> None:
+        self.gzip = gzip
+        self.obj: Any = None
+        self.pending = b""
+        self.finished = False  # at the end of a complete stream
+        self.swallow = False  # ignoring trailing bytes after the last gzip member
+
+    def feed(self, data: bytes, limit: int) -> Iterator[bytes]:
+        if self.obj is None and not self.swallow:
+            data = self._start(data)
+        while data and not self.swallow:
+            out: bytes = self.obj.decompress(data, limit)
+            if out:
+                yield out
+            obj = self.obj
+            data = obj.unconsumed_tail
+            if obj.eof:
+                self.finished = True
+                data = obj.unused_data
+                self.obj = None  # between gzip members; nothing may follow a deflate stream
+                self.swallow = not self.gzip
+                data = self._start(data) if data else data
+
+    def _start(self, data: bytes) -> bytes:
+        """Open the next stream once two bytes are known; the bytes to inflate (or none)."""
+        data, self.pending = self.pending + data, b""
+        if len(data) < 2:
+            self.pending = data
+            return b""
+        if self.gzip:
+            if data[:2] != b"\x1f\x8b":
+                if not self.finished:
+                    raise zlib.error("not a gzip stream")
+                self.swallow = True  # trailing bytes after a complete member are ignored
+                return b""
+            self.finished = False  # another member has begun
+            self.obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            return data
+        zlib_wrapped = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+        self.obj = zlib.decompressobj(zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS)
+        return data
+
+
+def _inflaters(url: str, header: str) -> list[_Inflater]:
+    """The decoding layers of a ``Content-Encoding``, in decoding order."""
+    layers: list[_Inflater] = []
+    for token in reversed(header.lower().split(",")):
+        name = token.strip()
+        if name in ("", "identity"):
+            continue
+        if name not in ("gzip", "x-gzip", "deflate"):
+            raise FetchError(url, f"unsupported Content-Encoding {name!r}")
+        layers.append(_Inflater(gzip=name != "deflate"))
+    return layers
+
+
+def _decoded(url: str, layers: list[_Inflater], data: bytes, limit: int) -> Iterator[bytes]:
+    """``data`` through every layer, each piece at most ``limit`` bytes."""
+    first, rest = layers[0], layers[1:]
+    try:
+        for piece in first.feed(data, limit):
+            if rest:
+                yield from _decoded(url, rest, piece, limit)
+            else:
+                yield piece
+    except zlib.error as exc:
+        raise FetchError(url, f"content decoding failed: {exc}") from exc
 
 
 # --- errors ------------------------------------------------------------------------------------

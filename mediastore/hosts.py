@@ -72,6 +72,10 @@ class _Host:
     fastest: float = math.inf
 
 
+_OnReport = Callable[["Slot", _Host, int, float, "float | None"], float]
+_OnRelease = Callable[[str, _Host], None]
+
+
 class Slot:
     """One request hop's right to talk to a host; release it by leaving the ``with`` block.
 
@@ -80,10 +84,14 @@ class Slot:
         acquired_at: When the slot was granted (the limiter's clock).
     """
 
-    __slots__ = ("_limits", "_state", "acquired_at", "host")
+    __slots__ = ("_on_release", "_on_report", "_state", "acquired_at", "host")
 
-    def __init__(self, limits: HostLimits, host: str, state: _Host, acquired_at: float) -> None:
-        self._limits = limits
+    def __init__(
+        self, on_report: _OnReport, on_release: _OnRelease, host: str, state: _Host,
+        acquired_at: float,
+    ) -> None:  # fmt: skip
+        self._on_report = on_report
+        self._on_release = on_release
         self._state: _Host | None = state
         self.host = host
         self.acquired_at = acquired_at
@@ -102,13 +110,13 @@ class Slot:
         state = self._state
         if state is None:
             return 0.0
-        return self._limits._report(self, state, status, elapsed, retry_after)
+        return self._on_report(self, state, status, elapsed, retry_after)
 
     def release(self) -> None:
         """Give the slot back (idempotent)."""
         state, self._state = self._state, None
         if state is not None:
-            self._limits._release(self.host, state)
+            self._on_release(self.host, state)
 
     def __enter__(self) -> Slot:
         return self
@@ -202,7 +210,7 @@ class HostLimits:
             state.in_flight += 1
             if self.rate is not None:
                 state.next_start = max(now, state.next_start) + 1.0 / self.rate
-            return Slot(self, host, state, now)
+            return Slot(self._report, self._release, host, state, now)
 
     def limit(self, host: str) -> int:
         """The concurrency ``host`` is allowed now (``start`` for a host not seen yet)."""
@@ -232,7 +240,7 @@ class HostLimits:
         """True once :meth:`close` was called."""
         return self._closed.is_set()
 
-    # --- internals (called with self._lock held, except _report/_release) -----------------
+    # --- internals (called with self._lock held, except the two Slot callbacks) ------------
     def _wait_turn(self, host: str, state: _Host, deadline: float | None) -> float:
         """Block until ``state`` has room and is neither paused nor rate-limited; return now."""
         while True:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import logging
 import socket
 import ssl
 import threading
@@ -38,14 +39,18 @@ from mediastore import (
     FileTooLargeError,
     HTTPStatusError,
     ImageTooLargeError,
+    InvalidInputError,
     MediaStore,
+    MediaStoreError,
     RefusedContentError,
     TooManyRedirectsError,
     TruncatedDownloadError,
     UnresolvableHostError,
     UnsupportedMediaError,
 )
+from mediastore import fetch as fetch_module
 from mediastore import testing as t
+from mediastore.fetch import FetchSettings, make_session, open_url
 from mediastore.netpolicy import IPAddress, refused_reason
 from mediastore.testing import assert_nothing_stored, files_under
 
@@ -901,3 +906,154 @@ def test_failed_download_leaves_no_temp_file_and_no_row(
     assert info.value.url == url  # type: ignore[attr-defined]
     assert_nothing_stored(store)
     assert store.get_by_url(url) is None
+
+
+# --- 15. the HTTP layer on its own (fetch.open_url) --------------------------------------------
+def _open(session: requests.Session, url: object, **options: Any) -> bytes:
+    options.setdefault("timeout", 2)
+    with open_url(session, url, chunk_size=1 << 16, **options) as resp:  # type: ignore[arg-type]
+        return b"".join(resp.chunks)
+
+
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    """A guarded session allowed to reach loopback, with one fast retry."""
+    made = make_session(FetchSettings(allow_private_networks=True, retries=1, backoff_factor=0.01))
+    yield made
+    made.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[127.0.0.1]:1337/",
+        "http://[[example.net]]:1337/",
+        "http://[\u2460\u2461\u2466.0.0.1]/",
+        "http://a\udcff.com/",
+        "http://a.com/\udcff",
+        None,
+        42,
+        b"http://example.com/",
+    ],
+)
+def test_open_url_refuses_malformed_urls_as_blocked(session: requests.Session, url: object) -> None:
+    """Whatever is passed as a URL, the failure is a MediaStoreError (BlockedURLError)."""
+    with pytest.raises(BlockedURLError) as info:
+        _open(session, url)
+    assert isinstance(info.value, MediaStoreError)
+    str(info.value).encode("utf-8")
+
+
+def test_open_url_needs_a_guarded_session() -> None:
+    """A plain requests.Session has no guard: open_url refuses it rather than go unchecked."""
+    with requests.Session() as plain, pytest.raises(InvalidInputError):
+        _open(plain, "http://example.com/")
+
+
+def test_retries_log_no_urllib3_warning_and_no_internal_names(
+    session: requests.Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused connection retried: no urllib3 'Retrying (...)' warning with internal class
+    names; one readable INFO line per retry from mediastore, and the error says 'refused'."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(FetchConnectionError) as info:
+        _open(session, f"http://127.0.0.1:{port}/a.jpg")
+    assert "refused" in info.value.reason.lower()
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    for internal in ("_DeadlineRetry", "_WatchedHTTP", "Retry(total", "object at 0x"):
+        assert internal not in text
+        assert internal not in str(info.value)
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    retries = [r for r in caplog.records if r.name == "mediastore.fetch"]
+    assert len(retries) == 1 and "\n" not in retries[0].getMessage()
+
+
+def test_a_urllib3_warning_about_broken_headers_is_one_line(
+    session: requests.Session,
+    raw_server: Callable[..., RawServer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Headers urllib3 cannot parse: its warning (which carries a traceback) is one line."""
+    body = b"\xff\xd8 not checked here"
+    server = raw_server(
+        respond(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n bad continuation\r\nno colon here\r\n"
+                b"\r\n%s" % (len(body), body))
+    )  # fmt: skip
+    caplog.set_level(logging.WARNING)
+    _open(session, server.url())
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings, "urllib3 did not warn: the test proves nothing"
+    for record in warnings:
+        assert record.exc_info is None
+        assert "\n" not in record.getMessage() and len(record.getMessage()) <= 300
+
+
+def test_a_kept_alive_connection_is_reused_without_a_new_lookup(http: HTTPServer) -> None:
+    """Two downloads from one host in one session: one lookup, and the second request rides
+    the first one's connection (checked once, pinned to the checked address)."""
+    calls: list[str] = []
+    settings = FetchSettings(
+        allow_private_networks=True, resolver=mapping({"media.test": "127.0.0.1"}, calls)
+    )
+    serve(http, "/a.jpg", b"a" * 100)
+    serve(http, "/b.jpg", b"b" * 100)
+    with make_session(settings) as guarded:
+        assert _open(guarded, f"http://media.test:{http.port}/a.jpg") == b"a" * 100
+        assert _open(guarded, f"http://media.test:{http.port}/b.jpg") == b"b" * 100
+    assert calls == ["media.test"]
+    assert [req.headers["Host"] for req, _ in http.log] == [f"media.test:{http.port}"] * 2
+
+
+def test_a_checked_route_is_looked_up_again_after_its_ttl(
+    http: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name -> address answer is reused for ROUTE_TTL only, then resolved and judged anew."""
+    calls: list[str] = []
+    settings = FetchSettings(
+        allow_private_networks=True, resolver=mapping({"media.test": "127.0.0.1"}, calls)
+    )
+    serve(http, "/a.jpg", b"a" * 10)
+    monkeypatch.setattr(fetch_module, "ROUTE_TTL", 0.0)
+    with make_session(settings) as guarded:
+        _open(guarded, f"http://media.test:{http.port}/a.jpg")
+        _open(guarded, f"http://media.test:{http.port}/a.jpg")
+    assert calls == ["media.test", "media.test"]
+
+
+def test_a_redirect_hop_is_checked_even_when_its_host_was_seen(
+    http: HTTPServer, raw_server: Callable[..., RawServer]
+) -> None:
+    """Cached routes never skip the policy: a refused hop is refused every time."""
+    inner = raw_server(respond(head(Content_Length=0)), host="127.0.0.2")
+    settings = FetchSettings(address_policy=only("127.0.0.1"))
+    http.expect_request("/go").respond_with_response(
+        Response(status=302, headers={"Location": inner.url("/secret")})
+    )
+    with make_session(settings) as guarded:
+        for _ in range(2):
+            with pytest.raises(BlockedURLError):
+                _open(guarded, http.url_for("/go"))
+    assert inner.connections == 0
+
+
+def test_a_redirect_to_an_unparseable_location_is_blocked(
+    session: requests.Session, raw_server: Callable[..., RawServer]
+) -> None:
+    server = raw_server(respond(head("302 Found", Location="http://[::1/x", Content_Length=0)))
+    with pytest.raises(BlockedURLError):
+        _open(session, server.url())
+
+
+def test_retry_after_is_waited_for_without_host_limits(
+    http: HTTPServer, session: requests.Session
+) -> None:
+    """A single download (no HostLimits) sleeps the Retry-After itself."""
+    answers = iter([Response("wait", status=503, headers={"Retry-After": "1"})])
+    http.expect_request("/a.jpg").respond_with_handler(
+        lambda request: next(answers, Response(b"ok" * 10))
+    )
+    start = time.monotonic()
+    assert _open(session, http.url_for("/a.jpg")) == b"ok" * 10
+    assert time.monotonic() - start >= 0.95

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mediastore.errors import FetchError
+from mediastore.errors import FetchError, InvalidInputError, MediaStoreError
 from mediastore.netpolicy import (
     ALLOWED_SCHEMES,
     BlockedURLError,
@@ -18,8 +18,10 @@ from mediastore.netpolicy import (
     UnresolvableHostError,
     check_url,
     parse_host_literal,
+    parse_url,
     refused_reason,
     system_resolver,
+    validate_url,
 )
 
 
@@ -621,3 +623,72 @@ def test_system_resolver_failure_is_unresolvable(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(socket, "getaddrinfo", failing)
     with pytest.raises(UnresolvableHostError):
         check_url("http://nxdomain.example/")
+
+
+# --- validate_url: the first check on a user's URL ------------------------------------------
+
+#: The malformed URLs of issue 11 (and kin): each once raised a bare ValueError or
+#: UnicodeEncodeError from urlsplit or from encoding.
+MALFORMED_URLS = [
+    "http://[127.0.0.1]:1337/",
+    "http://[[example.net]]:1337/",
+    "http://[\u2460\u2461\u2466.0.0.1]/",  # enclosed alphanumerics inside brackets
+    "http://[\u2460\u2461\u2466.0.0.1]:80/",
+    "http://[::ffff:\u2460\u2461\u2466.0.0.1]/",
+    "http://a\udcff.com/",  # a lone surrogate in the host
+    "http://a.com/\udcff.jpg",  # ... in the path
+    "http://a.com/x.jpg?q=\ud800",  # ... in the query
+    "http://a.com:\u2460/",
+    "http://]/",
+    "http://[/",
+]
+
+
+@pytest.mark.parametrize("url", MALFORMED_URLS)
+def test_malformed_urls_are_blocked_url_errors(url: str) -> None:
+    """Every malformed URL is a BlockedURLError (a MediaStoreError), before any lookup, with a
+    message that can be printed."""
+    for check in (validate_url, parse_url, lambda u: check_url(u, resolver=no_dns)):
+        with pytest.raises(BlockedURLError) as info:
+            check(url)
+        assert isinstance(info.value, MediaStoreError)
+        str(info.value).encode("utf-8")  # printable: no lone surrogate left in it
+
+
+@pytest.mark.parametrize("value", [None, 42, b"http://example.com/", ["http://a.com/"], "", "  "])
+def test_validate_url_refuses_non_strings_and_blanks_as_invalid_input(value: object) -> None:
+    with pytest.raises(InvalidInputError):
+        validate_url(value)
+
+
+def test_validate_url_returns_a_good_url_without_resolving_it() -> None:
+    url = "https://media.example/p/1.jpg?size=large#x"
+    assert validate_url(url) == url  # no resolver given, and none is called
+
+
+def test_parse_url_gives_the_request_target() -> None:
+    parsed = parse_url("https://Media.Example:8443/a%20b/c.jpg?x=1#frag")
+    assert (parsed.scheme, parsed.host, parsed.port, parsed.literal) == (
+        "https",
+        "media.example",
+        8443,
+        None,
+    )
+    assert parsed.target == "/a%20b/c.jpg?x=1"
+    assert parse_url("http://example.com").target == "/"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1/", "http://localhost/"])
+def test_private_address_refusal_names_the_way_to_allow_it(url: str) -> None:
+    """The refusal tells the user about --allow-private and allow_private_networks=True."""
+    with pytest.raises(BlockedURLError) as info:
+        check_url(url, resolver=lambda host, port: ["127.0.0.1"])
+    assert "--allow-private" in info.value.reason
+    assert "allow_private_networks=True" in info.value.reason
+
+
+def test_a_custom_policy_judges_instead_of_the_default() -> None:
+    target = check_url("http://127.0.0.1/", policy=lambda ip: None)
+    assert target.addresses == ("127.0.0.1",)
+    with pytest.raises(BlockedURLError, match="nope"):
+        check_url("http://8.8.8.8/", policy=lambda ip: "nope")
