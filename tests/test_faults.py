@@ -6,6 +6,7 @@ costs milliseconds, not an interpreter start-up.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import random
@@ -17,11 +18,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import checker
 import pytest
 from pytest_httpserver import HTTPServer
 
-from mediastore import MediaStore, StorageError
+from mediastore import MediaStore, MediaStoreError, StorageError
 from mediastore import testing as t
 from mediastore.hashing import md5_of_file
 
@@ -153,12 +156,23 @@ def test_many_processes_and_threads_at_once(tmp_path: Path, httpserver: HTTPServ
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 3 MiB tmpfs mounted for the test (needs root and mount; skipped otherwise)."""
+    yield from _tmpfs(tmp_path, "3m")
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 5 MiB tmpfs for the store and its catalog together."""
+    yield from _tmpfs(tmp_path, "5m")
+
+
+def _tmpfs(tmp_path: Path, size: str) -> Iterator[Path]:
     mountpoint = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
     mountpoint.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a small tmpfs needs root (an injected ENOSPC is tested instead)")
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mountpoint)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mountpoint)],
+        capture_output=True,
     )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
@@ -184,6 +198,44 @@ def test_full_disk(small_disk: Path, tmp_path: Path) -> None:
         store.remove(stored[0].md5)
         again = store.add_bytes(t.mp4_bytes(1000, seed=999))
         assert store.verify().all_ok and store.get_by_md5(again.md5) is not None
+
+
+def _fill(root: Path, seeds: list[int], start: Any, acked: mp.Queue) -> None:  # type: ignore[type-arg]
+    """Child: add the shared contents in lock-step with the others until the disk is full."""
+    with MediaStore(root, busy_timeout=0.005) as store:
+        for seed in seeds:
+            start.wait()
+            # a full disk or a lock timeout raises: an add that did not return
+            with contextlib.suppress(MediaStoreError):
+                acked.put(store.add_bytes(t.mp4_bytes(60_000, seed=seed)).md5)
+    acked.put(None)
+
+
+def test_a_full_disk_under_concurrent_writers_loses_no_acknowledged_add(full_disk: Path) -> None:
+    """4 processes add the same contents together on a tmpfs that fills up (store and catalog):
+    commits fail with a full disk or a lock timeout, yet every add that returned keeps its row
+    ok and its intact file (independent checker), and gc adopts what was left placed."""
+    root = full_disk / "store"
+    MediaStore(root).close()
+    start = FORK.Barrier(4)
+    acked: mp.Queue = FORK.Queue()  # type: ignore[type-arg]
+    procs = [
+        FORK.Process(target=_fill, args=(root, list(range(90)), start, acked)) for _ in range(4)
+    ]
+    for p in procs:
+        p.start()
+    returned: set[str] = set()
+    finished = 0
+    while finished < 4:
+        md5 = acked.get(timeout=120)
+        finished += md5 is None
+        if md5 is not None:
+            returned.add(md5)
+    for p in procs:
+        p.join(timeout=60)
+    assert 5 <= len(returned) < 90, "the disk should fill up part of the way"
+    assert checker.check_i1(root) == []
+    assert checker.check_stored(root, returned) == []
 
 
 def _open_and_add(root: Path, n: int, errors: mp.Queue) -> None:  # type: ignore[type-arg]
