@@ -241,7 +241,7 @@ def test_large_stream_uses_constant_memory(store: MediaStore) -> None:
     chunk = os.urandom(1 << 20)
 
     def chunks() -> Iterator[bytes]:
-        yield t.mp4_bytes(16)
+        yield t.mp4_header(64 << 20)  # a valid container whose mdat the chunks fill
         for _ in range(64):
             yield chunk
 
