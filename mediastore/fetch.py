@@ -674,7 +674,7 @@ class _Closer:
         self.resp = resp
 
     def __call__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        if exc_type is None and self.resp.length_remaining == 0:
+        if exc_type is None and (self.resp.closed or self.resp.length_remaining == 0):
             _discard(self.resp)
         else:
             self.resp.close()

@@ -6,6 +6,11 @@ must then connect to one of :attr:`Target.addresses` (sending ``Target.host`` as
 instead of resolving the name again: a second lookup could return a different answer (DNS
 rebinding) and reach an internal service that the check never saw.
 
+:func:`validate_url` is the first check on a user's URL (syntax only, no lookup: whatever is
+passed, a bad value fails as :class:`InvalidInputError` or :class:`BlockedURLError`);
+:func:`parse_url` and :func:`resolve` are the two halves of :func:`check_url`, so that a
+caller can cache the second per host.
+
 Decisions worth knowing:
 
 * Percent-encoded hosts are decoded, as browsers do, and the decoded host is what gets checked

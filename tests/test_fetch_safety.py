@@ -20,6 +20,7 @@ import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -1057,3 +1058,37 @@ def test_retry_after_is_waited_for_without_host_limits(
     start = time.monotonic()
     assert _open(session, http.url_for("/a.jpg")) == b"ok" * 10
     assert time.monotonic() - start >= 0.95
+
+
+def test_a_chunked_body_read_to_its_end_keeps_the_connection_alive(
+    session: requests.Session,
+) -> None:
+    """Three chunked downloads from one host in one session ride one connection."""
+    connections: list[int] = []
+
+    class Chunked(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            connections.append(1)
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(chunked(b"abcdefg", size=3))
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Chunked)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for _ in range(3):
+            assert _open(session, f"http://127.0.0.1:{server.server_address[1]}/x") == b"abcdefg"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(connections) == 1
