@@ -362,16 +362,22 @@ def _bar_progress(desc: str, unit: str) -> Iterator[Callable[[int, int], None]]:
 @click.option(
     "--allow-private", is_flag=True, help="Repairs may reach private addresses (intranets)."
 )
+@click.option(
+    "--deep", is_flag=True,
+    help="Also decode images fully and walk containers (slower than hashing).",
+)  # fmt: skip
 @json_option
 @click.pass_context
 @_errors
 def verify(
     ctx: click.Context, md5s: tuple[str, ...], older_than: timedelta | None,
-    limit: int | None, repair: bool, allow_private: bool, as_json: bool,
+    limit: int | None, repair: bool, allow_private: bool, deep: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Re-hash stored files (all when no MD5 is given). Exits 1 if any is missing or corrupt.
 
-    With --repair, exits 1 only if some file could not be repaired.
+    With --deep, a file that hashes right but whose content is broken (truncated before it
+    was stored, say) is corrupt too. With --repair, exits 1 only if some file could not be
+    repaired; a broken file's good copy is new content, and its URLs move there.
     """
     if md5s and (older_than or limit is not None):
         raise click.UsageError("--older-than/--limit select files: give them or MD5s, not both")
@@ -383,7 +389,7 @@ def verify(
     ):
         report = store.verify(
             list(md5s) if md5s else None, progress=progress, older_than=older_than,
-            limit=limit, repair=repair,
+            limit=limit, repair=repair, deep=deep or None,
         )  # fmt: skip
     if as_json:
         _emit_json(report.to_dict())
@@ -391,9 +397,11 @@ def verify(
         for md5 in report.missing:
             click.echo(f"missing  {md5}")
         for md5 in report.corrupt:
-            click.echo(f"corrupt  {md5} (moved to quarantine)")
+            why = report.reasons.get(md5)
+            click.echo(f"corrupt  {md5} (moved to quarantine)" + (f": {why}" if why else ""))
         for md5 in report.repaired:
-            click.echo(f"repaired {md5}")
+            new = report.replaced.get(md5)
+            click.echo(f"repaired {md5}" + (f" as new content {new}" if new else ""))
         for md5, reason in report.unrepaired.items():
             click.echo(f"not repaired {md5}: {reason}")
         click.echo(

@@ -40,6 +40,7 @@ class StoreConfig:
         chunk_size: Read size of the ingest pipeline.
         busy_timeout: Seconds a writer waits for another writer's lock before failing.
         verify_on_access: ``fetch`` re-hashes a cached file before returning it (else size only).
+        verify_deep: ``verify`` also decodes images fully and walks containers (``--deep``).
         allow_private_networks: Lift the download address policy (intranets, tests on loopback).
         user_agent: User-Agent of downloads; ``None`` means ``mediastore/<version>``.
         per_host: Concurrent downloads allowed to one host in ``fetch_many``.
@@ -67,6 +68,7 @@ class StoreConfig:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT
     verify_on_access: bool = True
+    verify_deep: bool = False
     allow_private_networks: bool = False
     user_agent: str | None = None
     per_host: int = DEFAULT_PER_HOST

@@ -221,7 +221,7 @@ class Lifecycle:
 
     def quarantine(
         self, loc: Location, *, md5: str | None, identity: str | None,
-        mark_corrupt: bool = True,
+        status: str | None = STATUS_CORRUPT,
     ) -> Removal:  # fmt: skip
         """Move a damaged entry out of the media tree (never deleted).
 
@@ -230,7 +230,7 @@ class Lifecycle:
             md5: The content whose address ``loc`` is, or None for a name that is no
                 address (nobody ever places a file there).
             identity: The entry that was checked: a replacement found in its place is left.
-            mark_corrupt: Mark ``md5``'s row corrupt (if it is ``ok``) in the same step.
+            status: What to mark ``md5``'s row (if it is ``ok``) in the same step, or None.
         """
         with self.catalog.exclusive() as ex:
             if md5 is not None and ex.held([md5]):
@@ -238,9 +238,9 @@ class Lifecycle:
             where = self.blobs.quarantine(loc, if_identity=identity)
             if where is None:
                 return Removal(False, reason="replaced or gone since it was checked")
-            row = ex.rows([md5]).get(md5) if md5 is not None and mark_corrupt else None
-            if row is not None and row.status == STATUS_OK:
-                ex.set_status([row.md5], STATUS_CORRUPT)
+            row = ex.rows([md5]).get(md5) if md5 is not None and status else None
+            if row is not None and status is not None and row.status == STATUS_OK:
+                ex.set_status([row.md5], status)
         return Removal(True, where=where)
 
     def mark_missing(self, md5s: Sequence[str]) -> list[str]:

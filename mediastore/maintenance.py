@@ -37,6 +37,7 @@ from .errors import (
 from .ingest import Staged, read_chunks
 from .lifecycle import LEASE_SECONDS, Entry, Lifecycle, ref_of
 from .records import (
+    STATUS_CORRUPT,
     STATUS_OK,
     STATUS_REMOVED,
     GcReport,
@@ -44,6 +45,7 @@ from .records import (
     ReindexReport,
 )
 from .sniff import BY_EXTENSION
+from .verify import Repaired
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +267,7 @@ def _set_aside(life: Lifecycle, entry: StoredEntry, found: _Found) -> bool:
     """
     moved = life.quarantine(
         entry, md5=_address_md5(entry), identity=found.identity,
-        mark_corrupt=found.action == "damaged",
+        status=STATUS_CORRUPT if found.action == "damaged" else None,
     )  # fmt: skip
     return moved.done
 
@@ -359,15 +361,19 @@ def reindex(life: Lifecycle, *, progress: Progress | None = None) -> ReindexRepo
 
 
 # --- repair ----------------------------------------------------------------------------------
-def repair(life: Lifecycle, downloader: Downloader, md5: str, *, timeout: float) -> str | None:
+def repair(
+    life: Lifecycle, downloader: Downloader, md5: str, *, timeout: float, broken: bool = False
+) -> Repaired:
     """Download a missing or corrupt file again from a URL recorded for it.
 
-    Returns None when repaired, else the reason. A download that does not hash back to
-    ``md5`` is discarded (the damaged copy stays in quarantine).
+    A download must hash back to ``md5`` (else the server now serves other content, which is
+    not accepted), unless ``broken``: the stored file hashed right but its content was
+    damaged (the deep check), so the good file is other content: it is stored as new
+    content, the URLs move to it, and the broken file stays in quarantine.
     """
     urls = life.catalog.urls_for(md5)
     if not urls:
-        return "no URL recorded for it"
+        return Repaired(False, "no URL recorded for it")
     reasons: list[str] = []
     for url in urls:
         try:
@@ -379,11 +385,15 @@ def repair(life: Lifecycle, downloader: Downloader, md5: str, *, timeout: float)
             reasons.append(f"{url}: not modified")
             continue
         staged, infos = outcome
-        if staged.md5 != md5:
+        if staged.md5 == md5 and broken:
+            life.discard(staged)
+            reasons.append(f"{url}: still serves the same broken file")
+            continue
+        if staged.md5 != md5 and not broken:
             life.discard(staged)
             reasons.append(f"{url}: now serves other content ({staged.md5})")
             continue
-        life.commit(staged, infos)
+        row = life.commit(staged, [UrlInfo(url=u) for u in urls if u != url] + list(infos))
         log.info("repaired %s from %s", md5, url)
-        return None
-    return "; ".join(reasons)
+        return Repaired(True, replaced_by=row.md5 if row.md5 != md5 else None)
+    return Repaired(False, "; ".join(reasons))

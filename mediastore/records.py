@@ -12,6 +12,9 @@ MEDIA_TYPES: tuple[str, ...] = ("image", "video", "document")
 STATUS_OK = "ok"
 STATUS_MISSING = "missing"
 STATUS_CORRUPT = "corrupt"
+#: the file hashes right but its content is damaged (``verify --deep``); quarantined, and a
+#: repair stores the good copy as new content
+STATUS_BROKEN = "broken"
 #: ``rm`` forgot the content; its file is deleted once no writer holds an intent on it.
 STATUS_REMOVED = "removed"
 
@@ -67,8 +70,11 @@ class MediaRecord:
 class VerifyReport:
     """Outcome of :meth:`MediaStore.verify`: md5s found ok, missing, or corrupt (quarantined).
 
-    With ``repair=True``, ``repaired`` lists the missing/corrupt md5s downloaded again (and
-    hashing back to the same md5); ``unrepaired`` maps the others to the reason.
+    ``reasons`` says why each corrupt file failed. With ``repair=True``, ``repaired`` lists the
+    missing/corrupt md5s downloaded again (hashing back to the same md5, or, for a file whose
+    content was broken though it hashed right, good content under a new md5: ``replaced``
+    maps the old md5 to it, the URLs moved there and the broken file stays in quarantine);
+    ``unrepaired`` maps the others to the reason.
     """
 
     ok: list[str] = field(default_factory=list)
@@ -76,6 +82,8 @@ class VerifyReport:
     corrupt: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     unrepaired: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    replaced: dict[str, str] = field(default_factory=dict)
 
     @property
     def checked(self) -> int:
@@ -95,6 +103,8 @@ class VerifyReport:
             "corrupt": self.corrupt,
             "repaired": self.repaired,
             "unrepaired": self.unrepaired,
+            "reasons": self.reasons,
+            "replaced": self.replaced,
         }
 
 

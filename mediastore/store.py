@@ -314,7 +314,7 @@ class MediaStore:
     def verify(
         self, md5: str | Iterable[str] | None = None, *, progress: Progress | None = None,
         older_than: timedelta | None = None, limit: int | None = None, repair: bool = False,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = DEFAULT_TIMEOUT, deep: bool | None = None,
     ) -> VerifyReport:  # fmt: skip
         """Re-hash stored files against their md5 and record the outcome.
 
@@ -325,7 +325,11 @@ class MediaStore:
                 chosen by an indexed query: the nightly job's call.
             limit: Verify at most this many files (least recently verified first).
             repair: Download missing or corrupt files again from a URL recorded for them;
-                a download must hash back to the same md5, else the file stays quarantined.
+                a download must hash back to the same md5, else the file stays quarantined
+                (for a file the deep check found broken, good content under a new md5 is
+                stored and its URLs move there: ``report.replaced``).
+            deep: Also decode images fully and walk containers (default
+                ``config.verify_deep``); a file that fails is quarantined as corrupt.
             timeout: Per-read timeout of repair downloads.
 
         A file that no longer hashes to its md5 (or has the wrong size) is moved to
@@ -334,14 +338,15 @@ class MediaStore:
         """
         rows = verification.select_rows(self.catalog, md5, older_than=older_than, limit=limit)
 
-        def fix(damaged: str) -> str | None:
+        def fix(damaged: str, broken: bool) -> verification.Repaired:
             return maintenance.repair(
-                self.lifecycle, self._get_downloader(), damaged, timeout=timeout
+                self.lifecycle, self._get_downloader(), damaged, timeout=timeout, broken=broken
             )
 
         return verification.verify(
-            self.lifecycle, rows, progress=progress, repair=fix if repair else None
-        )
+            self.lifecycle, rows, progress=progress, repair=fix if repair else None,
+            deep=self.config.verify_deep if deep is None else deep,
+        )  # fmt: skip
 
     def stats(self) -> StoreStats:
         """Counts and sizes from the catalog alone (no directory walk)."""

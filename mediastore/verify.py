@@ -16,16 +16,32 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from .catalog import Catalog, MediaRow
-from .errors import InvalidInputError, MediaNotFoundError, StorageError
+from .errors import (
+    CorruptMediaError,
+    InvalidInputError,
+    MediaNotFoundError,
+    StorageError,
+    UnsupportedMediaError,
+)
 from .hashing import md5_of_stream, normalize_md5
 from .lifecycle import Lifecycle, ref_of
-from .records import STATUS_REMOVED, VerifyReport
+from .probe import deep_check
+from .records import STATUS_BROKEN, STATUS_CORRUPT, STATUS_REMOVED, VerifyReport
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
-#: Repairs a damaged md5; returns None when repaired, else the reason.
-Repair = Callable[[str], "str | None"]
+@dataclass(frozen=True, slots=True)
+class Repaired:
+    """What a repair did: ``done``, with the new content's md5 if it replaced a broken file."""
+
+    done: bool
+    reason: str = ""
+    replaced_by: str | None = None
+
+
+#: Repairs a damaged md5 (True: its content was broken, so a good copy is other content).
+Repair = Callable[[str, bool], Repaired]
 #: Files hashed at once.
 VERIFY_THREADS = 3
 #: Passed checks written back per transaction.
@@ -34,11 +50,16 @@ STATUS_BATCH = 1000
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """What one file was found to be: ``ok``, ``missing`` or ``corrupt`` (and which entry)."""
+    """What one file was found to be: ``ok``, ``missing`` or ``corrupt`` (and which entry).
+
+    ``broken``: the file hashes right but its content is damaged (the deep check failed), so
+    a good copy downloaded again is other content (another MD5).
+    """
 
     outcome: str
     identity: str | None = None
     detail: str = ""
+    broken: bool = False
 
 
 def select_rows(
@@ -60,8 +81,11 @@ def select_rows(
     return [rows[m] for m in targets if m in rows]  # (one removed meanwhile is not checked)
 
 
-def check(life: Lifecycle, row: MediaRow) -> Check:
-    """Hash the file of ``row`` without following links; changes nothing."""
+def check(life: Lifecycle, row: MediaRow, *, deep: bool = False) -> Check:
+    """Hash the file of ``row`` without following links; changes nothing.
+
+    ``deep`` also decodes an image fully and walks a container (:func:`probe.deep_check`).
+    """
     try:
         fh, info = life.blobs.open(ref_of(row))
     except FileNotFoundError:
@@ -78,14 +102,19 @@ def check(life: Lifecycle, row: MediaRow) -> Check:
             raise StorageError(
                 f"reading the file of {row.md5} failed: {exc.strerror or exc}"
             ) from exc
-    if digest != row.md5:
-        return Check("corrupt", info.identity, f"hashes to {digest}")
+        if digest != row.md5:
+            return Check("corrupt", info.identity, f"hashes to {digest}")
+        if deep:
+            try:
+                deep_check(fh, ref_of(row).kind, max_pixels=life.config.max_image_pixels)
+            except (CorruptMediaError, UnsupportedMediaError) as exc:
+                return Check("corrupt", info.identity, f"deep check: {exc}", broken=True)
     return Check("ok", info.identity)
 
 
 def verify(
     life: Lifecycle, rows: Sequence[MediaRow], *, progress: Progress | None = None,
-    repair: Repair | None = None,
+    repair: Repair | None = None, deep: bool = False,
 ) -> VerifyReport:  # fmt: skip
     """Check each row's file; record ok (with the time), missing, or corrupt (quarantined).
 
@@ -93,12 +122,17 @@ def verify(
     """
     report = VerifyReport()
     passed: list[str] = []
+    broken = {row.md5 for row in rows if row.status == STATUS_BROKEN}
     with ThreadPoolExecutor(max_workers=VERIFY_THREADS) as pool:
-        found = pool.map(lambda row: check(life, row), rows)
+        found = pool.map(lambda row: check(life, row, deep=deep), rows)
         for done, (row, result) in enumerate(zip(rows, found, strict=True), 1):
             outcome = result.outcome if life.read_only else settle(life, row, result)
             if outcome is not None:
                 getattr(report, outcome).append(row.md5)
+            if outcome == "corrupt" and result.detail:
+                report.reasons[row.md5] = result.detail
+            if outcome == "corrupt" and result.broken:
+                broken.add(row.md5)
             if outcome == "ok":
                 passed.append(row.md5)
             if len(passed) >= STATUS_BATCH:
@@ -109,11 +143,13 @@ def verify(
     _mark_verified(life, passed)
     if repair is not None and not life.read_only:
         for damaged in report.missing + report.corrupt:
-            reason = repair(damaged)
-            if reason is None:
+            fixed = repair(damaged, damaged in broken)
+            if fixed.done:
                 report.repaired.append(damaged)
+                if fixed.replaced_by:
+                    report.replaced[damaged] = fixed.replaced_by
             else:
-                report.unrepaired[damaged] = reason
+                report.unrepaired[damaged] = fixed.reason
     return report
 
 
@@ -132,7 +168,8 @@ def settle(life: Lifecycle, row: MediaRow, result: Check) -> str | None:
             log.warning("file of %s is missing", row.md5)
             return "missing"
     else:
-        moved = life.quarantine(ref, md5=row.md5, identity=result.identity)
+        status = STATUS_BROKEN if result.broken else STATUS_CORRUPT
+        moved = life.quarantine(ref, md5=row.md5, identity=result.identity, status=status)
         if moved.done:
             log.warning("file of %s is corrupt (%s); moved to %s", row.md5, result.detail,
                         moved.where)  # fmt: skip

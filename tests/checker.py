@@ -21,7 +21,7 @@ import stat
 from typing import Any
 
 CATALOG_NAME = "catalog.sqlite3"
-STATUSES = frozenset({"ok", "missing", "corrupt", "removed"})
+STATUSES = frozenset({"ok", "missing", "corrupt", "broken", "removed"})
 _CHUNK = 1 << 20
 
 
@@ -140,7 +140,7 @@ def check_i1(
 ) -> list[str]:
     """I1: every row with status 'ok' has its intact regular file at its address.
 
-    Also flags a status outside ``ok/missing/corrupt/removed``.
+    Also flags a status outside ``ok/missing/corrupt/broken/removed``.
     """
     rows = media_rows(db_path or catalog_path(root))
     violations = [

@@ -252,3 +252,56 @@ def test_verify_repair_from_recorded_url(tmp_path: Path, httpserver: HTTPServer)
         assert store.get_by_md5(b.md5).status == "missing"  # type: ignore[union-attr]
         assert store.get_by_url(httpserver.url_for("/changed.png")) is None
         assert len(t.files_under(store.root / "quarantine")) == 1
+
+
+def _store_as_an_older_mediastore_did(root: Path, data: bytes, url: str) -> str:
+    """Put ``data`` in the store the way a mediastore without the completeness checks would
+    have (file at its address, an ok row, its URL), by hand; returns its md5."""
+    md5 = hashlib.md5(data).hexdigest()
+    with MediaStore(root) as store:
+        (store.root / "media" / "images" / f"{md5}.jpg").write_bytes(data)
+        with store.catalog.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO media (md5, sha256, media_type, mime_type, extension, size, "
+                    "width, height, created_at, status) VALUES (:m, :s, 'image', 'image/jpeg', "
+                    "'jpg', :n, 64, 48, '2026-01-01 00:00:00', 'ok')"
+                ),
+                {"m": md5, "s": hashlib.sha256(data).hexdigest(), "n": len(data)},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO media_urls (url, url_md5, source, md5, first_seen_at) "
+                    "VALUES (:u, :k, 'url', :m, '2026-01-01 00:00:00')"
+                ),
+                {"u": url, "k": hashlib.md5(url.encode()).hexdigest(), "m": md5},
+            )
+    return md5
+
+
+def test_verify_deep_finds_a_broken_file_and_repair_stores_the_good_one(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    """A JPEG cut short before its EOI, stored by an older mediastore, passes plain verify (it
+    hashes right); verify --deep marks it broken and quarantines it, URLs kept; a later
+    verify --repair downloads the good file, which is new content: the URL moves to it and
+    the report says so."""
+    good = t.noisy_jpeg(seed=77)
+    httpserver.expect_request("/p.jpg").respond_with_data(good)
+    url = httpserver.url_for("/p.jpg")
+    cut = _store_as_an_older_mediastore_did(tmp_path, good[: len(good) // 2], url)
+    with MediaStore(tmp_path, allow_private_networks=True) as store:
+        assert store.verify().ok == [cut]
+        deep = store.verify(deep=True)
+        assert deep.corrupt == [cut] and "EOI" in deep.reasons[cut]
+        assert store.get_by_md5(cut).status == "broken"  # type: ignore[union-attr]
+        assert store.urls_for(cut) == [url] and store.get_by_url(url) is None
+        assert len(t.files_under(store.root / "quarantine")) == 1
+        fixed = store.verify(cut, repair=True)
+        new = hashlib.md5(good).hexdigest()
+        assert fixed.repaired == [cut] and fixed.replaced == {cut: new}
+        rec = store.get_by_url(url)
+        assert rec is not None and rec.md5 == new and rec.path.read_bytes() == good  # type: ignore[union-attr]
+        assert store.urls_for(cut) == [] and len(t.files_under(store.root / "quarantine")) == 1
+    out = CliRunner().invoke(main, ["--root", str(tmp_path), "verify", "--deep", new])
+    assert out.exit_code == 0 and "1 ok" in out.stdout

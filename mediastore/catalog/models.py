@@ -75,7 +75,9 @@ class Media(Base):
 
     __table_args__ = (
         CheckConstraint("size >= 0", name="size_nonnegative"),
-        CheckConstraint("status IN ('ok', 'missing', 'corrupt', 'removed')", name="status_known"),
+        CheckConstraint(
+            "status IN ('ok', 'missing', 'corrupt', 'broken', 'removed')", name="status_known"
+        ),
         # stats(): count and sum(size) per type (removed content left out) from this index
         Index("ix_media_type_status_size", "media_type", "status", "size"),
         # verification schedules: "not verified since T"

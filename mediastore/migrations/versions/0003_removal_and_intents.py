@@ -10,6 +10,8 @@ the catalog:
 - ``media.status`` may be ``'removed'`` (with ``removed_at``): ``rm`` has forgotten the content
   and its URLs, and the file is deleted once no writer holds an intent on it; the row stays
   so that gc and reindex never adopt removed content back (the stats index gains ``status``);
+- ``media.status`` may be ``'broken'``: the file hashes right but its content is damaged
+  (``verify --deep``), so a repair stores a good copy as new content;
 - ``writers``: one row per open writing store, kept alive by a heartbeat taken from the
   database's clock (``heartbeat``, seconds since the epoch), so that a crashed writer's
   intents can be told from a live one's without trusting any host's clock;
@@ -33,7 +35,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _OLD_STATUSES = "status IN ('ok', 'missing', 'corrupt')"
-_NEW_STATUSES = "status IN ('ok', 'missing', 'corrupt', 'removed')"
+_NEW_STATUSES = "status IN ('ok', 'missing', 'corrupt', 'broken', 'removed')"
 
 
 def upgrade() -> None:
@@ -80,6 +82,7 @@ def downgrade() -> None:
         "DELETE FROM media_urls WHERE md5 IN (SELECT md5 FROM media WHERE status = 'removed')"
     )
     op.execute("DELETE FROM media WHERE status = 'removed'")
+    op.execute("UPDATE media SET status = 'corrupt' WHERE status = 'broken'")
     op.drop_index("ix_media_type_status_size", table_name="media")
     op.create_index("ix_media_type_size", "media", ["media_type", "size"])
     op.drop_index(op.f("ix_media_status"), table_name="media")
