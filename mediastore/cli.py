@@ -26,7 +26,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from .catalog.engine import make_engine
 from .catalog.schema import current_revisions, head_revisions, upgrade
 from .compat import format_size
-from .config import StoreConfig
+from .config import DEFAULT_MAX_WORKERS, StoreConfig
 from .errors import MediaNotFoundError, MediaStoreError
 from .records import MediaRecord
 from .store import MediaStore
@@ -199,10 +199,14 @@ def _read_url_file(source: str) -> list[str]:
     metavar="FILE",
     help="Read URLs from FILE, one per line ('-': stdin).",
 )
-@click.option("--workers", default=5, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--workers", default=DEFAULT_MAX_WORKERS, show_default=True, type=click.IntRange(1, 256),
+    help="Download threads.",
+)  # fmt: skip
 @click.option(
     "--per-host", type=click.IntRange(1, 256), default=None,
-    help="Concurrent requests to one host [default: 4].",
+    help="Cap on concurrent requests to one host [default: adaptive, 6 growing to 16 while "
+    "the host answers promptly, slowing down on 429/503].",
 )  # fmt: skip
 @click.option(
     "--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),

@@ -54,7 +54,7 @@ def download_and_cache_media(
     """
     if media_type is not None:
         log.debug("media_type=%r ignored for %s: the content decides", media_type, url)
-    return default_store().fetch(url, timeout=timeout).to_dict()
+    return default_store().fetch(url, timeout=timeout, deadline=timeout).to_dict()
 
 
 def download_multiple_media(
@@ -65,7 +65,9 @@ def download_multiple_media(
     Failures are logged (``mediastore`` logger) and left out, as the seed did; use
     :meth:`MediaStore.fetch_many` to get them.
     """
-    results = default_store().fetch_many(urls, max_workers=max_workers, timeout=timeout)
+    results = default_store().fetch_many(
+        urls, max_workers=max_workers, timeout=timeout, deadline=timeout
+    )
     out: list[dict[str, Any]] = []
     for result in results:
         if result.record is None:

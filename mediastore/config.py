@@ -14,11 +14,10 @@ DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
 DEFAULT_MAX_FILE_SIZE = 1 << 30  # 1 GiB
 DEFAULT_CHUNK_SIZE = 1 << 20  # 1 MiB
 DEFAULT_TIMEOUT = 30.0
-DEFAULT_MAX_WORKERS = 5
-DEFAULT_PER_HOST = 4
+#: fetch_many's threads: enough to keep the adaptive per-host limit (up to 16) busy
+DEFAULT_MAX_WORKERS = 16
 DEFAULT_MAX_REDIRECTS = 5
 DEFAULT_BUSY_TIMEOUT = 30.0
-DEFAULT_DOWNLOAD_DEADLINE = 900.0  # seconds for one whole download, redirects included
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 0.5
 
@@ -43,9 +42,12 @@ class StoreConfig:
         verify_deep: ``verify`` also decodes images fully and walks containers (``--deep``).
         allow_private_networks: Lift the download address policy (intranets, tests on loopback).
         user_agent: User-Agent of downloads; ``None`` means ``mediastore/<version>``.
-        per_host: Concurrent downloads allowed to one host in ``fetch_many``.
+        per_host: A fixed cap on concurrent requests to one host in ``fetch_many``; ``None``
+            (default) lets each host's limit adapt from ``per_host_start`` to ``per_host_max``.
         max_redirects: Redirects followed per download.
-        download_deadline: Seconds one download may take in all (a drip-feeding server is cut).
+        download_deadline: Seconds one download may take in all, or ``None`` (default): a
+            stalled or drip-feeding server is cut by ``timeout`` and the low-speed check,
+            and a large file on a slow link is not.
         retries: Retries of connection errors, 429 and 5xx (with backoff, Retry-After <= 60 s).
         backoff_factor: Base of the exponential backoff between retries, in seconds.
         ca_bundle: CA bundle (file or directory) for https instead of the system's.
@@ -71,9 +73,9 @@ class StoreConfig:
     verify_deep: bool = False
     allow_private_networks: bool = False
     user_agent: str | None = None
-    per_host: int = DEFAULT_PER_HOST
+    per_host: int | None = None
     max_redirects: int = DEFAULT_MAX_REDIRECTS
-    download_deadline: float = DEFAULT_DOWNLOAD_DEADLINE
+    download_deadline: float | None = None
     retries: int = DEFAULT_RETRIES
     backoff_factor: float = DEFAULT_BACKOFF
     ca_bundle: str | None = None

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 import requests
 
@@ -21,7 +20,6 @@ from .blobs import BlobRef
 from .catalog import UrlInfo
 from .config import StoreConfig
 from .errors import (
-    BlockedURLError,
     CorruptDownloadError,
     CorruptMediaError,
     DownloadTooLargeError,
@@ -34,9 +32,10 @@ from .errors import (
     UnsupportedMediaError,
 )
 from .fetch import BODY_ATTEMPTS, FetchSettings, make_session, open_url
+from .hosts import HostLimits
 from .ingest import Staged
 from .lifecycle import Lifecycle
-from .netpolicy import ALLOWED_SCHEMES
+from .netpolicy import validate_url
 from .records import FetchResult, MediaRecord
 from .sniff import BY_EXTENSION
 
@@ -94,6 +93,8 @@ class Downloader:
             ca_bundle=cfg.ca_bundle,
             retries=cfg.retries,
             backoff_factor=cfg.backoff_factor,
+            speed_limit=cfg.speed_limit,
+            speed_time=cfg.speed_time,
         )
         self.sessions = Sessions(self.settings)
 
@@ -102,12 +103,18 @@ class Downloader:
 
     # --- one URL -----------------------------------------------------------------------------
     def fetch(
-        self, url: str, *, timeout: float, refresh: bool = False,
-        sessions: Sessions | None = None,
+        self, url: object, *, timeout: float, refresh: bool = False,
+        sessions: Sessions | None = None, hosts: HostLimits | None = None,
+        deadline: float | None = None,
     ) -> tuple[MediaRecord, bool]:  # fmt: skip
-        """The record for ``url`` and whether it came from the cache (no body downloaded)."""
-        _check_url_argument(url)
+        """The record for ``url`` and whether it came from the cache (no body downloaded).
+
+        ``deadline``: seconds for the whole download (default ``config.download_deadline``).
+        """
+        url = validate_url(url)
         _check_timeout(timeout)
+        if deadline is None:
+            deadline = self._config.download_deadline
         cached = self.cached(url)
         if cached is not None and not refresh:
             return cached, True
@@ -116,13 +123,12 @@ class Downloader:
         # Bug fix: download_deadline bounds the whole download, so a body fetched again after
         # a break gets the time that is left, not a fresh deadline of its own.
         started = time.monotonic()
-        ends = started + self._config.download_deadline
+        ends = started + deadline if deadline is not None else float("inf")
         for attempt in range(1, BODY_ATTEMPTS + 1):
             try:
                 outcome = self._download(
-                    session, url, timeout, validators, self._config.download_deadline,
-                    started=started,
-                )  # fmt: skip
+                    session, url, timeout, validators, deadline, started=started, hosts=hosts
+                )
             except TruncatedDownloadError:
                 if attempt == BODY_ATTEMPTS or time.monotonic() >= ends:
                     raise
@@ -141,7 +147,7 @@ class Downloader:
 
         Used by repairs, which must check the content before anything is recorded.
         """
-        _check_url_argument(url)
+        url = validate_url(url)
         deadline = self._config.download_deadline
         return self._download(self.sessions.get(), url, timeout, (None, None), deadline)
 
@@ -166,14 +172,17 @@ class Downloader:
 
     def _download(
         self, session: requests.Session, url: str, timeout: float,
-        validators: tuple[str | None, str | None], deadline: float,
-        started: float | None = None,
+        validators: tuple[str | None, str | None], deadline: float | None,
+        started: float | None = None, hosts: HostLimits | None = None,
     ) -> tuple[Staged, list[UrlInfo]] | None:  # fmt: skip
-        """Download once; ``deadline`` counts from ``started`` (default: now)."""
+        """Download once; ``deadline`` counts from ``started`` (default: now).
+
+        With ``hosts``, every hop waits for a slot of its host (redirect targets included).
+        """
         cfg = self._config
         with open_url(
             session, url, timeout=timeout, deadline=deadline, started=started,
-            chunk_size=cfg.chunk_size, validators=validators,
+            chunk_size=cfg.chunk_size, validators=validators, hosts=hosts,
         ) as resp:  # fmt: skip
             if resp.status == 304:
                 return None
@@ -204,26 +213,27 @@ class Downloader:
     def fetch_many(
         self, urls: Iterable[str], *, max_workers: int, timeout: float,
         progress: Progress | None = None, per_host: int | None = None,
+        deadline: float | None = None,
     ) -> list[FetchResult]:  # fmt: skip
-        """One result per input URL, in input order; duplicates are fetched once."""
+        """One result per input URL, in input order; duplicates are fetched once.
+
+        Each host's concurrency adapts (see :class:`~mediastore.hosts.HostLimits`); an
+        explicit ``per_host`` (or ``config.per_host``) caps it.
+        """
         wanted = list(urls)
         if max_workers < 1:
             raise InvalidInputError(f"max_workers must be at least 1, got {max_workers}")
         _check_timeout(timeout)
         unique = list(dict.fromkeys(wanted))
-        # Bug fix: "per_host or config.per_host" took per_host=0 for "not given" and ran with
-        # the default instead of refusing it as the check below intends.
-        limit = self._config.per_host if per_host is None else per_host
-        if limit < 1:
-            raise InvalidInputError(f"per_host must be at least 1, got {limit}")
-        hosts = _HostLimiter(limit)
+        hosts = self._host_limits(per_host)
         sessions = Sessions(self.settings)
         done: dict[str, FetchResult] = {}
 
         def one(url: str) -> FetchResult:
             try:
-                with hosts.slot(url):
-                    rec, from_cache = self.fetch(url, timeout=timeout, sessions=sessions)
+                rec, from_cache = self.fetch(
+                    url, timeout=timeout, sessions=sessions, hosts=hosts, deadline=deadline
+                )
             except MediaStoreError as exc:
                 log.info("fetch failed: %s", exc)
                 return FetchResult(url=url, error=exc)
@@ -243,35 +253,19 @@ class Downloader:
                     if progress is not None:
                         progress(count, len(unique))
         finally:
+            hosts.close()
             sessions.close()
         return [done[url] for url in wanted]
 
-
-class _HostLimiter:
-    """At most ``limit`` concurrent downloads per host, whatever the number of workers."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._sems: dict[str, threading.BoundedSemaphore] = {}
-        self._lock = threading.Lock()
-
-    def slot(self, url: str) -> threading.BoundedSemaphore:
-        host = (urlsplit(url).hostname or "") if isinstance(url, str) else ""
-        with self._lock:
-            sem = self._sems.get(host)
-            if sem is None:
-                sem = self._sems[host] = threading.BoundedSemaphore(self._limit)
-        return sem
-
-
-def _check_url_argument(url: str) -> None:
-    if not isinstance(url, str) or not url.strip():
-        raise InvalidInputError(f"url must be a non-empty string, got {url!r}")
-    scheme = urlsplit(url).scheme.lower()
-    if scheme not in ALLOWED_SCHEMES:
-        raise BlockedURLError(
-            url, f"scheme {scheme or '(none)'!r} is not allowed (http and https only)"
-        )
+    def _host_limits(self, per_host: int | None) -> HostLimits:
+        """Adaptive per-host limits; a ``per_host`` given (or configured) caps them."""
+        cap = self._config.per_host if per_host is None else per_host
+        cfg = self._config
+        if cap is None:
+            return HostLimits(cfg.per_host_start, cfg.per_host_max, cfg.host_rate)
+        if not isinstance(cap, int) or cap < 1:
+            raise InvalidInputError(f"per_host must be at least 1, got {cap!r}")
+        return HostLimits(min(cfg.per_host_start, cap), cap, cfg.host_rate)
 
 
 def _check_timeout(timeout: float) -> None:

@@ -204,8 +204,9 @@ class MediaStore:
             return self._downloader
 
     def fetch(
-        self, url: str, *, timeout: float = DEFAULT_TIMEOUT, refresh: bool = False
-    ) -> MediaRecord:
+        self, url: str, *, timeout: float = DEFAULT_TIMEOUT, refresh: bool = False,
+        deadline: float | None = None,
+    ) -> MediaRecord:  # fmt: skip
         """The media at ``url``: from the store when present and intact, else downloaded.
 
         A cached file is checked first (re-hashed, or only its size with
@@ -216,29 +217,38 @@ class MediaStore:
         Args:
             url: An http(s) URL; refused if it reaches a non-public address (see
                 ``allow_private_networks``), uses another scheme or carries credentials.
-            timeout: Seconds a single read (or connect, at most 10 s) may wait.
+            timeout: Seconds a single read (or connect, at most 10 s) may wait. A body
+                slower than ``speed_limit`` bytes/s for ``speed_time`` s is cut too.
             refresh: Revalidate a cached URL with the server.
+            deadline: Seconds the whole download may take (default
+                ``config.download_deadline``, None: no total limit).
 
         Raises:
             FetchError: a subclass naming the URL and the reason (blocked, HTTP status,
                 timeout, too large, truncated, refused content...). Nothing is stored then.
         """
-        return self._get_downloader().fetch(url, timeout=timeout, refresh=refresh)[0]
+        return self._get_downloader().fetch(
+            url, timeout=timeout, refresh=refresh, deadline=deadline
+        )[0]
 
     def fetch_many(
         self, urls: Iterable[str], *, max_workers: int = DEFAULT_MAX_WORKERS,
         timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None,
-        per_host: int | None = None,
+        per_host: int | None = None, deadline: float | None = None,
     ) -> list[FetchResult]:  # fmt: skip
         """Fetch many URLs in parallel: one :class:`FetchResult` per input URL, in input order.
 
         A URL repeated in the input is fetched once; one URL's failure never stops the others;
         each worker thread keeps its own session (connections are reused); at most
-        ``per_host`` (default ``config.per_host``, 4) requests run against one host at a time.
+        each host's concurrency starts at ``config.per_host_start`` (6) and grows to
+        ``config.per_host_max`` (16) while it answers promptly; a 429/503 or Retry-After slows
+        the whole host down. ``per_host`` (or ``config.per_host``) caps it; every host a
+        redirect leads to is limited too. ``deadline`` bounds each whole download.
         ``progress(done, total)`` is called as each distinct URL completes.
         """
         return self._get_downloader().fetch_many(
-            urls, max_workers=max_workers, timeout=timeout, progress=progress, per_host=per_host
+            urls, max_workers=max_workers, timeout=timeout, progress=progress, per_host=per_host,
+            deadline=deadline,
         )
 
     # --- lookups -------------------------------------------------------------------------
