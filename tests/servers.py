@@ -28,6 +28,9 @@ Instead of starting servers, the tests can use running ones:
   ``MEDIASTORE_TEST_S3_SECRET_KEY`` (and optionally ``MEDIASTORE_TEST_S3_REGION``, default
   ``us-east-1``): each test gets a new bucket there, emptied and deleted after it.
 
+``MEDIASTORE_TEST_PG_BINDIR`` names another directory of PostgreSQL server binaries, and
+``MEDIASTORE_TEST_SERVER_DIR`` where the servers' temp directories go (default: the system's).
+
 When a server's binaries are missing, :class:`ServerUnavailable` is raised; the pytest fixtures
 turn it into a skip on a user's machine and into a failure when ``CI`` is set (see
 :func:`unavailable`). A server that is installed but fails to start raises
@@ -72,7 +75,7 @@ RGW_SECRET_KEY = "mediastore-test-secret-key-0000000000000"
 DEFAULT_REGION = "us-east-1"
 
 PG_START_TIMEOUT = 60.0
-CEPH_START_TIMEOUT = 180.0
+CEPH_START_TIMEOUT = 90.0  # below pytest-timeout (120 s), so our error with the log wins
 STOP_GRACE = 15.0
 
 
@@ -151,6 +154,16 @@ def _chown_tree(path: Path, user: str | None) -> None:
     pw = pwd.getpwnam(user)
     for p in [path, *path.rglob("*")]:
         os.chown(p, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
+
+
+def _make_base(prefix: str, user: str | None) -> Path:
+    """A new temp directory for one server's data, reachable by ``user`` (the system temp dir,
+    or ``/tmp`` when that one is private to us, e.g. under ``/root``). Kept short: unix socket
+    paths are limited to 107 bytes."""
+    parent = Path(os.environ.get("MEDIASTORE_TEST_SERVER_DIR") or tempfile.gettempdir())
+    if user is not None and not all(os.stat(p).st_mode & 0o001 for p in [parent, *parent.parents]):
+        parent = Path("/tmp")
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -338,7 +351,7 @@ def start_postgres(bindir: Path | None = None) -> PostgresServer:
         raise ServerUnavailable(f"PostgreSQL server binaries not found: {PG_INSTALL_HINT}")
     user = _service_user("postgres")
     t0 = time.monotonic()
-    base = Path(tempfile.mkdtemp(prefix="ms-pg-"))
+    base = _make_base("ms-pg-", user)
     server = PostgresServer(admin_url="", base=base)
     try:
         data, sock = base / "data", base / "sock"
@@ -598,7 +611,7 @@ def start_rgw() -> S3Server:
     find_ceph_binaries()
     user = _service_user("ceph")
     t0 = time.monotonic()
-    base = Path(tempfile.mkdtemp(prefix="ms-ceph-"))
+    base = _make_base("ms-ceph-", user)
     mon_port, rgw_port = free_port(), free_port()
     while rgw_port == mon_port:
         rgw_port = free_port()
