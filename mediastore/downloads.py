@@ -1,16 +1,20 @@
-"""fetch and fetch_many: cache checks, parallel downloads, and the hand-off to ingest.
+"""fetch, fetch_many and iter_fetch: cache checks, parallel downloads, the hand-off to ingest.
 
 The HTTP side (guarded sessions, limits, error types) is :mod:`mediastore.fetch`; the bytes go
-through the store's single ingest path; this module decides when to download at all.
+through the store's single ingest path; this module decides when to download at all, and how
+a batch of downloads is stopped (:class:`Cancel`).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import requests
@@ -31,7 +35,7 @@ from .errors import (
     TruncatedDownloadError,
     UnsupportedMediaError,
 )
-from .fetch import BODY_ATTEMPTS, FetchSettings, make_session, open_url
+from .fetch import BODY_ATTEMPTS, Deadline, FetchSettings, make_session, open_url
 from .hosts import HostLimits
 from .ingest import Staged
 from .lifecycle import Lifecycle
@@ -44,6 +48,66 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 #: The store's lookup of a URL (catalog, then the legacy cache).
 Lookup = Callable[[str], "MediaRecord | None"]
+#: URLs submitted to :meth:`Downloader.iter_fetch`'s workers and not yet yielded, per worker.
+AHEAD_PER_WORKER = 2
+#: Far enough never to cut a real download, short enough for ``Condition.wait`` (TIMEOUT_MAX).
+_CANCEL_WATCH_SECONDS = 365 * 86400.0
+CANCELLED = "downloads were cancelled"
+
+
+class Cancel:
+    """Stops a batch of downloads: no new URL starts, and the running ones fail promptly.
+
+    A worker checks :attr:`event` between URLs and between body chunks; a read blocked on a
+    silent server is woken by shutting its socket down, through a :class:`~mediastore.fetch.
+    Deadline` each download runs under (the same watchdog mechanism as a download deadline).
+    A download that fails this way discards its temp file; nothing is committed after
+    :meth:`cancel`.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._lock = threading.Lock()
+        self._running: set[Deadline] = set()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once :meth:`cancel` was called."""
+        return self.event.is_set()
+
+    @contextmanager
+    def watch(self) -> Iterator[None]:
+        """Run one download so that :meth:`cancel` can shut its sockets down."""
+        with Deadline(_CANCEL_WATCH_SECONDS, CANCELLED) as deadline:
+            with self._lock:
+                self._running.add(deadline)
+            try:
+                if self.event.is_set():
+                    deadline.expire()
+                yield
+            finally:
+                with self._lock:
+                    self._running.discard(deadline)
+
+    def cancel(self) -> None:
+        """Stop: set the event and shut down every running download's sockets."""
+        self.event.set()
+        with self._lock:
+            running = list(self._running)
+        for deadline in running:
+            deadline.expire()
+
+    def check(self, url: str) -> None:
+        """Raise :class:`FetchError` if cancelled (so that nothing more is stored)."""
+        if self.event.is_set():
+            raise FetchError(url, CANCELLED)
+
+    def chunks(self, url: str, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """``chunks``, cut with a :class:`FetchError` as soon as the batch is cancelled."""
+        for chunk in chunks:
+            self.check(url)
+            yield chunk
+        self.check(url)
 
 
 class Sessions:
@@ -105,11 +169,12 @@ class Downloader:
     def fetch(
         self, url: object, *, timeout: float, refresh: bool = False,
         sessions: Sessions | None = None, hosts: HostLimits | None = None,
-        deadline: float | None = None,
+        deadline: float | None = None, cancel: Cancel | None = None,
     ) -> tuple[MediaRecord, bool]:  # fmt: skip
         """The record for ``url`` and whether it came from the cache (no body downloaded).
 
         ``deadline``: seconds for the whole download (default ``config.download_deadline``).
+        ``cancel``: the batch's :class:`Cancel`; once cancelled, the download fails.
         """
         url = validate_url(url)
         _check_timeout(timeout)
@@ -127,11 +192,14 @@ class Downloader:
         for attempt in range(1, BODY_ATTEMPTS + 1):
             try:
                 outcome = self._download(
-                    session, url, timeout, validators, deadline, started=started, hosts=hosts
-                )
+                    session, url, timeout, validators, deadline, started=started, hosts=hosts,
+                    cancel=cancel,
+                )  # fmt: skip
             except TruncatedDownloadError:
                 if attempt == BODY_ATTEMPTS or time.monotonic() >= ends:
                     raise
+                if cancel is not None:
+                    cancel.check(url)
                 log.info("retrying %s after a broken body (attempt %d)", url, attempt + 1)
                 continue
             if outcome is None:  # 304 Not Modified: the cached file stays
@@ -139,6 +207,9 @@ class Downloader:
                 self._life.catalog.touch_url(url, _now())
                 return cached, True
             staged, infos = outcome
+            if cancel is not None and cancel.cancelled:
+                self._life.discard(staged)
+                cancel.check(url)
             return self._life.record(self._life.commit(staged, infos), url), False
         raise AssertionError("unreachable")
 
@@ -174,10 +245,12 @@ class Downloader:
         self, session: requests.Session, url: str, timeout: float,
         validators: tuple[str | None, str | None], deadline: float | None,
         started: float | None = None, hosts: HostLimits | None = None,
+        cancel: Cancel | None = None,
     ) -> tuple[Staged, list[UrlInfo]] | None:  # fmt: skip
         """Download once; ``deadline`` counts from ``started`` (default: now).
 
         With ``hosts``, every hop waits for a slot of its host (redirect targets included).
+        With ``cancel``, the body stops at the first chunk after it is cancelled.
         """
         cfg = self._config
         with open_url(
@@ -190,8 +263,9 @@ class Downloader:
                 raise DownloadTooLargeError(
                     url, f"Content-Length {resp.length} exceeds max_file_size {cfg.max_file_size}"
                 )
+            chunks = resp.chunks if cancel is None else cancel.chunks(url, resp.chunks)
             try:
-                staged = self._life.stage(resp.chunks)
+                staged = self._life.stage(chunks)
             except FetchError:
                 raise
             except FileTooLargeError as exc:
@@ -230,19 +304,8 @@ class Downloader:
         done: dict[str, FetchResult] = {}
 
         def one(url: str) -> FetchResult:
-            try:
-                rec, from_cache = self.fetch(
-                    url, timeout=timeout, sessions=sessions, hosts=hosts, deadline=deadline
-                )
-            except MediaStoreError as exc:
-                log.info("fetch failed: %s", exc)
-                return FetchResult(url=url, error=exc)
-            except Exception as exc:  # a bug must not stop the other URLs
-                log.exception("unexpected error fetching %s", url)
-                return FetchResult(
-                    url=url, error=FetchError(str(url), f"unexpected error: {exc!r}")
-                )
-            return FetchResult(url=url, record=rec, from_cache=from_cache)
+            return self._result(url, timeout=timeout, sessions=sessions, hosts=hosts,
+                                deadline=deadline)  # fmt: skip
 
         try:
             with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(unique)))) as pool:
@@ -256,6 +319,104 @@ class Downloader:
             hosts.close()
             sessions.close()
         return [done[url] for url in wanted]
+
+    def iter_fetch(
+        self, urls: Iterable[str], *, max_workers: int, timeout: float,
+        per_host: int | None = None, deadline: float | None = None,
+        cancel: Cancel | None = None,
+    ) -> Iterator[FetchResult]:  # fmt: skip
+        """Yield one result per input URL as each completes; bounded work, constant memory.
+
+        ``urls`` is read lazily: at most :data:`AHEAD_PER_WORKER` x ``max_workers`` URLs are
+        taken from it and not yet yielded. A URL repeated while its first occurrence is still
+        running waits for it (and is yielded with ``from_cache`` when that one succeeded); a
+        URL repeated later is settled by the catalog like any stored URL (a cached hit), so
+        nothing grows with the input. Closing the generator early (``break``, an exception
+        or Ctrl-C in the consumer) cancels the running downloads and waits for the workers;
+        so does ``cancel.cancel()`` from another thread (the generator then ends).
+        """
+        if max_workers < 1:
+            raise InvalidInputError(f"max_workers must be at least 1, got {max_workers}")
+        _check_timeout(timeout)
+        self._host_limits(per_host)  # bad arguments raise now, not at the first next()
+        return self._iter_fetch(
+            urls, max_workers=max_workers, timeout=timeout, per_host=per_host,
+            deadline=deadline, cancel=cancel if cancel is not None else Cancel(),
+        )  # fmt: skip
+
+    def _iter_fetch(
+        self, urls: Iterable[str], *, max_workers: int, timeout: float,
+        per_host: int | None, deadline: float | None, cancel: Cancel,
+    ) -> Iterator[FetchResult]:  # fmt: skip
+        hosts = self._host_limits(per_host)
+        sessions = Sessions(self.settings)
+        bound = AHEAD_PER_WORKER * max_workers
+        finished: queue.SimpleQueue[Future[FetchResult]] = queue.SimpleQueue()
+        running: dict[str, int] = {}  # URL in flight -> repeats of it waiting for its result
+        outstanding = 0  # taken from ``urls``, not yet yielded
+        source = iter(urls)
+        more = True
+
+        def one(url: str) -> FetchResult:
+            if cancel.cancelled:
+                return FetchResult(url=url, error=FetchError(str(url), CANCELLED))
+            return self._result(url, timeout=timeout, sessions=sessions, hosts=hosts,
+                                deadline=deadline, cancel=cancel)  # fmt: skip
+
+        pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="mediastore-fetch")
+        try:
+            while True:
+                while more and outstanding < bound and not cancel.cancelled:
+                    try:
+                        url = next(source)
+                    except StopIteration:
+                        more = False
+                        break
+                    outstanding += 1
+                    key = url if isinstance(url, str) else None  # anything else fails alone
+                    if key is not None and key in running:
+                        running[key] += 1
+                        continue
+                    if key is not None:
+                        running[key] = 0
+                    pool.submit(one, url).add_done_callback(finished.put)
+                if outstanding == 0 or cancel.cancelled:
+                    return
+                result = finished.get().result()
+                repeats = running.pop(result.url, 0) if isinstance(result.url, str) else 0
+                outstanding -= 1 + repeats
+                yield result
+                for _ in range(repeats):
+                    yield replace(result, from_cache=result.ok)
+        finally:
+            cancel.cancel()
+            hosts.close()
+            sessions.close()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _result(
+        self, url: str, *, timeout: float, sessions: Sessions, hosts: HostLimits,
+        deadline: float | None, cancel: Cancel | None = None,
+    ) -> FetchResult:  # fmt: skip
+        """``url`` fetched, its failure carried in the result rather than raised."""
+        try:
+            if cancel is None:
+                rec, from_cache = self.fetch(
+                    url, timeout=timeout, sessions=sessions, hosts=hosts, deadline=deadline
+                )
+            else:
+                with cancel.watch():
+                    rec, from_cache = self.fetch(
+                        url, timeout=timeout, sessions=sessions, hosts=hosts,
+                        deadline=deadline, cancel=cancel,
+                    )  # fmt: skip
+        except MediaStoreError as exc:
+            log.info("fetch failed: %s", exc)
+            return FetchResult(url=url, error=exc)
+        except Exception as exc:  # a bug must not stop the other URLs
+            log.exception("unexpected error fetching %s", url)
+            return FetchResult(url=url, error=FetchError(str(url), f"unexpected error: {exc!r}"))
+        return FetchResult(url=url, record=rec, from_cache=from_cache)
 
     def _host_limits(self, per_host: int | None) -> HostLimits:
         """Adaptive per-host limits; a ``per_host`` given (or configured) caps them."""

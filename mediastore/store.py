@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -249,6 +249,37 @@ class MediaStore:
         return self._get_downloader().fetch_many(
             urls, max_workers=max_workers, timeout=timeout, progress=progress, per_host=per_host,
             deadline=deadline,
+        )
+
+    def iter_fetch(
+        self, urls: Iterable[str], *, max_workers: int = DEFAULT_MAX_WORKERS,
+        timeout: float = DEFAULT_TIMEOUT, per_host: int | None = None,
+        deadline: float | None = None,
+    ) -> Iterator[FetchResult]:  # fmt: skip
+        """Fetch any number of URLs, yielding each :class:`FetchResult` as it completes.
+
+        ``urls`` may be a generator of millions: it is read lazily, with at most about twice
+        ``max_workers`` URLs taken and not yet yielded, and memory stays constant (a URL seen
+        before is settled by the catalog: already stored, it is a cached hit). Results come
+        in completion order, one per input URL. Hosts are limited as in :meth:`fetch_many`.
+        Closing the generator early (``break``, an exception, Ctrl-C) stops the running
+        downloads promptly; their temp files are discarded and nothing half-done is recorded.
+
+        Args:
+            urls: Any iterable of URLs (anything not a valid http(s) URL fails alone).
+            max_workers: Download threads.
+            timeout: Seconds a single read (or connect, at most 10 s) may wait.
+            per_host: Cap on concurrent requests to one host (default: adaptive).
+            deadline: Seconds each whole download may take (None: no total limit).
+
+        Yields:
+            One :class:`FetchResult` per input URL, as each completes.
+
+        Raises:
+            InvalidInputError: ``max_workers``, ``timeout`` or ``per_host`` out of range.
+        """
+        return self._get_downloader().iter_fetch(
+            urls, max_workers=max_workers, timeout=timeout, per_host=per_host, deadline=deadline
         )
 
     # --- lookups -------------------------------------------------------------------------
