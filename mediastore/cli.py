@@ -13,11 +13,11 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 from tqdm import tqdm
@@ -27,8 +27,8 @@ from .catalog.engine import make_engine
 from .catalog.schema import current_revisions, head_revisions, upgrade
 from .compat import format_size
 from .config import DEFAULT_MAX_WORKERS, StoreConfig
-from .errors import MediaNotFoundError, MediaStoreError
-from .records import MediaRecord
+from .errors import InvalidInputError, MediaNotFoundError, MediaStoreError
+from .records import FetchResult, MediaRecord
 from .store import MediaStore
 from .version import __version__
 
@@ -184,11 +184,57 @@ def _show_record(rec: MediaRecord, urls: list[str] | None = None) -> None:
         click.echo(f"{'url':<11}{url}")
 
 
-def _read_url_file(source: str) -> list[str]:
-    """URLs from a file (or ``-`` for stdin), one per line; blanks and ``#`` comments skipped."""
-    stream = click.open_file(source, "r", encoding="utf-8")
+def _open_url_file(source: str) -> IO[str]:
+    """The URL list ``source`` (``-``: stdin), opened now so that a missing file fails early."""
+    try:
+        stream: IO[str] = click.open_file(source, "r", encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(
+            InvalidInputError(f"cannot read --from-file {source}: {exc.strerror or exc}")
+        ) from exc
+    return stream
+
+
+def _urls(args: tuple[str, ...], stream: IO[str] | None) -> Iterator[str]:
+    """The URLs given, then those of ``stream`` line by line (blanks, ``#`` comments skipped).
+
+    Read lazily: a list of millions of URLs is never held in memory.
+    """
+    yield from args
+    if stream is None:
+        return
     with stream:
-        return [ln.strip() for ln in stream if ln.strip() and not ln.lstrip().startswith("#")]
+        for line in stream:
+            url = line.strip()
+            if url and not url.startswith("#"):
+                yield url
+
+
+class _FetchTally:
+    """Counts for the summary of ``fetch``, kept as results stream by."""
+
+    def __init__(self) -> None:
+        self.urls = self.fetched = self.cached = self.failed = self.bytes = 0
+
+    def add(self, result: FetchResult) -> None:
+        self.urls += 1
+        if not result.ok:
+            self.failed += 1
+        elif result.from_cache:
+            self.cached += 1
+        else:
+            self.fetched += 1
+            self.bytes += result.record.size if result.record else 0
+
+    def summary(self, seconds: float) -> dict[str, Any]:
+        return {
+            "urls": self.urls, "fetched": self.fetched, "cached": self.cached,
+            "failed": self.failed, "bytes": self.bytes, "seconds": round(seconds, 3),
+        }  # fmt: skip
+
+
+def _failure_line(result: FetchResult) -> str:
+    return f"failed: {result.url}: {getattr(result.error, 'reason', result.error)}"
 
 
 @main.command()
@@ -217,58 +263,78 @@ def _read_url_file(source: str) -> list[str]:
     help="Allow private, loopback and link-local addresses (intranets only).",
 )  # fmt: skip
 @json_option
+@click.option(
+    "--jsonl", "as_jsonl", is_flag=True,
+    help="Print one JSON object per URL as it completes, then a summary object.",
+)  # fmt: skip
 @click.pass_context
 @_errors
 def fetch(
     ctx: click.Context, urls: tuple[str, ...], from_file: str | None, workers: int,
-    per_host: int | None, timeout: float, allow_private: bool, as_json: bool,
+    per_host: int | None, timeout: float, allow_private: bool, as_json: bool, as_jsonl: bool,
 ) -> None:  # fmt: skip
     """Download URLs into the store (cached ones are checked, not downloaded again).
 
-    Prints a summary and one line per failure; exits 1 if any URL failed.
+    URLs from --from-file are read as they are needed (any number of them). Prints a summary
+    and one line per failure (--json: one document in input order; --jsonl: one line per URL
+    as it completes); exits 1 if any URL failed.
     """
-    wanted = list(urls) + (_read_url_file(from_file) if from_file else [])
-    if not wanted:
+    if as_json and as_jsonl:
+        raise click.UsageError("--json and --jsonl are exclusive")
+    if not urls and not from_file:
         raise click.UsageError("give URLs as arguments or with --from-file")
+    stream = _open_url_file(from_file) if from_file else None
     cfg = replace(
         _config(ctx), allow_private_networks=allow_private or _config(ctx).allow_private_networks
     )
     started = time.monotonic()
-    with MediaStore(config=cfg) as store, _progress(None, "url", "fetching") as bar:
+    tally = _FetchTally()
+    with (
+        MediaStore(config=cfg) as store,
+        _progress(None if stream else len(urls), "url", "fetching") as bar,
+    ):
+        if as_json:
 
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
 
-        results = store.fetch_many(
-            wanted, max_workers=workers, timeout=timeout, progress=progress, per_host=per_host
-        )
-    elapsed = time.monotonic() - started
-    failed = [r for r in results if not r.ok]
-    distinct = {r.url: r for r in results}.values()
-    fetched = [r for r in distinct if r.ok and not r.from_cache]
-    summary = {
-        "urls": len(results),
-        "fetched": len(fetched),
-        "cached": sum(1 for r in distinct if r.ok and r.from_cache),
-        "failed": len({r.url for r in failed}),
-        "bytes": sum(r.record.size for r in fetched if r.record),
-        "seconds": round(elapsed, 3),
-    }
+            # one document in input order: the whole list is the output anyway
+            results = store.fetch_many(
+                _urls(urls, stream), max_workers=workers, timeout=timeout, per_host=per_host,
+                progress=progress,
+            )  # fmt: skip
+            for result in {r.url: r for r in results}.values():  # a repeated URL counts once
+                tally.add(result)
+        else:
+            streamed = store.iter_fetch(
+                _urls(urls, stream), max_workers=workers, timeout=timeout, per_host=per_host
+            )
+            with closing(streamed):
+                for result in streamed:
+                    tally.add(result)
+                    bar.update()
+                    if as_jsonl:
+                        click.echo(json.dumps(result.to_dict(), default=str))
+                    elif not result.ok:  # as it happens: failures are not kept
+                        tqdm.write(_failure_line(result), file=sys.stderr)
+    summary = tally.summary(time.monotonic() - started)
     if as_json:
+        summary["urls"] = len(results)
         _emit_json({"summary": summary, "results": [r.to_dict() for r in results]})
+        failed = {r.url: r for r in results if not r.ok}.values()
+        _fail_on(ctx, [_failure_line(r) for r in failed])
+        return
+    if as_jsonl:
+        click.echo(json.dumps({"summary": summary}))
     else:
         click.echo(
             f"fetched {summary['fetched']}, already cached {summary['cached']}, "
-            f"failed {summary['failed']}; {format_size(summary['bytes'])} in {elapsed:.1f} s"
+            f"failed {summary['failed']}; {format_size(summary['bytes'])} in "
+            f"{summary['seconds']:.1f} s"
         )
-    _fail_on(
-        ctx,
-        [
-            f"failed: {r.url}: {getattr(r.error, 'reason', r.error)}"
-            for r in {r.url: r for r in failed}.values()
-        ],
-    )
+    if summary["failed"]:
+        ctx.exit(1)
 
 
 @main.command()

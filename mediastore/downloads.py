@@ -11,9 +11,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -295,36 +295,25 @@ class Downloader:
         explicit ``per_host`` (or ``config.per_host``) caps it.
         """
         wanted = list(urls)
-        if max_workers < 1:
-            raise InvalidInputError(f"max_workers must be at least 1, got {max_workers}")
-        _check_timeout(timeout)
         unique = list(dict.fromkeys(wanted))
-        hosts = self._host_limits(per_host)
-        sessions = Sessions(self.settings)
         done: dict[str, FetchResult] = {}
-
-        def one(url: str) -> FetchResult:
-            return self._result(url, timeout=timeout, sessions=sessions, hosts=hosts,
-                                deadline=deadline)  # fmt: skip
-
-        try:
-            with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(unique)))) as pool:
-                futures = [pool.submit(one, url) for url in unique]
-                for count, future in enumerate(as_completed(futures), 1):
-                    result = future.result()
-                    done[result.url] = result
-                    if progress is not None:
-                        progress(count, len(unique))
-        finally:
-            hosts.close()
-            sessions.close()
+        # iter_fetch's workers, cancellation and cleanup; the order is restored here
+        results = self.iter_fetch(
+            unique, max_workers=max_workers, timeout=timeout, per_host=per_host,
+            deadline=deadline,
+        )  # fmt: skip
+        with closing(results):
+            for count, result in enumerate(results, 1):
+                done[result.url] = result
+                if progress is not None:
+                    progress(count, len(unique))
         return [done[url] for url in wanted]
 
     def iter_fetch(
         self, urls: Iterable[str], *, max_workers: int, timeout: float,
         per_host: int | None = None, deadline: float | None = None,
         cancel: Cancel | None = None,
-    ) -> Iterator[FetchResult]:  # fmt: skip
+    ) -> Generator[FetchResult, None, None]:  # fmt: skip
         """Yield one result per input URL as each completes; bounded work, constant memory.
 
         ``urls`` is read lazily: at most :data:`AHEAD_PER_WORKER` x ``max_workers`` URLs are
@@ -347,15 +336,9 @@ class Downloader:
     def _iter_fetch(
         self, urls: Iterable[str], *, max_workers: int, timeout: float,
         per_host: int | None, deadline: float | None, cancel: Cancel,
-    ) -> Iterator[FetchResult]:  # fmt: skip
+    ) -> Generator[FetchResult, None, None]:  # fmt: skip
         hosts = self._host_limits(per_host)
         sessions = Sessions(self.settings)
-        bound = AHEAD_PER_WORKER * max_workers
-        finished: queue.SimpleQueue[Future[FetchResult]] = queue.SimpleQueue()
-        running: dict[str, int] = {}  # URL in flight -> repeats of it waiting for its result
-        outstanding = 0  # taken from ``urls``, not yet yielded
-        source = iter(urls)
-        more = True
 
         def one(url: str) -> FetchResult:
             if cancel.cancelled:
@@ -364,27 +347,14 @@ class Downloader:
                                 deadline=deadline, cancel=cancel)  # fmt: skip
 
         pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="mediastore-fetch")
+        feeder = _Feeder(urls, pool, one, cancel, AHEAD_PER_WORKER * max_workers)
         try:
             while True:
-                while more and outstanding < bound and not cancel.cancelled:
-                    try:
-                        url = next(source)
-                    except StopIteration:
-                        more = False
-                        break
-                    outstanding += 1
-                    key = url if isinstance(url, str) else None  # anything else fails alone
-                    if key is not None and key in running:
-                        running[key] += 1
-                        continue
-                    if key is not None:
-                        running[key] = 0
-                    pool.submit(one, url).add_done_callback(finished.put)
-                if outstanding == 0 or cancel.cancelled:
+                item = feeder.next_done()
+                if item is None:
                     return
-                result = finished.get().result()
-                repeats = running.pop(result.url, 0) if isinstance(result.url, str) else 0
-                outstanding -= 1 + repeats
+                result = item.result()
+                repeats = feeder.settle(result.url)
                 yield result
                 for _ in range(repeats):
                     yield replace(result, from_cache=result.ok)
@@ -427,6 +397,88 @@ class Downloader:
         if not isinstance(cap, int) or cap < 1:
             raise InvalidInputError(f"per_host must be at least 1, got {cap!r}")
         return HostLimits(min(cfg.per_host_start, cap), cap, cfg.host_rate)
+
+
+_END = object()
+
+
+class _Feeder:
+    """Takes URLs from the input on its own thread and hands them to the workers.
+
+    Its own thread, so that results are yielded while the input is slow to come (URLs piped
+    in as an upstream job finds them): the consumer never waits on the input. A semaphore
+    bounds the URLs taken and not yet settled; a URL already in flight is not submitted again
+    but counted as a repeat of it. Daemon: a read of the input blocked forever (an idle pipe)
+    must not keep the process alive after a Ctrl-C.
+    """
+
+    def __init__(
+        self, urls: Iterable[str], pool: ThreadPoolExecutor,
+        work: Callable[[str], FetchResult], cancel: Cancel, bound: int,
+    ) -> None:  # fmt: skip
+        self._source = iter(urls)
+        self._pool = pool
+        self._work = work
+        self._cancel = cancel
+        self._slots = threading.Semaphore(bound)
+        self._lock = threading.Lock()
+        self._running: dict[str, int] = {}  # URL in flight -> repeats waiting for its result
+        self._taken = 0
+        self._settled = 0
+        self._done: queue.SimpleQueue[Future[FetchResult] | object] = queue.SimpleQueue()
+        self._ended = False
+        self._error: BaseException | None = None
+        threading.Thread(target=self._feed, name="mediastore-fetch-input", daemon=True).start()
+
+    def _feed(self) -> None:
+        try:
+            while True:
+                while not self._slots.acquire(timeout=0.25):
+                    if self._cancel.cancelled:
+                        return
+                if self._cancel.cancelled:
+                    return
+                try:
+                    url = next(self._source)
+                except StopIteration:
+                    return
+                key = url if isinstance(url, str) else None  # anything else fails alone
+                with self._lock:
+                    self._taken += 1
+                    if key is not None and key in self._running:
+                        self._running[key] += 1
+                        continue
+                    if key is not None:
+                        self._running[key] = 0
+                self._pool.submit(self._work, url).add_done_callback(self._done.put)
+        except BaseException as exc:  # the input's own error, raised to the consumer
+            if not self._cancel.cancelled:
+                self._error = exc
+        finally:
+            self._done.put(_END)
+
+    def next_done(self) -> Future[FetchResult] | None:
+        """The next finished download, or None once every URL taken has been settled."""
+        while True:
+            with self._lock:
+                if self._ended and self._settled == self._taken:
+                    if self._error is not None:
+                        raise self._error
+                    return None
+            item = self._done.get()
+            if item is _END:
+                self._ended = True
+                continue
+            assert isinstance(item, Future)
+            return item
+
+    def settle(self, url: object) -> int:
+        """Count ``url``'s result (and its repeats) as settled; return the repeats."""
+        with self._lock:
+            repeats = self._running.pop(url, 0) if isinstance(url, str) else 0
+            self._settled += 1 + repeats
+        self._slots.release(1 + repeats)
+        return repeats
 
 
 def _check_timeout(timeout: float) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,3 +112,55 @@ def test_seed_download_wrappers(tmp_path: Path, served: dict[str, str]) -> None:
     assert mediastore.find_cached_by_url("https://unknown.test/x") is None
     with pytest.raises(FetchError, match="404"):
         mediastore.download_and_cache_media(served["gone"])
+
+
+def test_fetch_jsonl_one_object_per_url_then_a_summary(
+    tmp_path: Path, served: dict[str, str]
+) -> None:
+    """--jsonl prints one result object per input URL and a final summary object."""
+    urls = [served["a.jpg"], served["gone"], served["b.png"]]
+    result = _fetch(tmp_path, "--allow-private", "--jsonl", *urls)
+    assert result.exit_code == 1  # the 404
+    lines = [json.loads(ln) for ln in result.stdout.splitlines()]
+    *items, last = lines
+    assert sorted(item["url"] for item in items) == sorted(urls)
+    assert {item["url"]: item["ok"] for item in items} == {
+        served["a.jpg"]: True, served["gone"]: False, served["b.png"]: True,
+    }  # fmt: skip
+    assert last == {"summary": {**last["summary"], "urls": 3, "fetched": 2, "failed": 1}}
+
+
+def test_fetch_missing_url_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    """A --from-file that does not exist is a one-line error (exit 2), not a traceback."""
+    result = _fetch(tmp_path, "--from-file", str(tmp_path / "nope.txt"))
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "nope.txt" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_fetch_from_stdin_streams(tmp_path: Path, served: dict[str, str]) -> None:
+    """With --from-file - and --jsonl, a URL's result is printed while stdin is still open:
+    the input is read as it comes, not whole first."""
+    command = [
+        sys.executable, "-m", "mediastore", "--root", str(tmp_path / "s"), "fetch",
+        "--allow-private", "--jsonl", "--from-file", "-",
+    ]  # fmt: skip
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:  # fmt: skip
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(f"# comment\n\n{served['a.jpg']}\n")
+            proc.stdin.flush()
+            first = json.loads(proc.stdout.readline())  # blocks forever if stdin is read whole
+            assert first["url"] == served["a.jpg"] and first["ok"]
+            proc.stdin.write(f"{served['b.png']}\n")
+            proc.stdin.close()
+            rest = [json.loads(ln) for ln in proc.stdout]
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert rest[0]["url"] == served["b.png"] and rest[0]["ok"]
+    assert rest[1]["summary"]["urls"] == 2

@@ -63,6 +63,35 @@ def test_generator_is_read_lazily_within_the_bound(
     assert consumed == len(urls)
 
 
+def test_results_come_while_the_input_is_slow(store: MediaStore, httpserver: HTTPServer) -> None:
+    """A result is yielded while the generator is still waiting for its next URL (URLs piped
+    in as an upstream job finds them)."""
+    urls = _serve_images(httpserver, 2)
+    seen_first = threading.Event()
+
+    def source() -> Iterator[str]:
+        yield urls[0]
+        assert seen_first.wait(10), "the first result was held back until the next URL came"
+        yield urls[1]
+
+    results = []
+    for result in store.iter_fetch(source(), max_workers=4):
+        results.append(result.url)
+        seen_first.set()
+    assert results == urls
+
+
+def test_an_error_of_the_input_reaches_the_consumer(store: MediaStore) -> None:
+    """An exception raised by the input iterable propagates out of iter_fetch."""
+
+    def source() -> Iterator[str]:
+        yield "not a url"
+        raise RuntimeError("upstream failed")
+
+    with pytest.raises(RuntimeError, match="upstream failed"):
+        list(store.iter_fetch(source(), max_workers=2))
+
+
 def test_results_cover_every_input_url_and_repeats_come_from_the_catalog(
     store: MediaStore, httpserver: HTTPServer
 ) -> None:
