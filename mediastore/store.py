@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -255,7 +255,7 @@ class MediaStore:
         self, urls: Iterable[str], *, max_workers: int = DEFAULT_MAX_WORKERS,
         timeout: float = DEFAULT_TIMEOUT, per_host: int | None = None,
         deadline: float | None = None,
-    ) -> Iterator[FetchResult]:  # fmt: skip
+    ) -> Generator[FetchResult, None, None]:  # fmt: skip
         """Fetch any number of URLs, yielding each :class:`FetchResult` as it completes.
 
         ``urls`` may be a generator of millions: it is read lazily, with at most about twice
