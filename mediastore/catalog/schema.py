@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -33,8 +34,21 @@ def alembic_config(db_url: str | None = None) -> Config:
     return cfg
 
 
+@functools.cache
+def _revisions() -> tuple[frozenset[str], frozenset[str]]:
+    """(heads, every revision) of the migrations shipped with this mediastore.
+
+    Read once per process: they cannot change under a running program, every store that
+    opens would otherwise parse each migration script again, and a process that has since
+    dropped its privileges (a read-only user's) may no longer be able to read them.
+    """
+    script = ScriptDirectory.from_config(alembic_config())
+    known = frozenset(rev.revision for rev in script.walk_revisions())
+    return frozenset(script.get_heads()), known
+
+
 def head_revisions() -> set[str]:
-    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    return set(_revisions()[0])
 
 
 def current_revisions(engine: Engine) -> set[str]:
@@ -76,8 +90,7 @@ def ensure_schema(engine: Engine, *, create_if_empty: bool = True) -> None:
             log.info("creating the catalog schema in %s", where)
             upgrade(engine)
             return
-    script = ScriptDirectory.from_config(alembic_config())
-    known = {rev.revision for rev in script.walk_revisions()}
+    known = _revisions()[1]
     if current - known:
         raise SchemaOutdatedError(
             f"catalog {where} is at revision {', '.join(sorted(current))}, which this version "
