@@ -78,6 +78,44 @@ def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
+#: Exit status after a Ctrl-C: 128 + SIGINT, as a shell reports a process killed by it.
+EXIT_INTERRUPTED = 130
+
+
+@contextmanager
+def _interruptible(ctx: click.Context, how_far: Callable[[], str]) -> Iterator[None]:
+    """A Ctrl-C ends the command with one stderr line saying how far it got, and exit 130.
+
+    Wrap the whole ``with MediaStore(...)`` block: by the time the line is printed, the
+    blocks inside have unwound (downloads cancelled, temp files discarded, store closed).
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: {how_far()}", err=True)
+        ctx.exit(EXIT_INTERRUPTED)
+
+
+class _HowFar:
+    """The last (done, total) a progress callback saw, for the line printed on Ctrl-C."""
+
+    def __init__(self, unit: str) -> None:
+        self.unit = unit
+        self.done = 0
+        self.total: int | None = None
+
+    def track(self, progress: Callable[[int, int], None]) -> Callable[[int, int], None]:
+        def tracked(done: int, total: int) -> None:
+            self.done, self.total = done, total
+            progress(done, total)
+
+        return tracked
+
+    def __call__(self) -> str:
+        total = "?" if self.total is None else str(self.total)
+        return f"{self.done} of {total} {self.unit}(s) done"
+
+
 @contextmanager
 def _progress(total: int | None, unit: str, desc: str) -> Iterator[tqdm[Any]]:
     """One bar on stderr, hidden when stderr is not a terminal; log lines don't break it."""
@@ -138,7 +176,12 @@ def add(ctx: click.Context, paths: tuple[Path, ...], url: str | None, as_json: b
     """Add files (directories recursively). Exits 1 if any file was refused."""
     added: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
-    with _store(ctx, create=True) as store:
+    files: list[Path] = []
+
+    def how_far() -> str:
+        return f"{len(added) + len(failed)} of {len(files)} file(s) done ({len(added)} added)"
+
+    with _interruptible(ctx, how_far), _store(ctx, create=True) as store:
         files = list(_iter_files(paths, store.root))
         if url and len(files) != 1:
             raise click.UsageError("--url needs exactly one file")
@@ -226,6 +269,12 @@ class _FetchTally:
             self.fetched += 1
             self.bytes += result.record.size if result.record else 0
 
+    def how_far(self) -> str:
+        return (
+            f"{self.urls} URL(s) done: {self.fetched} fetched, {self.cached} already cached, "
+            f"{self.failed} failed"
+        )
+
     def summary(self, seconds: float) -> dict[str, Any]:
         return {
             "urls": self.urls, "fetched": self.fetched, "cached": self.cached,
@@ -290,6 +339,7 @@ def fetch(
     started = time.monotonic()
     tally = _FetchTally()
     with (
+        _interruptible(ctx, tally.how_far),
         MediaStore(config=cfg) as store,
         _progress(None if stream else len(urls), "url", "fetching") as bar,
     ):
@@ -298,12 +348,14 @@ def fetch(
             def progress(done: int, total: int) -> None:
                 bar.total = total
                 bar.update(done - bar.n)
+                tally.urls = done  # what a Ctrl-C reports; the counts are made at the end
 
             # one document in input order: the whole list is the output anyway
             results = store.fetch_many(
                 _urls(urls, stream), max_workers=workers, timeout=timeout, per_host=per_host,
                 progress=progress,
             )  # fmt: skip
+            tally.urls = 0
             for result in {r.url: r for r in results}.values():  # a repeated URL counts once
                 tally.add(result)
         else:
@@ -453,12 +505,14 @@ def verify(
         raise click.UsageError("--older-than/--limit select files: give them or MD5s, not both")
     cfg = _config(ctx)
     cfg = replace(cfg, allow_private_networks=allow_private or cfg.allow_private_networks)
+    how_far = _HowFar("file")
     with (
+        _interruptible(ctx, how_far),
         MediaStore(config=cfg, create=False) as store,
         _bar_progress("verifying", "file") as progress,
     ):
         report = store.verify(
-            list(md5s) if md5s else None, progress=progress, older_than=older_than,
+            list(md5s) if md5s else None, progress=how_far.track(progress), older_than=older_than,
             limit=limit, repair=repair, deep=deep or None,
         )  # fmt: skip
     if as_json:
@@ -495,8 +549,13 @@ def import_legacy(ctx: click.Context, directory: Path | None, as_json: bool) -> 
     reported and skipped. Exits 1 if any file was skipped for a problem.
     """
     started = time.monotonic()
-    with _store(ctx, create=True) as store, _bar_progress("importing", "file") as progress:
-        report = store.import_legacy(directory, progress=progress)
+    how_far = _HowFar("file")
+    with (
+        _interruptible(ctx, how_far),
+        _store(ctx, create=True) as store,
+        _bar_progress("importing", "file") as progress,
+    ):
+        report = store.import_legacy(directory, progress=how_far.track(progress))
     elapsed = time.monotonic() - started
     if as_json:
         _emit_json({**report.to_dict(), "seconds": round(elapsed, 3)})
