@@ -18,6 +18,12 @@ from mediastore import MediaStore
 from mediastore import testing as t
 
 
+def _interruptible() -> None:
+    """In the child: SIGINT as at a terminal. A test run started in the background (as CI
+    may do) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt for it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class _Handler(BaseHTTPRequestHandler):
     """``/fast.jpg`` whole at once; anything else a JPEG sent one byte every 0.2 s."""
 
@@ -82,8 +88,9 @@ def test_sigint_stops_fetch_promptly_and_cleanly(
         "--workers", "4", "--from-file", str(listing), *mode,
     ]  # fmt: skip
     with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as proc:
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_interruptible,
+    ) as proc:  # fmt: skip
         try:
             waited = time.monotonic()
             while _Handler.started < 3:  # downloads are blocked mid-body now
@@ -131,8 +138,9 @@ def test_sigint_stops_add_cleanly(tmp_path: Path) -> None:
     images = root / "media" / "images"
     command = [sys.executable, "-m", "mediastore", "--root", str(root), "add", str(source)]
     with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as proc:
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_interruptible,
+    ) as proc:  # fmt: skip
         try:
             waited = time.monotonic()
             while not images.is_dir() or sum(1 for _ in images.rglob("*.jpg")) < 20:
