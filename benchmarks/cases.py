@@ -26,7 +26,7 @@ from .measure import (
     time_command,
     warm,
 )
-from .servers import Server
+from .servers import Server, serve, server_stats
 
 Log = Callable[[str], None]
 
@@ -77,6 +77,14 @@ def fill(text: str, scale: Scale) -> str:
         legacy=f"{scale.legacy_files:,}",
     )  # fmt: skip
 
+
+#: The network cases (fixed sizes: what they show does not depend on the scale).
+LATENCY_IMAGES = 300
+LATENCY_S = 0.05
+RATE_IMAGES = 120
+RATE_MAX_IN_FLIGHT = 2
+RSS_SMALL = 10_000
+RSS_LARGE = 200_000
 
 CASES: tuple[CaseSpec, ...] = (
     CaseSpec(
@@ -149,6 +157,31 @@ CASES: tuple[CaseSpec, ...] = (
         mediastore="import_legacy (fresh store each run)",
         reference="`md5sum` over the same files",
         target=0.3, unit=FILES_S,
+    ),
+    CaseSpec(
+        key="latency", group="latency",
+        title=f"download {LATENCY_IMAGES} images from one host answering each request after "
+        f"{LATENCY_S * 1000:.0f} ms",
+        mediastore="fetch_many(urls) on its defaults (16 workers, per host 6 growing to 16)",
+        reference="the seed's way: `requests.get` + `ThreadPoolExecutor(5)`, a file per "
+        "content MD5, no catalog",
+        target=2.0, unit=FILES_S,
+    ),
+    CaseSpec(
+        key="ratelimit", group="ratelimit",
+        title=f"download {RATE_IMAGES} images from a host that answers 429 + `Retry-After: 1` "
+        f"beyond {RATE_MAX_IN_FLIGHT} requests in flight ({LATENCY_S * 1000:.0f} ms each)",
+        mediastore="fetch_many(urls) on its defaults; every URL must be stored",
+        reference="the seed's way (it fails the URLs answered 429); stored files/s",
+        target=None, unit=FILES_S,
+    ),
+    CaseSpec(
+        key="rss", group="rss",
+        title=f"iter_fetch of {RSS_LARGE:,} URLs answering 404 (peak RSS; the reference "
+        f"side is {RSS_SMALL:,} URLs)",
+        mediastore=f"iter_fetch over a generator of {RSS_LARGE:,} URLs, defaults",
+        reference=f"the same over {RSS_SMALL:,} URLs",
+        target=None, unit=Unit("URLs/s"),
     ),
 )  # fmt: skip
 
@@ -321,7 +354,8 @@ class Bench:
         build: dict[str, Callable[[set[str]], Group]] = {
             "ingest": self._ingest, "download": self._download, "images": self._images,
             "lookup": self._lookup, "stats": self._stats, "verify": self._verify,
-            "adds": self._adds, "legacy": self._legacy,
+            "adds": self._adds, "legacy": self._legacy, "latency": self._latency,
+            "ratelimit": self._ratelimit, "rss": self._rss,
         }  # fmt: skip
         return build[name](keys)
 
@@ -565,6 +599,102 @@ class Bench:
             Side("import_legacy", mediastore), {k: v for k, v in refs.items() if k in keys},
             lambda: paths, bytes_per_item=total / count,
         )  # fmt: skip
+
+    # --- network behaviour: each run gets its own Python server with that behaviour -------
+    @cached_property
+    def small_jpegs(self) -> Path:
+        """Distinct valid JPEGs (a few KB each) for the network cases."""
+        from mediastore.testing import noisy_jpeg
+
+        directory = self.wd.data / "net"
+        directory.mkdir(exist_ok=True)
+        for i in range(max(LATENCY_IMAGES, RATE_IMAGES)):
+            (directory / f"{i:05}.jpg").write_bytes(noisy_jpeg((64, 48), seed=i))
+        return directory
+
+    def _net_sides(
+        self, name: str, count: int, behaviour: list[str], *, every_url: bool,
+    ) -> tuple[Side, Side, Callable[[], list[Path]]]:  # fmt: skip
+        """fetch_many on its defaults and the seed's loop, each run against a fresh server."""
+        directory = self.small_jpegs
+        paths = sorted(directory.iterdir())[:count]
+        rate_limited = "--max-in-flight" in behaviour  # the seed fails the URLs refused
+
+        def urls_file(server: Server, i: int, side: str) -> Path:
+            urls = [server.url(f"{directory.name}/{p.name}") for p in paths]
+            return data.write_lines(self.wd.state / f"{name}-{side}-{i}.txt", urls)
+
+        def mediastore(i: int) -> Measurement:
+            root = self.wd.run_dir(f"{name}-store-{i}")
+            with serve(self.wd.data, self.wd.state, "probe.txt", behaviour=behaviour) as server:
+                spec = {"op": "fetch_many", "root": str(root), "defaults": True,
+                        "urls_file": str(urls_file(server, i, "ms"))}  # fmt: skip
+                m = run_worker(spec, self.trace)
+                m.detail["server"] = server_stats(server)
+            if every_url:
+                _expect(m.detail["errors"] == 0,
+                        f"fetch_many: {m.detail['errors']} failed, first: "
+                        f"{m.detail['first_error']}")  # fmt: skip
+            self.log(f"[{name}] fetch_many: {m.amount:.0f} stored in {m.seconds:.2f} s, "
+                     f"server saw {m.detail['server']}")  # fmt: skip
+            return m
+
+        def seed(i: int) -> Measurement:
+            out = self.wd.run_dir(f"{name}-seed-{i}")
+            with serve(self.wd.data, self.wd.state, "probe.txt", behaviour=behaviour) as server:
+                spec = {"op": "seed_download", "out_dir": str(out), "max_workers": 5,
+                        "urls_file": str(urls_file(server, i, "seed")),
+                        "tolerate_errors": rate_limited}  # fmt: skip
+                m = run_worker(spec, self.trace)
+                m.detail["server"] = server_stats(server)
+            _expect(rate_limited or m.amount == count, "the seed's way stored too few files")
+            self.log(f"[{name}] seed: {m.amount:.0f} stored in {m.seconds:.2f} s, "
+                     f"server saw {m.detail['server']}")  # fmt: skip
+            return m
+
+        return Side("fetch_many", mediastore), Side("seed", seed), lambda: paths
+
+    def _latency(self, keys: set[str]) -> Group:
+        (self.wd.data / "probe.txt").write_text("ok\n", encoding="ascii")
+        ms, seed, inputs = self._net_sides(
+            "latency", LATENCY_IMAGES, ["--delay", str(LATENCY_S)], every_url=True
+        )
+        return Group(ms, {"latency": seed} if "latency" in keys else {}, inputs)
+
+    def _ratelimit(self, keys: set[str]) -> Group:
+        (self.wd.data / "probe.txt").write_text("ok\n", encoding="ascii")
+        behaviour = ["--delay", str(LATENCY_S), "--max-in-flight", str(RATE_MAX_IN_FLIGHT)]
+        ms, seed, inputs = self._net_sides("ratelimit", RATE_IMAGES, behaviour, every_url=True)
+        return Group(ms, {"ratelimit": seed} if "ratelimit" in keys else {}, inputs)
+
+    def _rss(self, keys: set[str]) -> Group:
+        (self.wd.data / "probe.txt").write_text("ok\n", encoding="ascii")
+
+        def side(count: int) -> Callable[[int], Measurement]:
+            def run(i: int) -> Measurement:
+                root = self.wd.run_dir(f"rss-{count}-{i}")
+                fast = ["--delay", "0"]
+                with serve(self.wd.data, self.wd.state, "probe.txt", behaviour=fast) as server:
+                    spec = {"op": "iter_fetch", "root": str(root), "count": count}
+                    m = run_worker({**spec, "base_url": server.base_url}, self.trace)
+                failed = m.detail["failed"]
+                _expect(m.amount == count and failed == count, f"iter_fetch: {failed} failed")
+                peak = (m.peak_rss_kb or 0) / 1024
+                before = m.detail["base_rss_kb"] / 1024
+                self.log(
+                    f"[rss] iter_fetch of {count:,} URLs: peak RSS {peak:.1f} MiB "
+                    f"(before the call {before:.1f} MiB), {m.seconds:.1f} s"
+                )
+                return m
+
+            return run
+
+        refs = {"rss": Side(f"{RSS_SMALL:,} URLs", side(RSS_SMALL))}
+        return Group(
+            Side(f"{RSS_LARGE:,} URLs", side(RSS_LARGE)),
+            {k: v for k, v in refs.items() if k in keys},
+            lambda: [],
+        )
 
 
 def run_group(

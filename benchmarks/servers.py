@@ -8,13 +8,14 @@ stopped when the benchmark ends. nginx gets a minimal config in the work directo
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,8 +119,22 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def server_stats(server: Server) -> dict[str, int]:
+    """The counts of a Python server (``GET /__stats``, see :mod:`benchmarks.fileserver`)."""
+    conn = http.client.HTTPConnection(HOST, int(server.base_url.rsplit(":", 1)[1]), timeout=10)
+    try:
+        conn.request("GET", "/__stats")
+        stats: dict[str, int] = json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+    return stats
+
+
 @contextmanager
-def serve(root: Path, state: Path, probe: str, *, use_nginx: bool = True) -> Iterator[Server]:
+def serve(
+    root: Path, state: Path, probe: str, *, use_nginx: bool = True,
+    behaviour: Sequence[str] = (),
+) -> Iterator[Server]:  # fmt: skip
     """Serve ``root`` on loopback for the duration of the block.
 
     Args:
@@ -127,9 +142,11 @@ def serve(root: Path, state: Path, probe: str, *, use_nginx: bool = True) -> Ite
         state: A directory for the server's config, pid and logs.
         probe: A file under ``root`` that must be served before the block starts.
         use_nginx: Use nginx when it is on PATH (else, and when False, the Python server).
+        behaviour: Options of the Python server (``--delay S``, ``--max-in-flight N``);
+            given, the Python server is used.
     """
     port = free_port()
-    binary = shutil.which("nginx") if use_nginx else None
+    binary = shutil.which("nginx") if use_nginx and not behaviour else None
     if binary is not None:
         prefix = state / "nginx"
         prefix.mkdir(parents=True, exist_ok=True)
@@ -139,7 +156,9 @@ def serve(root: Path, state: Path, probe: str, *, use_nginx: bool = True) -> Ite
         name = f"nginx {nginx_version(binary)} (sendfile, 2 workers)"
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     else:
-        argv = [sys.executable, "-m", "benchmarks.fileserver", str(root), str(port)]
+        argv = [
+            sys.executable, "-m", "benchmarks.fileserver", str(root), str(port), *behaviour
+        ]  # fmt: skip
         name = "Python fallback benchmarks.fileserver (threaded, sendfile, TCP_NODELAY)"
         proc = subprocess.Popen(
             argv, cwd=Path(__file__).resolve().parent.parent, stdin=subprocess.DEVNULL,

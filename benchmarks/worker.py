@@ -63,9 +63,11 @@ def _lines(path: str) -> list[str]:
     return Path(path).read_text(encoding="utf-8").split()
 
 
-def _open_store(root: str) -> Any:
+def _open_store(root: str, *, defaults: bool = False) -> Any:
     from mediastore import MediaStore
 
+    if defaults:
+        return MediaStore(root, allow_private_networks=True)
     return MediaStore(root, **STORE_OPTIONS)
 
 
@@ -92,16 +94,46 @@ def op_fetch(root: str, url: str) -> Result:
     return {"seconds": seconds, "amount": rec.size, "base_rss_kb": base, "md5": rec.md5}
 
 
-def op_fetch_many(root: str, urls_file: str, max_workers: int) -> Result:
-    """``fetch_many`` of every URL in ``urls_file`` into a fresh store."""
+def op_fetch_many(
+    root: str, urls_file: str, max_workers: int | None = None, defaults: bool = False
+) -> Result:
+    """``fetch_many`` of every URL in ``urls_file`` into a fresh store.
+
+    ``defaults``: the store opened and called as a user would, with no tuning (loopback
+    allowed, nothing else): the default workers and adaptive per-host limits.
+    """
     urls = _lines(urls_file)
-    with _open_store(root) as store:
-        seconds, base, results = _timed(lambda: store.fetch_many(urls, max_workers=max_workers))
+    with _open_store(root, defaults=defaults) as store:
+        if max_workers is None:
+            seconds, base, results = _timed(lambda: store.fetch_many(urls))
+        else:
+            seconds, base, results = _timed(lambda: store.fetch_many(urls, max_workers=max_workers))
     errors = [str(r.error) for r in results if r.error is not None]
     return {
         "seconds": seconds, "amount": len(urls) - len(errors), "base_rss_kb": base,
         "errors": len(errors), "first_error": errors[0] if errors else None,
     }  # fmt: skip
+
+
+def op_iter_fetch(root: str, base_url: str, count: int) -> Result:
+    """``iter_fetch`` over a generator of ``count`` URLs that answer 404 (a fresh store, its
+    defaults): the process's peak RSS is what the case reports."""
+
+    def urls() -> Any:
+        for i in range(count):
+            yield f"{base_url}/missing/{i}.jpg"
+
+    with _open_store(root, defaults=True) as store:
+
+        def run() -> tuple[int, int]:
+            seen = failed = 0
+            for result in store.iter_fetch(urls()):
+                seen += 1
+                failed += not result.ok
+            return seen, failed
+
+        seconds, base, (seen, failed) = _timed(run)
+    return {"seconds": seconds, "amount": seen, "base_rss_kb": base, "failed": failed}
 
 
 def op_get_by_url(root: str, urls_file: str) -> Result:
@@ -205,18 +237,23 @@ def op_raw_durable_adds(out_dir: str, directory: str, threads: int, synchronous:
 
 
 # --- in-process references ---------------------------------------------------------------------
-def op_seed_download(out_dir: str, urls_file: str, max_workers: int) -> Result:
+def op_seed_download(
+    out_dir: str, urls_file: str, max_workers: int, tolerate_errors: bool = False
+) -> Result:
     """The seed's way: ``requests.get`` per URL in a 5-thread pool, one file per content MD5.
 
-    No session (a new connection per URL), the body in memory, no fsync, no catalog.
+    No session (a new connection per URL), the body in memory, no fsync, no catalog. With
+    ``tolerate_errors`` a URL that fails (a 429) is counted, as the seed logged and skipped it.
     """
     import requests
 
     urls = _lines(urls_file)
     out = Path(out_dir)
 
-    def one(url: str) -> str:
+    def one(url: str) -> str | None:
         resp = requests.get(url, headers={"User-Agent": SEED_USER_AGENT}, timeout=30)
+        if tolerate_errors and not resp.ok:
+            return None
         resp.raise_for_status()
         data = resp.content
         md5 = hashlib.md5(data).hexdigest()
@@ -225,12 +262,15 @@ def op_seed_download(out_dir: str, urls_file: str, max_workers: int) -> Result:
             path.write_bytes(data)
         return md5
 
-    def run() -> list[str]:
+    def run() -> list[str | None]:
         with ThreadPoolExecutor(max_workers=max_workers) as pool:
             return list(pool.map(one, urls))
 
     seconds, base, md5s = _timed(run)
-    return {"seconds": seconds, "amount": len(md5s), "base_rss_kb": base, "errors": 0}
+    stored = sum(1 for md5 in md5s if md5 is not None)
+    return {
+        "seconds": seconds, "amount": stored, "base_rss_kb": base, "errors": len(md5s) - stored,
+    }  # fmt: skip
 
 
 def op_sqlite_lookup(db: str, urls_file: str) -> Result:
@@ -274,6 +314,7 @@ OPS: dict[str, Callable[..., Result]] = {
     "add_file": op_add_file,
     "fetch": op_fetch,
     "fetch_many": op_fetch_many,
+    "iter_fetch": op_iter_fetch,
     "get_by_url": op_get_by_url,
     "stats": op_stats,
     "verify": op_verify,

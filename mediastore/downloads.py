@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -52,6 +52,8 @@ Lookup = Callable[[str], "MediaRecord | None"]
 AHEAD_PER_WORKER = 2
 #: Far enough never to cut a real download, short enough for ``Condition.wait`` (TIMEOUT_MAX).
 _CANCEL_WATCH_SECONDS = 365 * 86400.0
+#: Downloads a worker thread runs under one cancellation deadline before it takes a new one.
+_CANCEL_RENEW = 1000
 CANCELLED = "downloads were cancelled"
 
 
@@ -60,42 +62,61 @@ class Cancel:
 
     A worker checks :attr:`event` between URLs and between body chunks; a read blocked on a
     silent server is woken by shutting its socket down, through a :class:`~mediastore.fetch.
-    Deadline` each download runs under (the same watchdog mechanism as a download deadline).
-    A download that fails this way discards its temp file; nothing is committed after
-    :meth:`cancel`.
+    Deadline` that each worker thread runs its downloads under (the watchdog mechanism of a
+    download deadline, set a year away: only :meth:`cancel` ends it). A download that fails
+    this way discards its temp file; nothing is committed after :meth:`cancel`.
     """
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self._lock = threading.Lock()
-        self._running: set[Deadline] = set()
+        self._local = threading.local()
+        self._deadlines: set[Deadline] = set()
 
     @property
     def cancelled(self) -> bool:
         """True once :meth:`cancel` was called."""
         return self.event.is_set()
 
-    @contextmanager
-    def watch(self) -> Iterator[None]:
-        """Run one download so that :meth:`cancel` can shut its sockets down."""
-        with Deadline(_CANCEL_WATCH_SECONDS, CANCELLED) as deadline:
+    def arm(self) -> None:
+        """Make the calling thread's next requests stoppable by :meth:`cancel`.
+
+        One deadline per thread, replaced every :data:`_CANCEL_RENEW` downloads rather than
+        one per download: each deadline keeps its sockets, and the watchdog keeps each entry
+        until its time, so a new one per URL would grow with the input.
+        """
+        local = self._local
+        deadline: Deadline | None = getattr(local, "deadline", None)
+        if deadline is not None and local.uses < _CANCEL_RENEW:
+            local.uses += 1
+            return
+        if deadline is not None:
+            deadline.__exit__(None, None, None)
             with self._lock:
-                self._running.add(deadline)
-            try:
-                if self.event.is_set():
-                    deadline.expire()
-                yield
-            finally:
-                with self._lock:
-                    self._running.discard(deadline)
+                self._deadlines.discard(deadline)
+        # entered here and left by close(): it spans many downloads, not one with block
+        deadline = Deadline(_CANCEL_WATCH_SECONDS, CANCELLED).__enter__()
+        local.deadline, local.uses = deadline, 1
+        with self._lock:
+            self._deadlines.add(deadline)
+            cancelled = self.event.is_set()
+        if cancelled:
+            deadline.expire()
 
     def cancel(self) -> None:
         """Stop: set the event and shut down every running download's sockets."""
-        self.event.set()
         with self._lock:
-            running = list(self._running)
-        for deadline in running:
+            self.event.set()
+            deadlines = list(self._deadlines)
+        for deadline in deadlines:
             deadline.expire()
+
+    def close(self) -> None:
+        """Release the deadlines, once the workers are gone."""
+        with self._lock:
+            deadlines, self._deadlines = self._deadlines, set()
+        for deadline in deadlines:
+            deadline.__exit__(None, None, None)
 
     def check(self, url: str) -> None:
         """Raise :class:`FetchError` if cancelled (so that nothing more is stored)."""
@@ -363,6 +384,7 @@ class Downloader:
             hosts.close()
             sessions.close()
             pool.shutdown(wait=True, cancel_futures=True)
+            cancel.close()
 
     def _result(
         self, url: str, *, timeout: float, sessions: Sessions, hosts: HostLimits,
@@ -375,11 +397,11 @@ class Downloader:
                     url, timeout=timeout, sessions=sessions, hosts=hosts, deadline=deadline
                 )
             else:
-                with cancel.watch():
-                    rec, from_cache = self.fetch(
-                        url, timeout=timeout, sessions=sessions, hosts=hosts,
-                        deadline=deadline, cancel=cancel,
-                    )  # fmt: skip
+                cancel.arm()
+                rec, from_cache = self.fetch(
+                    url, timeout=timeout, sessions=sessions, hosts=hosts, deadline=deadline,
+                    cancel=cancel,
+                )  # fmt: skip
         except MediaStoreError as exc:
             log.info("fetch failed: %s", exc)
             return FetchResult(url=url, error=exc)
