@@ -137,6 +137,10 @@ class FetchSettings:
 _local = threading.local()
 
 
+#: Deadlines added between two sweeps of the finished ones out of the watchdog's heap.
+_COMPACT_EVERY = 1024
+
+
 class _Watchdog:
     """One daemon thread that expires every deadline at its time.
 
@@ -147,13 +151,16 @@ class _Watchdog:
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Deadline]] = []
         self._cond = threading.Condition()
-        self._count = itertools.count()
+        self._count = itertools.count()  # tie-breaker of equal times in the heap
+        self._adds = 0
         self._thread: threading.Thread | None = None
 
     def add(self, deadline: Deadline) -> None:
         with self._cond:
-            if len(self._heap) >= 1024 and next(self._count) % 1024 == 0:
-                # finished deadlines wait in the heap until their time: drop them now and then
+            self._adds += 1
+            if self._adds % _COMPACT_EVERY == 0 and len(self._heap) >= _COMPACT_EVERY:
+                # finished deadlines wait in the heap until their time: drop them now and then,
+                # so that the heap holds the live ones plus at most this many finished ones
                 self._heap = [entry for entry in self._heap if not entry[2].finished]
                 heapq.heapify(self._heap)
             heapq.heappush(self._heap, (deadline.ends_at, next(self._count), deadline))

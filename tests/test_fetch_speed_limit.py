@@ -255,3 +255,25 @@ def test_no_deadline_by_default(slow_server: Callable[[Behaviour], SlowServer]) 
     behaviour, total = paced(256 * 1024, 3, 16 * 1024)
     server = slow_server(behaviour)
     assert download(server.url, FetchSettings(allow_private_networks=True, speed_time=1)) == total
+
+
+def test_finished_deadlines_do_not_pile_up() -> None:
+    """A deadline that ended early is dropped from the watchdog soon, not at its time: memory
+    stays flat over many short downloads (each has a head deadline tens of seconds long)."""
+    import tracemalloc
+
+    from mediastore.fetch import Deadline
+
+    for _ in range(2048):  # warm up: the heap reaches its steady size
+        with Deadline(60, "warm-up"):
+            pass
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20_000):
+            with Deadline(60, "test"):
+                pass
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 1 << 20, f"{grown} bytes kept for 20,000 finished deadlines"
