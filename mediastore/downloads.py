@@ -206,8 +206,8 @@ class Downloader:
             return cached, True
         validators = self._life.catalog.url_validators(url) if cached is not None else (None, None)
         session = (sessions or self.sessions).get()
-        # Bug fix: download_deadline bounds the whole download, so a body fetched again after
-        # a break gets the time that is left, not a fresh deadline of its own.
+        # the deadline bounds the whole download: a body fetched again after a break gets
+        # the time that is left, not a fresh deadline of its own
         started = time.monotonic()
         ends = started + deadline if deadline is not None else float("inf")
         for attempt in range(1, BODY_ATTEMPTS + 1):

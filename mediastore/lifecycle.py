@@ -169,11 +169,8 @@ class Lifecycle:
         return outcome
 
     def _probably_stored(self, staged: Staged) -> bool:
-        row = self.catalog.by_md5(staged.md5)
-        if row is None or row.status != STATUS_OK:
-            return False
-        found = self.blobs.stat(BlobRef(staged.kind, staged.md5))
-        return found is not None and found.regular and found.size == staged.size
+        """A guess before the claim (the batch decides again after it): skip the fsync."""
+        return _intact(self, self.catalog.by_md5(staged.md5), staged)
 
     def commit_many(self, batch: Sequence[Entry]) -> list[Outcome]:
         """Commit staged files as one batch: one claim, the placements, one recording.
@@ -282,8 +279,7 @@ class _Batch:
         except MediaStoreError as exc:
             self._fail_pending(exc)
         except BaseException:
-            self._discard_all()
-            self._finish(writer)
+            self._finish(writer)  # placed files stay; the others' temps go
             raise
         self._finish(writer)
         return [o for o in self.outcomes if o is not None]

@@ -286,10 +286,11 @@ def gc(life: Lifecycle, *, dry_run: bool = False) -> GcReport:
     temp = blobs.abandoned_temp_files(remove=not dry_run)
     reaped = 0 if dry_run else catalog.reap_writers(LEASE_SECONDS)
     collected = [] if dry_run else life.collect()
-    rows = catalog.by_md5_many([md5 for entry in blobs.walk() if (md5 := _address_md5(entry))])
+    entries = list(blobs.walk())
+    rows = catalog.by_md5_many([md5 for entry in entries if (md5 := _address_md5(entry))])
     adopted: list[str] = []
     quarantined: list[tuple[str, str]] = []
-    for entry in blobs.walk():
+    for entry in entries:
         owner = _address_md5(entry)
         if owner in rows and ref_of(rows[owner]).key == entry.key:
             continue  # a recorded file: verify's to judge

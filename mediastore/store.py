@@ -322,10 +322,8 @@ class MediaStore:
         Raises:
             InvalidMD5Error: ``md5`` is not 32 hex characters.
         """
-        row = self.catalog.by_md5(normalize_md5(md5))
-        if row is None or row.status == STATUS_REMOVED:
-            return None
-        return self.lifecycle.record(row)
+        row = self._live_row(md5)
+        return self.lifecycle.record(row) if row else None
 
     def urls_for(self, md5: str) -> list[str]:
         """Every URL recorded for this content, oldest first."""
@@ -346,10 +344,15 @@ class MediaStore:
         return fh
 
     def _require(self, md5: str) -> MediaRow:
-        row = self.catalog.by_md5(normalize_md5(md5))
-        if row is None or row.status == STATUS_REMOVED:
+        row = self._live_row(md5)
+        if row is None:
             raise MediaNotFoundError(f"no media with md5 {normalize_md5(md5)}")
         return row
+
+    def _live_row(self, md5: str) -> MediaRow | None:
+        """The row of ``md5`` unless there is none or its content was removed."""
+        row = self.catalog.by_md5(normalize_md5(md5))
+        return None if row is None or row.status == STATUS_REMOVED else row
 
     # --- maintenance ---------------------------------------------------------------------
     def verify(
