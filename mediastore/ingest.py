@@ -257,13 +257,21 @@ def _log_hint_mismatch(kind: MediaKind, mime_hint: str | None) -> None:
 
 
 def file_chunks(path: Path, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes | memoryview]:
-    """Chunks of the file at ``path`` (opened here, closed when the iterator ends).
-
-    A file that fits in one chunk is read whole: allocating the reader's ring of buffers
-    would cost more than reading a small image.
-    """
+    """Chunks of the file at ``path`` (opened here, closed when the iterator ends)."""
     with open(path, "rb", buffering=0) as fh:
-        if os.fstat(fh.fileno()).st_size <= chunk_size:
-            yield fh.readall()
-        else:
-            yield from read_chunks(fh, chunk_size)
+        yield from open_file_chunks(fh, chunk_size)
+
+
+def open_file_chunks(
+    fh: BinaryIO, size: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> Iterator[bytes | memoryview]:
+    """Chunks of an open file of ``size`` bytes (default: its fstat), whole if it fits in one.
+
+    A small file read whole costs one read and arrives as ``bytes``, which lets an image
+    be probed from memory; allocating the reader's ring of buffers, and reading the image
+    header back from the temp file, would cost more than the rest of its ingest.
+    """
+    if (os.fstat(fh.fileno()).st_size if size is None else size) <= chunk_size:
+        yield fh.read()
+    else:
+        yield from read_chunks(fh, chunk_size)

@@ -34,7 +34,7 @@ from .errors import (
     MediaStoreError,
     StorageError,
 )
-from .ingest import Staged, read_chunks
+from .ingest import Staged, open_file_chunks
 from .lifecycle import LEASE_SECONDS, Entry, Lifecycle, ref_of
 from .records import (
     STATUS_CORRUPT,
@@ -90,7 +90,7 @@ def _stage_path(life: Lifecycle, path: Path) -> Staged:
     except OSError as exc:
         raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     with open(fd, "rb", buffering=0) as fh:
-        return life.stage(read_chunks(fh))
+        return life.stage(open_file_chunks(fh))
 
 
 def import_legacy(
@@ -237,7 +237,7 @@ def _classify(life: Lifecycle, entry: StoredEntry, *, dry_run: bool) -> _Found:
         return _Found(bad, owner, str(exc), current.identity if current else None)
     with fh:
         try:
-            staged = life.stage(read_chunks(fh))
+            staged = life.stage(open_file_chunks(fh, info.size))
         except MediaStoreError as exc:
             return _Found(bad, owner, str(exc), info.identity)
     ref = BlobRef(staged.kind, staged.md5)
