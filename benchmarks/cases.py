@@ -111,14 +111,14 @@ CASES: tuple[CaseSpec, ...] = (
     ),
     CaseSpec(
         key="images-seed", group="images", title="download {images} images of 20-200 KB",
-        mediastore="fetch_many(max_workers=16), per_host=16, fresh store",
+        mediastore="fetch_many(urls) on its defaults, fresh store",
         reference="the seed's way: `requests.get` + `ThreadPoolExecutor(5)`, a file per "
         "content MD5, no catalog",
-        target=1.5, unit=FILES_S,
+        target=1.0, unit=FILES_S,
     ),
     CaseSpec(
         key="images-curl", group="images", title="download the same {images} images",
-        mediastore="fetch_many(max_workers=16), per_host=16, fresh store",
+        mediastore="fetch_many(urls) on its defaults, fresh store",
         reference="`curl --parallel --parallel-max 16 -s -K CONFIG` (one invocation, all URLs)",
         target=0.15, unit=FILES_S,
     ),
@@ -428,7 +428,7 @@ class Bench:
             root = self.wd.run_dir(f"images-store-{i}")
             m = run_worker({
                 "op": "fetch_many", "root": str(root), "urls_file": str(urls_file),
-                "max_workers": 16,
+                "defaults": True,
             }, self.trace)  # fmt: skip
             _expect(
                 m.detail["errors"] == 0,
