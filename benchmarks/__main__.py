@@ -36,7 +36,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true",
         help="1 run and small data (64 MiB video, 200 images, 20,000-row catalog, 500 files "
-        "to verify, 2,000 legacy files); writes RESULTS-quick.md",
+        "to verify, 2,000 legacy files); writes RESULTS-quick.md in the system temp dir",
     )  # fmt: skip
     parser.add_argument(
         "--only", action="append", default=[], metavar="CASE",
@@ -58,8 +58,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument(
         "--output", type=Path,
-        help="results file (default benchmarks/RESULTS.md; RESULTS-quick.md with --quick; "
-        "-partial is added to the name with --only)",
+        help="results file (default benchmarks/RESULTS.md; with --quick or --only, "
+        "RESULTS-quick.md / RESULTS-partial.md under <temp dir>/mediastore-benchmarks)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     args.only = [name for item in args.only for name in item.split(",") if name]
@@ -73,8 +73,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def default_output(quick: bool, partial: bool) -> Path:
-    """RESULTS.md, RESULTS-quick.md, RESULTS-partial.md or RESULTS-quick-partial.md."""
+    """RESULTS.md, RESULTS-quick.md, RESULTS-partial.md or RESULTS-quick-partial.md.
+
+    Only a full run replaces the tracked ``benchmarks/RESULTS.md``; a smoke or partial run
+    goes to the system temp dir, so that trying the benchmarks never dirties the checkout.
+    """
     name = "RESULTS" + ("-quick" if quick else "") + ("-partial" if partial else "") + ".md"
+    if quick or partial:
+        scratch = Path(tempfile.gettempdir()) / "mediastore-benchmarks"
+        scratch.mkdir(exist_ok=True)
+        return scratch / name
     return RESULTS_DIR / name
 
 
@@ -140,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     print(console_table(results))
     output.write_text(markdown(info, results), encoding="utf-8")
     log(f"wrote {output}")
+    print(f"results written to {output}")
     return 1 if any(r.error for r in results) else 0
 
 
