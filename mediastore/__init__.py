@@ -50,7 +50,16 @@ from .errors import (
     UnresolvableHostError,
     UnsupportedMediaError,
 )
-from .records import FetchResult, MediaRecord, StoreStats, TypeStats, VerifyReport
+from .records import (
+    FetchResult,
+    GcReport,
+    LegacyImportReport,
+    MediaRecord,
+    ReindexReport,
+    StoreStats,
+    TypeStats,
+    VerifyReport,
+)
 from .sniff import MediaKind
 from .store import MediaStore
 from .version import __version__
@@ -66,17 +75,20 @@ __all__ = [
     "FetchError",
     "FetchResult",
     "FileTooLargeError",
+    "GcReport",
     "HTTPStatusError",
     "HashCollisionError",
     "ImageTooLargeError",
     "InvalidInputError",
     "InvalidMD5Error",
+    "LegacyImportReport",
     "MediaKind",
     "MediaNotFoundError",
     "MediaRecord",
     "MediaStore",
     "MediaStoreError",
     "RefusedContentError",
+    "ReindexReport",
     "SchemaOutdatedError",
     "StorageError",
     "StoreConfig",

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import InvalidInputError
 
 DEFAULT_ROOT = "cache"
 DEFAULT_CATALOG_NAME = "catalog.sqlite3"
@@ -91,7 +94,48 @@ class StoreConfig:
     per_host_max: int = 16
     host_rate: float | None = None
 
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
     @property
     def catalog_url(self) -> str:
         """The catalog URL actually used."""
         return self.db_url or default_db_url(self.root)
+
+
+#: Fields and the smallest value each accepts (``None`` allowed where the name is in
+#: _OPTIONAL); ints must be ints (not bools), the others any finite real number.
+_POSITIVE_INTS = ("max_image_pixels", "max_file_size", "chunk_size", "per_host_start",
+                  "per_host_max", "per_host")  # fmt: skip
+_NONNEGATIVE_INTS = ("max_redirects", "retries")
+_NONNEGATIVE_REALS = ("busy_timeout", "backoff_factor", "speed_limit")
+_POSITIVE_REALS = ("speed_time", "download_deadline", "host_rate")
+_OPTIONAL = frozenset({"per_host", "download_deadline", "host_rate"})
+
+
+def _check_fields(cfg: StoreConfig) -> None:
+    """Refuse a setting no store could work with, naming it (a ValueError, exit code 2)."""
+    if not isinstance(cfg.root, str | Path):
+        raise InvalidInputError(f"root must be a path, got {type(cfg.root).__name__}")
+    if cfg.db_url is not None and (not isinstance(cfg.db_url, str) or not cfg.db_url.strip()):
+        raise InvalidInputError(f"db_url must be a non-empty string, got {cfg.db_url!r}")
+    for names, is_int, low, strict in (
+        (_POSITIVE_INTS, True, 0, True), (_NONNEGATIVE_INTS, True, 0, False),
+        (_NONNEGATIVE_REALS, False, 0, False), (_POSITIVE_REALS, False, 0, True),
+    ):  # fmt: skip
+        for name in names:
+            value = getattr(cfg, name)
+            if value is None and name in _OPTIONAL:
+                continue
+            kind = int if is_int else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise InvalidInputError(
+                    f"{name} must be {'an integer' if is_int else 'a number'}, got {value!r}"
+                )
+            if not math.isfinite(value) or value < low or (strict and value == low):
+                bound = "greater than" if strict else "at least"
+                raise InvalidInputError(f"{name} must be {bound} {low}, got {value!r}")
+    if cfg.per_host_start > cfg.per_host_max:
+        raise InvalidInputError(
+            f"per_host_start ({cfg.per_host_start}) is above per_host_max ({cfg.per_host_max})"
+        )

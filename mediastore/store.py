@@ -135,10 +135,12 @@ class MediaStore:
         """Add a local file (copied into the store; the original is left alone).
 
         Raises:
-            InvalidInputError: the path does not exist or is not a regular file.
+            InvalidInputError: ``path`` is not a path, does not exist or is not a regular file.
             UnsupportedMediaError: empty, unsupported or too large content.
             CorruptMediaError / HashCollisionError / StorageError / CatalogError.
         """
+        if not isinstance(path, str | os.PathLike):
+            raise InvalidInputError(f"add_file needs a path, got {type(path).__name__}")
         src = Path(path)
         if not src.exists():
             raise InvalidInputError(f"no such file: {src}")

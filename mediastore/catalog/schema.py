@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine, inspect
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from ..errors import SchemaOutdatedError
+from ..errors import CatalogError, SchemaOutdatedError
 from .engine import WRITE, foreign_keys_off
 
 log = logging.getLogger(__name__)
@@ -51,15 +55,54 @@ def head_revisions() -> set[str]:
     return set(_revisions()[0])
 
 
+def known_revisions() -> set[str]:
+    """Every revision of the migrations shipped with this mediastore."""
+    return set(_revisions()[1])
+
+
+def _where(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+@contextmanager
+def _one_line(engine: Engine, action: str) -> Iterator[None]:
+    """A database or Alembic failure as one :class:`CatalogError` naming the catalog.
+
+    A file of garbage bytes, an unreachable server or a revision this mediastore does not
+    know would otherwise surface as a driver's or Alembic's exception (and a traceback).
+    """
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        raise CatalogError(f"catalog {_where(engine)}: {action} failed: {first}") from exc
+    except CommandError as exc:
+        raise SchemaOutdatedError(
+            f"catalog {_where(engine)}: {action} failed: {exc} (written by a newer mediastore?)"
+        ) from exc
+
+
 def current_revisions(engine: Engine) -> set[str]:
-    with engine.connect() as conn:
+    """The revisions the catalog is at (empty for an empty database).
+
+    Raises:
+        CatalogError: the database cannot be read (not a database, unreachable).
+    """
+    with _one_line(engine, "reading the schema revision"), engine.connect() as conn:
         return set(MigrationContext.configure(conn).get_current_heads())
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run the migrations up to ``revision`` on ``engine``, under the write lock."""
+    """Run the migrations up to ``revision`` on ``engine``, under the write lock.
+
+    Raises:
+        CatalogError: the database failed, or is not a database.
+        SchemaOutdatedError: the catalog is at a revision these migrations do not know.
+    """
     cfg = alembic_config()
     with (
+        _one_line(engine, "upgrade"),
         engine.connect() as conn,
         foreign_keys_off(conn),
         conn.execution_options(**WRITE).begin(),
@@ -78,7 +121,7 @@ def ensure_schema(engine: Engine, *, create_if_empty: bool = True) -> None:
     current = current_revisions(engine)
     if current == heads:
         return
-    where = engine.url.render_as_string(hide_password=True)
+    where = _where(engine)
     if not current:
         tables = set(inspect(engine).get_table_names()) - {"alembic_version"}
         if tables:
