@@ -2,8 +2,9 @@
 
 A blob is addressed by a :class:`BlobRef` (kind, md5), which names the same relative key on
 every backend: ``media/<images|videos|documents>/<md5>.<ext>``. Content is staged in a temp
-file in ``<root>/tmp/`` (local on every backend: hashing, sniffing and refusing happen before
-anything is placed), synced, then placed at its address. *When* a blob may be placed, relied
+file in ``<root>/tmp/`` (:class:`LocalStaging`, local on every backend: hashing, sniffing and
+refusing happen before anything is placed), synced, then placed at its address (renamed
+here; uploaded by :class:`mediastore.s3.S3BlobStore`). *When* a blob may be placed, relied
 on, moved or deleted is decided by :mod:`mediastore.lifecycle`, never here.
 
 The local store never follows a link below its root (invariant I4 of ``docs/lifecycle.md``):
@@ -33,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from .errors import ReadOnlyStoreError, StorageError
+from .errors import MediaStoreError, ReadOnlyStoreError, StorageError
 from .records import MEDIA_TYPES
 from .sniff import MediaKind
 
@@ -45,6 +46,13 @@ WRITER_LOCK_PREFIX = "writer-"
 WRITER_LOCK_SUFFIX = ".lock"
 FSYNC_THREADS = 8
 TYPED_DIRECTORIES: tuple[str, ...] = tuple(f"{t}s" for t in MEDIA_TYPES)
+#: What a local store opens below its root, parents first.
+STORE_DIRECTORIES: tuple[str, ...] = (
+    "media",
+    *(f"media/{d}" for d in TYPED_DIRECTORIES),
+    "tmp",
+    "quarantine",
+)
 #: A temp file's name: the writer that owns it, then a counter.
 _TEMP_NAME = re.compile(rf"{TEMP_PREFIX}([0-9a-f]{{32}})-\d+{re.escape(TEMP_SUFFIX)}")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -106,6 +114,8 @@ class TempBlob(Protocol):
     path: Path
     written: int
     synced: bool
+    #: The content's SHA-256, set once it is complete (an object store sends it along).
+    sha256: str | None
 
     def write(self, data: bytes | memoryview) -> None: ...
     def start_writeback(self, offset: int, length: int) -> None: ...
@@ -117,7 +127,9 @@ class BlobStore(Protocol):
     """Where bytes live: the local disk here; an object store implements the same calls.
 
     Addresses (:class:`BlobRef`) cross this seam, not paths; :meth:`local_path` is the one
-    call that admits a path, and may return None.
+    call that admits a path, and may return None (:meth:`describe` names an entry for
+    reports on every backend). :meth:`abandoned_uploads` finds uploads a crash left on the
+    server (none on disk).
     """
 
     read_only: bool
@@ -127,14 +139,16 @@ class BlobStore(Protocol):
     def sync_temps(self, temps: Sequence[TempBlob]) -> None: ...
     def place_many(
         self, items: Sequence[tuple[TempBlob, BlobRef]]
-    ) -> list[StorageError | None]: ...
+    ) -> list[MediaStoreError | None]: ...
     def stat(self, loc: Location) -> BlobStat | None: ...
     def open(self, loc: Location) -> tuple[BinaryIO, BlobStat]: ...
     def delete(self, loc: Location, *, if_identity: str | None = None) -> bool: ...
     def quarantine(self, loc: Location, *, if_identity: str | None = None) -> str | None: ...
     def walk(self) -> Iterator[StoredEntry]: ...
     def local_path(self, loc: Location) -> Path | None: ...
+    def describe(self, loc: Location) -> str: ...
     def abandoned_temp_files(self, *, remove: bool) -> list[str]: ...
+    def abandoned_uploads(self, *, remove: bool) -> list[str]: ...
     def close(self) -> None: ...
 
 
@@ -160,9 +174,11 @@ class LocalTemp:
     ones (see :meth:`LocalBlobStore.abandoned_temp_files`).
     """
 
-    def __init__(self, dir_fd: int, directory: Path, name: str) -> None:
+    def __init__(self, dir_fd: int, directory: Path, name: str, *, fsync: bool = True) -> None:
         self.written = 0
         self.synced = False
+        self.sha256: str | None = None
+        self._fsync = fsync
         self.name = name
         self.path = directory / name
         try:
@@ -196,12 +212,16 @@ class LocalTemp:
                 os.posix_fadvise(self._fd, offset, length, os.POSIX_FADV_DONTNEED)
 
     def sync(self) -> None:
-        """fsync the data (once); a failure is final (the page cache state is unknown then)."""
+        """fsync the data (once); a failure is final (the page cache state is unknown then).
+
+        A temp made without ``fsync`` (its bytes are uploaded, not renamed) is only marked.
+        """
         if self.synced:
             return
         assert self._fd is not None
         try:
-            os.fsync(self._fd)
+            if self._fsync:
+                os.fsync(self._fd)
         except OSError as exc:
             raise _storage_error("fsync of", self.path, exc) from exc
         self.synced = True
@@ -215,14 +235,14 @@ class LocalTemp:
 class _Dirs:
     """The store's directories, opened once without following links, as descriptors."""
 
-    def __init__(self, root: Path, *, create: bool) -> None:
+    def __init__(self, root: Path, rels: Sequence[str], *, create: bool) -> None:
         self.root = root
         self.fds: dict[str, int] = {}
         try:
             self.fds[""] = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise _storage_error("opening store root", root, exc) from exc
-        for rel in ("media", *(f"media/{d}" for d in TYPED_DIRECTORIES), "tmp", "quarantine"):
+        for rel in rels:
             self._open(rel, create=create)
 
     def _open(self, rel: str, *, create: bool) -> None:
@@ -270,24 +290,35 @@ class _Dirs:
             os.close(fd)
 
 
-class LocalBlobStore:
-    """Blobs as files under ``<root>/media``, temp files in ``<root>/tmp``.
+class LocalStaging:
+    """The local half of every blob store: temp files in ``<root>/tmp`` and the writer lock.
+
+    Content is staged here on every backend, so hashing, sniffing and refusing happen before
+    anything is placed, and gc's sweep of abandoned temp files works the same everywhere.
+    :class:`LocalBlobStore` renames a temp file into place; an object store uploads it and
+    removes it.
 
     Args:
         root: The store's root, already resolved (it may itself be a link; nothing below is).
         read_only: Open nothing for writing and create nothing; writes raise
             :class:`ReadOnlyStoreError`.
+        directories: The directories below ``root`` to open (``tmp`` at least).
+        fsync_temps: Make temp files durable before they are placed. Not needed where
+            placing copies the bytes elsewhere (an upload): a temp lost in a crash is only
+            an add to do again.
     """
 
-    def __init__(self, root: Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self, root: Path, *, read_only: bool = False, directories: Sequence[str] = ("tmp",),
+        fsync_temps: bool = True,
+    ) -> None:  # fmt: skip
         self.root = root
         self.read_only = read_only
-        self.media_dir = root / "media"
         self.tmp_dir = root / "tmp"
-        self.quarantine_dir = root / "quarantine"
+        self._fsync_temps = fsync_temps
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        self._dirs = _Dirs(root, create=not read_only)
+        self._dirs = _Dirs(root, directories, create=not read_only)
         self._counter = itertools.count()
         self._writer_fd: int | None = None
         self._writer = ""
@@ -324,10 +355,9 @@ class LocalBlobStore:
 
     # --- temp files ----------------------------------------------------------------------------
     def create_temp(self) -> LocalTemp:
-        if self.read_only:
-            raise ReadOnlyStoreError(f"store {self.root} is open read-only")
+        self._writable()
         name = f"{TEMP_PREFIX}{self._writer}-{next(self._counter)}{TEMP_SUFFIX}"
-        return LocalTemp(self._dirs.fd("tmp"), self.tmp_dir, name)
+        return LocalTemp(self._dirs.fd("tmp"), self.tmp_dir, name, fsync=self._fsync_temps)
 
     def discard(self, temp: TempBlob) -> None:
         temp.close()
@@ -338,177 +368,34 @@ class LocalBlobStore:
         except OSError:
             log.warning("could not remove temp file %s", temp.path, exc_info=True)
 
+    def _open_temp(self, temp: TempBlob) -> BinaryIO:
+        """A complete temp file opened for reading (closed for writing first)."""
+        local = _local(temp)
+        local.close()
+        try:
+            fd = os.open(
+                local.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._dirs.fd("tmp")
+            )
+        except OSError as exc:
+            raise _storage_error("reading", local.path, exc) from exc
+        return open(fd, "rb", buffering=0)
+
     def sync_temps(self, temps: Sequence[TempBlob]) -> None:
         """fsync temp files, several at once (the filesystem folds them into few commits)."""
         unsynced = [temp for temp in temps if not temp.synced]
         if len(unsynced) == 1:
             unsynced[0].sync()
         elif unsynced:
-            list(self._fsync_pool().map(lambda temp: temp.sync(), unsynced))
+            list(self._threads().map(lambda temp: temp.sync(), unsynced))
 
-    def _fsync_pool(self) -> ThreadPoolExecutor:
-        """Threads that fsync batches (kept: starting 8 threads per batch costs milliseconds)."""
+    def _threads(self) -> ThreadPoolExecutor:
+        """Threads that fsync (or upload) batches (kept: starting 8 per batch costs ms)."""
         with self._pool_lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
                     FSYNC_THREADS, thread_name_prefix="mediastore-fsync"
                 )
             return self._pool
-
-    # --- placing ---------------------------------------------------------------------------
-    def place_many(self, items: Sequence[tuple[TempBlob, BlobRef]]) -> list[StorageError | None]:
-        """Rename synced temps to their addresses, then fsync each directory once.
-
-        Whatever is at an address (an older copy, a damaged file, a link) is replaced; the
-        lifecycle decides when that is allowed. Each item fails alone: the result holds the
-        error of each item that could not be placed (its temp is removed), None for the rest.
-        """
-        outcomes: list[StorageError | None] = []
-        touched: set[str] = set()
-        for temp, ref in items:
-            try:
-                self._place(_local(temp), ref)
-            except StorageError as exc:
-                self.discard(temp)
-                outcomes.append(exc)
-                continue
-            touched.add(ref.directory)
-            outcomes.append(None)
-        for directory in touched:
-            try:
-                os.fsync(self._dirs.fd(f"media/{directory}"))
-            except OSError as exc:
-                error = _storage_error("fsync of directory", self.media_dir / directory, exc)
-                outcomes = [
-                    error if o is None and ref.directory == directory else o
-                    for o, (_, ref) in zip(outcomes, items, strict=True)
-                ]
-        return outcomes
-
-    def _place(self, temp: LocalTemp, ref: BlobRef) -> None:
-        assert temp.synced, "a temp file is placed only once its bytes are durable"
-        temp.close()
-        try:
-            os.replace(
-                temp.name, ref.name, src_dir_fd=self._dirs.fd("tmp"),
-                dst_dir_fd=self._dirs.fd(f"media/{ref.directory}"),
-            )  # fmt: skip
-        except OSError as exc:
-            raise _storage_error(
-                "moving into place", self.media_dir / ref.directory / ref.name, exc
-            ) from exc
-
-    # --- reading -----------------------------------------------------------------------------
-    def stat(self, loc: Location) -> BlobStat | None:
-        """What is at ``loc`` (never following a link), or None if nothing."""
-        try:
-            fd = self._dirs.fd(f"media/{loc.directory}")
-            st = os.stat(loc.name, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise _storage_error("reading", self.local_path(loc), exc) from exc
-        return _blob_stat(st)
-
-    def open(self, loc: Location) -> tuple[BinaryIO, BlobStat]:
-        """The file at ``loc`` opened for reading, and what it is.
-
-        Raises:
-            FileNotFoundError: nothing there.
-            StorageError: a link or another non-regular entry is there, or opening failed.
-        """
-        path = self.local_path(loc)
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO: no hang
-        try:
-            fd = os.open(loc.name, flags, dir_fd=self._dirs.fd(f"media/{loc.directory}"))
-        except FileNotFoundError:
-            raise
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise StorageError(f"{path} is a symbolic link, not a stored file") from exc
-            raise _storage_error("opening", path, exc) from exc
-        info = _blob_stat(os.fstat(fd))
-        if not info.regular:
-            os.close(fd)
-            raise StorageError(f"{path} is not a regular file")
-        os.set_blocking(fd, True)
-        return open(fd, "rb", buffering=0), info
-
-    def local_path(self, loc: Location) -> Path:
-        return self.media_dir / loc.directory / loc.name
-
-    def walk(self) -> Iterator[StoredEntry]:
-        """Every entry of the typed media directories but sub-directories (links included)."""
-        for directory in TYPED_DIRECTORIES:
-            try:
-                fd = self._dirs.fd(f"media/{directory}")
-            except FileNotFoundError:
-                continue
-            for name in sorted(os.listdir(fd)):
-                if name == ".gitkeep":
-                    continue
-                try:
-                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                if not stat.S_ISDIR(st.st_mode):
-                    yield StoredEntry(directory, name)
-
-    # --- removing ----------------------------------------------------------------------------
-    def delete(self, loc: Location, *, if_identity: str | None = None) -> bool:
-        """Unlink what is at ``loc`` (a link itself, never its target); True if it was there.
-
-        With ``if_identity``, only if the entry is still the one that identity names.
-        """
-        self._writable()
-        fd = self._dirs.fd(f"media/{loc.directory}")
-        if if_identity is not None and not self._is(fd, loc.name, if_identity):
-            return False
-        try:
-            os.unlink(loc.name, dir_fd=fd)
-            os.fsync(fd)
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise _storage_error(
-                "deleting", self.media_dir / loc.directory / loc.name, exc
-            ) from exc
-        return True
-
-    def quarantine(self, loc: Location, *, if_identity: str | None = None) -> str | None:
-        """Move what is at ``loc`` (a link itself, never its target) to ``quarantine/``.
-
-        Never deletes. Returns where it went, or None if nothing was there (or, with
-        ``if_identity``, something else is there now).
-        """
-        self._writable()
-        src_fd = self._dirs.fd(f"media/{loc.directory}")
-        if if_identity is not None and not self._is(src_fd, loc.name, if_identity):
-            return None
-        stem, dot, suffix = loc.name.partition(".")
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        dest = f"{stem}.{stamp}{dot}{suffix}"
-        q_fd = self._dirs.fd("quarantine")
-        try:
-            os.rename(loc.name, dest, src_dir_fd=src_fd, dst_dir_fd=q_fd)
-            os.fsync(src_fd)
-            os.fsync(q_fd)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise _storage_error(
-                "quarantining", self.media_dir / loc.directory / loc.name, exc
-            ) from exc
-        return str(self.quarantine_dir / dest)
-
-    @staticmethod
-    def _is(dir_fd: int, name: str, identity: str) -> bool:
-        try:
-            return (
-                _blob_stat(os.stat(name, dir_fd=dir_fd, follow_symlinks=False)).identity == identity
-            )
-        except FileNotFoundError:
-            return False
 
     def _writable(self) -> None:
         if self.read_only:
@@ -597,6 +484,183 @@ class LocalBlobStore:
         self._dirs.close()
 
 
+class LocalBlobStore(LocalStaging):
+    """Blobs as files under ``<root>/media``, temp files in ``<root>/tmp``.
+
+    Args:
+        root: The store's root, already resolved (it may itself be a link; nothing below is).
+        read_only: Open nothing for writing and create nothing; writes raise
+            :class:`ReadOnlyStoreError`.
+    """
+
+    def __init__(self, root: Path, *, read_only: bool = False) -> None:
+        super().__init__(root, read_only=read_only, directories=STORE_DIRECTORIES)
+        self.media_dir = root / "media"
+        self.quarantine_dir = root / "quarantine"
+
+    # --- placing ---------------------------------------------------------------------------
+    def place_many(self, items: Sequence[tuple[TempBlob, BlobRef]]) -> list[MediaStoreError | None]:
+        """Rename synced temps to their addresses, then fsync each directory once.
+
+        Whatever is at an address (an older copy, a damaged file, a link) is replaced; the
+        lifecycle decides when that is allowed. Each item fails alone: the result holds the
+        error of each item that could not be placed (its temp is removed), None for the rest.
+        """
+        outcomes: list[MediaStoreError | None] = []
+        touched: set[str] = set()
+        for temp, ref in items:
+            try:
+                self._place(_local(temp), ref)
+            except StorageError as exc:
+                self.discard(temp)
+                outcomes.append(exc)
+                continue
+            touched.add(ref.directory)
+            outcomes.append(None)
+        for directory in touched:
+            try:
+                os.fsync(self._dirs.fd(f"media/{directory}"))
+            except OSError as exc:
+                error = _storage_error("fsync of directory", self.media_dir / directory, exc)
+                outcomes = [
+                    error if o is None and ref.directory == directory else o
+                    for o, (_, ref) in zip(outcomes, items, strict=True)
+                ]
+        return outcomes
+
+    def _place(self, temp: LocalTemp, ref: BlobRef) -> None:
+        assert temp.synced, "a temp file is placed only once its bytes are durable"
+        temp.close()
+        try:
+            os.replace(
+                temp.name, ref.name, src_dir_fd=self._dirs.fd("tmp"),
+                dst_dir_fd=self._dirs.fd(f"media/{ref.directory}"),
+            )  # fmt: skip
+        except OSError as exc:
+            raise _storage_error(
+                "moving into place", self.media_dir / ref.directory / ref.name, exc
+            ) from exc
+
+    # --- reading -----------------------------------------------------------------------------
+    def stat(self, loc: Location) -> BlobStat | None:
+        """What is at ``loc`` (never following a link), or None if nothing."""
+        try:
+            fd = self._dirs.fd(f"media/{loc.directory}")
+            st = os.stat(loc.name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _storage_error("reading", self.local_path(loc), exc) from exc
+        return _blob_stat(st)
+
+    def open(self, loc: Location) -> tuple[BinaryIO, BlobStat]:
+        """The file at ``loc`` opened for reading, and what it is.
+
+        Raises:
+            FileNotFoundError: nothing there.
+            StorageError: a link or another non-regular entry is there, or opening failed.
+        """
+        path = self.local_path(loc)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO: no hang
+        try:
+            fd = os.open(loc.name, flags, dir_fd=self._dirs.fd(f"media/{loc.directory}"))
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StorageError(f"{path} is a symbolic link, not a stored file") from exc
+            raise _storage_error("opening", path, exc) from exc
+        info = _blob_stat(os.fstat(fd))
+        if not info.regular:
+            os.close(fd)
+            raise StorageError(f"{path} is not a regular file")
+        os.set_blocking(fd, True)
+        return open(fd, "rb", buffering=0), info
+
+    def local_path(self, loc: Location) -> Path:
+        return self.media_dir / loc.directory / loc.name
+
+    def describe(self, loc: Location) -> str:
+        return str(self.local_path(loc))
+
+    def walk(self) -> Iterator[StoredEntry]:
+        """Every entry of the typed media directories but sub-directories (links included)."""
+        for directory in TYPED_DIRECTORIES:
+            try:
+                fd = self._dirs.fd(f"media/{directory}")
+            except FileNotFoundError:
+                continue
+            for name in sorted(os.listdir(fd)):
+                if name == ".gitkeep":
+                    continue
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if not stat.S_ISDIR(st.st_mode):
+                    yield StoredEntry(directory, name)
+
+    # --- removing ----------------------------------------------------------------------------
+    def delete(self, loc: Location, *, if_identity: str | None = None) -> bool:
+        """Unlink what is at ``loc`` (a link itself, never its target); True if it was there.
+
+        With ``if_identity``, only if the entry is still the one that identity names.
+        """
+        self._writable()
+        fd = self._dirs.fd(f"media/{loc.directory}")
+        if if_identity is not None and not self._is(fd, loc.name, if_identity):
+            return False
+        try:
+            os.unlink(loc.name, dir_fd=fd)
+            os.fsync(fd)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise _storage_error(
+                "deleting", self.media_dir / loc.directory / loc.name, exc
+            ) from exc
+        return True
+
+    def quarantine(self, loc: Location, *, if_identity: str | None = None) -> str | None:
+        """Move what is at ``loc`` (a link itself, never its target) to ``quarantine/``.
+
+        Never deletes. Returns where it went, or None if nothing was there (or, with
+        ``if_identity``, something else is there now).
+        """
+        self._writable()
+        src_fd = self._dirs.fd(f"media/{loc.directory}")
+        if if_identity is not None and not self._is(src_fd, loc.name, if_identity):
+            return None
+        stem, dot, suffix = loc.name.partition(".")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        dest = f"{stem}.{stamp}{dot}{suffix}"
+        q_fd = self._dirs.fd("quarantine")
+        try:
+            os.rename(loc.name, dest, src_dir_fd=src_fd, dst_dir_fd=q_fd)
+            os.fsync(src_fd)
+            os.fsync(q_fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _storage_error(
+                "quarantining", self.media_dir / loc.directory / loc.name, exc
+            ) from exc
+        return str(self.quarantine_dir / dest)
+
+    def abandoned_uploads(self, *, remove: bool) -> list[str]:
+        """None on disk: a placement is a rename, never left half done."""
+        return []
+
+    @staticmethod
+    def _is(dir_fd: int, name: str, identity: str) -> bool:
+        try:
+            return (
+                _blob_stat(os.stat(name, dir_fd=dir_fd, follow_symlinks=False)).identity == identity
+            )
+        except FileNotFoundError:
+            return False
+
+
 def _is_old_temp(tmp: int, name: str, *, remove: bool) -> bool:
     """An abandoned temp file of an older mediastore, which locked each temp file itself."""
     if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
@@ -623,5 +687,5 @@ def _blob_stat(st: os.stat_result) -> BlobStat:
 
 
 def _local(temp: TempBlob) -> LocalTemp:
-    assert isinstance(temp, LocalTemp), "a LocalBlobStore only moves its own temp files"
+    assert isinstance(temp, LocalTemp), "a store only places its own temp files"
     return temp
