@@ -241,6 +241,7 @@ def stage(
             width, height = image_size(
                 temp.path, kind, max_pixels=max_pixels, data=whole, layout=layout
             )
+        temp.sha256 = digests.sha256  # an object store sends it with the upload
         return Staged(
             temp=temp, kind=kind, md5=digests.md5, sha256=digests.sha256,
             size=digests.size, width=width, height=height,

@@ -284,6 +284,7 @@ def gc(life: Lifecycle, *, dry_run: bool = False) -> GcReport:
     """
     blobs, catalog = life.blobs, life.catalog
     temp = blobs.abandoned_temp_files(remove=not dry_run)
+    temp += blobs.abandoned_uploads(remove=not dry_run)  # an upload is the server's temp file
     reaped = 0 if dry_run else catalog.reap_writers(LEASE_SECONDS)
     collected = [] if dry_run else life.collect()
     entries = list(blobs.walk())
@@ -301,7 +302,7 @@ def gc(life: Lifecycle, *, dry_run: bool = False) -> GcReport:
             if found.action == "moved":
                 adopted.append(str(found.md5))
             if dry_run or _set_aside(life, entry, found):
-                quarantined.append((str(blobs.local_path(entry)), found.reason))
+                quarantined.append((blobs.describe(entry), found.reason))
     missing = _rows_without_files(life)
     if not dry_run:
         missing = _mark_missing(life, missing)
@@ -351,7 +352,7 @@ def reindex(life: Lifecycle, *, progress: Progress | None = None) -> ReindexRepo
             if found.action == "damaged" and found.md5:
                 corrupt.append(found.md5)
             else:
-                mismatched.append((str(life.blobs.local_path(entry)), found.reason))
+                mismatched.append((life.blobs.describe(entry), found.reason))
         if progress is not None:
             progress(done, len(entries))
     missing = _mark_missing(life, _rows_without_files(life))

@@ -14,7 +14,6 @@ from typing import Any, BinaryIO, Self
 
 from . import maintenance
 from . import verify as verification
-from .blobs import LocalBlobStore
 from .catalog import Catalog, MediaRow, UrlInfo, url_md5
 from .catalog.engine import sqlite_path
 from .config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig
@@ -42,6 +41,7 @@ from .records import (
     TypeStats,
     VerifyReport,
 )
+from .s3 import open_blob_store
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,9 @@ class MediaStore:
     Args:
         root: Store directory (``media/``, ``tmp/``, ``quarantine/``, default catalog).
         db_url: SQLAlchemy URL of the catalog; default ``sqlite:///<root>/catalog.sqlite3``.
+        blob_url: Where the bytes go: None (``<root>/media``), a directory, or
+            ``s3://bucket/prefix`` (``root`` then holds only the staging area ``tmp/``; see
+            :func:`mediastore.s3.open_blob_store`).
         config: A full :class:`StoreConfig`; ``root``/``db_url``/``options`` override it.
         **options: Any other :class:`StoreConfig` field, e.g. ``max_file_size=...``,
             ``verify_on_access=False``, ``allow_private_networks=True``.
@@ -71,6 +74,7 @@ class MediaStore:
         root: str | Path | None = None,
         db_url: str | None = None,
         *,
+        blob_url: str | None = None,
         config: StoreConfig | None = None,
         create: bool = True,
         read_only: bool = False,
@@ -97,7 +101,7 @@ class MediaStore:
             create_if_empty=create, read_only=self.read_only,
         )  # fmt: skip
         try:
-            self.blobs = LocalBlobStore(self.root, read_only=self.read_only)
+            self.blobs = open_blob_store(blob_url, self.root, read_only=self.read_only)
         except BaseException:
             self.catalog.close()
             raise

@@ -1,0 +1,596 @@
+"""Blobs in an S3-compatible bucket (:class:`S3BlobStore`), and :func:`open_blob_store`, which
+picks the blob store a URL names (a directory, or ``s3://bucket/prefix``).
+
+Keys mirror the disk layout, so a bucket reads like a store: ``<prefix>/media/images/<md5>.jpg``
+(:attr:`BlobRef.key` under the prefix), quarantined objects under ``<prefix>/quarantine/``.
+Content is staged locally first (:class:`~mediastore.blobs.LocalStaging`: ``<root>/tmp/``, the
+writer lock, gc's sweep of abandoned temp files), so hashing, sniffing and refusing happen
+before anything is uploaded; a placed temp file is removed once its object exists.
+
+How an object is created (the lifecycle has claimed the md5 in the catalog before):
+
+- every PUT carries ``Content-MD5`` (the address is the MD5, so the server checks the bytes
+  against the address) and the SHA-256 as ``x-amz-meta-sha256``;
+- creation is decided by the server with ``If-None-Match: *``, never by a HEAD first: a 412
+  means the object exists, and it is then compared (its SHA-256 metadata and size) with ours:
+  equal is success, different is a :class:`HashCollisionError`, the object left untouched;
+- files from ``multipart_threshold`` bytes go multipart, each part with its own
+  ``Content-MD5``; any failure aborts the upload.
+
+What Ceph RGW 16.2 does (checked by ``tests/test_s3.py``): a wrong ``Content-MD5`` (whole
+object or part) is refused with 400 BadDigest; ``If-None-Match: *`` on PutObject is honoured
+(412); on CompleteMultipartUpload it is **ignored** (the upload replaces an existing object);
+``If-Match`` on DeleteObject is ignored; CopyObject ignores AWS's
+``x-amz-copy-source-if-match`` but honours the same condition under its older name
+``x-amz-copy-if-match`` (both are sent); GetObject honours ``If-Match``.
+
+So multipart creation is guarded by the catalog, not the server: the lifecycle holds an intent
+on the md5 before placing and records the row only after; two hosts uploading the same bytes
+make the same object; and after completing, the object's SHA-256 metadata is read back, so a
+writer whose upload was replaced by *other* content with the same MD5 fails with a collision.
+Removal acts on "the object I examined": a HEAD compares the ETag with the identity given,
+inside the catalog's write lock (no writer may claim the md5 meanwhile, which is what the
+protocol relies on), then the copy is conditional on that ETag and the delete carries
+``If-Match`` (honoured by AWS, ignored by RGW 16).
+
+Endpoint, credentials and region come from boto3's own chain (``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_PROFILE``,
+``~/.aws/config``); this module reads no environment. boto3 is imported only when an
+``s3://`` URL is opened (``pip install 'mediastore[s3]'``).
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import hashlib
+import io
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, BinaryIO, NoReturn
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .blobs import (
+    TYPED_DIRECTORIES,
+    BlobRef,
+    BlobStat,
+    BlobStore,
+    LocalBlobStore,
+    LocalStaging,
+    Location,
+    StoredEntry,
+    TempBlob,
+)
+from .errors import HashCollisionError, InvalidInputError, MediaStoreError, StorageError
+
+log = logging.getLogger(__name__)
+
+S3_EXTRA_HINT = "pip install 'mediastore[s3]'"
+#: Files from this size on are uploaded in parts.
+DEFAULT_MULTIPART_THRESHOLD = 64 << 20
+DEFAULT_PART_SIZE = 16 << 20
+#: S3's smallest part (all but the last) and most parts per upload.
+MIN_PART_SIZE = 5 << 20
+MAX_PARTS = 10_000
+#: A multipart upload older than this (on the server's clock) is a crash leftover for gc.
+DEFAULT_UPLOAD_CUTOFF = timedelta(days=1)
+#: The object metadata that holds the content's SHA-256 (``x-amz-meta-sha256``).
+SHA256_METADATA = "sha256"
+#: Read buffer of an open object (reads of the body are streamed, never the whole object).
+READ_BUFFER = 256 << 10
+#: The query options an ``s3://`` URL may carry, with how to read each.
+URL_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "multipart_threshold": int,
+    "part_size": int,
+    "upload_cutoff": lambda v: timedelta(seconds=float(v)),
+}
+
+
+def open_blob_store(blob_url: str | None, root: Path, *, read_only: bool) -> BlobStore:
+    """The blob store ``blob_url`` names: None (``<root>/media``), a directory, or S3.
+
+    Args:
+        blob_url: None, a directory path (or ``file://`` URL), or ``s3://bucket/prefix``
+            with optional ``?multipart_threshold=<bytes>&part_size=<bytes>&upload_cutoff=<s>``.
+        root: The store's root (staging area of every backend; the blobs of the default one).
+        read_only: Open for reading only.
+
+    Raises:
+        InvalidInputError: an unsupported URL or option, or boto3 missing for ``s3://``.
+        StorageError: the directory or bucket cannot be opened.
+    """
+    if blob_url is None:
+        return LocalBlobStore(root, read_only=read_only)
+    parts = urlsplit(blob_url)
+    if parts.scheme == "s3":
+        return S3BlobStore.from_url(blob_url, root, read_only=read_only)
+    if parts.scheme == "file" and parts.netloc in ("", "localhost"):
+        path = Path(unquote(parts.path))
+    elif parts.scheme == "":
+        path = Path(blob_url)
+    else:
+        raise InvalidInputError(
+            f"unsupported blob URL {blob_url!r}: give a directory or s3://bucket/prefix"
+        )
+    path = path.expanduser().resolve()
+    if not read_only:
+        path.mkdir(parents=True, exist_ok=True)
+    return LocalBlobStore(path, read_only=read_only)
+
+
+def _boto3() -> tuple[Any, Any]:
+    """boto3 and botocore's ``Config``, or a one-line error naming the extra."""
+    try:
+        import boto3  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
+    except ImportError:
+        raise InvalidInputError(f"s3:// blob URLs need boto3: {S3_EXTRA_HINT}") from None
+    return boto3, Config
+
+
+def _b64(hex_md5: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_md5)).decode("ascii")
+
+
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status of a botocore ClientError (None for other failures)."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return int(status) if status is not None else None
+
+
+def _reason(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        err = response["Error"]
+        return f"{err.get('Code', '?')} (HTTP {_status(exc)}): {err.get('Message', '')}".rstrip(
+            ": "
+        )
+    return str(exc) or type(exc).__name__
+
+
+def _mirror_copy_condition(request: Any, **_: Any) -> None:
+    """Send CopyObject's source condition under RGW's name too (it ignores AWS's)."""
+    condition = request.headers.get("x-amz-copy-source-if-match")
+    if condition is not None:
+        request.headers["x-amz-copy-if-match"] = condition
+
+
+class S3BlobStore(LocalStaging):
+    """Blobs as objects in a bucket, under ``prefix``; temp files in ``<root>/tmp``.
+
+    Args:
+        root: The local staging root (``tmp/`` and the writer lock live there).
+        bucket: The bucket, which must exist.
+        prefix: Key prefix of the store (``""`` for the bucket's top).
+        read_only: Create nothing locally or remotely; writes raise ReadOnlyStoreError.
+        multipart_threshold: Files of at least this many bytes are uploaded in parts.
+        part_size: Bytes per part (at least 5 MiB; grown for files over 10,000 parts).
+        upload_cutoff: Multipart uploads older than this are aborted by gc.
+        client: A boto3 S3 client to use (default: one from boto3's default session,
+            path-style addressing).
+
+    Raises:
+        InvalidInputError: a bad option, or boto3 is not installed.
+        StorageError: the bucket cannot be reached (missing, no permission, no endpoint).
+    """
+
+    def __init__(
+        self, root: Path, bucket: str, prefix: str = "", *, read_only: bool = False,
+        multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
+        part_size: int = DEFAULT_PART_SIZE, upload_cutoff: timedelta = DEFAULT_UPLOAD_CUTOFF,
+        client: Any = None,
+    ) -> None:  # fmt: skip
+        if multipart_threshold < 1:
+            raise InvalidInputError(f"multipart_threshold must be >= 1, got {multipart_threshold}")
+        if part_size < MIN_PART_SIZE:
+            raise InvalidInputError(
+                f"part_size must be >= {MIN_PART_SIZE} (5 MiB), got {part_size}"
+            )
+        if upload_cutoff < timedelta(0):
+            raise InvalidInputError(f"upload_cutoff must be >= 0, got {upload_cutoff}")
+        if not bucket or "/" in bucket:
+            raise InvalidInputError(f"not a bucket name: {bucket!r}")
+        boto3, config = _boto3()
+        from botocore.exceptions import (  # type: ignore[import-untyped]
+            BotoCoreError,
+            ClientError,
+        )
+
+        self._failures: tuple[type[BaseException], ...] = (BotoCoreError, ClientError)
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._key_prefix = f"{self.prefix}/" if self.prefix else ""
+        self.multipart_threshold = multipart_threshold
+        self.part_size = part_size
+        self.upload_cutoff = upload_cutoff
+        self._own_client = client is None
+        try:
+            if client is None:
+                # path-style: what S3-compatible servers on a plain host:port understand
+                client = boto3.session.Session().client(
+                    "s3", config=config(s3={"addressing_style": "path"})
+                )
+        except self._failures as exc:
+            raise InvalidInputError(f"cannot set up an S3 client: {_reason(exc)}") from exc
+        self.client = client
+        self.client.meta.events.register("before-sign.s3.CopyObject", _mirror_copy_condition)
+        try:
+            self.client.head_bucket(Bucket=bucket)
+        except self._failures as exc:
+            self._close_client()
+            raise StorageError(f"cannot open bucket s3://{bucket}: {_reason(exc)}") from exc
+        super().__init__(root, read_only=read_only, fsync_temps=False)
+
+    @classmethod
+    def from_url(cls, url: str, root: Path, *, read_only: bool = False) -> S3BlobStore:
+        """The store an ``s3://bucket/prefix?option=value`` URL names (see URL_OPTIONS)."""
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise InvalidInputError(f"not an s3://bucket/prefix URL: {url!r}")
+        if "@" in parts.netloc:
+            raise InvalidInputError(
+                "credentials do not belong in an s3:// URL: boto3 reads them "
+                "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws)"
+            )
+        options: dict[str, Any] = {}
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if name not in URL_OPTIONS:
+                raise InvalidInputError(
+                    f"unknown option {name!r} in {url!r} (known: {', '.join(URL_OPTIONS)})"
+                )
+            try:
+                options[name] = URL_OPTIONS[name](value)
+            except ValueError:
+                raise InvalidInputError(f"bad value {value!r} for {name} in {url!r}") from None
+        return cls(root, parts.netloc, unquote(parts.path), read_only=read_only, **options)
+
+    def __repr__(self) -> str:
+        return f"S3BlobStore(s3://{self.bucket}/{self.prefix})"
+
+    # --- names ---------------------------------------------------------------------------
+    def key(self, loc: Location) -> str:
+        """The object key of ``loc``."""
+        return f"{self._key_prefix}{loc.key}"
+
+    def describe(self, loc: Location) -> str:
+        return self._url(self.key(loc))
+
+    def local_path(self, loc: Location) -> None:
+        """There is none: the bytes are in the bucket (``MediaRecord.path`` is None)."""
+        return None
+
+    def _url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def _error(self, action: str, key: str, exc: BaseException) -> StorageError:
+        return StorageError(f"{action} {self._url(key)} failed: {_reason(exc)}")
+
+    # --- placing ---------------------------------------------------------------------------
+    def place_many(self, items: Sequence[tuple[TempBlob, BlobRef]]) -> list[MediaStoreError | None]:
+        """Upload temps to their addresses (several at once); each temp is removed after.
+
+        An object that exists already with the same content counts as placed; each item
+        fails alone (its error in the result, None for the rest).
+        """
+        self._writable()
+        if len(items) == 1:
+            return [self._place(*items[0])]
+        return list(self._threads().map(lambda item: self._place(*item), items))
+
+    def _place(self, temp: TempBlob, ref: BlobRef) -> MediaStoreError | None:
+        assert temp.sha256 is not None, "staged content carries its SHA-256 (ingest.stage)"
+        try:
+            with self._open_temp(temp) as fh:
+                self.upload(fh, ref, md5=ref.md5, sha256=temp.sha256, size=temp.written)
+        except MediaStoreError as exc:
+            return exc
+        finally:
+            self.discard(temp)
+        return None
+
+    def upload(self, fh: BinaryIO, ref: BlobRef, *, md5: str, sha256: str, size: int) -> None:
+        """Create the object of ``ref`` from ``fh`` (``size`` bytes) unless it exists.
+
+        ``md5`` is sent as Content-MD5 (the server refuses bytes that do not match it),
+        ``sha256`` as metadata. The lifecycle's claim on the md5 must be held.
+
+        Raises:
+            HashCollisionError: the object exists with other content (left untouched), or,
+                for a multipart upload, was replaced by other content as it completed.
+            StorageError: the server refused the upload or could not be reached.
+        """
+        self._writable()
+        key = self.key(ref)
+        meta = {"Metadata": {SHA256_METADATA: sha256}, "ContentType": ref.kind.mime_type}
+        if size >= self.multipart_threshold:
+            self._upload_parts(fh, key, md5=md5, sha256=sha256, size=size, meta=meta)
+            # RGW 16 ignores If-None-Match on completion: read back whose object it is
+            self._check_existing(key, md5=md5, sha256=sha256, size=size)
+            return
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=fh, ContentLength=size,
+                ContentMD5=_b64(md5), IfNoneMatch="*", **meta,
+            )  # fmt: skip
+        except self._failures as exc:
+            if _status(exc) != 412:
+                raise self._error("uploading", key, exc) from exc
+            self._check_existing(key, md5=md5, sha256=sha256, size=size)
+
+    def _upload_parts(
+        self, fh: BinaryIO, key: str, *, md5: str, sha256: str, size: int, meta: dict[str, Any]
+    ) -> None:
+        try:
+            upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, **meta)[
+                "UploadId"
+            ]
+        except self._failures as exc:
+            raise self._error("starting the upload of", key, exc) from exc
+        part_size = max(self.part_size, math.ceil(size / MAX_PARTS))
+        parts: list[dict[str, Any]] = []
+        try:
+            for number in range(1, math.ceil(size / part_size) + 1):
+                data = fh.read(min(part_size, size - (number - 1) * part_size))
+                digest = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest())
+                result = self.client.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                    Body=data, ContentLength=len(data), ContentMD5=digest.decode("ascii"),
+                )  # fmt: skip
+                parts.append({"PartNumber": number, "ETag": result["ETag"]})
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id,
+                MultipartUpload={"Parts": parts}, IfNoneMatch="*",
+            )  # fmt: skip
+        except BaseException as exc:
+            self._abort(key, upload_id)
+            if isinstance(exc, self._failures) and _status(exc) == 412:
+                return  # the object exists (a server that honours the condition)
+            if isinstance(exc, self._failures):
+                raise self._error("uploading", key, exc) from exc
+            raise
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        """Abort a multipart upload (best effort: gc aborts what is left after the cut-off)."""
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except self._failures:
+            log.warning("could not abort the upload %s of %s", upload_id, self._url(key),
+                        exc_info=True)  # fmt: skip
+
+    def _check_existing(self, key: str, *, md5: str, sha256: str, size: int) -> None:
+        """The object at ``key`` holds our content (by its SHA-256 metadata and size).
+
+        An object without that metadata (not made by mediastore) is taken as ours when its
+        size matches and its ETag is the MD5 (a single-part upload's ETag is its MD5).
+        """
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except self._failures as exc:
+            raise self._error("checking", key, exc) from exc
+        theirs = head.get("Metadata", {}).get(SHA256_METADATA)
+        same_size = head["ContentLength"] == size
+        if same_size and (theirs == sha256 or (theirs is None and head["ETag"] == f'"{md5}"')):
+            return
+        raise HashCollisionError(
+            f"{self._url(key)} holds other content with md5 {md5} "
+            f"(sha256 {theirs or 'unknown'}, {head['ContentLength']} bytes; ours: sha256 "
+            f"{sha256}, {size} bytes): left as it is"
+        )
+
+    # --- reading -----------------------------------------------------------------------------
+    def stat(self, loc: Location) -> BlobStat | None:
+        """Size and ETag of the object at ``loc`` (a HEAD), or None if there is none."""
+        key = self.key(loc)
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except self._failures as exc:
+            if _status(exc) == 404:
+                return None
+            raise self._error("reading", key, exc) from exc
+        return BlobStat(size=head["ContentLength"], regular=True, identity=head["ETag"])
+
+    def open(self, loc: Location) -> tuple[BinaryIO, BlobStat]:
+        """The object at ``loc`` as a seekable, streaming file (GetObject), and what it is.
+
+        Raises:
+            FileNotFoundError: no such object.
+            StorageError: the object could not be read.
+        """
+        key = self.key(loc)
+        try:
+            got = self.client.get_object(Bucket=self.bucket, Key=key)
+        except self._failures as exc:
+            if _status(exc) == 404:
+                raise FileNotFoundError(errno.ENOENT, "no such object", self._url(key)) from exc
+            raise self._error("opening", key, exc) from exc
+        info = BlobStat(size=got["ContentLength"], regular=True, identity=got["ETag"])
+        reader = _ObjectReader(
+            got["Body"], info, url=self._url(key), failures=self._failures,
+            reopen=lambda start: self._get_range(key, start, info.identity),
+        )  # fmt: skip
+        return io.BufferedReader(reader, buffer_size=READ_BUFFER), info
+
+    def _get_range(self, key: str, start: int, etag: str) -> Any:
+        """The body of ``key`` from byte ``start``, if it is still the object ``etag`` names.
+
+        Raises:
+            OSError: it was replaced or removed, or could not be read.
+        """
+        try:
+            return self.client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes={start}-", IfMatch=etag
+            )["Body"]
+        except self._failures as exc:
+            raise OSError(errno.EIO, f"reading {self._url(key)} failed: {_reason(exc)}") from exc
+
+    def walk(self) -> Iterator[StoredEntry]:
+        """Every object directly under ``<prefix>/media/<type>s/`` (ListObjectsV2, paged)."""
+        pages = self.client.get_paginator("list_objects_v2")
+        for directory in TYPED_DIRECTORIES:
+            base = f"{self._key_prefix}media/{directory}/"
+            try:
+                for page in pages.paginate(Bucket=self.bucket, Prefix=base, Delimiter="/"):
+                    for obj in page.get("Contents", []):
+                        if name := obj["Key"][len(base) :]:
+                            yield StoredEntry(directory, name)
+            except self._failures as exc:
+                raise self._error("listing", base, exc) from exc
+
+    # --- removing --------------------------------------------------------------------------
+    def delete(self, loc: Location, *, if_identity: str | None = None) -> bool:
+        """Delete the object at ``loc``; True if it was there.
+
+        With ``if_identity``, only if its ETag is still that one (checked by a HEAD just
+        before, and sent as If-Match, which RGW 16 ignores: see the module docstring).
+        """
+        self._writable()
+        found = self.stat(loc)
+        if found is None or (if_identity is not None and found.identity != if_identity):
+            return False
+        key = self.key(loc)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key, IfMatch=found.identity)
+        except self._failures as exc:
+            if _status(exc) in (404, 412):
+                return False
+            raise self._error("deleting", key, exc) from exc
+        return True
+
+    def quarantine(self, loc: Location, *, if_identity: str | None = None) -> str | None:
+        """Copy the object at ``loc`` to ``<prefix>/quarantine/``, then delete it.
+
+        The copy is conditional on the ETag examined. Returns where it went, or None if
+        nothing was there (or, with ``if_identity``, something else is there now).
+        """
+        self._writable()
+        found = self.stat(loc)
+        if found is None or (if_identity is not None and found.identity != if_identity):
+            return None
+        src = self.key(loc)
+        stem, dot, suffix = loc.name.partition(".")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        dest = f"{self._key_prefix}quarantine/{stem}.{stamp}{dot}{suffix}"
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket, Key=dest, CopySource={"Bucket": self.bucket, "Key": src},
+                CopySourceIfMatch=found.identity,
+            )  # fmt: skip
+        except self._failures as exc:
+            if _status(exc) in (404, 412):
+                return None
+            raise self._error("quarantining", src, exc) from exc
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=src, IfMatch=found.identity)
+        except self._failures as exc:
+            if _status(exc) in (404, 412):
+                return None  # replaced after the copy: the copy stays in quarantine
+            raise self._error("quarantining", src, exc) from exc
+        return self._url(dest)
+
+    # --- crash leftovers -------------------------------------------------------------------
+    def abandoned_uploads(self, *, remove: bool) -> list[str]:
+        """Multipart uploads under the prefix older than ``upload_cutoff``; aborted if asked.
+
+        Ages are measured on the server's clock (its Date header against the upload's
+        start), never on this host's.
+        """
+        self._writable()
+        found: list[str] = []
+        pages = self.client.get_paginator("list_multipart_uploads")
+        base = f"{self._key_prefix}media/"
+        try:
+            for page in pages.paginate(Bucket=self.bucket, Prefix=base):
+                now = parsedate_to_datetime(page["ResponseMetadata"]["HTTPHeaders"]["date"])
+                for upload in page.get("Uploads", []):
+                    if now - upload["Initiated"] < self.upload_cutoff:
+                        continue
+                    if remove:
+                        self._abort(upload["Key"], upload["UploadId"])
+                    found.append(f"{self._url(upload['Key'])} (upload {upload['UploadId']})")
+        except self._failures as exc:
+            raise self._error("listing the uploads under", base, exc) from exc
+        return found
+
+    # --- closing ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the staging area, and the client if this store made it."""
+        super().close()
+        self._close_client()
+
+    def _close_client(self) -> None:
+        if self._own_client:
+            self.client.close()
+
+
+class _ObjectReader(io.RawIOBase):
+    """A GetObject body as a raw, seekable file: a seek reopens at the new offset with a
+    ranged GET conditional on the ETag first read, so bytes of two objects never mix."""
+
+    def __init__(
+        self, body: Any, info: BlobStat, *, url: str, failures: tuple[type[BaseException], ...],
+        reopen: Callable[[int], Any],
+    ) -> None:  # fmt: skip
+        import urllib3.exceptions
+
+        super().__init__()
+        self._body: Any = body
+        self._info = info
+        self._url = url
+        # what a body read raises: botocore's errors and urllib3's it does not wrap
+        self._failures: tuple[type[BaseException], ...] = (
+            *failures, urllib3.exceptions.HTTPError, OSError,
+        )  # fmt: skip
+        self._reopen = reopen
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._pos >= self._info.size or not len(buffer):
+            return 0
+        if self._body is None:
+            self._body = self._reopen(self._pos)
+        try:
+            n = int(self._body.readinto(buffer))
+        except self._failures as exc:
+            self._fail(exc)
+        if n == 0:
+            self._fail(EOFError(f"ended at byte {self._pos} of {self._info.size}"))
+        self._pos += n
+        return n
+
+    def _fail(self, exc: BaseException) -> NoReturn:
+        raise OSError(errno.EIO, f"reading {self._url} failed: {_reason(exc)}") from exc
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._info.size}[whence]
+        target = base + offset
+        if target < 0:
+            raise OSError(errno.EINVAL, "negative seek position")
+        if target != self._pos:
+            self._drop_body()
+            self._pos = target
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def _drop_body(self) -> None:
+        body, self._body = self._body, None
+        if body is not None:
+            body.close()
+
+    def close(self) -> None:
+        self._drop_body()
+        super().close()
