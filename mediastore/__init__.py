@@ -26,6 +26,7 @@ from .compat import (
 )
 from .config import StoreConfig
 from .errors import (
+    AmbiguousMD5Error,
     BlockedURLError,
     CatalogError,
     CorruptDownloadError,
@@ -65,6 +66,7 @@ from .store import MediaStore
 from .version import __version__
 
 __all__ = [
+    "AmbiguousMD5Error",
     "BlockedURLError",
     "CatalogError",
     "CorruptDownloadError",

@@ -4,7 +4,8 @@
 
     MediaStoreError                      exit_code 1
     ├── InvalidInputError (ValueError)   exit_code 2   a caller's argument is wrong
-    │   └── InvalidMD5Error                            not 32 hex characters
+    │   ├── InvalidMD5Error                            not 32 hex characters (or a prefix)
+    │   └── AmbiguousMD5Error                          an MD5 prefix several files share
     ├── UnsupportedMediaError (ValueError) exit_code 3 not a supported image, video or PDF
     │   ├── ImageTooLargeError                         decompression bomb (pixel cap)
     │   └── FileTooLargeError                          more bytes than max_file_size
@@ -48,6 +49,14 @@ class InvalidInputError(MediaStoreError, ValueError):
 
 class InvalidMD5Error(InvalidInputError):
     """A string that should be an MD5 hex digest is not one."""
+
+
+class AmbiguousMD5Error(InvalidInputError):
+    """An MD5 prefix matches several stored files; ``candidates`` lists some of them."""
+
+    def __init__(self, message: str, candidates: list[str]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
 
 
 class UnsupportedMediaError(MediaStoreError, ValueError):

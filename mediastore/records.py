@@ -17,6 +17,8 @@ STATUS_CORRUPT = "corrupt"
 STATUS_BROKEN = "broken"
 #: ``rm`` forgot the content; its file is deleted once no writer holds an intent on it.
 STATUS_REMOVED = "removed"
+#: The statuses of content the store still describes (``stats()`` splits its totals by them).
+LIVE_STATUSES: tuple[str, ...] = (STATUS_OK, STATUS_MISSING, STATUS_CORRUPT, STATUS_BROKEN)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -243,4 +245,43 @@ class ReindexReport:
             "missing": self.missing,
             "corrupt": self.corrupt,
             "mismatched": [{"path": p, "content": c} for p, c in self.mismatched],
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportedFile:
+    """One file :meth:`MediaStore.export` wrote (or found there already).
+
+    ``method`` is how its bytes got there: ``reflink`` (shares the stored file's blocks,
+    copy-on-write), ``copy``, ``hardlink`` (the same inode as the stored file: editing one
+    edits both), or ``already`` (a file with the same content was there).
+    """
+
+    md5: str
+    path: Path
+    method: str
+    sidecar: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "md5": self.md5,
+            "path": str(self.path),
+            "method": self.method,
+            "sidecar": str(self.sidecar) if self.sidecar else None,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportReport:
+    """Outcome of :meth:`MediaStore.export`: files written and files that could not be."""
+
+    exported: list[ExportedFile] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (md5, reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "exported": [e.to_dict() for e in self.exported],
+            "failed": [{"md5": m, "reason": r} for m, r in self.failed],
         }

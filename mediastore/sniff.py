@@ -243,7 +243,19 @@ def _describe(head: bytes) -> str:
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         doctype = _ebml_doctype(head)
         return f"EBML doctype {doctype.decode('latin-1') if doctype else '?'!r}"
-    return f"starts with {head[:8].hex()}"
+    # what kind of thing it is, never its bytes: they may be a secret (add /etc/shadow)
+    if head.startswith(b"\x7fELF"):
+        return "an ELF executable"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip data"
+    if head.startswith(b"#!"):
+        return "a script"
+    try:
+        head[:512].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < min(len(head), 512) - 3:  # not merely a character cut at the end
+            return "unrecognised binary data"
+    return "text" if head.strip() and b"\x00" not in head[:512] else "unrecognised binary data"
 
 
 def kind_for_hint(mime_type: str | None = None, extension: str | None = None) -> MediaKind | None:

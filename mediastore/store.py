@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
@@ -19,19 +20,24 @@ from .catalog.engine import sqlite_path
 from .config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig
 from .downloads import Downloader
 from .errors import (
+    AmbiguousMD5Error,
     FileTooLargeError,
     InvalidInputError,
+    InvalidMD5Error,
     MediaNotFoundError,
     MediaStoreError,
     StoreNotFoundError,
 )
+from .export import export_records
 from .hashing import normalize_md5
 from .ingest import Chunks, bytes_chunks, file_chunks, read_chunks
 from .lifecycle import Lifecycle, ref_of
+from .listing import MediaFilter
 from .records import (
     MEDIA_TYPES,
     STATUS_OK,
     STATUS_REMOVED,
+    ExportReport,
     FetchResult,
     GcReport,
     LegacyImportReport,
@@ -44,6 +50,11 @@ from .records import (
 from .s3 import open_blob_store
 
 log = logging.getLogger(__name__)
+
+#: An md5 prefix ``resolve_md5`` accepts: at least 6 hex characters, as git asks of commits.
+MD5_PREFIX = re.compile(r"[0-9a-f]{6,31}")
+#: Candidates an ambiguous prefix's error lists.
+AMBIGUOUS_SHOWN = 5
 
 #: Progress callback: (items done, items in total).
 Progress = Callable[[int, int], None]
@@ -451,6 +462,100 @@ class MediaStore:
         row = self.lifecycle.remove(normalize_md5(md5))
         log.info("removed %s", row.md5)
         return self.lifecycle.record(row)
+
+    # --- finding and getting files out -------------------------------------------------------
+    def resolve_md5(self, text: str) -> str:
+        """The full md5 of a stored file named by its md5 or a unique prefix of it.
+
+        As git does with commits: a prefix of at least 6 hex characters that only one live
+        file's md5 starts with (a range scan of the primary key).
+
+        Raises:
+            InvalidMD5Error: not hex, or shorter than 6 characters.
+            AmbiguousMD5Error: several files start with it (a few are listed).
+            MediaNotFoundError: none does (for a full md5: returned as is, unchecked).
+        """
+        if not isinstance(text, str):
+            raise InvalidMD5Error(f"not an md5: {text!r}")
+        prefix = text.strip().lower()
+        if len(prefix) == 32:
+            return normalize_md5(prefix)
+        if not MD5_PREFIX.fullmatch(prefix):
+            raise InvalidMD5Error(
+                f"not an md5 or an md5 prefix (6 to 32 hex characters): {text[:80]!r}"
+            )
+        found = self.catalog.md5s_with_prefix(prefix, limit=AMBIGUOUS_SHOWN + 1)
+        if not found:
+            raise MediaNotFoundError(f"no media with an md5 starting with {prefix}")
+        if len(found) > 1:
+            more = ", ..." if len(found) > AMBIGUOUS_SHOWN else ""
+            raise AmbiguousMD5Error(
+                f"md5 prefix {prefix} is ambiguous: {', '.join(found[:AMBIGUOUS_SHOWN])}{more}",
+                found[:AMBIGUOUS_SHOWN],
+            )
+        return found[0]
+
+    def count_to_verify(
+        self, md5: str | Iterable[str] | None = None, *, older_than: timedelta | None = None,
+        limit: int | None = None,
+    ) -> int:  # fmt: skip
+        """How many files :meth:`verify` with these arguments checks (at most): a progress
+        bar's total, known before the first file is done (an indexed COUNT)."""
+        if md5 is not None:
+            return 1 if isinstance(md5, str) else len(set(md5))
+        since = datetime.now(UTC) - older_than if older_than is not None else None
+        count = self.catalog.count_to_verify(verified_before=since)
+        return count if limit is None else min(count, limit)
+
+    def lookup_url(self, url: str) -> MediaRecord | None:
+        """The catalog's record for ``url`` whatever its file's status; no legacy fallback.
+
+        Unlike :meth:`get_by_url` (the importer's call, None unless the file is intact),
+        this says what the catalog knows: a URL whose file is missing or corrupt has a
+        record with that ``status``.
+        """
+        _check_url_label(url)
+        row = self.catalog.by_url(url)
+        if row is None or row.status == STATUS_REMOVED:
+            return None
+        return self.lifecycle.record(row, url)
+
+    def list_media(self, where: MediaFilter | None = None) -> Iterator[MediaRecord]:
+        """Stored files meeting ``where`` (all live ones by default), in md5 order, streamed.
+
+        Read a page at a time: memory stays constant at any catalog size. A
+        ``url_contains`` condition reads every URL row.
+        """
+        cond = where or MediaFilter()
+        left = cond.limit
+        if left == 0:
+            return
+        pages = self.catalog.list_media(
+            media_type=cond.media_type, status=cond.status, min_size=cond.min_size,
+            max_size=cond.max_size, since=cond.since, before=cond.before,
+            url_contains=cond.url_contains, page=min(500, left or 500),
+        )  # fmt: skip
+        for page in pages:
+            for row in page:
+                yield self.lifecycle.record(row)
+                if left is not None:
+                    left -= 1
+                    if left == 0:
+                        return
+
+    def export(
+        self, directory: str | Path, records: Iterable[MediaRecord], *, name_by: str = "md5",
+        link: bool = False, sidecar: bool = True, progress: Callable[[int], None] | None = None,
+    ) -> ExportReport:  # fmt: skip
+        """Copy stored files into ``directory``; see :func:`mediastore.export.export_records`.
+
+        Copies (a reflink where the filesystem has one) unless ``link=True``: a hard link is
+        the stored file itself, and editing it in place would damage the stored copy.
+        """
+        return export_records(
+            records, Path(directory), urls_for=self.urls_for, open_file=self.open,
+            name_by=name_by, link=link, sidecar=sidecar, progress=progress,
+        )  # fmt: skip
 
 
 def _not_writable(root: Path, catalog_url: str) -> bool:

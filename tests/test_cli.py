@@ -39,7 +39,8 @@ def test_add_directory_recursively_then_stats_json(root: Path, tmp_path: Path) -
     """add walks directories; stats --json reports the seed's keys."""
     result = run(root, "add", str(_media_dir(tmp_path)))
     assert result.exit_code == 0, result.output
-    assert "added 4 file(s) (3 distinct)" in result.output
+    assert "added 3 new file(s)" in result.output and "1 already stored" in result.output
+    assert result.output.count("(already stored)") == 1  # dup.png, the same bytes as b.png
     stats = json.loads(run(root, "stats", "--json").output)
     assert stats["total_files"] == 3
     assert stats["by_type"]["image"]["count"] == 2
@@ -54,7 +55,7 @@ def test_add_reports_refused_files_and_exits_nonzero(root: Path, tmp_path: Path)
     assert result.exit_code == 1
     assert "page.jpg" in result.stderr and "HTML" in result.stderr
     assert "Traceback" not in result.output + result.stderr
-    assert "added 4 file(s)" in result.stdout
+    assert "added 3 new file(s)" in result.stdout and "1 failed" in result.stdout
 
 
 def test_add_with_url_then_get_and_show(root: Path, tmp_path: Path) -> None:
@@ -80,7 +81,7 @@ def test_add_url_needs_one_file(root: Path, tmp_path: Path) -> None:
 def test_missing_things_exit_5(root: Path) -> None:
     """get of an unknown URL and show of an unknown md5 exit 5 with one line."""
     result = run(root, "get", "https://nowhere.test/")
-    assert result.exit_code == 5 and result.stderr.strip().startswith("Error: not stored")
+    assert result.exit_code == 5 and result.stderr.strip().startswith("error: not stored")
     assert run(root, "show", "0" * 32).exit_code == 5
 
 

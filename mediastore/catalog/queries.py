@@ -688,6 +688,83 @@ class Catalog:
                 ).scalar_one(),
             }
 
+    # --- listing and MD5 prefixes (read-only: ls, export, prefixes in the CLI) ------------
+    def md5s_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        """Live md5s starting with ``prefix`` (lowercase hex), at most ``limit``, in order.
+
+        A range scan of the primary key (``md5 >= prefix AND md5 < prefix || 'g'``: every
+        hex digit sorts below ``g``), so it costs the same at any catalog size.
+        """
+        stmt = (
+            select(_media.c.md5)
+            .where(
+                _media.c.md5 >= prefix, _media.c.md5 < prefix + "g",
+                _media.c.status != STATUS_REMOVED,
+            )
+            .order_by(_media.c.md5)
+            .limit(limit)
+        )  # fmt: skip
+        with self._read() as conn:
+            return list(conn.execute(stmt).scalars())
+
+    def count_to_verify(self, *, verified_before: datetime | None = None) -> int:
+        """How many live files :meth:`iter_md5s` would list (for a progress bar's total).
+
+        An indexed COUNT (status, and ``last_verified_at`` when a period is given).
+        """
+        stmt = select(func.count()).where(_media.c.status != STATUS_REMOVED)
+        if verified_before is not None:
+            stmt = stmt.where(
+                or_(
+                    _media.c.last_verified_at.is_(None), _media.c.last_verified_at < verified_before
+                )
+            )
+        with self._read() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def list_media(
+        self, *, media_type: str | None = None, status: str | None = None,
+        min_size: int | None = None, max_size: int | None = None,
+        since: datetime | None = None, before: datetime | None = None,
+        url_contains: str | None = None, page: int = 500,
+    ) -> Iterator[list[MediaRow]]:  # fmt: skip
+        """Live media rows meeting every condition given, a page at a time, in md5 order.
+
+        Keyset pagination on the primary key: each page is one short read, so a listing of
+        any length streams and never holds a transaction open. ``url_contains`` is a
+        ``LIKE '%text%'`` on the URL table (escaped), which reads every URL row.
+        """
+        conditions = [_media.c.status == status if status else _media.c.status != STATUS_REMOVED]
+        if media_type is not None:
+            conditions.append(_media.c.media_type == media_type)
+        if min_size is not None:
+            conditions.append(_media.c.size >= min_size)
+        if max_size is not None:
+            conditions.append(_media.c.size <= max_size)
+        if since is not None:
+            conditions.append(_media.c.created_at >= since)
+        if before is not None:
+            conditions.append(_media.c.created_at < before)
+        if url_contains is not None:
+            conditions.append(
+                select(_urls.c.id)
+                .where(
+                    _urls.c.md5 == _media.c.md5, _urls.c.url.contains(url_contains, autoescape=True)
+                )
+                .exists()
+            )
+        last = ""
+        while True:
+            stmt = select(*_MEDIA_COLS).where(_media.c.md5 > last, *conditions)
+            with self._read() as conn:
+                rows = [_row(r) for r in conn.execute(stmt.order_by(_media.c.md5).limit(page))]
+            if not rows:
+                return
+            yield rows
+            if len(rows) < page:
+                return
+            last = rows[-1].md5
+
 
 def _url_update(md5: str, info: UrlInfo, current_url: str | None) -> dict[str, Any]:
     """Column values that record ``info`` on an existing URL row."""

@@ -1,0 +1,100 @@
+"""The ``mediastore`` command: a thin click layer over :class:`~mediastore.MediaStore`.
+
+Commands parse arguments, call the library, and render the result (a table, or JSON with
+``--json``). Every error is one ``error: ...`` line on stderr (names and URLs escaped) and
+the exit code of the rule in :mod:`mediastore.cli.common`.
+
+Modules: ``common`` (settings, store, errors, exit codes, progress), ``adding`` (add,
+fetch), ``lookup`` (get, show, ls, cat, export, stats), ``maintain`` (verify,
+import-legacy, reindex, gc, rm, db).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..version import __version__
+from .adding import add, fetch
+from .common import CliState, one_line
+from .lookup import Size, cat, export, get, ls, show, stats
+from .maintain import db, gc, import_legacy, reindex, rm, verify
+
+EPILOG = """\b
+Exit codes: 0 ok; 2 bad input; 3 unsupported content; 4 corrupt content; 5 not found;
+6 storage failure; 7 catalog failure; 8 download failure; 1 when some items of several
+failed (one item given: its own code); 130 interrupted (Ctrl-C).
+
+\b
+Settings: flags, then MEDIASTORE_* environment variables (MEDIASTORE_MAX_FILE_SIZE,
+MEDIASTORE_WORKERS, MEDIASTORE_PER_HOST, MEDIASTORE_TIMEOUT, MEDIASTORE_ALLOW_PRIVATE),
+then <root>/mediastore.toml (never allow_private), then defaults.
+
+\b
+Shell completion (bash; zsh_source, fish_source for the others):
+  eval "$(_MEDIASTORE_COMPLETE=bash_source mediastore)"
+"""
+
+
+class MediastoreGroup(click.Group):
+    """Usage errors as one ``error:`` line too, like every other error."""
+
+    def main(
+        self, args: Sequence[str] | None = None, prog_name: str | None = None,
+        complete_var: str | None = None, standalone_mode: bool = True, **extra: Any,
+    ) -> Any:  # fmt: skip
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else "mediastore"
+            click.echo(f"error: {one_line(exc.format_message())} (see `{where} --help`)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(
+    cls=MediastoreGroup, epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)  # fmt: skip
+@click.option(
+    "--root", type=click.Path(file_okay=False, path_type=Path), default="cache",
+    show_default=True, envvar="MEDIASTORE_ROOT", help="Store directory (env MEDIASTORE_ROOT).",
+)  # fmt: skip
+@click.option(
+    "--db", "db_url", default=None, envvar="MEDIASTORE_DB_URL",
+    help="Catalog SQLAlchemy URL (env MEDIASTORE_DB_URL); default <root>/catalog.sqlite3.",
+)  # fmt: skip
+@click.option(
+    "--max-file-size", type=Size(), default=None,
+    help="Largest file accepted [default: 1G; env MEDIASTORE_MAX_FILE_SIZE].",
+)  # fmt: skip
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
+@click.version_option(__version__, prog_name="mediastore")
+@click.pass_context
+def main(
+    ctx: click.Context, root: Path, db_url: str | None, max_file_size: int | None, verbose: int
+) -> None:
+    """mediastore: content-addressed media files with a SQL catalog."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = CliState(root=root, db_url=db_url, flags={"max_file_size": max_file_size})
+
+
+for command in (add, fetch, get, show, ls, cat, export, stats, verify, import_legacy, reindex,
+                gc, rm, db):  # fmt: skip
+    main.add_command(command)
+
+__all__ = ["main"]

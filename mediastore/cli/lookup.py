@@ -1,0 +1,328 @@
+"""Reading the store: ``get``, ``show``, ``ls``, ``cat``, ``export`` and ``stats``."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..compat import format_size
+from ..errors import MediaNotFoundError, MediaStoreError, StorageError
+from ..export import NAME_BY
+from ..listing import MediaFilter
+from ..records import LIVE_STATUSES, MEDIA_TYPES, MediaRecord
+from ..store import MediaStore
+from ..units import parse_size, parse_when
+from .common import (
+    Tally,
+    echo_error,
+    echo_warning,
+    emit_json,
+    errors,
+    json_option,
+    one_line,
+    open_store,
+    progress_bar,
+)
+
+
+def is_url(text: str) -> bool:
+    return "://" in text
+
+
+def find(store: MediaStore, item: str) -> MediaRecord:
+    """The record an argument names: a URL, an md5 or a unique md5 prefix (6+ characters).
+
+    Raises:
+        MediaNotFoundError: nothing by that name. InvalidMD5Error / AmbiguousMD5Error.
+    """
+    if is_url(item):
+        rec = store.lookup_url(item)
+        if rec is None:
+            raise MediaNotFoundError(f"not stored: {item}")
+        return rec
+    md5 = store.resolve_md5(item)
+    rec = store.get_by_md5(md5)
+    if rec is None:
+        raise MediaNotFoundError(f"no media with md5 {md5}")
+    return rec
+
+
+def record_json(rec: MediaRecord, urls: list[str] | None = None) -> dict[str, Any]:
+    """A record for ``--json``: with its URLs when known, never a lone ``"url": null``."""
+    data = rec.to_dict()
+    if urls is not None or data["url"] is None:
+        del data["url"]
+    if urls is not None:
+        data["urls"] = urls
+    return data
+
+
+def show_record(rec: MediaRecord, urls: list[str] | None = None) -> None:
+    dims = f"{rec.width}x{rec.height}" if rec.width else "-"
+    rows = [
+        ("md5", rec.md5),
+        ("sha256", rec.sha256),
+        ("type", f"{rec.media_type} ({rec.mime_type})"),
+        ("size", f"{rec.size} ({format_size(rec.size)})"),
+        ("dimensions", dims),
+        ("path", str(rec.path)),
+        ("status", rec.status),
+        ("created", rec.created_at.isoformat()),
+        ("verified", rec.last_verified_at.isoformat() if rec.last_verified_at else "never"),
+    ]
+    for key, value in rows:
+        click.echo(f"{key:<11}{one_line(value)}")
+    for url in urls or []:
+        click.echo(f"{'url':<11}{one_line(url)}")
+
+
+@click.command()
+@click.argument("url")
+@json_option
+@click.pass_context
+@errors
+def get(ctx: click.Context, url: str, as_json: bool) -> None:
+    """Look a URL up in the catalog (no download). Exits 5 if its file is not there.
+
+    A URL the catalog knows but whose file is missing or corrupt is reported as such.
+    """
+    with open_store(ctx) as store:
+        rec = store.get_by_url(url)
+        known = store.lookup_url(url) if rec is None else rec
+    if rec is None:
+        if known is not None:
+            raise MediaNotFoundError(
+                f"{url}: recorded for {known.md5}, whose file is {known.status} "
+                f"(`mediastore verify --repair {known.md5}` can fetch it again)"
+            )
+        raise MediaNotFoundError(f"not stored: {url}")
+    if as_json:
+        emit_json(record_json(rec))
+    else:
+        show_record(rec)
+
+
+@click.command()
+@click.argument("md5")
+@json_option
+@click.pass_context
+@errors
+def show(ctx: click.Context, md5: str, as_json: bool) -> None:
+    """Show a stored file (by MD5 or a unique prefix of 6+) and its URLs. Exits 5 if unknown."""
+    with open_store(ctx) as store:
+        rec = find(store, md5)
+        urls = store.urls_for(rec.md5)
+    if as_json:
+        emit_json(record_json(rec, urls))
+    else:
+        show_record(rec, urls)
+
+
+class Size(click.ParamType):  # type: ignore[type-arg]
+    """A size like ``500K``, ``100M`` or ``1G``."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return parse_size(value, what=param.name if param and param.name else "size")
+        except MediaStoreError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class When(click.ParamType):  # type: ignore[type-arg]
+    """An ISO date/time (UTC unless it says otherwise) or a period ago like ``7d``."""
+
+    name = "date"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_when(str(value))
+        except MediaStoreError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The selection options ``ls`` and ``export`` share."""
+    options = [
+        click.option(
+            "--type", "media_type", type=click.Choice(MEDIA_TYPES), help="Only this type."
+        ),
+        click.option("--status", type=click.Choice(LIVE_STATUSES), help="Only this status."),
+        click.option("--min-size", type=Size(), help="At least this size (500K, 100M, 1G)."),
+        click.option("--max-size", type=Size(), help="At most this size."),
+        click.option("--since", type=When(), help="Added at or after (2026-01-31, or 7d ago)."),
+        click.option("--before", type=When(), help="Added before (2026-01-31, or 7d ago)."),
+        click.option(
+            "--url",
+            "url_contains",
+            metavar="TEXT",
+            help="Some URL of the file contains TEXT (reads every URL row: a scan).",
+        ),
+        click.option("--limit", type=click.IntRange(min=0), help="At most this many files."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def make_filter(params: dict[str, Any]) -> MediaFilter:
+    keys = ("media_type", "status", "min_size", "max_size", "since", "before", "url_contains",
+            "limit")  # fmt: skip
+    return MediaFilter(**{k: params.pop(k) for k in keys})
+
+
+@click.command("ls")
+@filter_options
+@json_option
+@click.pass_context
+@errors
+def ls(ctx: click.Context, /, as_json: bool, **params: Any) -> None:
+    """List stored files, filtered by type, status, size, date and URL text, in MD5 order.
+
+    Streams (a page of rows at a time, any catalog size). --url TEXT reads every URL row
+    (no index serves a substring): slower on a large catalog. --json prints one JSON array.
+    """
+    where = make_filter(params)
+    with open_store(ctx) as store:
+        records = store.list_media(where)
+        if as_json:
+            _stream_json(records)
+            return
+        for rec in records:
+            click.echo(
+                f"{rec.md5}  {rec.media_type:<8} {format_size(rec.size):>9}  {rec.status:<7} "
+                f"{rec.created_at:%Y-%m-%d %H:%M}"
+            )
+
+
+def _stream_json(records: Iterator[MediaRecord]) -> None:
+    """One JSON array, written an element at a time (valid however long it gets)."""
+    import json
+
+    click.echo("[", nl=False)
+    for n, rec in enumerate(records):
+        click.echo(("," if n else "") + "\n  " + json.dumps(record_json(rec)), nl=False)
+    click.echo("\n]")
+
+
+@click.command()
+@click.argument("item", metavar="MD5|URL")
+@click.pass_context
+@errors
+def cat(ctx: click.Context, item: str) -> None:
+    """Write a stored file to stdout (by MD5, a unique MD5 prefix, or a URL)."""
+    with open_store(ctx) as store:
+        rec = find(store, item)
+        out = sys.stdout.buffer
+        with store.open(rec.md5) as fh:
+            shutil.copyfileobj(fh, out, 1 << 20)
+        out.flush()
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("items", nargs=-1, metavar="[MD5|URL]...")
+@filter_options
+@click.option(
+    "--name", "name_by", type=click.Choice(NAME_BY), default="md5", show_default=True,
+    help="Name files by MD5, or by their URL's file name (made safe; collisions numbered).",
+)  # fmt: skip
+@click.option(
+    "--hardlink", is_flag=True,
+    help="Hard-link instead of copying (same filesystem): editing an exported file in place "
+    "would then damage the stored one.",
+)  # fmt: skip
+@click.option("--no-sidecar", is_flag=True, help="Do not write a <name>.json beside each file.")
+@json_option
+@click.pass_context
+@errors
+def export(
+    ctx: click.Context, /, directory: Path, items: tuple[str, ...], name_by: str, hardlink: bool,
+    no_sidecar: bool, as_json: bool, **params: Any,
+) -> None:  # fmt: skip
+    """Copy stored files into DIRECTORY (those named, else all that the filters select).
+
+    Copies by default, as a reflink (shared blocks, copy-on-write) where the filesystem has
+    one. A file of the same content already there counts as exported; other names in use
+    are numbered. Each file gets a JSON sidecar of its record and URLs.
+    """
+    where = make_filter(params)
+    if hardlink:
+        echo_warning(
+            "--hardlink: the exported files ARE the stored files; editing one in place "
+            "damages the store's copy (verify would then quarantine it)"
+        )
+    tally = Tally(single=len(items) == 1)
+    with open_store(ctx) as store:
+        chosen = _chosen(store, items, tally) if items else store.list_media(where)
+        with progress_bar(len(items) or None, "file", "exporting") as bar:
+
+            def progress(done: int) -> None:
+                bar.update(done - bar.n)
+
+            report = store.export(
+                directory, chosen, name_by=name_by, link=hardlink, sidecar=not no_sidecar,
+                progress=progress,
+            )  # fmt: skip
+    for _ in report.exported:
+        tally.ok()
+    for md5, reason in report.failed:
+        tally.failed(StorageError.exit_code)
+        echo_error(f"{md5}: {reason}")
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        methods = [e.method for e in report.exported]
+        for entry in report.exported:
+            click.echo(f"{entry.md5}  {one_line(entry.path)}  ({entry.method})")
+        click.echo(
+            f"exported {len(methods)} file(s) to {one_line(directory)}: "
+            + ", ".join(f"{methods.count(m)} {m}" for m in
+                        ("reflink", "copy", "hardlink", "already") if m in methods)
+            + (f"; {len(report.failed)} failed" if report.failed else "")
+        )  # fmt: skip
+    tally.exit(ctx)
+
+
+def _chosen(store: MediaStore, items: tuple[str, ...], tally: Tally) -> Iterator[MediaRecord]:
+    for item in items:
+        try:
+            yield find(store, item)
+        except MediaStoreError as exc:
+            tally.failed(exc.exit_code)
+            echo_error(exc)
+
+
+@click.command()
+@json_option
+@click.pass_context
+@errors
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Counts and sizes per media type and per status, from the catalog alone."""
+    with open_store(ctx) as store:
+        st = store.stats()
+    if as_json:
+        emit_json(st.to_dict())
+        return
+    click.echo(f"{'type':<10}{'files':>10}{'size':>12}")
+    for media_type, ts in st.by_type.items():
+        click.echo(f"{media_type:<10}{ts.count:>10}{format_size(ts.size):>12}")
+    click.echo(f"{'total':<10}{st.total_files:>10}{format_size(st.total_size):>12}")
+    by_status = getattr(st, "by_status", {})
+    if by_status:
+        click.echo(
+            "by status: "
+            + ", ".join(f"{s} {v.count} ({format_size(v.size)})" for s, v in by_status.items())
+        )
+    click.echo(f"urls: {st.total_urls}; saved by dedup: {format_size(st.dedup_saved_bytes)}")
+    oldest = st.oldest_verified_at.isoformat() if st.oldest_verified_at else "never"
+    click.echo(f"oldest verification: {oldest}; never verified: {st.unverified}")

@@ -1,0 +1,307 @@
+"""Keeping the store healthy: ``verify``, ``import-legacy``, ``reindex``, ``gc``, ``rm``, ``db``."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..catalog.engine import make_engine
+from ..catalog.schema import current_revisions, head_revisions, known_revisions, upgrade
+from ..compat import format_size
+from ..errors import CorruptMediaError, InvalidInputError, MediaNotFoundError, MediaStoreError
+from ..store import MD5_PREFIX
+from ..units import parse_duration
+from .common import (
+    HowFar,
+    Tally,
+    bar_progress,
+    echo_error,
+    emit_json,
+    errors,
+    interruptible,
+    json_option,
+    one_line,
+    open_store,
+    state,
+    with_private,
+)
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """A period like ``90s``, ``30m``, ``12h``, ``7d`` or ``2w``."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return parse_duration(str(value))
+        except InvalidInputError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@click.command()
+@click.argument("md5s", nargs=-1)
+@click.option("--older-than", type=Duration(), help="Only files not verified within this period.")
+@click.option("--limit", type=click.IntRange(min=0), help="Verify at most this many files.")
+@click.option(
+    "--repair", is_flag=True, help="Download missing/corrupt files again from their URLs."
+)
+@click.option(
+    "--allow-private", is_flag=True, help="Repairs may reach private addresses (intranets)."
+)
+@click.option(
+    "--deep", is_flag=True,
+    help="Also decode images fully and walk containers (slower than hashing).",
+)  # fmt: skip
+@json_option
+@click.pass_context
+@errors
+def verify(
+    ctx: click.Context, md5s: tuple[str, ...], older_than: timedelta | None,
+    limit: int | None, repair: bool, allow_private: bool, deep: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Re-hash stored files (all when no MD5 or prefix is given).
+
+    Exits 1 if any file is missing or corrupt (one MD5 given: 5 if missing, 4 if corrupt).
+    With --deep, a file that hashes right but whose content is broken (truncated before it
+    was stored, say) is corrupt too. With --repair, only a file that could not be repaired
+    counts; a broken file's good copy is new content, and its URLs move there.
+    """
+    if md5s and (older_than or limit is not None):
+        raise click.UsageError("--older-than/--limit select files: give them or MD5s, not both")
+    settings = with_private(state(ctx).settings(), allow_private)
+    how_far = HowFar("file")
+    with interruptible(ctx, how_far), open_store(ctx, settings=settings) as store:
+        chosen = [store.resolve_md5(m) for m in md5s] or None
+        total = store.count_to_verify(chosen, older_than=older_than, limit=limit)
+        with bar_progress("verifying", "file", total) as progress:
+            report = store.verify(
+                chosen, progress=how_far.track(progress), older_than=older_than, limit=limit,
+                repair=repair, deep=deep or None,
+            )  # fmt: skip
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        for md5 in report.missing:
+            click.echo(f"missing  {md5}")
+        for md5 in report.corrupt:
+            why = report.reasons.get(md5)
+            click.echo(f"corrupt  {md5} (moved to quarantine)" + (f": {why}" if why else ""))
+        for md5 in report.repaired:
+            new = report.replaced.get(md5)
+            click.echo(f"repaired {md5}" + (f" as new content {new}" if new else ""))
+        for md5, reason in report.unrepaired.items():
+            click.echo(f"not repaired {md5}: {one_line(reason)}")
+        click.echo(
+            f"verified {report.checked}: {len(report.ok)} ok, {len(report.missing)} missing, "
+            f"{len(report.corrupt)} corrupt"
+            + (f", {len(report.repaired)} repaired" if repair else "")
+        )
+    tally = Tally(single=len(md5s) == 1)
+    fixed = set(report.repaired)
+    for _ in report.ok:
+        tally.ok()
+    for md5 in report.missing:
+        tally.ok() if md5 in fixed else tally.failed(MediaNotFoundError.exit_code)
+    for md5 in report.corrupt:
+        tally.ok() if md5 in fixed else tally.failed(CorruptMediaError.exit_code)
+    tally.exit(ctx)
+
+
+@click.command("import-legacy")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@json_option
+@click.pass_context
+@errors
+def import_legacy(ctx: click.Context, directory: Path | None, as_json: bool) -> None:
+    """Import the old cache (files named by the MD5 of their URL; default <root>/images).
+
+    Idempotent: files imported before are skipped unread. Corrupt or unsupported files are
+    reported and skipped. Exits 1 if any file was skipped for a problem.
+    """
+    started = time.monotonic()
+    how_far = HowFar("file")
+    with (
+        interruptible(ctx, how_far),
+        open_store(ctx, create=True) as store,
+        bar_progress("importing", "file") as progress,
+    ):
+        report = store.import_legacy(directory, progress=how_far.track(progress))
+    elapsed = time.monotonic() - started
+    if as_json:
+        emit_json({**report.to_dict(), "seconds": round(elapsed, 3)})
+    elif report.imported == 0 and not report.skipped:
+        click.echo(f"nothing to import: {report.already} file(s) already imported")
+    else:
+        click.echo(
+            f"imported {report.imported} file(s) ({format_size(report.bytes)}), "
+            f"{report.already} already imported, {len(report.skipped)} skipped, "
+            f"in {elapsed:.1f} s"
+        )
+    for path, reason in report.skipped:
+        echo_error(f"skipped {path}: {reason}")
+    if report.skipped:
+        ctx.exit(1)
+
+
+@click.command()
+@json_option
+@click.pass_context
+@errors
+def reindex(ctx: click.Context, as_json: bool) -> None:
+    """Rebuild the catalog's media rows from the files on disk (lost or restored catalog).
+
+    Files are re-hashed and recorded at their content's address. Rows are never dropped:
+    one whose file is gone is marked missing, one whose file no longer matches is marked
+    corrupt (the file quarantined), and their URLs are kept for `verify --repair`. Files not
+    at their content's address are quarantined, as `gc` does (reported, exit 1).
+    """
+    with open_store(ctx) as store, bar_progress("reindexing", "file") as progress:
+        report = store.reindex(progress=progress)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        click.echo(
+            f"indexed {report.indexed} file(s): {report.added} new row(s), "
+            f"{len(report.missing)} row(s) without a file marked missing, "
+            f"{len(report.corrupt)} damaged file(s) quarantined, "
+            f"{len(report.mismatched)} misplaced file(s) quarantined"
+        )
+    problems = [f"mismatched {path}: {content}" for path, content in report.mismatched]
+    problems += [f"corrupt {md5}" for md5 in report.corrupt]
+    for line in problems:
+        echo_error(line)
+    if problems:
+        ctx.exit(1)
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Only report what would be done.")
+@json_option
+@click.pass_context
+@errors
+def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
+    """Clean up after crashes and finish removals.
+
+    Temp files of writers that are gone are removed, and files of removed content that a
+    concurrent add held at `rm` time are deleted. A file with no row is adopted into the
+    catalog when it is valid content, else moved to quarantine. Rows whose file is gone are
+    marked missing (`verify --repair` can fetch them again). gc never deletes a file a row
+    references or a running writer may be about to reference.
+    """
+    with open_store(ctx) as store:
+        report = store.gc(dry_run=dry_run)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    verb = "would " if dry_run else ""
+    click.echo(
+        f"{verb}remove {len(report.temp_removed)} temp file(s); {verb}adopt "
+        f"{len(report.adopted)} file(s); {verb}quarantine {len(report.quarantined)} file(s); "
+        f"{verb}mark {len(report.marked_missing)} row(s) missing; "
+        f"deleted {len(report.collected)} file(s) of removed content"
+    )
+    for path, reason in report.quarantined:
+        click.echo(f"quarantine: {one_line(path)}: {one_line(reason)}")
+    for md5 in report.marked_missing:
+        click.echo(f"missing: {md5}")
+
+
+@click.command()
+@click.argument("md5s", nargs=-1, required=True)
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option("--yes", is_flag=True, help="Allow MD5 prefixes (each must be unique).")
+@click.pass_context
+@errors
+def rm(ctx: click.Context, md5s: tuple[str, ...], dry_run: bool, yes: bool) -> None:
+    """Forget content and its URLs, and delete its file (by full MD5; prefixes need --yes).
+
+    Each MD5 is removed on its own: one that fails does not stop the others.
+    """
+    short = [m for m in md5s if MD5_PREFIX.fullmatch(m.strip().lower())]
+    if short and not yes:
+        raise click.UsageError(
+            f"{one_line(short[0])} is not a full MD5: give all 32 characters, or --yes to "
+            "remove by unique prefix"
+        )
+    tally = Tally(single=len(md5s) == 1)
+    with open_store(ctx) as store:
+        for given in md5s:
+            try:
+                md5 = store.resolve_md5(given)
+                rec = store.get_by_md5(md5)
+                if rec is None:
+                    raise MediaNotFoundError(f"no media with md5 {md5}")
+                if not dry_run:
+                    rec = store.remove(md5)
+            except MediaStoreError as exc:
+                tally.failed(exc.exit_code)
+                echo_error(exc)
+                continue
+            tally.ok()
+            urls = len(store.urls_for(md5)) if dry_run else None
+            if dry_run:
+                click.echo(f"would remove {rec.md5}  {rec.path}  ({urls} URL(s))")
+            else:
+                click.echo(f"removed {rec.md5}  {rec.path}")
+    tally.exit(ctx)
+
+
+@click.group()
+def db() -> None:
+    """Catalog schema: show or upgrade its Alembic revision."""
+
+
+def _catalog_url(ctx: click.Context) -> tuple[str, float]:
+    cfg = state(ctx).settings().config
+    return cfg.catalog_url, cfg.busy_timeout
+
+
+@db.command("upgrade")
+@click.pass_context
+@errors
+def db_upgrade(ctx: click.Context) -> None:
+    """Migrate the catalog to the newest schema (same as `alembic upgrade head`)."""
+    url, busy = _catalog_url(ctx)
+    engine = make_engine(url, busy_timeout=busy)
+    try:
+        before = current_revisions(engine)
+        upgrade(engine)
+        after = current_revisions(engine)
+    finally:
+        engine.dispose()
+    old = ", ".join(sorted(before)) or "empty"
+    new = ", ".join(sorted(after))
+    click.echo(f"catalog at {new}" + (f" (was {old})" if before != after else " (already at head)"))
+
+
+@db.command("current")
+@json_option
+@click.pass_context
+@errors
+def db_current(ctx: click.Context, as_json: bool) -> None:
+    """Print the catalog's schema revision and the head this mediastore needs."""
+    url, busy = _catalog_url(ctx)
+    engine = make_engine(url, busy_timeout=busy)
+    try:
+        current = sorted(current_revisions(engine))
+    finally:
+        engine.dispose()
+    heads = sorted(head_revisions())
+    unknown = sorted(set(current) - known_revisions())
+    if as_json:
+        emit_json({"current": current, "head": heads, "up_to_date": current == heads})
+        return
+    if unknown:
+        state_text = "unknown to this mediastore (written by a newer one?)"
+    elif current == heads:
+        state_text = "up to date"
+    else:
+        state_text = "needs `mediastore db upgrade`"
+    click.echo(f"current {', '.join(current) or 'none'}; head {', '.join(heads)}: {state_text}")

@@ -1,0 +1,58 @@
+"""What ``ls`` and ``export`` select: a :class:`MediaFilter` over the catalog's media rows.
+
+The catalog reads the rows in MD5 order, a page at a time (keyset pagination), so a listing
+of any size streams in constant memory. Type, status, size and date are conditions on the
+media row; a URL substring is a ``LIKE '%...%'`` on the URL table, which no index can serve:
+on a large catalog it reads every URL row (say so wherever it is offered).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from .errors import InvalidInputError
+from .records import LIVE_STATUSES, MEDIA_TYPES
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaFilter:
+    """Conditions a listed file meets (all of them); ``None`` means any.
+
+    Attributes:
+        media_type: ``image``, ``video`` or ``document``.
+        status: ``ok``, ``missing``, ``corrupt`` or ``broken`` (removed content is never
+            listed).
+        min_size: At least this many bytes.
+        max_size: At most this many bytes.
+        since: Added at or after this moment.
+        before: Added before this moment.
+        url_contains: Some URL recorded for the file contains this text (case-sensitive;
+            reads every URL row).
+        limit: At most this many files.
+    """
+
+    media_type: str | None = None
+    status: str | None = None
+    min_size: int | None = None
+    max_size: int | None = None
+    since: datetime | None = None
+    before: datetime | None = None
+    url_contains: str | None = None
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.media_type is not None and self.media_type not in MEDIA_TYPES:
+            raise InvalidInputError(
+                f"unknown media type {self.media_type!r} (one of {', '.join(MEDIA_TYPES)})"
+            )
+        if self.status is not None and self.status not in LIVE_STATUSES:
+            raise InvalidInputError(
+                f"unknown status {self.status!r} (one of {', '.join(LIVE_STATUSES)})"
+            )
+        for name in ("min_size", "max_size", "limit"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or value < 0):
+                raise InvalidInputError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.url_contains is not None and not self.url_contains:
+            raise InvalidInputError("the URL text to search for is empty")
