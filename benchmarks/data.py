@@ -185,7 +185,8 @@ def _catalog_urls(rows: int) -> Iterator[tuple[object, ...]]:
         media = i - 1 if i % _SHARED_EVERY == _SHARED_EVERY - 1 else i
         url = catalog_url(i)
         seen = (start + timedelta(seconds=i * 7)).strftime(_TIME_FORMAT)
-        yield (url, md5_hex(url), "url", md5_hex(f"media-{media}"), seen)
+        key = hashlib.sha256(url.encode()).hexdigest()
+        yield (url, key, md5_hex(url), "url", md5_hex(f"media-{media}"), seen)
 
 
 def build_catalog(store_root: Path, rows: int) -> None:
@@ -212,7 +213,8 @@ def build_catalog(store_root: Path, rows: int) -> None:
             sorted(_catalog_media(rows)),
         )
         con.executemany(
-            "INSERT INTO media_urls (url, url_md5, source, md5, first_seen_at) VALUES (?,?,?,?,?)",
+            "INSERT INTO media_urls (url, url_key, url_md5, source, md5, first_seen_at) "
+            "VALUES (?,?,?,?,?,?)",
             _catalog_urls(rows),
         )
         con.execute("COMMIT")

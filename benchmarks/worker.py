@@ -35,18 +35,13 @@ LOOKUP_SQL = (
     "SELECT media.md5, media.sha256, media.media_type, media.mime_type, media.extension, "
     "media.size, media.width, media.height, media.created_at, media.last_verified_at, "
     "media.status FROM media_urls JOIN media ON media_urls.md5 = media.md5 "
-    "WHERE media_urls.url = ?"
+    "WHERE media_urls.url_key = ?"
 )
-#: Catalog.stats's five statements, as SQLAlchemy emits them.
+#: Catalog.stats's two statements (the counters summed, the oldest verification).
 STATS_SQL = (
-    "SELECT media.media_type, count(*), coalesce(sum(media.size), 0) FROM media "
-    "GROUP BY media.media_type",
-    "SELECT count(*) FROM media_urls",
-    "SELECT coalesce(sum(media.size * shared.extra), 0) FROM (SELECT media_urls.md5 AS md5, "
-    "count(*) - 1 AS extra FROM media_urls GROUP BY media_urls.md5 HAVING count(*) > 1) "
-    "AS shared JOIN media ON media.md5 = shared.md5",
-    "SELECT min(media.last_verified_at) FROM media",
-    "SELECT count(*) FROM media WHERE media.last_verified_at IS NULL",
+    "SELECT name, sum(count), sum(bytes) FROM stats_counters GROUP BY name",
+    "SELECT last_verified_at FROM media WHERE last_verified_at IS NOT NULL "
+    "AND status != 'removed' ORDER BY last_verified_at LIMIT 1",
 )
 
 
@@ -281,7 +276,12 @@ def op_sqlite_lookup(db: str, urls_file: str) -> Result:
         execute = con.execute
 
         def run() -> int:
-            return sum(1 for url in urls if execute(LOOKUP_SQL, (url,)).fetchone() is None)
+            return sum(
+                1
+                for url in urls
+                if execute(LOOKUP_SQL, (hashlib.sha256(url.encode()).hexdigest(),)).fetchone()
+                is None
+            )
 
         seconds, base, missing = _timed(run)
     finally:
@@ -303,10 +303,15 @@ def op_sqlite_stats(db: str, calls: int) -> Result:
         seconds, base, rows = _timed(run)
     finally:
         con.close()
+    counters = {name: (n, b) for name, n, b in rows[0]}
     return {
         "seconds": seconds, "amount": calls, "base_rss_kb": base,
-        "total_files": sum(n for _, n, _ in rows[0]), "total_urls": rows[1][0][0],
-        "saved": rows[2][0][0],
+        "total_files": sum(
+            n for name, (n, _) in counters.items()
+            if name.startswith("media:") and not name.endswith(":removed")
+        ),
+        "total_urls": counters.get("urls", (0, 0))[0],
+        "saved": counters.get("dedup", (0, 0))[1],
     }  # fmt: skip
 
 

@@ -280,7 +280,8 @@ def gc(life: Lifecycle, *, dry_run: bool = False) -> GcReport:
     - writers silent for longer than the lease lose their intents;
     - files of removed content that no writer holds are deleted;
     - a file with no row is adopted when it is valid content (recorded at its address),
-      quarantined otherwise; rows whose file is gone are marked missing.
+      quarantined otherwise; rows whose file is gone are marked missing;
+    - the stats counters are recounted from the rows, and repaired if they drifted.
     """
     blobs, catalog = life.blobs, life.catalog
     temp = blobs.abandoned_temp_files(remove=not dry_run)
@@ -306,9 +307,13 @@ def gc(life: Lifecycle, *, dry_run: bool = False) -> GcReport:
     missing = _rows_without_files(life)
     if not dry_run:
         missing = _mark_missing(life, missing)
+    repaired = {} if dry_run else catalog.recount()
+    if repaired:
+        log.warning("stats counters recounted: %s", sorted(repaired))
     return GcReport(
         dry_run=dry_run, temp_removed=temp, adopted=adopted, quarantined=quarantined,
         marked_missing=missing, collected=collected, writers_reaped=reaped,
+        counters_repaired=repaired,
     )  # fmt: skip
 
 

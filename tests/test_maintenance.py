@@ -271,10 +271,15 @@ def _store_as_an_older_mediastore_did(root: Path, data: bytes, url: str) -> str:
             )
             conn.execute(
                 text(
-                    "INSERT INTO media_urls (url, url_md5, source, md5, first_seen_at) "
-                    "VALUES (:u, :k, 'url', :m, '2026-01-01 00:00:00')"
+                    "INSERT INTO media_urls (url, url_key, url_md5, source, md5, first_seen_at) "
+                    "VALUES (:u, :key, :k, 'url', :m, '2026-01-01 00:00:00')"
                 ),
-                {"u": url, "k": hashlib.md5(url.encode()).hexdigest(), "m": md5},
+                {
+                    "u": url,
+                    "key": hashlib.sha256(url.encode()).hexdigest(),
+                    "k": hashlib.md5(url.encode()).hexdigest(),
+                    "m": md5,
+                },
             )
     return md5
 

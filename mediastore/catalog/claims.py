@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Connection, Table, delete, func, insert, select, update
+from sqlalchemy import BigInteger, Connection, Table, delete, func, insert, select, text, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -83,7 +83,33 @@ def reap_writers(conn: Connection, lease_seconds: int) -> int:
 def hold(conn: Connection, writer: str, md5s: Sequence[str]) -> None:
     """Record an intent of ``writer`` on each md5."""
     if md5s:
+        lock(conn, md5s, exclusive=False)
         conn.execute(insert(_intents), [{"writer": writer, "md5": m} for m in md5s])
+
+
+def lock(conn: Connection, md5s: Sequence[str], *, exclusive: bool) -> None:
+    """Lock these md5s until the transaction ends: shared for a claim, exclusive for a remover.
+
+    SQLite's write lock already makes every write transaction run alone. PostgreSQL runs
+    them side by side, so a remover's "no intent on this md5" could be read just before a
+    claim commits one and the remover then delete a file the claimer relies on: advisory
+    locks per md5 make the check and the act one step for claims on the same md5, and
+    leave every other md5 free. Taken in one order (sorted keys) so that two lockers of
+    several md5s cannot deadlock.
+    """
+    if conn.dialect.name != "postgresql" or not md5s:
+        return
+    keys = sorted({_lock_key(m) for m in md5s})
+    fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    conn.execute(
+        text(f"SELECT {fn}(k) FROM (SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) s"),
+        {"keys": keys},
+    )
+
+
+def _lock_key(md5: str) -> int:
+    """A signed 64-bit advisory lock key from an md5 (a shared prefix only over-locks)."""
+    return int(md5[:16], 16) - (1 << 63)
 
 
 def release(conn: Connection, writer: str, md5s: Sequence[str]) -> int:
@@ -97,7 +123,12 @@ def release(conn: Connection, writer: str, md5s: Sequence[str]) -> int:
 
 
 def held(conn: Connection, md5s: Sequence[str]) -> set[str]:
-    """The md5s among these that some writer holds an intent on."""
+    """The md5s among these that some writer holds an intent on.
+
+    Locks them (see :func:`lock`) first: until the caller's transaction ends, no claim on
+    them can commit, so an md5 found unheld stays unheld while the caller acts on its file.
+    """
+    lock(conn, md5s, exclusive=True)
     found: set[str] = set()
     for start in range(0, len(md5s), _CHUNK):
         chunk = list(md5s[start : start + _CHUNK])

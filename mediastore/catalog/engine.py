@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from ..errors import StoreNotFoundError
+from ..errors import InvalidInputError, StoreNotFoundError
 
 #: Execution option that makes SQLite start the transaction with BEGIN IMMEDIATE, taking the
 #: write lock up front: a reader that later writes could otherwise deadlock with another writer.
@@ -25,9 +26,24 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+#: The driver each supported database needs, and the extra that installs it.
+DRIVERS = {"postgresql": ("psycopg", "postgres"), "sqlite": ("sqlite3", "")}
+URL_EXAMPLES = "sqlite:///path/catalog.sqlite3 or postgresql+psycopg://user@host/db"
+
+
+def parse_db_url(url: str) -> URL:
+    """``url`` parsed, or an InvalidInputError naming what a catalog URL looks like."""
+    try:
+        return make_url(url)
+    except ArgumentError as exc:
+        raise InvalidInputError(
+            f"not a database URL: {url!r} (expected {URL_EXAMPLES})"
+        ) from exc
+
+
 def sqlite_path(url: str) -> Path | None:
     """File behind a SQLite URL, or None (another backend, or in memory)."""
-    parsed = make_url(url)
+    parsed = parse_db_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database)
@@ -47,7 +63,7 @@ def make_engine(
     """
     path = sqlite_path(url)
     if path is None:
-        return create_engine(url, pool_pre_ping=True)
+        return _server_engine(url)
     if not path.exists() and (read_only or not create):
         raise StoreNotFoundError(f"no catalog at {path}")
     if not read_only:
@@ -82,6 +98,30 @@ def make_engine(
             conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def _server_engine(url: str) -> Engine:
+    """An engine for a database server; a missing driver is one line naming the extra."""
+    parsed = parse_db_url(url)
+    backend = parsed.get_backend_name()
+    if backend not in DRIVERS:
+        raise InvalidInputError(
+            f"unsupported catalog database {backend!r}: mediastore runs on SQLite and "
+            f"PostgreSQL ({URL_EXAMPLES})"
+        )
+    driver, extra = DRIVERS[backend]
+    if parsed.get_driver_name() not in (driver, backend):
+        raise InvalidInputError(
+            f"catalog URL {parsed.render_as_string(hide_password=True)!r} names driver "
+            f"{parsed.get_driver_name()!r}; mediastore uses {backend}+{driver}://"
+        )
+    try:
+        return create_engine(parsed.set(drivername=f"{backend}+{driver}"), pool_pre_ping=True)
+    except (ImportError, NoSuchModuleError) as exc:
+        raise InvalidInputError(
+            f"the {backend} driver ({driver}) is not installed: "
+            f"pip install 'mediastore[{extra}]'"
+        ) from exc
 
 
 def configure_sqlite(dbapi_conn: sqlite3.Connection, busy_timeout: float) -> None:

@@ -72,6 +72,8 @@ class Media(Base):
     status: Mapped[str] = mapped_column(String(16), server_default="ok", index=True)
     # set with status 'removed': rm forgot the content; the file goes once no intent holds it
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # URL rows pointing here, kept by a trigger: what stats() counts as saved by dedup (0004)
+    url_count: Mapped[int] = mapped_column(Integer, server_default="0")
 
     __table_args__ = (
         CheckConstraint("size >= 0", name="size_nonnegative"),
@@ -98,9 +100,14 @@ class MediaUrl(Base):
     __tablename__ = "media_urls"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    url: Mapped[str | None] = mapped_column(Text, unique=True)
-    # lowercase hex MD5 of the URL: the legacy cache's file name, and a compact lookup key
-    url_md5: Mapped[str] = mapped_column(String(32), unique=True)
+    # no index over the raw text: PostgreSQL's btree refuses entries over ~2.7 KB (revision 0004)
+    url: Mapped[str | None] = mapped_column(Text)
+    # the lookup key: hex SHA-256 of the URL (MD5 collisions can be made on purpose, so two
+    # URLs never share a row through their MD5), or "md5:<url_md5>" for a legacy row whose
+    # URL is not known yet
+    url_key: Mapped[str] = mapped_column(String(64), unique=True)
+    # lowercase hex MD5 of the URL: the legacy cache's file name for it
+    url_md5: Mapped[str] = mapped_column(String(32), index=True)
     source: Mapped[str] = mapped_column(String(16), server_default="url")
     md5: Mapped[str] = mapped_column(
         String(32), ForeignKey("media.md5", ondelete="CASCADE"), index=True
@@ -141,3 +148,42 @@ class Intent(Base):
         String(32), ForeignKey("writers.id", ondelete="CASCADE"), index=True
     )
     md5: Mapped[str] = mapped_column(String(32), index=True)
+
+
+URL_EVENTS = ("moved", "removed")
+
+
+class UrlHistory(Base):
+    """What a URL pointed at before it was re-pointed to other content or removed (0004)."""
+
+    __tablename__ = "url_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    url_key: Mapped[str] = mapped_column(String(64), index=True)
+    url: Mapped[str | None] = mapped_column(Text)
+    md5: Mapped[str] = mapped_column(String(32))
+    event: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (CheckConstraint("event IN ('moved', 'removed')", name="event_known"),)
+
+
+class StatsCounter(Base):
+    """Running totals behind ``stats()``, kept by triggers in the writing transaction (0004).
+
+    Each row is one shard of one counter; a counter's value is the sum of its shards. On
+    PostgreSQL a transaction writes the shard of its backend, so concurrent writers on many
+    hosts do not queue on one hot row; SQLite has one writer at a time and uses shard 0.
+    Names: ``media:<type>:<status>`` (rows, bytes), ``unverified`` (live rows never
+    verified), ``urls`` (URL rows), ``shared_urls`` (URLs beyond the first of their content,
+    and the bytes they did not store again), ``dedup`` (adds that found their content
+    already stored, and its bytes; history, not recounted).
+    """
+
+    __tablename__ = "stats_counters"
+
+    # name first: stats() sums the shards of each name in the primary key's order
+    name: Mapped[str] = mapped_column(String(48), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    bytes: Mapped[int] = mapped_column(BigInteger)

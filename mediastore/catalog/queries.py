@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import queue
-import sqlite3
+import random
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     Connection,
@@ -24,8 +25,10 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -34,14 +37,38 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from ..errors import CatalogError, HashCollisionError, ReadOnlyStoreError
 from ..records import STATUS_OK, STATUS_REMOVED
 from . import claims
-from .engine import SNAPSHOT, SYNCHRONOUS, WRITE, make_engine, open_sqlite, sqlite_path
-from .models import Media, MediaUrl
+from .engine import (
+    SNAPSHOT,
+    SYNCHRONOUS,
+    WRITE,
+    is_sqlite,
+    make_engine,
+    open_sqlite,
+    sqlite_path,
+)  # fmt: skip
+from .models import Media, MediaUrl, StatsCounter, UrlHistory, UTCDateTime
 from .schema import ensure_schema
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+#: Tries of a write transaction that meets another writer's conflicting commit.
+RETRY_ATTEMPTS = 8
+RETRY_BASE_SECONDS = 0.005
+#: SQLSTATEs that mean "run the transaction again": serialization failure, deadlock, and
+#: a unique violation (another host committed the same key first: the retry sees it).
+_RETRY_SQLSTATES = frozenset({"40001", "40P01", "23505"})
+
+
+def _retryable(exc: BaseException | None) -> bool:
+    orig = exc.orig if isinstance(exc, DBAPIError) else None
+    return getattr(orig, "sqlstate", None) in _RETRY_SQLSTATES
+
+
 _media = cast(Table, Media.__table__)
 _urls = cast(Table, MediaUrl.__table__)
+_history = cast(Table, UrlHistory.__table__)
+_counters = cast(Table, StatsCounter.__table__)
 _MEDIA_COLS = (
     _media.c.md5, _media.c.sha256, _media.c.media_type, _media.c.mime_type, _media.c.extension,
     _media.c.size, _media.c.width, _media.c.height, _media.c.created_at,
@@ -103,6 +130,11 @@ class UrlInfo:
     def source(self) -> str:
         return "url" if self.url is not None else "legacy"
 
+    @property
+    def key(self) -> str:
+        """The row's lookup key (see :func:`url_key`)."""
+        return url_key(self.url) if self.url is not None else legacy_url_key(self.url_md5)
+
 
 @dataclass(frozen=True, slots=True)
 class Recording:
@@ -147,14 +179,14 @@ class Exclusive:
             self._conn.execute(_SET_STATUS, [{"b_md5": m, "b_status": status} for m in md5s])
 
 
-
 def _check_reliance(entries: Sequence[Recording], known: dict[str, MediaRow]) -> None:
     """Refuse to record reliance on a file whose row says it is not there any more."""
     placed = {e.media.md5 for e in entries if e.placed}
     lapsed = {
         e.media.md5
         for e in entries
-        if e.media.md5 not in placed and not _refused_adoption(e, known)
+        if e.media.md5 not in placed
+        and not _refused_adoption(e, known)
         and (
             (row := known.get(e.media.md5)) is None or row.status not in (STATUS_OK, STATUS_REMOVED)
         )
@@ -223,6 +255,16 @@ def url_md5(url: str) -> str:
     return hashlib.md5(url.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
+def url_key(url: str) -> str:
+    """A URL's lookup key: the SHA-256 of its UTF-8 bytes (no two URLs can be made to share it)."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()
+
+
+def legacy_url_key(key: str) -> str:
+    """The lookup key of a legacy row that knows only the MD5 of its URL."""
+    return f"md5:{key}"
+
+
 def _row(row: Row[Any, *tuple[Any, ...]]) -> MediaRow:
     return MediaRow(**row._asdict())
 
@@ -232,21 +274,15 @@ _BY_MD5 = select(*_MEDIA_COLS).where(_media.c.md5 == bindparam("md5"))
 _BY_URL = (
     select(*_MEDIA_COLS)
     .join_from(_urls, _media, _urls.c.md5 == _media.c.md5)
-    .where(_urls.c.url == bindparam("url"))
-)
-_BY_LEGACY_KEY = (
-    select(*_MEDIA_COLS)
-    .join_from(_urls, _media, _urls.c.md5 == _media.c.md5)
-    .where(_urls.c.url_md5 == bindparam("url_md5"), _urls.c.url.is_(None))
+    .where(_urls.c.url_key == bindparam("url_key"))
 )
 _URLS_FOR = (
     select(_urls.c.url)
     .where(_urls.c.md5 == bindparam("md5"), _urls.c.url.is_not(None))
     .order_by(_urls.c.id)
 )
-_URL_ROW = select(_urls.c.id, _urls.c.url_md5, _urls.c.url).where(
-    _urls.c.url_md5 == bindparam("url_md5")
-)
+_URL_COLS = (_urls.c.id, _urls.c.url_key, _urls.c.url, _urls.c.md5)
+_URL_ROW = select(*_URL_COLS).where(_urls.c.url_key == bindparam("url_key"))
 _SET_STATUS = (
     update(_media).where(_media.c.md5 == bindparam("b_md5")).values(status=bindparam("b_status"))
 )
@@ -260,35 +296,50 @@ _REVIVE = (
     .where(_media.c.md5 == bindparam("b_md5"))
     .values(status=STATUS_OK, removed_at=None)
 )
+_COUNTER_SUMS = select(
+    _counters.c.name, func.sum(_counters.c.count), func.sum(_counters.c.bytes)
+).group_by(_counters.c.name)
+_OLDEST_VERIFIED = (
+    select(_media.c.last_verified_at)
+    .where(_media.c.last_verified_at.is_not(None), _media.c.status != STATUS_REMOVED)
+    .order_by(_media.c.last_verified_at)
+    .limit(1)
+)
 _INSERT_MEDIA = insert(_media)
 _INSERT_URL = insert(_urls)
 
 
 class _PointReads:
-    """The hot point lookups on a SQLite catalog, on plain sqlite3 connections.
+    """The hot reads (point lookups, stats) on plain DBAPI connections.
 
     The SQL is compiled once from the same Core statements the generic path runs; executing
-    it on an idle connection of a small private pool (whose statement cache keeps it
-    prepared) skips the engine's checkout, events and result machinery, which cost ~5x the
-    query itself. The pool grows to the peak number of concurrent lookups, no further.
+    it on an idle connection of a small private pool skips the engine's checkout, events,
+    pre-ping and result machinery, which cost several times the query itself. SQLite's
+    statement cache keeps the statements prepared; psycopg prepares a statement on the
+    server once a connection has run it a few times. The pool grows to the peak number of
+    concurrent lookups, no further; a connection that failed is closed, not reused.
     """
 
-    def __init__(self, engine: Engine, path: Path, busy_timeout: float, *, read_only: bool) -> None:
-        self._path = path
-        self._timeout = busy_timeout
-        self._read_only = read_only
-        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+    def __init__(self, engine: Engine, connect: Callable[[], Any]) -> None:
+        self._connect = connect
+        self.sqlite = is_sqlite(engine)
+        self.error: type[Exception] = engine.dialect.loaded_dbapi.Error
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.sql = {
             name: str(stmt.compile(dialect=engine.dialect))
-            for name, stmt in (("md5", _BY_MD5), ("url", _BY_URL), ("url_md5", _BY_LEGACY_KEY))
+            for name, stmt in (("md5", _BY_MD5), ("url_key", _BY_URL))
         }
+        # statements without parameters: their constants are written into the SQL
+        for name, stmt in (("counters", _COUNTER_SUMS), ("oldest", _OLDEST_VERIFIED)):
+            compiled = stmt.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
+            self.sql[name] = str(compiled)
 
     def one(self, name: str, value: str) -> MediaRow | None:
-        rows = self._run(self.sql[name], (value,))
+        rows = self._run(self.sql[name], (value,) if self.sqlite else {name: value})
         return _raw_row(rows[0]) if rows else None
 
     def by_md5_many(self, md5s: Sequence[str]) -> dict[str, MediaRow]:
-        """Rows of several md5s in one statement: one round trip, one GIL release."""
+        """Rows of several md5s in one statement (SQLite): one round trip, one GIL release."""
         base = self.sql["md5"]
         assert base.endswith("media.md5 = ?"), base
         found: dict[str, MediaRow] = {}
@@ -299,15 +350,24 @@ class _PointReads:
                 found[row[0]] = _raw_row(row)
         return found
 
-    def _run(self, sql: str, params: Sequence[str]) -> list[tuple[Any, ...]]:
+    def stats(self) -> tuple[dict[str, tuple[int, int]], datetime | None]:
+        """The counters summed, and the oldest verification time."""
+        sums = {name: (int(n), int(b)) for name, n, b in self._run(self.sql["counters"], ())}
+        oldest = self._run(self.sql["oldest"], ())
+        return sums, (_utc(oldest[0][0]) if oldest else None)
+
+    def _run(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
         try:
             conn = self._idle.get_nowait()
         except queue.Empty:
-            conn = open_sqlite(self._path, self._timeout, read_only=self._read_only)
+            conn = self._connect()
         try:
-            return conn.execute(sql, params).fetchall()
-        finally:
-            self._idle.put(conn)
+            rows: list[tuple[Any, ...]] = conn.execute(sql, params).fetchall()
+        except BaseException:
+            conn.close()
+            raise
+        self._idle.put(conn)
+        return rows
 
     def close(self) -> None:
         while True:
@@ -317,13 +377,38 @@ class _PointReads:
                 return
 
 
+def _utc(value: str | datetime) -> datetime:
+    """A time as the driver returns it (SQLite: naive UTC text) as an aware UTC datetime."""
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
 def _raw_row(row: tuple[Any, ...]) -> MediaRow:
-    """A MediaRow from a raw SQLite tuple (times stored as naive UTC text)."""
+    """A MediaRow from a raw driver tuple."""
     values = list(row)
     for i in (8, 9):  # created_at, last_verified_at: see _MEDIA_COLS
         if values[i] is not None:
-            values[i] = datetime.fromisoformat(values[i]).replace(tzinfo=UTC)
+            values[i] = _utc(values[i])
     return MediaRow(*values)
+
+
+def _point_reads(
+    engine: Engine, path: Path | None, busy_timeout: float, *, read_only: bool
+) -> _PointReads | None:
+    """The fast read path for SQLite files and PostgreSQL (psycopg), else None."""
+    if path is not None:
+        return _PointReads(engine, lambda: open_sqlite(path, busy_timeout, read_only=read_only))
+    if engine.dialect.name != "postgresql":
+        return None
+    cargs, cparams = engine.dialect.create_connect_args(engine.url)
+
+    def connect() -> Any:
+        # autocommit: each lookup is its own snapshot, and no transaction stays open idle
+        conn = engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
+        conn.autocommit = True
+        return conn
+
+    return _PointReads(engine, connect)
 
 
 class Catalog:
@@ -342,9 +427,8 @@ class Catalog:
                 url, busy_timeout=busy_timeout, read_only=read_only, create=create_if_empty
             )
             ensure_schema(self.engine, create_if_empty=create_if_empty and not read_only)
-        self._points = (
-            _PointReads(self.engine, path, busy_timeout, read_only=read_only) if path else None
-        )
+        self._sqlite = path is not None
+        self._points = _point_reads(self.engine, path, busy_timeout, read_only=read_only)
         self._write_lock = threading.Lock()
 
     def close(self) -> None:
@@ -356,7 +440,7 @@ class Catalog:
         if self._points is not None:
             try:
                 return self._points.one(name, value)
-            except sqlite3.Error as exc:
+            except self._points.error as exc:
                 raise CatalogError(f"catalog {self._where}: read failed: {exc}") from exc
         with self._read() as conn:
             row = conn.execute(stmt, {name: value}).first()
@@ -395,31 +479,56 @@ class Catalog:
             self._write_lock,
             self._errors("write"),
             self.engine.connect().execution_options(**WRITE) as conn,
-            _relaxed(conn, enabled=not durable and self._points is not None),
+            _relaxed(conn, enabled=not durable and self._sqlite),
             conn.begin(),
         ):
             yield conn
+
+    def _transact(self, body: Callable[[Connection], T], *, durable: bool = True) -> T:
+        """``body`` in a write transaction, run again after a conflict the database reports.
+
+        Writers on other hosts meet in the database: a serialization failure, a deadlock or
+        a unique key another writer has just committed (two hosts adding one URL) rolls the
+        transaction back, and running it again sees what the other writer did. Bounded,
+        with jittered exponential backoff; then the error is a :class:`CatalogError`.
+        """
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            try:
+                with self._write(durable=durable) as conn:
+                    return body(conn)
+            except CatalogError as exc:
+                if attempt == RETRY_ATTEMPTS or not _retryable(exc.__cause__):
+                    raise
+                log.debug("catalog %s: retrying after %s", self._where, exc)
+                time.sleep(RETRY_BASE_SECONDS * 2**attempt * (0.5 + random.random()))
+        raise AssertionError("unreachable")
 
     # --- lookups -------------------------------------------------------------------------
     def by_md5(self, md5: str) -> MediaRow | None:
         return self._point("md5", _BY_MD5, md5)
 
     def by_url(self, url: str) -> MediaRow | None:
-        return self._point("url", _BY_URL, url)
+        return self._point("url_key", _BY_URL, url_key(url))
 
     def by_legacy_key(self, key: str) -> MediaRow | None:
-        """The media of a legacy-imported URL hash whose URL is not known yet."""
-        return self._point("url_md5", _BY_LEGACY_KEY, key)
+        """The media of a legacy-imported URL hash whose URL is not known yet.
+
+        Found by the MD5 of the URL alone, as the legacy cache named its files: a URL made
+        to collide with a legacy file's name would be given that file, as the old system
+        would have given it.
+        """
+        return self._point("url_key", _BY_URL, legacy_url_key(key))
 
     def claim_legacy_url(self, key: str, url: str) -> None:
-        """Fill in the URL of a legacy row now that a lookup named it."""
+        """Fill in the URL of a legacy row now that a lookup named it (unless it is known)."""
+        new_key = url_key(url)
+        known = select(_urls.c.id).where(_urls.c.url_key == new_key).exists()
         stmt = (
             update(_urls)
-            .where(_urls.c.url_md5 == key, _urls.c.url.is_(None))
-            .values(url=url, source="legacy")
+            .where(_urls.c.url_key == legacy_url_key(key), ~known)
+            .values(url=url, url_key=new_key, source="legacy")
         )
-        with self._write() as conn:
-            conn.execute(stmt)
+        self._transact(lambda conn: conn.execute(stmt))
 
     def urls_for(self, md5: str) -> list[str]:
         with self._read() as conn:
@@ -427,7 +536,7 @@ class Catalog:
 
     def url_validators(self, url: str) -> tuple[str | None, str | None]:
         """ETag and Last-Modified recorded for ``url`` at its last download."""
-        stmt = select(_urls.c.etag, _urls.c.last_modified).where(_urls.c.url == url)
+        stmt = select(_urls.c.etag, _urls.c.last_modified).where(_urls.c.url_key == url_key(url))
         with self._read() as conn:
             row = conn.execute(stmt).first()
         return (row[0], row[1]) if row else (None, None)
@@ -481,22 +590,18 @@ class Catalog:
     # --- writers and intents (see claims.py) ------------------------------------------------
     def open_writer(self, label: str) -> str:
         """Register this store as a writer; returns its id."""
-        with self._write(durable=False) as conn:
-            return claims.add_writer(conn, label)
+        return self._transact(lambda conn: claims.add_writer(conn, label), durable=False)
 
     def heartbeat(self, writer: str, label: str) -> bool:
         """Keep ``writer`` alive; False if it had been reaped (its intents were lost)."""
-        with self._write(durable=False) as conn:
-            return claims.beat(conn, writer, label)
+        return self._transact(lambda conn: claims.beat(conn, writer, label), durable=False)
 
     def close_writer(self, writer: str) -> None:
-        with self._write(durable=False) as conn:
-            claims.drop_writer(conn, writer)
+        self._transact(lambda conn: claims.drop_writer(conn, writer), durable=False)
 
     def reap_writers(self, lease_seconds: int) -> int:
         """Drop writers silent for longer than the lease (by the database's clock)."""
-        with self._write(durable=False) as conn:
-            return claims.reap_writers(conn, lease_seconds)
+        return self._transact(lambda conn: claims.reap_writers(conn, lease_seconds), durable=False)
 
     def claim(self, writer: str, md5s: Sequence[str]) -> dict[str, MediaRow]:
         """Hold an intent on each md5 and return the rows they have, in one transaction.
@@ -505,14 +610,17 @@ class Catalog:
         remover would have to change first: the writer may rely on an ``ok`` row's file.
         """
         unique = list(dict.fromkeys(md5s))
-        with self._write(durable=False) as conn:
+
+        def body(conn: Connection) -> dict[str, MediaRow]:
             claims.hold(conn, writer, unique)
             return _rows_in(conn, unique)
 
+        return self._transact(body, durable=False)
+
     def release(self, writer: str, md5s: Sequence[str]) -> None:
         """Drop intents without recording anything (the commit failed or was refused)."""
-        with self._write(durable=False) as conn:
-            claims.release(conn, writer, list(dict.fromkeys(md5s)))
+        unique = list(dict.fromkeys(md5s))
+        self._transact(lambda conn: claims.release(conn, writer, unique), durable=False)
 
     def record_many(
         self, writer: str, entries: Sequence[Recording], now: datetime
@@ -529,29 +637,35 @@ class Catalog:
             PlacementNeeded: an entry relied on a file whose row is no longer ``ok``.
             HashCollisionError: a md5 is known with another SHA-256 or size.
         """
-        md5s = list(dict.fromkeys(e.media.md5 for e in entries))
-        with self._write() as conn:
-            if claims.release(conn, writer, md5s) < len(md5s):
-                raise IntentLostError(
-                    "this writer's intents expired (it was silent for longer than the lease); "
-                    "nothing was recorded"
-                )
-            known = _rows_in(conn, md5s)
-            _check_reliance(entries, known)
-            refused = [_refused_adoption(e, known) for e in entries]
-            inserts, revived = _new_rows(entries, known, now)
-            if inserts:
-                conn.execute(_INSERT_MEDIA, inserts)
-            for md5 in revived:
-                conn.execute(_REVIVE, {"b_md5": md5})
-                known[md5] = replace(known[md5], status=STATUS_OK)
-            urls = [
-                (e.media.md5, info)
-                for e, no in zip(entries, refused, strict=True)
-                if not no
-                for info in e.urls
-            ]
-            self._upsert_urls(conn, urls, now)
+        md5s = sorted({e.media.md5 for e in entries})  # one lock order for every writer
+        return self._transact(lambda conn: self._record(conn, writer, md5s, entries, now))
+
+    def _record(
+        self, conn: Connection, writer: str, md5s: list[str], entries: Sequence[Recording],
+        now: datetime,
+    ) -> list[MediaRow]:  # fmt: skip
+        if claims.release(conn, writer, md5s) < len(md5s):
+            raise IntentLostError(
+                "this writer's intents expired (it was silent for longer than the lease); "
+                "nothing was recorded"
+            )
+        known = _rows_in(conn, md5s)
+        _check_reliance(entries, known)
+        refused = [_refused_adoption(e, known) for e in entries]
+        _count_dedup(conn, entries, known)
+        inserts, revived = _new_rows(entries, known, now)
+        if inserts:
+            conn.execute(_INSERT_MEDIA, sorted(inserts, key=lambda r: str(r["md5"])))
+        for md5 in sorted(revived):
+            conn.execute(_REVIVE, {"b_md5": md5})
+            known[md5] = replace(known[md5], status=STATUS_OK)
+        urls = [
+            (e.media.md5, info)
+            for e, no in zip(entries, refused, strict=True)
+            if not no
+            for info in e.urls
+        ]
+        self._upsert_urls(conn, urls, now)
         return [known[e.media.md5] for e in entries]
 
     def tombstone(self, md5: str, now: datetime) -> MediaRow | None:
@@ -559,23 +673,36 @@ class Catalog:
 
         Returns the row as it was, or None if there was none (or it was already removed).
         """
-        with self._write() as conn:
+
+        def body(conn: Connection) -> MediaRow | None:
             row = _rows_in(conn, [md5]).get(md5)
             if row is None or row.status == STATUS_REMOVED:
                 return None
+            conn.execute(
+                insert(_history).from_select(
+                    ["url_key", "url", "md5", "event", "at"],
+                    select(
+                        _urls.c.url_key, _urls.c.url, _urls.c.md5, literal("removed"),
+                        literal(now, UTCDateTime()),
+                    ).where(_urls.c.md5 == md5),
+                )
+            )  # fmt: skip
             conn.execute(delete(_urls).where(_urls.c.md5 == md5))
             conn.execute(
                 update(_media).where(_media.c.md5 == md5)
                 .values(status=STATUS_REMOVED, removed_at=now)
             )  # fmt: skip
-        return row
+            return row
+
+        return self._transact(body)
 
     @contextmanager
     def exclusive(self) -> Iterator[Exclusive]:
         """A write transaction in which a remover checks intents and acts on files.
 
-        Nothing can claim an md5 while it is open (SQLite's write lock), so a file found
-        unheld here stays unheld until the transaction ends: move or delete it inside.
+        Nothing can claim an md5 that :meth:`Exclusive.held` has checked while it is open
+        (SQLite's write lock; on PostgreSQL, advisory locks on those md5s), so a file found
+        unheld stays unheld until the transaction ends: move or delete it inside.
         """
         with self._write() as conn:
             yield Exclusive(conn)
@@ -583,8 +710,8 @@ class Catalog:
     def mark_verified(self, md5s: Sequence[str], when: datetime) -> None:
         """Record a passed check; a row that changed status meanwhile is left alone."""
         if md5s:
-            with self._write(durable=False) as conn:
-                conn.execute(_MARK_VERIFIED, [{"b_md5": m, "b_when": when} for m in md5s])
+            rows = [{"b_md5": m, "b_when": when} for m in sorted(md5s)]
+            self._transact(lambda conn: conn.execute(_MARK_VERIFIED, rows), durable=False)
 
     def removed_md5s(self, page: int = 500) -> Iterator[list[str]]:
         """Md5s of removed content (whose file may still need deleting), a page at a time."""
@@ -605,10 +732,10 @@ class Catalog:
 
     def by_md5_many(self, md5s: Sequence[str]) -> dict[str, MediaRow]:
         """The media rows of these md5s that exist (queried in batches)."""
-        if self._points is not None:
+        if self._points is not None and self._points.sqlite:
             try:
                 return self._points.by_md5_many(md5s)
-            except sqlite3.Error as exc:
+            except self._points.error as exc:
                 raise CatalogError(f"catalog {self._where}: read failed: {exc}") from exc
         with self._read() as conn:
             return _rows_in(conn, md5s)
@@ -616,77 +743,80 @@ class Catalog:
     def _upsert_urls(
         self, conn: Connection, entries: Sequence[tuple[str, UrlInfo]], now: datetime
     ) -> None:
-        """Map each URL to its md5: insert new URLs, re-point and refresh known ones."""
-        keys = list(dict.fromkeys(info.url_md5 for _, info in entries))
+        """Map each URL to its md5: insert new URLs, re-point and refresh known ones.
+
+        A URL re-pointed to other content leaves a ``moved`` row in ``url_history``.
+        """
+        keys = sorted({info.key for _, info in entries})  # one lock order for every writer
         found: dict[str, Any] = {}
         if len(keys) == 1:  # the common single URL: no IN list to expand and compile
-            row = conn.execute(_URL_ROW, {"url_md5": keys[0]}).first()
+            row = conn.execute(_URL_ROW, {"url_key": keys[0]}).first()
             found = {keys[0]: row} if row else {}
             keys = []
         for start in range(0, len(keys), 500):
-            stmt = select(_urls.c.id, _urls.c.url_md5, _urls.c.url).where(
-                _urls.c.url_md5.in_(keys[start : start + 500])
-            )
-            found.update((r.url_md5, r) for r in conn.execute(stmt))
+            stmt = select(*_URL_COLS).where(_urls.c.url_key.in_(keys[start : start + 500]))
+            found.update((r.url_key, r) for r in conn.execute(stmt))
         inserts: dict[str, dict[str, Any]] = {}
+        moved: list[dict[str, Any]] = []
         for md5, info in entries:
-            if info.url_md5 in inserts:  # the same URL twice in one batch: the last one wins
-                inserts[info.url_md5].update(_url_update(md5, info, None))
+            if info.key in inserts:  # the same URL twice in one batch: the last one wins
+                inserts[info.key].update(_url_update(md5, info, None))
                 continue
-            existing = found.get(info.url_md5)
+            existing = found.get(info.key)
             if existing is None:
-                inserts[info.url_md5] = {
-                    "url": info.url, "url_md5": info.url_md5, "source": info.source,
-                    "md5": md5, "first_seen_at": now, "last_fetched_at": info.fetched_at,
-                    "etag": info.etag, "last_modified": info.last_modified,
+                inserts[info.key] = {
+                    "url": info.url, "url_key": info.key, "url_md5": info.url_md5,
+                    "source": info.source, "md5": md5, "first_seen_at": now,
+                    "last_fetched_at": info.fetched_at, "etag": info.etag,
+                    "last_modified": info.last_modified,
                 }  # fmt: skip
-            else:
-                values = _url_update(md5, info, existing.url)
-                conn.execute(update(_urls).where(_urls.c.id == existing.id).values(**values))
+                continue
+            if existing.md5 != md5:
+                moved.append({
+                    "url_key": info.key, "url": existing.url or info.url, "md5": existing.md5,
+                    "event": "moved", "at": now,
+                })  # fmt: skip
+            values = _url_update(md5, info, existing.url)
+            conn.execute(update(_urls).where(_urls.c.id == existing.id).values(**values))
+        if moved:
+            conn.execute(insert(_history), moved)
         if inserts:
             conn.execute(_INSERT_URL, list(inserts.values()))
 
     def touch_url(self, url: str, fetched_at: datetime) -> None:
         """Record a successful revalidation (HTTP 304) of ``url``."""
-        with self._write() as conn:
-            conn.execute(update(_urls).where(_urls.c.url == url).values(last_fetched_at=fetched_at))
+        stmt = update(_urls).where(_urls.c.url_key == url_key(url))
+        self._transact(lambda conn: conn.execute(stmt.values(last_fetched_at=fetched_at)))
 
     # --- reports -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Raw figures for :class:`~mediastore.records.StoreStats`, from indexed queries."""
-        per_type = select(
-            _media.c.media_type, func.count(), func.coalesce(func.sum(_media.c.size), 0)
-        )
-        shared = (
-            select(_urls.c.md5, (func.count() - 1).label("extra"))
-            .group_by(_urls.c.md5)
-            .having(func.count() > 1)
-            .subquery()
-        )
-        saved = select(func.coalesce(func.sum(_media.c.size * shared.c.extra), 0)).join_from(
-            shared, _media, _media.c.md5 == shared.c.md5
-        )
-        live = _media.c.status != STATUS_REMOVED
-        oldest = (
-            select(_media.c.last_verified_at)
-            .where(_media.c.last_verified_at.is_not(None), live)
-            .order_by(_media.c.last_verified_at)
-            .limit(1)
-        )
+        """Raw figures for :class:`~mediastore.records.StoreStats`: the counters, summed.
+
+        A few dozen counter rows and one indexed probe, whatever the catalog's size; on
+        SQLite through the point-read connections (the engine's set-up would cost more
+        than both statements).
+        """
+        if self._points is not None:
+            try:
+                sums, oldest = self._points.stats()
+            except self._points.error as exc:
+                raise CatalogError(f"catalog {self._where}: read failed: {exc}") from exc
+            return {"counters": sums, "oldest": oldest}
         with self._read(snapshot=True) as conn:
-            by_type = {
-                t: (int(n), int(s))
-                for t, n, s in conn.execute(per_type.where(live).group_by(_media.c.media_type))
-            }
-            return {
-                "by_type": by_type,
-                "total_urls": conn.execute(select(func.count()).select_from(_urls)).scalar_one(),
-                "saved": int(conn.execute(saved).scalar_one()),
-                "oldest": conn.execute(oldest).scalar(),
-                "unverified": conn.execute(
-                    select(func.count()).where(_media.c.last_verified_at.is_(None), live)
-                ).scalar_one(),
-            }
+            counters = _counter_sums(conn)
+            return {"counters": counters, "oldest": conn.execute(_OLDEST_VERIFIED).scalar()}
+
+    def recount(self) -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
+        """Check the counters (and each row's ``url_count``) against the rows; repair them.
+
+        One write transaction, in which no other writer changes a row: SQLite's write lock,
+        or on PostgreSQL a SHARE lock on both tables (writers wait, readers do not). The
+        ``dedup`` history is not recounted: the rows do not hold it.
+
+        Returns:
+            For each counter that was wrong: (counted from the rows, what it said).
+        """
+        return self._transact(_recount)
 
     # --- listing and MD5 prefixes (read-only: ls, export, prefixes in the CLI) ------------
     def md5s_with_prefix(self, prefix: str, limit: int) -> list[str]:
@@ -764,6 +894,86 @@ class Catalog:
             if len(rows) < page:
                 return
             last = rows[-1].md5
+
+
+def _counter_sums(conn: Connection) -> dict[str, tuple[int, int]]:
+    return {name: (int(n), int(b)) for name, n, b in conn.execute(_COUNTER_SUMS)}
+
+
+def bump_counter(conn: Connection, name: str, count: int, size: int) -> None:
+    """Add to a counter in the caller's transaction (on this backend's shard)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT mediastore_count(:n, :c, :b)"), {"n": name, "c": count, "b": size}
+        )
+        return
+    conn.execute(_SQLITE_BUMP, {"n": name, "c": count, "b": size})
+
+
+_SQLITE_BUMP = text(
+    "INSERT INTO stats_counters (shard, name, count, bytes) VALUES (0, :n, :c, :b) "
+    "ON CONFLICT (name, shard) DO UPDATE SET "
+    "count = count + excluded.count, bytes = bytes + excluded.bytes"
+)
+#: Counters a recount derives from the rows (``dedup`` is history the rows do not hold).
+_DERIVED = ("media:", "unverified", "urls", "shared_urls")
+
+
+def _recount(conn: Connection) -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("LOCK TABLE media, media_urls IN SHARE MODE"))
+    per_md5 = select(func.count()).where(_urls.c.md5 == _media.c.md5).scalar_subquery()
+    conn.execute(update(_media).where(_media.c.url_count != per_md5).values(url_count=per_md5))
+    truth = {
+        f"media:{t}:{st}": (int(n), int(b))
+        for t, st, n, b in conn.execute(
+            select(
+                _media.c.media_type, _media.c.status, func.count(),
+                func.coalesce(func.sum(_media.c.size), 0),
+            ).group_by(_media.c.media_type, _media.c.status)
+        )
+    }  # fmt: skip
+    unverified = select(func.count()).where(
+        _media.c.last_verified_at.is_(None), _media.c.status != STATUS_REMOVED
+    )
+    truth["unverified"] = (int(conn.execute(unverified).scalar_one()), 0)
+    truth["urls"] = (int(conn.execute(select(func.count()).select_from(_urls)).scalar_one()), 0)
+    extra = _media.c.url_count - 1
+    shared = select(
+        func.coalesce(func.sum(extra), 0), func.coalesce(func.sum(extra * _media.c.size), 0)
+    ).where(_media.c.url_count > 1)
+    n, b = conn.execute(shared).one()
+    truth["shared_urls"] = (int(n), int(b))
+    recorded = {k: v for k, v in _counter_sums(conn).items() if k.startswith(_DERIVED)}
+    wrong = {
+        name: (truth.get(name, (0, 0)), recorded.get(name, (0, 0)))
+        for name in truth.keys() | recorded.keys()
+        if truth.get(name, (0, 0)) != recorded.get(name, (0, 0))
+    }
+    if wrong:
+        conn.execute(delete(_counters).where(_counters.c.name.in_(sorted(wrong))))
+        conn.execute(
+            insert(_counters),
+            [{"shard": 0, "name": k, "count": v[0][0], "bytes": v[0][1]} for k, v in wrong.items()],
+        )
+    return wrong
+
+
+def _count_dedup(
+    conn: Connection, entries: Sequence[Recording], known: dict[str, MediaRow]
+) -> None:
+    """Count the adds whose content was already stored, and the bytes they did not store."""
+    seen = {m for m, row in known.items() if row.status == STATUS_OK}
+    count = size = 0
+    for entry in entries:
+        if entry.adopt:
+            continue
+        if entry.media.md5 in seen:
+            count += 1
+            size += entry.media.size
+        seen.add(entry.media.md5)
+    if count:
+        bump_counter(conn, "dedup", count, size)
 
 
 def _url_update(md5: str, info: UrlInfo, current_url: str | None) -> dict[str, Any]:
