@@ -112,7 +112,7 @@ class VerifyReport:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TypeStats:
-    """Count and total size of one media type."""
+    """Count and total size of one media type (or of one status)."""
 
     count: int = 0
     size: int = 0
@@ -126,7 +126,14 @@ class TypeStats:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreStats:
-    """Catalog-wide figures, computed by SQL alone."""
+    """Catalog-wide figures, from counters the catalog keeps (a few rows at any size).
+
+    Removed content is left out. ``by_status`` splits the totals by status (``ok``,
+    ``missing``, ``corrupt``, ``broken``). ``dedup_saved_bytes``: the bytes of every add
+    whose content was already stored (a second copy of a file, the same image under
+    another URL), which the store did not write again; it is history and stays after an
+    ``rm``.
+    """
 
     total_files: int
     total_size: int
@@ -135,6 +142,9 @@ class StoreStats:
     dedup_saved_bytes: int
     oldest_verified_at: datetime | None
     unverified: int
+    by_status: dict[str, TypeStats] = field(default_factory=dict)
+    #: adds that found their content already stored
+    dedup_adds: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form with the seed's keys (``total_files``, ``total_size``, ``by_type``)."""
@@ -142,8 +152,12 @@ class StoreStats:
             "total_files": self.total_files,
             "total_size": self.total_size,
             "by_type": {k: {"count": v.count, "size": v.size} for k, v in self.by_type.items()},
+            "by_status": {
+                k: {"count": v.count, "size": v.size} for k, v in self.by_status.items()
+            },
             "total_urls": self.total_urls,
             "dedup_saved_bytes": self.dedup_saved_bytes,
+            "dedup_adds": self.dedup_adds,
             "oldest_verified_at": (
                 self.oldest_verified_at.isoformat() if self.oldest_verified_at else None
             ),
@@ -209,6 +223,10 @@ class GcReport:
     collected: list[str] = field(default_factory=list)
     #: writers silent past the lease, whose intents were dropped
     writers_reaped: int = 0
+    #: stats counters that disagreed with the rows and were recounted (name -> counted, said)
+    counters_repaired: dict[str, tuple[tuple[int, int], tuple[int, int]]] = field(
+        default_factory=dict
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -220,6 +238,10 @@ class GcReport:
             "marked_missing": self.marked_missing,
             "collected": self.collected,
             "writers_reaped": self.writers_reaped,
+            "counters_repaired": {
+                k: {"counted": list(v[0]), "recorded": list(v[1])}
+                for k, v in self.counters_repaired.items()
+            },
         }
 
 

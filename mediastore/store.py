@@ -34,6 +34,7 @@ from .ingest import Chunks, bytes_chunks, file_chunks, read_chunks
 from .lifecycle import Lifecycle, ref_of
 from .listing import MediaFilter
 from .records import (
+    LIVE_STATUSES,
     MEDIA_TYPES,
     STATUS_OK,
     STATUS_REMOVED,
@@ -105,12 +106,13 @@ class MediaStore:
         self.root = self.config.root
         self.read_only = read_only or _not_writable(self.root, self.config.catalog_url)
         _check_root(self.root, create=create and not self.read_only)
-        if not self.read_only:
-            self.root.mkdir(parents=True, exist_ok=True)
+        # the catalog first: a bad catalog URL or a missing driver leaves nothing behind
         self.catalog = Catalog(
             self.config.catalog_url, busy_timeout=self.config.busy_timeout,
             create_if_empty=create, read_only=self.read_only,
         )  # fmt: skip
+        if not self.read_only:
+            self.root.mkdir(parents=True, exist_ok=True)
         try:
             self.blobs = open_blob_store(blob_url, self.root, read_only=self.read_only)
         except BaseException:
@@ -412,17 +414,29 @@ class MediaStore:
     def stats(self) -> StoreStats:
         """Counts and sizes from the catalog alone (no directory walk)."""
         raw = self.catalog.stats()
+        counters: dict[str, tuple[int, int]] = raw["counters"]
         by_type = {t: TypeStats() for t in MEDIA_TYPES}
-        for media_type, (count, size) in raw["by_type"].items():
-            by_type[media_type] = TypeStats(count=count, size=size)
+        by_status = {s: TypeStats() for s in LIVE_STATUSES}
+        for name, (count, size) in counters.items():
+            kind, _, rest = name.partition(":")
+            media_type, _, status = rest.partition(":")
+            if kind != "media" or status == STATUS_REMOVED or not count:
+                continue
+            t = by_type.get(media_type, TypeStats())
+            by_type[media_type] = TypeStats(count=t.count + count, size=t.size + size)
+            st = by_status.get(status, TypeStats())
+            by_status[status] = TypeStats(count=st.count + count, size=st.size + size)
+        dedup = counters.get("dedup", (0, 0))
         return StoreStats(
             total_files=sum(t.count for t in by_type.values()),
             total_size=sum(t.size for t in by_type.values()),
             by_type=by_type,
-            total_urls=raw["total_urls"],
-            dedup_saved_bytes=raw["saved"],
+            by_status=by_status,
+            total_urls=counters.get("urls", (0, 0))[0],
+            dedup_saved_bytes=dedup[1],
+            dedup_adds=dedup[0],
             oldest_verified_at=raw["oldest"],
-            unverified=raw["unverified"],
+            unverified=counters.get("unverified", (0, 0))[0],
         )
 
     def import_legacy(
