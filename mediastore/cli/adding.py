@@ -61,10 +61,7 @@ def _walk(top: Path, skip: Path) -> Iterator[Item | str]:
     a ``str`` is a line about an entry skipped on purpose, an errored Item one that failed."""
     failures: list[OSError] = []
     for dirpath, dirnames, filenames in os.walk(top, onerror=failures.append):
-        while failures:
-            err = failures.pop()
-            yield Item(Path(err.filename or dirpath), InvalidInputError(
-                f"cannot read directory {err.filename}: {err.strerror or err}"))  # fmt: skip
+        yield from _unlisted(failures, top)
         dirnames.sort()
         here = Path(dirpath)
         if here.resolve().is_relative_to(skip):
@@ -91,9 +88,15 @@ def _walk(top: Path, skip: Path) -> Iterator[Item | str]:
                 yield f"skipped {path}: {kind}"
             elif stat.S_ISREG(st.st_mode) and not path.resolve().is_relative_to(skip):
                 yield Item(path)
-    while failures:  # the top itself could not be listed
+    yield from _unlisted(failures, top)
+
+
+def _unlisted(failures: list[OSError], top: Path) -> Iterator[Item]:
+    """A failed item for each directory ``os.walk`` could not list."""
+    while failures:
         err = failures.pop()
-        yield Item(top, InvalidInputError(f"cannot read directory {top}: {err.strerror or err}"))
+        path = Path(err.filename) if err.filename else top
+        yield Item(path, InvalidInputError(f"cannot read directory {path}: {err.strerror or err}"))
 
 
 def _items(paths: tuple[str, ...], skip: Path) -> Iterator[Item | str]:
@@ -157,15 +160,16 @@ def add(ctx: click.Context, paths: tuple[str, ...], url: str | None, as_json: bo
                 if isinstance(item, str):
                     echo_warning(item)
                     continue
-                source = str(item.path)
+                source = "<stdin>" if str(item.path) == STDIN else str(item.path)
                 try:
                     if item.error is not None:
                         raise item.error
                     rec, new = _add_one(store, item.path, url)
                 except MediaStoreError as exc:
                     tally.failed(exc.exit_code)
-                    failed.append({"source": source, "error": str(exc)})
-                    echo_error(exc)
+                    message = str(exc) if source in str(exc) else f"{source}: {exc}"
+                    failed.append({"source": source, "error": message})
+                    echo_error(message)
                 else:
                     tally.ok()
                     added.append(_describe(rec, source, new and rec.md5 not in seen))
