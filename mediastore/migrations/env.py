@@ -11,6 +11,7 @@ import os
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from mediastore.catalog.engine import WRITE, foreign_keys_off, make_engine
@@ -32,7 +33,16 @@ def _db_url() -> str:
     )
 
 
+#: Advisory lock key held while migrating a PostgreSQL catalog (any constant will do).
+SCHEMA_LOCK = 0x6D6564696173  # "medias"
+
+
 def _configure(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Hosts that open an empty catalog at once would all create the schema: the first
+        # migrates, the others wait here and then find the catalog at head (the revision is
+        # read after the lock). SQLite's write lock (BEGIN IMMEDIATE) does the same there.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK})
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
