@@ -3,17 +3,22 @@ file of garbage bytes and a catalog at a revision this mediastore does not know.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import checker
 import pytest
+from click.testing import CliRunner, Result
 from sqlalchemy import create_engine
 
 import mediastore
 from mediastore import MediaStore, StoreConfig, errors
+from mediastore import testing as t
 from mediastore.catalog.schema import current_revisions, upgrade
+from mediastore.cli import main
 
 
 @pytest.mark.parametrize(
@@ -102,3 +107,111 @@ def test_upgrade_of_an_unknown_revision_is_schema_error(tmp_path: Path) -> None:
     finally:
         engine.dispose()
     assert checker.tree_snapshot(tmp_path / "s") == before
+
+
+# --- the same through the CLI: one "error:" line, the error's exit code, nothing created -----
+def _cli(*args: str, env: dict[str, str | None] | None = None) -> Result:
+    clean: dict[str, str | None] = {"MEDIASTORE_ROOT": None, "MEDIASTORE_DB_URL": None}
+    return CliRunner(env={**clean, **(env or {})}).invoke(main, list(args))
+
+
+def _one_error_line(result: Result) -> str:
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [["stats"], ["add", "x.jpg"], ["db", "current"], ["ls"]])
+def test_db_garbage_is_one_line_exit_2_and_creates_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    root = tmp_path / "root"
+    result = _cli("--root", str(root), "--db", "garbage", *command)
+    assert result.exit_code == 2, result.output
+    assert "not a database URL" in _one_error_line(result)
+    assert os.listdir(tmp_path) == []
+
+
+def test_fetch_from_a_missing_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    result = _cli("--root", str(tmp_path / "s"), "fetch", "--from-file", str(tmp_path / "no.txt"))
+    assert result.exit_code == 2
+    assert "cannot read --from-file" in _one_error_line(result)
+
+
+@pytest.mark.parametrize("command", [["db", "current"], ["db", "upgrade"], ["stats"]])
+def test_garbage_catalog_through_the_cli(tmp_path: Path, command: list[str]) -> None:
+    """db current, db upgrade and a store command on a catalog file of garbage bytes: one
+    line naming the catalog, exit 7, the file unchanged."""
+    path = _garbage_catalog(tmp_path)
+    before = path.read_bytes()
+    MediaStore(tmp_path / "s").close()
+    result = _cli("--root", str(tmp_path / "s"), "--db", f"sqlite:///{path}", *command)
+    assert result.exit_code == 7, result.output
+    assert "not a database" in _one_error_line(result)
+    assert path.read_bytes() == before
+
+
+def test_unknown_revision_through_the_cli(tmp_path: Path) -> None:
+    """db upgrade of a catalog a newer mediastore wrote: exit 7, one line; db current says
+    the revision is unknown rather than asking for an upgrade."""
+    root = tmp_path / "s"
+    MediaStore(root).close()
+    with sqlite3.connect(root / "catalog.sqlite3") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'ffff'")
+    conn.close()
+    up = _cli("--root", str(root), "db", "upgrade")
+    assert up.exit_code == 7 and "ffff" in _one_error_line(up)
+    current = _cli("--root", str(root), "db", "current")
+    assert current.exit_code == 0 and "unknown to this mediastore" in current.stdout
+
+
+@pytest.mark.parametrize(
+    "args", [["bogus"], ["add"], ["ls", "--type"], ["verify", "--limit", "x"], ["--nope"]]
+)
+def test_usage_errors_are_one_error_line_exit_2(tmp_path: Path, args: list[str]) -> None:
+    result = _cli("--root", str(tmp_path), *args)
+    assert result.exit_code == 2
+    assert "--help" in _one_error_line(result)
+
+
+def test_verify_one_md5_exits_with_its_own_code(tmp_path: Path) -> None:
+    """verify MD5: 4 when that file is corrupt, 5 when it is missing; no MD5 given and
+    something wrong: 1."""
+    root = tmp_path / "s"
+    with MediaStore(root) as store:
+        bad = store.add_bytes(t.image_bytes("PNG", color="green"))
+        gone = store.add_bytes(t.image_bytes("GIF", color="green"))
+    assert bad.path is not None and gone.path is not None
+    bad.path.write_bytes(b"\x89PNG damaged")
+    gone.path.unlink()
+    assert _cli("--root", str(root), "verify", bad.md5).exit_code == 4
+    assert _cli("--root", str(root), "verify", gone.md5[:8]).exit_code == 5
+    assert _cli("--root", str(root), "verify", bad.md5, gone.md5).exit_code == 1
+    assert _cli("--root", str(root), "verify").exit_code == 1
+
+
+def test_count_to_verify_is_the_progress_total(tmp_path: Path) -> None:
+    """verify's bar knows its total before the first file: count_to_verify matches what
+    verify then checks, for all, a period and a limit."""
+    with MediaStore(tmp_path / "s") as store:
+        md5s = [store.add_bytes(t.pdf_bytes(f"d{i}")).md5 for i in range(5)]
+        assert store.count_to_verify() == 5 == store.verify().checked
+        assert store.count_to_verify(older_than=timedelta(days=1)) == 0
+        assert store.count_to_verify(limit=2) == 2
+        store.remove(md5s[0])
+        assert store.count_to_verify() == 4
+        assert store.count_to_verify(md5s[1:3]) == 2
+        seen: list[tuple[int, int]] = []
+        store.verify(progress=lambda done, total: seen.append((done, total)))
+        assert {total for _, total in seen} == {4}
+
+
+def test_shell_completion_script() -> None:
+    """The documented `_MEDIASTORE_COMPLETE=bash_source mediastore` prints a bash script."""
+    result = CliRunner(env={"_MEDIASTORE_COMPLETE": "bash_source"}).invoke(
+        main, [], prog_name="mediastore"
+    )
+    assert result.exit_code == 0
+    assert "_mediastore_completion" in result.stdout and "complete " in result.stdout
