@@ -246,6 +246,8 @@ def test_export_failures_and_exit_codes(
     target = tmp_path / "a-file"
     target.write_text("x")
     assert run(root, "export", str(target)).exit_code == 2
+    under_a_file = run(root, "export", str(target / "sub"))
+    assert under_a_file.exit_code == 6 and "cannot create" in under_a_file.stderr  # storage
     with MediaStore(root) as store:
         rec = store.get_by_md5(m["png"])
         assert rec is not None and rec.path is not None

@@ -317,11 +317,10 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     for media_type, ts in st.by_type.items():
         click.echo(f"{media_type:<10}{ts.count:>10}{format_size(ts.size):>12}")
     click.echo(f"{'total':<10}{st.total_files:>10}{format_size(st.total_size):>12}")
-    by_status = getattr(st, "by_status", {})
-    if by_status:
+    if st.by_status:
         click.echo(
             "by status: "
-            + ", ".join(f"{s} {v.count} ({format_size(v.size)})" for s, v in by_status.items())
+            + ", ".join(f"{s} {v.count} ({format_size(v.size)})" for s, v in st.by_status.items())
         )
     click.echo(f"urls: {st.total_urls}; saved by dedup: {format_size(st.dedup_saved_bytes)}")
     oldest = st.oldest_verified_at.isoformat() if st.oldest_verified_at else "never"
