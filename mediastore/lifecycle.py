@@ -264,6 +264,8 @@ class _Batch:
         self.batch = batch
         self.outcomes: list[Outcome | None] = [None] * len(batch)
         self.placed: set[str] = set()
+        #: Entries whose own temp was placed (a duplicate of a placed md5 still has its temp).
+        self.consumed: set[int] = set()
 
     def run(self) -> list[Outcome]:
         life = self.life
@@ -323,6 +325,7 @@ class _Batch:
             md5 = self.batch[i].staged.md5
             if error is None:
                 self.placed.add(md5)
+                self.consumed.add(i)
                 log.debug("placed %s", md5)
             else:
                 self._fail_md5(md5, error)
@@ -378,7 +381,8 @@ class _Batch:
 
     def _finish(self, writer: str) -> None:
         """Drop the intents the recording did not (entries that failed); remove the temps
-        that were not placed (those of entries that relied on a file already in place)."""
+        that were not placed (entries that relied on a file already in place, or on a copy of
+        the same content placed by another entry of the batch)."""
         recorded = {
             self.batch[i].staged.md5 for i, o in enumerate(self.outcomes) if isinstance(o, MediaRow)
         }
@@ -388,8 +392,8 @@ class _Batch:
                 self.life.catalog.release(writer, failed)
             except MediaStoreError:  # they go when this writer closes or is reaped
                 log.warning("could not drop intents on %d md5(s)", len(failed), exc_info=True)
-        for entry in self.batch:
-            if entry.staged.md5 not in self.placed:
+        for i, entry in enumerate(self.batch):
+            if i not in self.consumed:
                 self.life.discard(entry.staged)
 
 

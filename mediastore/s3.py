@@ -149,9 +149,8 @@ def _reason(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and "Error" in response:
         err = response["Error"]
-        return f"{err.get('Code', '?')} (HTTP {_status(exc)}): {err.get('Message', '')}".rstrip(
-            ": "
-        )
+        message = f": {err['Message']}" if err.get("Message") else ""
+        return f"{err.get('Code', '?')} (HTTP {_status(exc)}){message}"
     return str(exc) or type(exc).__name__
 
 

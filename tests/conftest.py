@@ -120,3 +120,34 @@ def s3_bucket(s3_server: servers.S3Server) -> Iterator[servers.S3Bucket]:
     bucket = s3_server.bucket()
     yield bucket
     s3_server.delete_bucket(bucket.name)
+
+
+@pytest.fixture
+def s3_env(
+    s3_bucket: servers.S3Bucket, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> servers.S3Bucket:
+    """A new bucket, and boto3's default chain pointed at its endpoint through the variables a
+    boto3 user sets (no profile or config file of this machine is read)."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    for name, value in s3_bucket.env.items():
+        monkeypatch.setenv(name, value)
+    return s3_bucket
+
+
+@pytest.fixture(params=["disk", "s3"])
+def blob_url(request: pytest.FixtureRequest) -> str | None:
+    """Where a store's bytes go: None (its root's ``media/``), then a prefix in a new bucket."""
+    if request.param == "disk":
+        return None
+    bucket: servers.S3Bucket = request.getfixturevalue("s3_env")
+    return f"s3://{bucket.name}/store"
+
+
+@pytest.fixture
+def backend_store(tmp_path: Path, blob_url: str | None) -> Iterator[MediaStore]:
+    """A fresh store with its bytes on disk, then in a bucket (SQLite catalog under tmp_path)."""
+    with MediaStore(tmp_path / "store", blob_url=blob_url) as s:
+        yield s
