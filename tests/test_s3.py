@@ -49,10 +49,10 @@ def open_store(tmp_path: Path, bucket: servers.S3Bucket) -> Iterator[Callable[..
     """Stores on the test bucket: own local roots, one shared SQLite catalog file."""
     opened: list[MediaStore] = []
 
-    def make(name: str = "a", options: str = "") -> MediaStore:
+    def make(name: str = "a", options: str = "", **settings: Any) -> MediaStore:
         url = f"s3://{bucket.name}/store" + (f"?{options}" if options else "")
         store = MediaStore(tmp_path / name, db_url=f"sqlite:///{tmp_path / 'catalog.db'}",
-                           blob_url=url)  # fmt: skip
+                           blob_url=url, **settings)  # fmt: skip
         opened.append(store)
         return store
 
@@ -411,6 +411,24 @@ def test_verify_finds_a_corrupted_object_and_quarantines_it(
     store.add_bytes(data)
     assert rows(tmp_path)[bad.md5][0] == "ok"
     assert store.verify(bad.md5, deep=True).ok == [bad.md5]
+
+
+def test_verify_repair_downloads_a_good_copy_into_the_bucket(
+    open_store: Callable[..., MediaStore], bucket: servers.S3Bucket, tmp_path: Path, http: Any
+) -> None:
+    """verify --repair on S3: the overwritten object is quarantined and the content fetched
+    again from its recorded URL (loopback) is uploaded to its address; the row is ok again."""
+    store = open_store(allow_private_networks=True, retries=0)
+    data = t.noisy_jpeg(seed=5)
+    http.expect_request("/a.jpg").respond_with_data(data, content_type="image/jpeg")
+    rec = store.fetch(http.url_for("/a.jpg"))
+    key = key_of(rec.md5, "jpg")
+    bucket.client.put_object(Bucket=bucket.name, Key=key, Body=b"\xff\xd8 not any more")
+    report = store.verify(repair=True)
+    assert (report.corrupt, report.repaired) == ([rec.md5], [rec.md5])
+    assert bucket.client.get_object(Bucket=bucket.name, Key=key)["Body"].read() == data
+    assert rows(tmp_path)[rec.md5][0] == "ok"
+    assert len(objects(bucket, "store/quarantine/")) == 1
 
 
 def test_quarantine_and_delete_act_only_on_the_object_examined(
