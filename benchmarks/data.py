@@ -158,7 +158,7 @@ def catalog_url(i: int) -> str:
     return f"https://cdn.example/media/{i}"
 
 
-def _catalog_media(rows: int) -> Iterator[tuple[object, ...]]:
+def catalog_media_rows(rows: int) -> Iterator[tuple[object, ...]]:
     rng = random.Random(7)
     start = datetime(2024, 1, 1, tzinfo=UTC)
     for i in range(rows):
@@ -178,7 +178,7 @@ def _catalog_media(rows: int) -> Iterator[tuple[object, ...]]:
         )  # fmt: skip
 
 
-def _catalog_urls(rows: int) -> Iterator[tuple[object, ...]]:
+def catalog_url_rows(rows: int) -> Iterator[tuple[object, ...]]:
     start = datetime(2024, 1, 1, tzinfo=UTC)
     for i in range(rows):
         # 1 in 20 URLs shares the content of the URL before it
@@ -210,12 +210,12 @@ def build_catalog(store_root: Path, rows: int) -> None:
         con.executemany(
             "INSERT INTO media (md5, sha256, media_type, mime_type, extension, size, width, "
             "height, created_at, last_verified_at, status) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            sorted(_catalog_media(rows)),
+            sorted(catalog_media_rows(rows)),
         )
         con.executemany(
             "INSERT INTO media_urls (url, url_key, url_md5, source, md5, first_seen_at) "
             "VALUES (?,?,?,?,?,?)",
-            _catalog_urls(rows),
+            catalog_url_rows(rows),
         )
         con.execute("COMMIT")
         con.execute("PRAGMA journal_mode = WAL")
