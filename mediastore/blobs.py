@@ -18,6 +18,8 @@ belongs is reported as not a regular file, never opened or hashed through.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import fcntl
 import itertools
@@ -32,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from .errors import MediaStoreError, ReadOnlyStoreError, StorageError
 from .records import MEDIA_TYPES
@@ -45,6 +47,9 @@ TEMP_SUFFIX = ".part"
 WRITER_LOCK_PREFIX = "writer-"
 WRITER_LOCK_SUFFIX = ".lock"
 FSYNC_THREADS = 8
+#: From this many temp files on, a batch is made durable by one syncfs(2) of the store's
+#: filesystem instead of an fsync per file (legacy imports: 128 small files per batch).
+SYNCFS_MIN = 16
 TYPED_DIRECTORIES: tuple[str, ...] = tuple(f"{t}s" for t in MEDIA_TYPES)
 #: What a local store opens below its root, parents first.
 STORE_DIRECTORIES: tuple[str, ...] = (
@@ -157,6 +162,21 @@ def _storage_error(action: str, path: Path | str, exc: OSError) -> StorageError:
     return StorageError(f"{action} {path} failed: {reason}")
 
 
+def _load_syncfs() -> Any:
+    """libc's syncfs(2), or None where there is none (then temps are fsynced one by one)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    fn = getattr(ctypes.CDLL(name, use_errno=True), "syncfs", None)
+    if fn is not None:
+        fn.argtypes = [ctypes.c_int]
+        fn.restype = ctypes.c_int
+    return fn
+
+
+_SYNCFS = _load_syncfs()
+
+
 def fsync_dir(path: Path) -> None:
     """Make a directory's entries (a rename, a new file) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -207,6 +227,8 @@ class LocalTemp:
         ingest from filling the page cache with dirty pages. Best effort: errors surface at
         fsync, which is checked.
         """
+        if not self._fsync:
+            return  # an uploaded temp is read back at once: better left in the page cache
         if self._fd is not None and hasattr(os, "posix_fadvise"):
             with contextlib.suppress(OSError):
                 os.posix_fadvise(self._fd, offset, length, os.POSIX_FADV_DONTNEED)
@@ -381,8 +403,21 @@ class LocalStaging:
         return open(fd, "rb", buffering=0)
 
     def sync_temps(self, temps: Sequence[TempBlob]) -> None:
-        """fsync temp files, several at once (the filesystem folds them into few commits)."""
+        """Make temp files durable: fsync each, several at once, or one syncfs for many.
+
+        syncfs writes back every dirty page and inode of the filesystem and flushes the
+        device's cache, so it makes each temp file as durable as its own fsync would, in
+        one journal commit instead of one per file (issue 14: the per-file fsync rate was
+        the limit of small-file imports).
+        """
         unsynced = [temp for temp in temps if not temp.synced]
+        if len(unsynced) >= SYNCFS_MIN and self._fsync_temps and _SYNCFS is not None:
+            if _SYNCFS(self._dirs.fd("tmp")) != 0:
+                err = ctypes.get_errno()
+                raise _storage_error("syncfs of", self.tmp_dir, OSError(err, os.strerror(err)))
+            for temp in unsynced:
+                temp.synced = True
+            return
         if len(unsynced) == 1:
             unsynced[0].sync()
         elif unsynced:

@@ -47,7 +47,9 @@ import hashlib
 import io
 import logging
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -76,6 +78,8 @@ DEFAULT_PART_SIZE = 16 << 20
 #: S3's smallest part (all but the last) and most parts per upload.
 MIN_PART_SIZE = 5 << 20
 MAX_PARTS = 10_000
+#: Parts of one file in flight at once (boto3's upload_file sends 10).
+PART_THREADS = 4
 #: A multipart upload older than this (on the server's clock) is a crash leftover for gc.
 DEFAULT_UPLOAD_CUTOFF = timedelta(days=1)
 #: The object metadata that holds the content's SHA-256 (``x-amz-meta-sha256``).
@@ -333,16 +337,25 @@ class S3BlobStore(LocalStaging):
         except self._failures as exc:
             raise self._error("starting the upload of", key, exc) from exc
         part_size = max(self.part_size, math.ceil(size / MAX_PARTS))
-        parts: list[dict[str, Any]] = []
+        fd = fh.fileno()
+
+        def send(number: int) -> dict[str, Any]:
+            # each thread reads its own part: at most PART_THREADS parts are in memory
+            offset = (number - 1) * part_size
+            data = os.pread(fd, min(part_size, size - offset), offset)
+            digest = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest())
+            result = self.client.upload_part(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                Body=data, ContentLength=len(data), ContentMD5=digest.decode("ascii"),
+            )  # fmt: skip
+            return {"PartNumber": number, "ETag": result["ETag"]}
+
+        pool = ThreadPoolExecutor(PART_THREADS, thread_name_prefix="mediastore-s3-part")
         try:
-            for number in range(1, math.ceil(size / part_size) + 1):
-                data = fh.read(min(part_size, size - (number - 1) * part_size))
-                digest = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest())
-                result = self.client.upload_part(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                    Body=data, ContentLength=len(data), ContentMD5=digest.decode("ascii"),
-                )  # fmt: skip
-                parts.append({"PartNumber": number, "ETag": result["ETag"]})
+            try:
+                parts = list(pool.map(send, range(1, math.ceil(size / part_size) + 1)))
+            finally:
+                pool.shutdown(cancel_futures=True)
             self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id,
                 MultipartUpload={"Parts": parts}, IfNoneMatch="*",
