@@ -122,18 +122,12 @@ def import_legacy(
         progress(done, len(files))
 
     def stage_one(item: tuple[Path, str]) -> Staged | str:
+        # not synced here: the batch's commit makes all its temp files durable at once
+        # (one syncfs), before their renames, directory fsync and transaction
         try:
-            staged = _stage_path(life, item[0])
+            return _stage_path(life, item[0])
         except MediaStoreError as exc:
             return str(exc)
-        try:
-            # fsync on the staging thread: the wait overlaps other files' hashing, and the
-            # batch commit is left with renames, one directory fsync and one transaction
-            staged.temp.sync()
-        except MediaStoreError as exc:
-            life.discard(staged)
-            return str(exc)
-        return staged
 
     batches = [fresh[i : i + IMPORT_BATCH] for i in range(0, len(fresh), IMPORT_BATCH)]
     with ThreadPoolExecutor(max_workers=IMPORT_WORKERS) as pool:

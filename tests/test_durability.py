@@ -93,3 +93,56 @@ def test_bytes_are_durable_before_their_row_commits(
     insert = first(lambda e: e[0] == "sql" and e[1].startswith("INSERT INTO media "))
     commit = first(lambda e: e == ("sql", "COMMIT"), insert)
     assert temp_sync < rename < dir_sync < insert < commit, events
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fds")
+def test_a_legacy_batch_is_durable_before_its_rows_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A legacy import batch: one syncfs of the store's filesystem < the renames into place
+    < fsync(directory) < INSERT of the rows < their COMMIT (no fsync per temp file)."""
+    from mediastore import blobs
+
+    assert blobs._SYNCFS is not None, "Linux has syncfs(2)"
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    for i in range(blobs.SYNCFS_MIN + 4):
+        (legacy / f"{i:032x}.jpg").write_bytes(t.noisy_jpeg(seed=i))
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace, real_syncfs = os.fsync, os.replace, blobs._SYNCFS
+
+    def syncfs(fd: int) -> int:
+        events.append(("syncfs", _fd_path(fd)))
+        return int(real_syncfs(fd))
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", _fd_path(fd)))
+        real_fsync(fd)
+
+    def replace(src: Any, dst: Any, **kw: Any) -> None:
+        events.append(("rename", str(dst)))
+        real_replace(src, dst, **kw)
+
+    with MediaStore(tmp_path / "s") as store:
+        event.listen(
+            store.catalog.engine, "connect",
+            lambda conn, _rec: conn.set_trace_callback(lambda sql: events.append(("sql", sql))),
+        )  # fmt: skip
+        store.catalog.engine.dispose()
+        monkeypatch.setattr(blobs, "_SYNCFS", syncfs)
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "replace", replace)
+        report = store.import_legacy(legacy)
+        monkeypatch.undo()
+    assert report.imported == blobs.SYNCFS_MIN + 4
+
+    def first(pred: Any, after: int = 0) -> int:
+        return next(i for i, e in enumerate(events) if i >= after and pred(e))
+
+    synced = first(lambda e: e[0] == "syncfs" and e[1] == str(tmp_path / "s" / "tmp"))
+    rename = first(lambda e: e[0] == "rename" and e[1].endswith(".jpg"))  # (relative to dir fd)
+    dir_sync = first(lambda e: e == ("fsync", str(tmp_path / "s" / "media" / "images")), rename)
+    insert = first(lambda e: e[0] == "sql" and e[1].startswith("INSERT INTO media "))
+    commit = first(lambda e: e == ("sql", "COMMIT"), insert)
+    assert synced < rename < dir_sync < insert < commit, events
+    assert not any(e[0] == "fsync" and "/tmp/ingest-" in e[1] for e in events)
