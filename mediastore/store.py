@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
 
-from . import maintenance
+from . import maintenance, moves
 from . import verify as verification
 from .catalog import Catalog, MediaRow, UrlInfo, url_md5
 from .catalog.engine import sqlite_path
@@ -33,6 +33,7 @@ from .hashing import normalize_md5
 from .ingest import Chunks, bytes_chunks, file_chunks, read_chunks
 from .lifecycle import Lifecycle, ref_of
 from .listing import MediaFilter
+from .moves import MoveReport, canonical_blob_url, with_moves
 from .records import (
     LIVE_STATUSES,
     MEDIA_TYPES,
@@ -113,8 +114,15 @@ class MediaStore:
         )  # fmt: skip
         if not self.read_only:
             self.root.mkdir(parents=True, exist_ok=True)
+        self._blob_url = blob_url
+        #: the blob store's canonical URL (a directory, or s3://bucket/prefix)
+        self.blob_url = canonical_blob_url(blob_url, self.root)
         try:
-            self.blobs = open_blob_store(blob_url, self.root, read_only=self.read_only)
+            home = open_blob_store(blob_url, self.root, read_only=self.read_only)
+            self.blobs = with_moves(
+                home, self.catalog.open_moves(self.blob_url), self.blob_url, self.root,
+                read_only=self.read_only,
+            )  # fmt: skip
         except BaseException:
             self.catalog.close()
             raise
@@ -266,7 +274,11 @@ class MediaStore:
         ``progress(done, total)`` is called as each distinct URL completes.
         """
         return self._get_downloader().fetch_many(
-            urls, max_workers=max_workers, timeout=timeout, progress=progress, per_host=per_host,
+            urls,
+            max_workers=max_workers,
+            timeout=timeout,
+            progress=progress,
+            per_host=per_host,
             deadline=deadline,
         )
 
@@ -410,6 +422,44 @@ class MediaStore:
             self.lifecycle, rows, progress=progress, repair=fix if repair else None,
             deep=self.config.verify_deep if deep is None else deep,
         )  # fmt: skip
+
+    def migrate_store(
+        self, to: str, *, delete_source: bool = False, progress: Progress | None = None
+    ) -> MoveReport:
+        """Copy every stored file to the blob store ``to`` (a directory or s3://bucket/prefix).
+
+        Online and resumable (see :mod:`mediastore.moves`): while the move is unfinished,
+        stores opened on either end read from both and write to ``to``; a rerun continues
+        where a killed one stopped; each copy is hashed at the target before it is recorded.
+        Once it finishes, open the store with ``blob_url=to``.
+
+        Args:
+            to: The target blob store.
+            delete_source: Delete each source copy once its copy is recorded.
+            progress: Called with (files done, files in this pass).
+
+        Raises:
+            InvalidInputError: ``to`` is this store's own blob store, or the store is being
+                moved elsewhere already.
+        """
+        target_url = canonical_blob_url(to, self.root)
+        if target_url == self.blob_url:
+            raise InvalidInputError(f"the store's bytes are in {to} already")
+        move = self.catalog.start_move(self.blob_url, target_url, datetime.now(UTC))
+        source = open_blob_store(self._blob_url, self.root, read_only=self.read_only)
+        try:
+            target = open_blob_store(to, self.root, read_only=self.read_only)
+        except BaseException:
+            source.close()
+            raise
+        try:
+            return moves.migrate(
+                self.lifecycle, source, target, move, delete_source=delete_source,
+                progress=progress,
+            )  # fmt: skip
+        finally:
+            target.close()
+            source.close()
 
     def stats(self) -> StoreStats:
         """Counts and sizes from the catalog alone (no directory walk)."""

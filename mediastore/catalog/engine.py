@@ -36,9 +36,7 @@ def parse_db_url(url: str) -> URL:
     try:
         return make_url(url)
     except ArgumentError as exc:
-        raise InvalidInputError(
-            f"not a database URL: {url!r} (expected {URL_EXAMPLES})"
-        ) from exc
+        raise InvalidInputError(f"not a database URL: {url!r} (expected {URL_EXAMPLES})") from exc
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -119,8 +117,7 @@ def _server_engine(url: str) -> Engine:
         return create_engine(parsed.set(drivername=f"{backend}+{driver}"), pool_pre_ping=True)
     except (ImportError, NoSuchModuleError) as exc:
         raise InvalidInputError(
-            f"the {backend} driver ({driver}) is not installed: "
-            f"pip install 'mediastore[{extra}]'"
+            f"the {backend} driver ({driver}) is not installed: pip install 'mediastore[{extra}]'"
         ) from exc
 
 

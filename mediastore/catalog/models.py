@@ -187,3 +187,27 @@ class StatsCounter(Base):
     shard: Mapped[int] = mapped_column(Integer, primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
     bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class StoreMove(Base):
+    """A copy of the store's bytes from one blob store to another (``migrate-store``, 0005)."""
+
+    __tablename__ = "store_moves"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(Text)
+    target: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class MovedBlob(Base):
+    """The bytes of ``md5`` are at the move's target, hashed back right there."""
+
+    __tablename__ = "moved_blobs"
+
+    move: Mapped[int] = mapped_column(
+        Integer, ForeignKey("store_moves.id", ondelete="CASCADE"), primary_key=True
+    )
+    md5: Mapped[str] = mapped_column(String(32), primary_key=True)
+    copied_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from ..errors import CatalogError, HashCollisionError, ReadOnlyStoreError
+from ..errors import CatalogError, HashCollisionError, InvalidInputError, ReadOnlyStoreError
 from ..records import STATUS_OK, STATUS_REMOVED
 from . import claims
 from .engine import (
@@ -45,8 +45,16 @@ from .engine import (
     make_engine,
     open_sqlite,
     sqlite_path,
+)
+from .models import (
+    Media,
+    MediaUrl,
+    MovedBlob,
+    StatsCounter,
+    StoreMove,
+    UrlHistory,
+    UTCDateTime,
 )  # fmt: skip
-from .models import Media, MediaUrl, StatsCounter, UrlHistory, UTCDateTime
 from .schema import ensure_schema
 
 log = logging.getLogger(__name__)
@@ -68,6 +76,8 @@ def _retryable(exc: BaseException | None) -> bool:
 _media = cast(Table, Media.__table__)
 _urls = cast(Table, MediaUrl.__table__)
 _history = cast(Table, UrlHistory.__table__)
+_moves = cast(Table, StoreMove.__table__)
+_moved = cast(Table, MovedBlob.__table__)
 _counters = cast(Table, StatsCounter.__table__)
 _MEDIA_COLS = (
     _media.c.md5, _media.c.sha256, _media.c.media_type, _media.c.mime_type, _media.c.extension,
@@ -146,6 +156,15 @@ class Recording:
     placed: bool
     #: found in the store, not added: never revives removed content (see Lifecycle.collect)
     adopt: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MoveRow:
+    """A store move: its id, and the canonical blob URLs it copies from and to."""
+
+    id: int
+    source: str
+    target: str
 
 
 class IntentLostError(CatalogError):
@@ -787,6 +806,89 @@ class Catalog:
         """Record a successful revalidation (HTTP 304) of ``url``."""
         stmt = update(_urls).where(_urls.c.url_key == url_key(url))
         self._transact(lambda conn: conn.execute(stmt.values(last_fetched_at=fetched_at)))
+
+    # --- store moves (migrate-store) ---------------------------------------------------------
+    def open_moves(self, blob_url: str) -> list[MoveRow]:
+        """Unfinished moves from or to ``blob_url`` (a canonical blob URL)."""
+        stmt = (
+            select(_moves.c.id, _moves.c.source, _moves.c.target)
+            .where(
+                _moves.c.finished_at.is_(None),
+                or_(_moves.c.source == blob_url, _moves.c.target == blob_url),
+            )
+            .order_by(_moves.c.id)
+        )
+        with self._read() as conn:
+            return [MoveRow(*r) for r in conn.execute(stmt)]
+
+    def start_move(self, source: str, target: str, now: datetime) -> MoveRow:
+        """The unfinished move from ``source`` to ``target``, started now if there is none.
+
+        Raises:
+            InvalidInputError: ``source`` is being moved somewhere else already.
+        """
+
+        def body(conn: Connection) -> MoveRow:
+            stmt = select(_moves.c.id, _moves.c.source, _moves.c.target).where(
+                _moves.c.finished_at.is_(None), _moves.c.source == source
+            )
+            for row in conn.execute(stmt):
+                if row.target != target:
+                    raise InvalidInputError(
+                        f"{source} is being moved to {row.target} already: finish that move "
+                        "first (run migrate-store with that target)"
+                    )
+                return MoveRow(*row)
+            values = {"source": source, "target": target, "started_at": now}
+            key = conn.execute(insert(_moves).values(**values)).inserted_primary_key
+            assert key is not None
+            new_id = key[0]
+            return MoveRow(int(new_id), source, target)
+
+        return self._transact(body)
+
+    def unmoved(self, move: int, after: str = "", page: int = 500) -> list[MediaRow]:
+        """Live rows (ok) whose bytes the move has not copied yet, in md5 order from ``after``."""
+        copied = select(_moved.c.md5).where(_moved.c.move == move, _moved.c.md5 == _media.c.md5)
+        stmt = (
+            select(*_MEDIA_COLS)
+            .where(_media.c.md5 > after, _media.c.status == STATUS_OK, ~copied.exists())
+            .order_by(_media.c.md5)
+            .limit(page)
+        )
+        with self._read() as conn:
+            return [_row(r) for r in conn.execute(stmt)]
+
+    def moved(self, move: int, after: str = "", page: int = 500) -> list[str]:
+        """Md5s the move has copied, in order from ``after``."""
+        stmt = (
+            select(_moved.c.md5)
+            .where(_moved.c.move == move, _moved.c.md5 > after)
+            .order_by(_moved.c.md5)
+            .limit(page)
+        )
+        with self._read() as conn:
+            return list(conn.execute(stmt).scalars())
+
+    def record_moved(self, writer: str, move: int, md5: str, now: datetime) -> None:
+        """Record that ``md5``'s bytes are at the move's target; drop the writer's intent.
+
+        Raises:
+            IntentLostError: the intent was reaped meanwhile (nothing is recorded).
+        """
+
+        def body(conn: Connection) -> None:
+            if claims.release(conn, writer, [md5]) < 1:
+                raise IntentLostError("this writer's intent expired; the copy was not recorded")
+            known = select(_moved.c.md5).where(_moved.c.move == move, _moved.c.md5 == md5)
+            if conn.execute(known).first() is None:
+                conn.execute(insert(_moved).values(move=move, md5=md5, copied_at=now))
+
+        self._transact(body)
+
+    def finish_move(self, move: int, now: datetime) -> None:
+        stmt = update(_moves).where(_moves.c.id == move).values(finished_at=now)
+        self._transact(lambda conn: conn.execute(stmt))
 
     # --- reports -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -1,0 +1,258 @@
+"""Moving a store's bytes to another blob store, online and resumably (``migrate-store``).
+
+A move copies every stored file from the *source* blob store (a directory, or
+``s3://bucket/prefix``) to the *target*. While it is unfinished, every store that opens on
+either end reads from both and writes to the target (:class:`MirroredBlobStore`), so reads
+and writes keep working and new content lands where the move is going. Each file goes
+through the one ingest path: streamed from the source into a temp file of the target's
+staging area, hashed and checked, placed at the target, and only then recorded in
+``moved_blobs`` (under an intent, so no remover takes it meanwhile); a rerun skips what is
+recorded, so a killed migration continues where it stopped. The source copy of a file is
+deleted only when asked, and only after its copy was recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import unquote, urlsplit
+
+from .blobs import BlobRef, BlobStat, BlobStore, Location, StoredEntry, TempBlob
+from .catalog import MediaRow, MoveRow
+from .errors import InvalidInputError, MediaStoreError
+from .ingest import open_file_chunks, stage
+from .lifecycle import Lifecycle, ref_of
+from .s3 import open_blob_store
+
+log = logging.getLogger(__name__)
+
+#: Progress callback: (files done, files to do).
+Progress = Callable[[int, int], None]
+
+
+def canonical_blob_url(blob_url: str | None, root: Path) -> str:
+    """One spelling per blob store: a resolved directory, or ``s3://bucket/prefix``."""
+    if blob_url is None:
+        return str(Path(root).expanduser().resolve())
+    parts = urlsplit(blob_url)
+    if parts.scheme == "s3":
+        return f"s3://{parts.netloc}/{parts.path.strip('/')}".rstrip("/")
+    path = unquote(parts.path) if parts.scheme == "file" else blob_url
+    return str(Path(path).expanduser().resolve())
+
+
+class MirroredBlobStore:
+    """Both ends of an unfinished move as one blob store: writes to the target; reads from
+    the target, else the source; removals on both; the walk covers both."""
+
+    def __init__(self, target: BlobStore, source: BlobStore) -> None:
+        self.target = target
+        self.source = source
+        self.read_only = target.read_only
+
+    def create_temp(self) -> TempBlob:
+        return self.target.create_temp()
+
+    def discard(self, temp: TempBlob) -> None:
+        self.target.discard(temp)
+
+    def sync_temps(self, temps: Sequence[TempBlob]) -> None:
+        self.target.sync_temps(temps)
+
+    def place_many(self, items: Sequence[tuple[TempBlob, BlobRef]]) -> list[MediaStoreError | None]:
+        return self.target.place_many(items)
+
+    def stat(self, loc: Location) -> BlobStat | None:
+        return self.target.stat(loc) or self.source.stat(loc)
+
+    def open(self, loc: Location) -> tuple[BinaryIO, BlobStat]:
+        try:
+            return self.target.open(loc)
+        except FileNotFoundError:
+            return self.source.open(loc)
+
+    def delete(self, loc: Location, *, if_identity: str | None = None) -> bool:
+        deleted = self.target.delete(loc, if_identity=if_identity)
+        return self.source.delete(loc, if_identity=if_identity) or deleted
+
+    def quarantine(self, loc: Location, *, if_identity: str | None = None) -> str | None:
+        moved = self.target.quarantine(loc, if_identity=if_identity)
+        return self.source.quarantine(loc, if_identity=if_identity) or moved
+
+    def walk(self) -> Iterator[StoredEntry]:
+        seen: set[str] = set()
+        for store in (self.target, self.source):
+            for entry in store.walk():
+                if entry.key not in seen:
+                    seen.add(entry.key)
+                    yield entry
+
+    def local_path(self, loc: Location) -> Path | None:
+        if self.target.stat(loc) is not None:
+            return self.target.local_path(loc)
+        return self.source.local_path(loc)
+
+    def describe(self, loc: Location) -> str:
+        return self.target.describe(loc)
+
+    def abandoned_temp_files(self, *, remove: bool) -> list[str]:
+        return self.target.abandoned_temp_files(remove=remove) + (
+            self.source.abandoned_temp_files(remove=remove)
+        )
+
+    def abandoned_uploads(self, *, remove: bool) -> list[str]:
+        return self.target.abandoned_uploads(remove=remove) + (
+            self.source.abandoned_uploads(remove=remove)
+        )
+
+    def close(self) -> None:
+        self.target.close()
+        self.source.close()
+
+
+def with_moves(
+    blobs: BlobStore, moves: Sequence[MoveRow], here: str, root: Path, *, read_only: bool
+) -> BlobStore:
+    """``blobs`` (the store at ``here``), mirrored with the other end of an unfinished move."""
+    if not moves:
+        return blobs
+    move = moves[0]
+    if move.source == here:
+        log.info("store move %d in progress: new content goes to %s", move.id, move.target)
+        return MirroredBlobStore(_open(move.target, root, read_only), blobs)
+    return MirroredBlobStore(blobs, _open(move.source, root, read_only))
+
+
+def _open(url: str, root: Path, read_only: bool) -> BlobStore:
+    return open_blob_store(url, root, read_only=read_only)
+
+
+@dataclass
+class MoveReport:
+    """Outcome of :func:`migrate`."""
+
+    source: str
+    target: str
+    copied: list[str] = field(default_factory=list)
+    already: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    source_deleted: list[str] = field(default_factory=list)
+    finished: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "source": self.source, "target": self.target, "copied": len(self.copied),
+            "already": self.already, "failed": self.failed,
+            "source_deleted": len(self.source_deleted), "finished": self.finished,
+        }  # fmt: skip
+
+
+def migrate(
+    life: Lifecycle, source: BlobStore, target: BlobStore, move: MoveRow, *,
+    delete_source: bool = False, progress: Progress | None = None,
+) -> MoveReport:  # fmt: skip
+    """Copy every live file of ``source`` to ``target`` under ``move``; see the module doc.
+
+    Passes repeat until a pass finds nothing left to copy (content added meanwhile goes to
+    the target already, unless a store opened before the move started is still writing to
+    the source: its files are taken by the next pass or the next run).
+    """
+    report = MoveReport(source=move.source, target=move.target)
+    report.already = _count_moved(life, move)
+    while True:
+        todo = _unmoved(life, move)
+        if not todo:
+            break
+        for done, row in enumerate(todo, 1):
+            _copy_one(life, source, target, move, row, report)
+            if progress is not None:
+                progress(done, len(todo))
+        if all(row.md5 in report.failed for row in todo):
+            break
+    if delete_source and not report.failed:
+        report.source_deleted = _delete_source(life, source, move)
+    if not report.failed:
+        life.catalog.finish_move(move.id, datetime.now(UTC))
+        report.finished = True
+    return report
+
+
+def _unmoved(life: Lifecycle, move: MoveRow) -> list[MediaRow]:
+    rows: list[MediaRow] = []
+    after = ""
+    while page := life.catalog.unmoved(move.id, after):
+        rows.extend(page)
+        after = page[-1].md5
+    return rows
+
+
+def _count_moved(life: Lifecycle, move: MoveRow) -> int:
+    count, after = 0, ""
+    while page := life.catalog.moved(move.id, after):
+        count += len(page)
+        after = page[-1]
+    return count
+
+
+def _copy_one(
+    life: Lifecycle, source: BlobStore, target: BlobStore, move: MoveRow, row: MediaRow,
+    report: MoveReport,
+) -> None:  # fmt: skip
+    """Copy one file through the ingest path and record it; a failure is reported, not raised."""
+    writer = life.writer_id()
+    ref = ref_of(row)
+    life.catalog.claim(writer, [row.md5])
+    recorded = False
+    try:
+        if target.stat(ref) is None:
+            _stage_and_place(life, source, target, ref, row)
+        life.catalog.record_moved(writer, move.id, row.md5, datetime.now(UTC))
+        recorded = True
+        report.copied.append(row.md5)
+    except FileNotFoundError:
+        report.failed[row.md5] = "not in the source (run verify)"
+    except MediaStoreError as exc:
+        report.failed[row.md5] = str(exc)
+    finally:
+        if not recorded:
+            life.catalog.release(writer, [row.md5])
+
+
+def _stage_and_place(
+    life: Lifecycle, source: BlobStore, target: BlobStore, ref: BlobRef, row: MediaRow
+) -> None:
+    fh, info = source.open(ref)
+    with fh:
+        cfg = life.config
+        staged = stage(
+            open_file_chunks(fh, info.size), target, max_size=cfg.max_file_size,
+            max_pixels=cfg.max_image_pixels,
+        )  # fmt: skip
+    try:
+        if staged.md5 != row.md5 or staged.sha256 != row.sha256:
+            raise InvalidInputError(f"the source copy hashes to {staged.md5}, not {row.md5}")
+        target.sync_temps([staged.temp])
+        error = target.place_many([(staged.temp, ref)])[0]
+        if error is not None:
+            raise error
+    finally:
+        target.discard(staged.temp)
+
+
+def _delete_source(life: Lifecycle, source: BlobStore, move: MoveRow) -> list[str]:
+    """Delete the source copy of every recorded file no writer holds an intent on."""
+    deleted: list[str] = []
+    after = ""
+    while page := life.catalog.moved(move.id, after):
+        rows = life.catalog.by_md5_many(page)
+        with life.catalog.exclusive() as ex:
+            held = ex.held(page)
+            for md5 in page:
+                if md5 in rows and md5 not in held and source.delete(ref_of(rows[md5])):
+                    deleted.append(md5)
+        after = page[-1]
+    return deleted
