@@ -38,6 +38,15 @@ def filled(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return root, md5s
 
 
+def _lose_file(root: Path, md5: str) -> None:
+    """Delete a stored file behind the store's back; verify then marks it missing."""
+    with MediaStore(root) as store:
+        rec = store.get_by_md5(md5)
+        assert rec is not None and rec.path is not None
+        rec.path.unlink()
+        store.verify()
+
+
 def _ls(root: Path, *args: str) -> list[str]:
     result = run(root, "ls", "--json", *args)
     assert result.exit_code == 0, result.output
@@ -75,11 +84,8 @@ def test_ls_status_and_removed(filled: tuple[Path, dict[str, str]]) -> None:
     """A file whose bytes are gone is listed with --status missing after verify; removed
     content is never listed."""
     root, m = filled
+    _lose_file(root, m["png"])
     with MediaStore(root) as store:
-        rec = store.get_by_md5(m["png"])
-        assert rec is not None and rec.path is not None
-        rec.path.unlink()
-        store.verify()
         store.remove(m["pdf"])
     assert _ls(root, "--status", "missing") == [m["png"]]
     assert m["pdf"] not in _ls(root)
@@ -161,11 +167,7 @@ def test_get_of_a_url_whose_file_is_missing_says_so(filled: tuple[Path, dict[str
     """get of a URL the catalog knows but whose file is gone: exit 5, naming the md5, the
     status and the repair, while show still lists the URL."""
     root, m = filled
-    with MediaStore(root) as store:
-        rec = store.get_by_md5(m["png"])
-        assert rec is not None and rec.path is not None
-        rec.path.unlink()
-        store.verify()
+    _lose_file(root, m["png"])
     result = run(root, "get", "https://img.test/a/logo.png")
     assert result.exit_code == 5
     assert f"recorded for {m['png']}, whose file is missing" in result.stderr
@@ -248,11 +250,7 @@ def test_export_failures_and_exit_codes(
     assert run(root, "export", str(target)).exit_code == 2
     under_a_file = run(root, "export", str(target / "sub"))
     assert under_a_file.exit_code == 6 and "cannot create" in under_a_file.stderr  # storage
-    with MediaStore(root) as store:
-        rec = store.get_by_md5(m["png"])
-        assert rec is not None and rec.path is not None
-        rec.path.unlink()
-        store.verify()
+    _lose_file(root, m["png"])
     result = run(root, "export", str(tmp_path / "o2"))
     assert result.exit_code == 1 and m["png"] in result.stderr and "missing" in result.stderr
     assert len(list((tmp_path / "o2").glob("*.json"))) == 3

@@ -22,7 +22,7 @@ import click
 from ..version import __version__
 from .adding import add, fetch
 from .common import CliState, one_line
-from .lookup import Size, cat, export, get, ls, show, stats
+from .lookup import SIZE, cat, export, get, ls, show, stats
 from .maintain import db, gc, import_legacy, reindex, rm, verify
 
 EPILOG = """\b
@@ -39,6 +39,13 @@ then <root>/mediastore.toml (never allow_private), then defaults.
 Shell completion (bash; zsh_source, fish_source for the others):
   eval "$(_MEDIASTORE_COMPLETE=bash_source mediastore)"
 """
+
+
+def _not_an_interrupt(record: logging.LogRecord) -> bool:
+    """Drop log records about a Ctrl-C (SQLAlchemy logs one caught while returning a
+    connection to its pool): the command reports the interruption in its own one line."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not isinstance(exc, KeyboardInterrupt)
 
 
 class MediastoreGroup(click.Group):
@@ -78,7 +85,7 @@ class MediastoreGroup(click.Group):
     help="Catalog SQLAlchemy URL (env MEDIASTORE_DB_URL); default <root>/catalog.sqlite3.",
 )  # fmt: skip
 @click.option(
-    "--max-file-size", type=Size(), default=None,
+    "--max-file-size", type=SIZE, default=None,
     help="Largest file accepted [default: 1G; env MEDIASTORE_MAX_FILE_SIZE].",
 )  # fmt: skip
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
@@ -90,6 +97,8 @@ def main(
     """mediastore: content-addressed media files with a SQL catalog."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_an_interrupt)
     ctx.obj = CliState(root=root, db_url=db_url, flags={"max_file_size": max_file_size})
 
 

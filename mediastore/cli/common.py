@@ -219,4 +219,20 @@ def bar_progress(
         yield progress
 
 
+class Parsed(click.ParamType):  # type: ignore[type-arg]
+    """A value read by one of :mod:`mediastore.units`' parsers (a bad one: a usage error)."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self.parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):  # a default, or a value converted already
+            return value
+        try:
+            return self.parse(value)
+        except MediaStoreError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from ..records import LIVE_STATUSES, MEDIA_TYPES, MediaRecord
 from ..store import MediaStore
 from ..units import parse_size, parse_when
 from .common import (
+    Parsed,
     Tally,
     echo_error,
     echo_warning,
@@ -124,30 +124,9 @@ def show(ctx: click.Context, md5: str, as_json: bool) -> None:
         show_record(rec, urls)
 
 
-class Size(click.ParamType):  # type: ignore[type-arg]
-    """A size like ``500K``, ``100M`` or ``1G``."""
-
-    name = "size"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        try:
-            return parse_size(value, what=param.name if param and param.name else "size")
-        except MediaStoreError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class When(click.ParamType):  # type: ignore[type-arg]
-    """An ISO date/time (UTC unless it says otherwise) or a period ago like ``7d``."""
-
-    name = "date"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, datetime):
-            return value
-        try:
-            return parse_when(str(value))
-        except MediaStoreError as exc:
-            self.fail(str(exc), param, ctx)
+#: ``500K``, ``100M``, ``1G``; an ISO date/time (UTC unless it says otherwise) or ``7d`` ago
+SIZE = Parsed("size", parse_size)
+WHEN = Parsed("date", parse_when)
 
 
 def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -157,10 +136,10 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--type", "media_type", type=click.Choice(MEDIA_TYPES), help="Only this type."
         ),
         click.option("--status", type=click.Choice(LIVE_STATUSES), help="Only this status."),
-        click.option("--min-size", type=Size(), help="At least this size (500K, 100M, 1G)."),
-        click.option("--max-size", type=Size(), help="At most this size."),
-        click.option("--since", type=When(), help="Added at or after (2026-01-31, or 7d ago)."),
-        click.option("--before", type=When(), help="Added before (2026-01-31, or 7d ago)."),
+        click.option("--min-size", type=SIZE, help="At least this size (500K, 100M, 1G)."),
+        click.option("--max-size", type=SIZE, help="At most this size."),
+        click.option("--since", type=WHEN, help="Added at or after (2026-01-31, or 7d ago)."),
+        click.option("--before", type=WHEN, help="Added before (2026-01-31, or 7d ago)."),
         click.option(
             "--url",
             "url_contains",

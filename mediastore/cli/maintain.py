@@ -5,18 +5,18 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import click
 
 from ..catalog.engine import make_engine
 from ..catalog.schema import current_revisions, head_revisions, known_revisions, upgrade
 from ..compat import format_size
-from ..errors import CorruptMediaError, InvalidInputError, MediaNotFoundError, MediaStoreError
+from ..errors import CorruptMediaError, MediaNotFoundError, MediaStoreError
 from ..store import MD5_PREFIX
 from ..units import parse_duration
 from .common import (
     HowFar,
+    Parsed,
     Tally,
     bar_progress,
     echo_error,
@@ -30,24 +30,12 @@ from .common import (
     with_private,
 )
 
-
-class Duration(click.ParamType):  # type: ignore[type-arg]
-    """A period like ``90s``, ``30m``, ``12h``, ``7d`` or ``2w``."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, timedelta):
-            return value
-        try:
-            return parse_duration(str(value))
-        except InvalidInputError as exc:
-            self.fail(str(exc), param, ctx)
+DURATION = Parsed("duration", parse_duration)  # 90s, 30m, 12h, 7d, 2w
 
 
 @click.command()
 @click.argument("md5s", nargs=-1)
-@click.option("--older-than", type=Duration(), help="Only files not verified within this period.")
+@click.option("--older-than", type=DURATION, help="Only files not verified within this period.")
 @click.option("--limit", type=click.IntRange(min=0), help="Verify at most this many files.")
 @click.option(
     "--repair", is_flag=True, help="Download missing/corrupt files again from their URLs."
