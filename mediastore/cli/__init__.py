@@ -21,7 +21,7 @@ import click
 
 from ..version import __version__
 from .adding import add, fetch
-from .common import CliState, one_line
+from .common import EXIT_INTERRUPTED, CliState, one_line
 from .lookup import SIZE, cat, export, get, ls, show, stats
 from .maintain import db, gc, import_legacy, reindex, rm, verify
 
@@ -66,7 +66,10 @@ class MediastoreGroup(click.Group):
         except click.ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)
-        except click.Abort:
+        except click.Abort as exc:
+            if isinstance(exc.__cause__, KeyboardInterrupt):  # Ctrl-C outside a long command
+                click.echo("interrupted", err=True)
+                sys.exit(EXIT_INTERRUPTED)
             click.echo("error: aborted", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)

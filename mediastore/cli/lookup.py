@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -185,8 +186,6 @@ def ls(ctx: click.Context, /, as_json: bool, **params: Any) -> None:
 
 def _stream_json(records: Iterator[MediaRecord]) -> None:
     """One JSON array, written an element at a time (valid however long it gets)."""
-    import json
-
     click.echo("[", nl=False)
     for n, rec in enumerate(records):
         click.echo(("," if n else "") + "\n  " + json.dumps(record_json(rec)), nl=False)
