@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,10 @@ from .s3 import open_blob_store
 
 log = logging.getLogger(__name__)
 
+#: Files copied at once: each waits mostly on a read or an upload.
+COPY_THREADS = 8
+#: Files claimed together and recorded in one transaction.
+COPY_BATCH = 64
 #: Progress callback: (files done, files to do).
 Progress = Callable[[int, int], None]
 
@@ -163,16 +168,14 @@ def migrate(
     """
     report = MoveReport(source=move.source, target=move.target)
     report.already = _count_moved(life, move)
-    while True:
-        todo = _unmoved(life, move)
-        if not todo:
-            break
-        for done, row in enumerate(todo, 1):
-            _copy_one(life, source, target, move, row, report)
-            if progress is not None:
-                progress(done, len(todo))
-        if all(row.md5 in report.failed for row in todo):
-            break
+    with ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="mediastore-move") as pool:
+        while todo := [r for r in _unmoved(life, move) if r.md5 not in report.failed]:
+            for start in range(0, len(todo), COPY_BATCH):
+                _copy_batch(
+                    life, pool, source, target, move, todo[start : start + COPY_BATCH], report
+                )
+                if progress is not None:
+                    progress(min(start + COPY_BATCH, len(todo)), len(todo))
     if delete_source and not report.failed:
         report.source_deleted = _delete_source(life, source, move)
     if not report.failed:
@@ -198,28 +201,42 @@ def _count_moved(life: Lifecycle, move: MoveRow) -> int:
     return count
 
 
-def _copy_one(
-    life: Lifecycle, source: BlobStore, target: BlobStore, move: MoveRow, row: MediaRow,
-    report: MoveReport,
+def _copy_batch(
+    life: Lifecycle, pool: ThreadPoolExecutor, source: BlobStore, target: BlobStore,
+    move: MoveRow, rows: list[MediaRow], report: MoveReport,
 ) -> None:  # fmt: skip
-    """Copy one file through the ingest path and record it; a failure is reported, not raised."""
+    """Copy a batch side by side under one claim, and record the copies in one transaction.
+
+    A failure is reported, not raised: that file stays uncopied (and its intent dropped).
+    """
     writer = life.writer_id()
-    ref = ref_of(row)
-    life.catalog.claim(writer, [row.md5])
-    recorded = False
+    md5s = [row.md5 for row in rows]
+    life.catalog.claim(writer, md5s)
+    copied: list[str] = []
     try:
-        if target.stat(ref) is None:
-            _stage_and_place(life, source, target, ref, row)
-        life.catalog.record_moved(writer, move.id, row.md5, datetime.now(UTC))
-        recorded = True
-        report.copied.append(row.md5)
-    except FileNotFoundError:
-        report.failed[row.md5] = "not in the source (run verify)"
-    except MediaStoreError as exc:
-        report.failed[row.md5] = str(exc)
+        failures = pool.map(lambda r: _copy(life, source, target, r), rows)
+        for row, failure in zip(rows, failures, strict=True):
+            if failure is None:
+                copied.append(row.md5)
+            else:
+                report.failed[row.md5] = failure
+        life.catalog.record_moved(writer, move.id, copied, datetime.now(UTC))
+        report.copied.extend(copied)
     finally:
-        if not recorded:
-            life.catalog.release(writer, [row.md5])
+        life.catalog.release(writer, [m for m in md5s if m not in report.copied])
+
+
+def _copy(life: Lifecycle, source: BlobStore, target: BlobStore, row: MediaRow) -> str | None:
+    """Copy one file through the ingest path (placing it where it is already is harmless)."""
+    try:
+        _stage_and_place(life, source, target, ref_of(row), row)
+    except FileNotFoundError:
+        # content added during the move went to the target only
+        found = target.stat(ref_of(row))
+        return None if found is not None and found.size == row.size else "not in the source"
+    except MediaStoreError as exc:
+        return str(exc)
+    return None
 
 
 def _stage_and_place(

@@ -870,19 +870,24 @@ class Catalog:
         with self._read() as conn:
             return list(conn.execute(stmt).scalars())
 
-    def record_moved(self, writer: str, move: int, md5: str, now: datetime) -> None:
-        """Record that ``md5``'s bytes are at the move's target; drop the writer's intent.
+    def record_moved(self, writer: str, move: int, md5s: Sequence[str], now: datetime) -> None:
+        """Record that these md5s' bytes are at the move's target; drop the writer's intents.
 
         Raises:
-            IntentLostError: the intent was reaped meanwhile (nothing is recorded).
+            IntentLostError: an intent was reaped meanwhile (nothing is recorded).
         """
+        unique = sorted(set(md5s))
+        if not unique:
+            return
 
         def body(conn: Connection) -> None:
-            if claims.release(conn, writer, [md5]) < 1:
-                raise IntentLostError("this writer's intent expired; the copy was not recorded")
-            known = select(_moved.c.md5).where(_moved.c.move == move, _moved.c.md5 == md5)
-            if conn.execute(known).first() is None:
-                conn.execute(insert(_moved).values(move=move, md5=md5, copied_at=now))
+            if claims.release(conn, writer, unique) < len(unique):
+                raise IntentLostError("this writer's intents expired; the copies were not recorded")
+            known = select(_moved.c.md5).where(_moved.c.move == move, _moved.c.md5.in_(unique))
+            done = set(conn.execute(known).scalars())
+            new = [{"move": move, "md5": m, "copied_at": now} for m in unique if m not in done]
+            if new:
+                conn.execute(insert(_moved), new)
 
         self._transact(body)
 
