@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import multiprocessing
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -305,3 +307,16 @@ def test_missing_postgres_driver_names_the_extra(
     with pytest.raises(InvalidInputError, match=r"pip install 'mediastore\[postgres\]'"):
         MediaStore(tmp_path / "s", db_url="postgresql://u@127.0.0.1:1/db")
     assert not (tmp_path / "s").exists()
+
+
+def test_alembic_upgrade_head_from_the_repo_root(tmp_path: Path, catalog_url: str) -> None:
+    """The deploy step: ``alembic upgrade head`` with MEDIASTORE_DB_URL, then the store opens."""
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "MEDIASTORE_DB_URL": catalog_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=repo, env=env,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with MediaStore(tmp_path / "s", db_url=catalog_url) as store:
+        assert store.stats().total_files == 0
