@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -48,8 +48,9 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 #: The store's lookup of a URL (catalog, then the legacy cache).
 Lookup = Callable[[str], "MediaRecord | None"]
-#: URLs submitted to :meth:`Downloader.iter_fetch`'s workers and not yet yielded, per worker.
-AHEAD_PER_WORKER = 2
+#: URLs submitted to :meth:`Downloader.iter_fetch`'s workers and not yet yielded, per worker:
+#: one downloading, one staged and waiting for its commit, one queued.
+AHEAD_PER_WORKER = 3
 #: Far enough never to cut a real download, short enough for ``Condition.wait`` (TIMEOUT_MAX).
 _CANCEL_WATCH_SECONDS = 365 * 86400.0
 #: Downloads a worker thread runs under one cancellation deadline before it takes a new one.
@@ -191,19 +192,39 @@ class Downloader:
         self, url: object, *, timeout: float, refresh: bool = False,
         sessions: Sessions | None = None, hosts: HostLimits | None = None,
         deadline: float | None = None, cancel: Cancel | None = None,
+        gate: threading.Semaphore | None = None,
     ) -> tuple[MediaRecord, bool]:  # fmt: skip
         """The record for ``url`` and whether it came from the cache (no body downloaded).
 
         ``deadline``: seconds for the whole download (default ``config.download_deadline``).
         ``cancel``: the batch's :class:`Cancel`; once cancelled, the download fails.
+        ``gate``: held from the lookup until the body is staged, not during the commit.
         """
         url = validate_url(url)
         _check_timeout(timeout)
         if deadline is None:
             deadline = self._config.download_deadline
+        with gate if gate is not None else nullcontext():
+            got = self._obtain(
+                url, timeout=timeout, refresh=refresh, sessions=sessions, hosts=hosts,
+                deadline=deadline, cancel=cancel,
+            )  # fmt: skip
+        if isinstance(got, MediaRecord):
+            return got, True
+        staged, infos = got
+        if cancel is not None and cancel.cancelled:
+            self._life.discard(staged)
+            cancel.check(url)
+        return self._life.record(self._life.commit(staged, infos), url), False
+
+    def _obtain(
+        self, url: str, *, timeout: float, refresh: bool, sessions: Sessions | None,
+        hosts: HostLimits | None, deadline: float | None, cancel: Cancel | None,
+    ) -> MediaRecord | tuple[Staged, list[UrlInfo]]:  # fmt: skip
+        """The cached record of ``url``, or its body downloaded and staged (not committed)."""
         cached = self.cached(url)
         if cached is not None and not refresh:
-            return cached, True
+            return cached
         validators = self._life.catalog.url_validators(url) if cached is not None else (None, None)
         session = (sessions or self.sessions).get()
         # the deadline bounds the whole download: a body fetched again after a break gets
@@ -226,12 +247,8 @@ class Downloader:
             if outcome is None:  # 304 Not Modified: the cached file stays
                 assert cached is not None
                 self._life.catalog.touch_url(url, _now())
-                return cached, True
-            staged, infos = outcome
-            if cancel is not None and cancel.cancelled:
-                self._life.discard(staged)
-                cancel.check(url)
-            return self._life.record(self._life.commit(staged, infos), url), False
+                return cached
+            return outcome
         raise AssertionError("unreachable")
 
     def download(self, url: str, *, timeout: float) -> tuple[Staged, list[UrlInfo]] | None:
@@ -360,14 +377,21 @@ class Downloader:
     ) -> Generator[FetchResult, None, None]:  # fmt: skip
         hosts = self._host_limits(per_host)
         sessions = Sessions(self.settings)
+        # Twice the threads, of which max_workers download at a time: a thread whose body is
+        # staged waits for its commit without holding up the next download, so the commits
+        # that queue up meanwhile are grouped into one (one claim, one directory fsync, one
+        # record for all of them) instead of each download waiting for its own.
+        downloading = threading.Semaphore(max_workers)
 
         def one(url: str) -> FetchResult:
             if cancel.cancelled:
                 return FetchResult(url=url, error=FetchError(str(url), CANCELLED))
             return self._result(url, timeout=timeout, sessions=sessions, hosts=hosts,
-                                deadline=deadline, cancel=cancel)  # fmt: skip
+                                deadline=deadline, cancel=cancel, gate=downloading)  # fmt: skip
 
-        pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="mediastore-fetch")
+        pool = ThreadPoolExecutor(
+            max_workers=2 * max_workers, thread_name_prefix="mediastore-fetch"
+        )
         feeder = _Feeder(urls, pool, one, cancel, AHEAD_PER_WORKER * max_workers)
         try:
             while True:
@@ -388,20 +412,15 @@ class Downloader:
 
     def _result(
         self, url: str, *, timeout: float, sessions: Sessions, hosts: HostLimits,
-        deadline: float | None, cancel: Cancel | None = None,
+        deadline: float | None, cancel: Cancel, gate: threading.Semaphore,
     ) -> FetchResult:  # fmt: skip
         """``url`` fetched, its failure carried in the result rather than raised."""
         try:
-            if cancel is None:
-                rec, from_cache = self.fetch(
-                    url, timeout=timeout, sessions=sessions, hosts=hosts, deadline=deadline
-                )
-            else:
-                cancel.arm()
-                rec, from_cache = self.fetch(
-                    url, timeout=timeout, sessions=sessions, hosts=hosts, deadline=deadline,
-                    cancel=cancel,
-                )  # fmt: skip
+            cancel.arm()
+            rec, from_cache = self.fetch(
+                url, timeout=timeout, sessions=sessions, hosts=hosts, deadline=deadline,
+                cancel=cancel, gate=gate,
+            )  # fmt: skip
         except MediaStoreError as exc:
             log.info("fetch failed: %s", exc)
             return FetchResult(url=url, error=exc)

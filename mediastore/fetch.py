@@ -169,7 +169,11 @@ class _Watchdog:
                     target=self._run, name="mediastore-deadlines", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            # Woken only when the new deadline comes first: a later one (the usual case, as
+            # most have the same length) keeps the wait the thread is in, and a wake-up per
+            # request would cost a thread switch and a fight for the GIL each time.
+            if self._heap[0][2] is deadline:
+                self._cond.notify()
 
     def _run(self) -> None:
         while True:
@@ -824,6 +828,11 @@ def _body(
     total: Deadline | None, speed: _LowSpeed | None,
 ) -> Iterator[bytes]:  # fmt: skip
     layers = _inflaters(url, resp.headers.get("Content-Encoding", ""))
+    # A body that fits in one chunk is handed on whole, as one bytes object, however many
+    # pieces the socket delivers it in: one write, and the image probed from memory rather
+    # than read back from the temp file (which cost more than the rest of its download).
+    small = not layers and length is not None and length <= chunk_size
+    whole: list[bytes] | None = [] if small else None
     received = 0
     read1 = resp.read1  # returns what has arrived, so a trickle is seen (and cut) as it comes
     while True:
@@ -833,7 +842,9 @@ def _body(
         received += len(data)
         if speed is not None:
             speed.check(received)
-        if layers:
+        if whole is not None:
+            whole.append(data)
+        elif layers:
             yield from _decoded(url, layers, data, chunk_size)
         else:
             yield data
@@ -849,6 +860,8 @@ def _body(
     # Content-Length covered only part of it) must not be stored as the file.
     if received and not all(layer.finished for layer in layers):
         raise TruncatedDownloadError(url, "compressed body ended before the end of its stream")
+    if whole:
+        yield whole[0] if len(whole) == 1 else b"".join(whole)
 
 
 class _Inflater:
