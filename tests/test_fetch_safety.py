@@ -952,6 +952,52 @@ def test_open_url_needs_a_guarded_session() -> None:
         _open(plain, "http://example.com/")
 
 
+def _pieces(body: bytes, parts: int, **headers: str | int) -> Behaviour:
+    """Sends the head, then ``body`` in ``parts`` writes with a pause between them."""
+
+    def behaviour(conn: socket.socket, _stop: threading.Event) -> None:
+        conn.sendall(head(**headers))
+        step = -(-len(body) // parts)
+        for start in range(0, len(body), step):
+            conn.sendall(body[start : start + step])
+            time.sleep(0.05)
+
+    return behaviour
+
+
+def _chunks_of(session: requests.Session, url: str, chunk_size: int) -> list[bytes]:
+    with open_url(session, url, timeout=2, chunk_size=chunk_size) as resp:
+        return list(resp.chunks)
+
+
+def test_a_body_within_one_chunk_is_yielded_whole_however_it_arrives(
+    session: requests.Session, raw_server: Callable[..., RawServer]
+) -> None:
+    """A body with a Content-Length of at most chunk_size, sent in 4 pieces, comes out as one
+    bytes object (so ingest writes it once and probes it from memory); a larger one streams."""
+    body = t.noisy_jpeg((160, 120))
+    server = raw_server(_pieces(body, 4, Content_Length=len(body)))
+    chunks = _chunks_of(session, server.url(), chunk_size=len(body))
+    assert len(chunks) == 1 and type(chunks[0]) is bytes and chunks[0] == body
+    streamed = _chunks_of(session, server.url(), chunk_size=len(body) // 8)
+    assert len(streamed) > 1 and b"".join(streamed) == body
+
+
+def test_a_small_body_cut_short_yields_nothing(
+    session: requests.Session, raw_server: Callable[..., RawServer]
+) -> None:
+    """The whole body is handed on only once complete: one that ends short yields no bytes."""
+    body = t.noisy_jpeg((160, 120))
+    server = raw_server(_pieces(body[:-100], 3, Content_Length=len(body)))
+    got: list[bytes] = []
+    with (
+        pytest.raises(TruncatedDownloadError),
+        open_url(session, server.url(), timeout=2, chunk_size=1 << 20) as resp,
+    ):
+        got.extend(resp.chunks)
+    assert got == []
+
+
 def test_retries_log_no_urllib3_warning_and_no_internal_names(
     session: requests.Session, caplog: pytest.LogCaptureFixture
 ) -> None:
