@@ -146,8 +146,16 @@ def blob_url(request: pytest.FixtureRequest) -> str | None:
     return f"s3://{bucket.name}/store"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_db(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    """A store's catalog: None (SQLite under its root), then a new PostgreSQL database."""
+    return None if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
-def backend_store(tmp_path: Path, blob_url: str | None) -> Iterator[MediaStore]:
-    """A fresh store with its bytes on disk, then in a bucket (SQLite catalog under tmp_path)."""
-    with MediaStore(tmp_path / "store", blob_url=blob_url) as s:
+def backend_store(
+    tmp_path: Path, backend_db: str | None, blob_url: str | None
+) -> Iterator[MediaStore]:
+    """A fresh store on each catalog (SQLite, PostgreSQL) and each blob store (disk, bucket)."""
+    with MediaStore(tmp_path / "store", db_url=backend_db, blob_url=blob_url) as s:
         yield s

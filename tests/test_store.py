@@ -341,8 +341,10 @@ def test_open_reads_stored_bytes(store: MediaStore) -> None:
         store.open(rec.md5)
 
 
-def test_threads_share_one_store(store: MediaStore) -> None:
-    """8 threads adding shared and distinct content: exact counts, one file per content."""
+def test_threads_share_one_store(backend_store: MediaStore) -> None:
+    """8 threads adding shared and distinct content: exact counts, one file per content
+    (on each catalog and each blob store)."""
+    store = backend_store
     shared = t.image_bytes("PNG", color="purple")
     errors: list[BaseException] = []
 
@@ -362,7 +364,7 @@ def test_threads_share_one_store(store: MediaStore) -> None:
     assert errors == []
     st = store.stats()
     assert st.total_files == 81 and st.total_urls == 80
-    assert len(files_under(store.root / "media")) == 81
+    assert len(list(store.blobs.walk())) == 81
     assert store.verify().all_ok
 
 
