@@ -531,6 +531,8 @@ class LocalBlobStore(LocalStaging):
     def __init__(self, root: Path, *, read_only: bool = False) -> None:
         super().__init__(root, read_only=read_only, directories=STORE_DIRECTORIES)
         self.media_dir = root / "media"
+        # each record carries its file's path: one join per lookup, not two
+        self._typed_dirs = {d: self.media_dir / d for d in TYPED_DIRECTORIES}
         self.quarantine_dir = root / "quarantine"
 
     # --- placing ---------------------------------------------------------------------------
@@ -613,7 +615,7 @@ class LocalBlobStore(LocalStaging):
         return open(fd, "rb", buffering=0), info
 
     def local_path(self, loc: Location) -> Path:
-        return self.media_dir / loc.directory / loc.name
+        return self._typed_dirs[loc.directory] / loc.name
 
     def describe(self, loc: Location) -> str:
         return str(self.local_path(loc))
