@@ -61,7 +61,9 @@ def test_quicktime_without_ftyp() -> None:
         (t.ftyp_box(b"zzzz", (b"zzzz",)) + bytes(40), "zzzz"),
         (t.ebml_bytes(b"matroska"), "matroska"),
         (b"\x1a\x45\xdf\xa3\xff\xff", "EBML"),
-        (b"hello world", "68656c6c6f"),
+        (b"hello world", r"\(text\)"),  # its kind, never its bytes
+        (b"\x7fELF\x02\x01\x01" + bytes(40), "ELF executable"),
+        (b"\x00\x01\x02\xfe\xff" * 20, "unrecognised binary data"),
         (b"<?xml version='1.0'?><svg/>", "SVG"),
     ],
 )
