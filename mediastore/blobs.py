@@ -510,6 +510,7 @@ class LocalStaging:
             pool.shutdown()
         if self._writer_fd is not None:
             fd, self._writer_fd = self._writer_fd, None
+            self._remove_own_temps()
             with contextlib.suppress(OSError):
                 os.rmdir(
                     f"{WRITER_LOCK_PREFIX}{self._writer}{WRITER_LOCK_SUFFIX}",
@@ -517,6 +518,20 @@ class LocalStaging:
                 )
             os.close(fd)
         self._dirs.close()
+
+    def _remove_own_temps(self) -> None:
+        """Remove temp files this writer still has: a closing store has no add in progress.
+
+        A Ctrl-C can land between a temp file's creation and the code that would discard
+        it (Python raises KeyboardInterrupt wherever the main thread is); the store's close
+        is the one place that runs after every such path.
+        """
+        tmp = self._dirs.fd("tmp")
+        mine = f"{TEMP_PREFIX}{self._writer}-"
+        for name in os.listdir(tmp):
+            if name.startswith(mine):
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=tmp)
 
 
 class LocalBlobStore(LocalStaging):

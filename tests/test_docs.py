@@ -148,7 +148,7 @@ def test_every_option_the_readme_names_exists() -> None:
         assert opts <= have, (name, sorted(opts - have))
     (usage, *_) = _blocks(_section("CLI"))
     first = set(re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", usage.splitlines()[0]))
-    assert first == {"--root", "--db", "--max-file-size", "-v"} and first <= global_opts
+    assert first == {"--root", "--db", "--blobs", "--max-file-size", "-v"} and first <= global_opts
     prose = set(re.findall(r"`[^`]*?(--[a-z][\w-]*)", _section("CLI")))
     assert prose <= every, sorted(prose - every)
 

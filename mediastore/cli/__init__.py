@@ -23,7 +23,7 @@ from ..version import __version__
 from .adding import add, fetch
 from .common import EXIT_INTERRUPTED, CliState, one_line
 from .lookup import SIZE, cat, export, get, ls, show, stats
-from .maintain import db, gc, import_legacy, reindex, rm, verify
+from .maintain import db, gc, import_legacy, migrate_store, reindex, rm, verify
 
 EPILOG = """\b
 Exit codes: 0 ok; 2 bad input; 3 unsupported content; 4 corrupt content; 5 not found;
@@ -88,6 +88,11 @@ class MediastoreGroup(click.Group):
     help="Catalog SQLAlchemy URL (env MEDIASTORE_DB_URL); default <root>/catalog.sqlite3.",
 )  # fmt: skip
 @click.option(
+    "--blobs", "blob_url", default=None, envvar="MEDIASTORE_BLOB_URL",
+    help="Where the bytes live: a directory or s3://bucket/prefix (env MEDIASTORE_BLOB_URL); "
+    "default <root>/media.",
+)  # fmt: skip
+@click.option(
     "--max-file-size", type=SIZE, default=None,
     help="Largest file accepted [default: 1G; env MEDIASTORE_MAX_FILE_SIZE].",
 )  # fmt: skip
@@ -95,18 +100,21 @@ class MediastoreGroup(click.Group):
 @click.version_option(__version__, prog_name="mediastore")
 @click.pass_context
 def main(
-    ctx: click.Context, root: Path, db_url: str | None, max_file_size: int | None, verbose: int
-) -> None:
+    ctx: click.Context, root: Path, db_url: str | None, blob_url: str | None,
+    max_file_size: int | None, verbose: int,
+) -> None:  # fmt: skip
     """mediastore: content-addressed media files with a SQL catalog."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(_not_an_interrupt)
-    ctx.obj = CliState(root=root, db_url=db_url, flags={"max_file_size": max_file_size})
+    ctx.obj = CliState(
+        root=root, db_url=db_url, blob_url=blob_url, flags={"max_file_size": max_file_size}
+    )
 
 
 for command in (add, fetch, get, show, ls, cat, export, stats, verify, import_legacy, reindex,
-                gc, rm, db):  # fmt: skip
+                gc, rm, migrate_store, db):  # fmt: skip
     main.add_command(command)
 
 __all__ = ["main"]

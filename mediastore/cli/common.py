@@ -85,6 +85,7 @@ class CliState:
 
     root: Path
     db_url: str | None
+    blob_url: str | None = None
     flags: dict[str, Any] = field(default_factory=dict)
     warned: bool = False
 
@@ -112,7 +113,7 @@ def open_store(
 ) -> Iterator[MediaStore]:
     """The store of ``--root``/``--db``; only commands that add content create one."""
     cfg = (settings or state(ctx).settings()).config
-    with MediaStore(config=cfg, create=create) as store:
+    with MediaStore(config=cfg, create=create, blob_url=state(ctx).blob_url) as store:
         yield store
 
 

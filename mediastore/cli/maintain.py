@@ -241,6 +241,52 @@ def rm(ctx: click.Context, md5s: tuple[str, ...], dry_run: bool, yes: bool) -> N
     tally.exit(ctx)
 
 
+@click.command("migrate-store")
+@click.option(
+    "--to", "target", required=True,
+    help="The blob store to move to: a directory or s3://bucket/prefix.",
+)  # fmt: skip
+@click.option(
+    "--delete-source", is_flag=True, help="Delete each source copy once its copy is recorded."
+)
+@json_option
+@click.pass_context
+@errors
+def migrate_store(ctx: click.Context, target: str, delete_source: bool, as_json: bool) -> None:
+    """Copy every stored file to another blob store, online and resumably.
+
+    While the move is unfinished, stores opened on either end read from both and write new
+    content to the target; each copy is hashed at the target before it is recorded, so a
+    killed run continues where it stopped. When it says "finished", use --blobs TARGET
+    from then on. Exits 1 if some files could not be copied (they are listed).
+    """
+    how_far = HowFar("file")
+    with (
+        interruptible(ctx, how_far),
+        open_store(ctx) as store,
+        bar_progress("copying", "file", None) as progress,
+    ):
+        report = store.migrate_store(
+            target, delete_source=delete_source, progress=how_far.track(progress)
+        )
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        for md5, reason in sorted(report.failed.items()):
+            click.echo(f"not copied {md5}: {one_line(reason)}")
+        click.echo(
+            f"copied {len(report.copied)} file(s) to {one_line(report.target)} "
+            f"({report.already} copied before); deleted {len(report.source_deleted)} "
+            f"source file(s); " + ("finished" if report.finished else "not finished")
+        )
+    tally = Tally(single=False)
+    for _ in report.copied:
+        tally.ok()
+    for _ in report.failed:
+        tally.failed(1)
+    tally.exit(ctx)
+
+
 @click.group()
 def db() -> None:
     """Catalog schema: show or upgrade its Alembic revision."""
