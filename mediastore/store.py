@@ -15,6 +15,7 @@ from typing import Any, BinaryIO, Self
 
 from . import maintenance, moves
 from . import verify as verification
+from .blobs import BlobRef
 from .catalog import Catalog, MediaRow, UrlInfo, url_md5
 from .catalog.engine import sqlite_path
 from .config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig
@@ -50,6 +51,7 @@ from .records import (
     VerifyReport,
 )
 from .s3 import open_blob_store
+from .sniff import BY_EXTENSION
 
 log = logging.getLogger(__name__)
 
@@ -422,6 +424,12 @@ class MediaStore:
             self.lifecycle, rows, progress=progress, repair=fix if repair else None,
             deep=self.config.verify_deep if deep is None else deep,
         )  # fmt: skip
+
+    def location(self, record: MediaRecord) -> str:
+        """Where a record's bytes are: its local path, or its object's ``s3://`` URL."""
+        if record.path is not None:
+            return str(record.path)
+        return self.blobs.describe(BlobRef(BY_EXTENSION[record.extension], record.md5))
 
     def migrate_store(
         self, to: str, *, delete_source: bool = False, progress: Progress | None = None

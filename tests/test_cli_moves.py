@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import servers
 from click.testing import CliRunner, Result
 
 from mediastore import testing as t
@@ -64,3 +65,19 @@ def test_migrate_store_reports_files_it_could_not_copy(tmp_path: Path) -> None:
     result = run(root, "migrate-store", "--to", str(target))
     assert result.exit_code == 1
     assert f"not copied {bad}" in result.stdout and "not finished" in result.stdout
+
+
+def test_show_and_rm_name_the_object_of_a_store_on_s3(
+    tmp_path: Path, s3_env: servers.S3Bucket
+) -> None:
+    """On S3 a record has no local path: show and rm name its object instead of 'None'."""
+    root, blobs = tmp_path / "store", f"s3://{s3_env.name}/cli"
+    path = tmp_path / "a.jpg"
+    path.write_bytes(t.noisy_jpeg(seed=3))
+    md5 = hashlib.md5(path.read_bytes()).hexdigest()
+    assert run(root, "--blobs", blobs, "add", str(path)).exit_code == 0
+    shown = run(root, "--blobs", blobs, "show", md5)
+    assert shown.exit_code == 0
+    assert f"{blobs}/media/images/{md5}.jpg" in shown.stdout and "None" not in shown.stdout
+    removed = run(root, "--blobs", blobs, "rm", md5)
+    assert removed.exit_code == 0 and f"{blobs}/media/images/{md5}.jpg" in removed.stdout

@@ -64,7 +64,7 @@ def record_json(rec: MediaRecord, urls: list[str] | None = None) -> dict[str, An
     return data
 
 
-def show_record(rec: MediaRecord, urls: list[str] | None = None) -> None:
+def show_record(rec: MediaRecord, urls: list[str] | None = None, where: str = "") -> None:
     dims = f"{rec.width}x{rec.height}" if rec.width else "-"
     rows = [
         ("md5", rec.md5),
@@ -72,7 +72,7 @@ def show_record(rec: MediaRecord, urls: list[str] | None = None) -> None:
         ("type", f"{rec.media_type} ({rec.mime_type})"),
         ("size", f"{rec.size} ({format_size(rec.size)})"),
         ("dimensions", dims),
-        ("path", str(rec.path)),
+        ("path", where or str(rec.path)),
         ("status", rec.status),
         ("created", rec.created_at.isoformat()),
         ("verified", rec.last_verified_at.isoformat() if rec.last_verified_at else "never"),
@@ -96,6 +96,7 @@ def get(ctx: click.Context, url: str, as_json: bool) -> None:
     with open_store(ctx) as store:
         rec = store.get_by_url(url)
         known = store.lookup_url(url) if rec is None else rec
+        where = store.location(rec) if rec is not None else ""
     if rec is None:
         if known is not None:
             raise MediaNotFoundError(
@@ -106,7 +107,7 @@ def get(ctx: click.Context, url: str, as_json: bool) -> None:
     if as_json:
         emit_json(record_json(rec))
     else:
-        show_record(rec)
+        show_record(rec, where=where)
 
 
 @click.command()
@@ -119,10 +120,11 @@ def show(ctx: click.Context, md5: str, as_json: bool) -> None:
     with open_store(ctx) as store:
         rec = find(store, md5)
         urls = store.urls_for(rec.md5)
+        where = store.location(rec)
     if as_json:
         emit_json(record_json(rec, urls))
     else:
-        show_record(rec, urls)
+        show_record(rec, urls, where)
 
 
 #: ``500K``, ``100M``, ``1G``; an ISO date/time (UTC unless it says otherwise) or ``7d`` ago

@@ -235,9 +235,9 @@ def rm(ctx: click.Context, md5s: tuple[str, ...], dry_run: bool, yes: bool) -> N
             tally.ok()
             urls = len(store.urls_for(md5)) if dry_run else None
             if dry_run:
-                click.echo(f"would remove {rec.md5}  {rec.path}  ({urls} URL(s))")
+                click.echo(f"would remove {rec.md5}  {store.location(rec)}  ({urls} URL(s))")
             else:
-                click.echo(f"removed {rec.md5}  {rec.path}")
+                click.echo(f"removed {rec.md5}  {store.location(rec)}")
     tally.exit(ctx)
 
 
