@@ -48,13 +48,16 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def make_engine(
-    url: str, *, busy_timeout: float, read_only: bool = False, create: bool = True
-) -> Engine:
+    url: str, *, busy_timeout: float, read_only: bool = False, create: bool = True,
+    synchronous: str | None = None,
+) -> Engine:  # fmt: skip
     """An engine for ``url``; for SQLite, with the pragmas that make sharing it safe.
 
     Args:
         read_only: Open a SQLite file read-only (see :func:`connect_read_only`).
         create: Create a missing SQLite file (and its directory); else refuse it.
+        synchronous: SQLite's synchronous level for this engine's connections (default
+            :data:`SYNCHRONOUS`; ``NORMAL`` only for writes a power cut may lose harmlessly).
 
     Raises:
         StoreNotFoundError: a SQLite file that does not exist, with ``create`` false.
@@ -82,7 +85,7 @@ def make_engine(
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
         if not read_only:
-            configure_sqlite(dbapi_conn, busy_timeout)
+            configure_sqlite(dbapi_conn, busy_timeout, synchronous or SYNCHRONOUS)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -121,7 +124,9 @@ def _server_engine(url: str) -> Engine:
         ) from exc
 
 
-def configure_sqlite(dbapi_conn: sqlite3.Connection, busy_timeout: float) -> None:
+def configure_sqlite(
+    dbapi_conn: sqlite3.Connection, busy_timeout: float, synchronous: str | None = None
+) -> None:
     """The pragmas every catalog connection gets."""
     # SQLAlchemy's begin event emits BEGIN itself (pysqlite's implicit transactions would
     # defer the write lock, and Python 3.11 has no Connection.autocommit).
@@ -136,7 +141,7 @@ def configure_sqlite(dbapi_conn: sqlite3.Connection, busy_timeout: float) -> Non
     # FULL: a commit is on disk when it returns, so an add that returned survives a power
     # cut with its URLs (NORMAL could roll the last commits back). Grouped commits share one
     # WAL fsync, which is what pays for it.
-    cur.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
+    cur.execute(f"PRAGMA synchronous = {synchronous or SYNCHRONOUS}")
     cur.close()
 
 

@@ -39,7 +39,6 @@ from ..records import STATUS_OK, STATUS_REMOVED
 from . import claims
 from .engine import (
     SNAPSHOT,
-    SYNCHRONOUS,
     WRITE,
     is_sqlite,
     make_engine,
@@ -242,21 +241,6 @@ def _new_rows(
     return inserts, revived
 
 
-@contextmanager
-def _relaxed(conn: Connection, *, enabled: bool) -> Iterator[None]:
-    """SQLite ``synchronous=NORMAL`` for one transaction on ``conn``, then FULL again."""
-    if not enabled:
-        yield
-        return
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    driver.execute("PRAGMA synchronous = NORMAL")  # outside the transaction: it applies
-    try:
-        yield
-    finally:
-        driver.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
-
-
 def _rows_in(conn: Connection, md5s: Sequence[str]) -> dict[str, MediaRow]:
     found: dict[str, MediaRow] = {}
     unique = list(dict.fromkeys(md5s))
@@ -447,12 +431,21 @@ class Catalog:
             )
             ensure_schema(self.engine, create_if_empty=create_if_empty and not read_only)
         self._sqlite = path is not None
+        # claims, heartbeats and verification times on connections of their own that stay
+        # at NORMAL: switching one connection's level around each of them cost two more
+        # statements (and GIL hand-offs) per claim on the commit chain
+        self._relaxed = (
+            make_engine(url, busy_timeout=busy_timeout, create=False, synchronous="NORMAL")
+            if path is not None and not read_only
+            else self.engine
+        )
         self._points = _point_reads(self.engine, path, busy_timeout, read_only=read_only)
         self._write_lock = threading.Lock()
 
     def close(self) -> None:
         if self._points is not None:
             self._points.close()
+        self._relaxed.dispose()
         self.engine.dispose()
 
     def _point(self, name: str, stmt: Select[Any], value: str) -> MediaRow | None:
@@ -497,8 +490,9 @@ class Catalog:
         with (
             self._write_lock,
             self._errors("write"),
-            self.engine.connect().execution_options(**WRITE) as conn,
-            _relaxed(conn, enabled=not durable and self._sqlite),
+            (self.engine if durable else self._relaxed)
+            .connect()
+            .execution_options(**WRITE) as conn,
             conn.begin(),
         ):
             yield conn
