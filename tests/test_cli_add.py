@@ -193,8 +193,10 @@ def test_unreadable_paths_fail_alone_as_an_unprivileged_user(public_dir: Path) -
     (src / "secret.jpg").chmod(0o600)
     (src / "locked").chmod(0o700)
     store = public_dir / "store"
-    store.mkdir()
-    os.chown(store, NOBODY, NOBODY)
+    # the schema is made here: the migration scripts may sit where nobody cannot read them
+    MediaStore(store).close()
+    for path in (store, *store.rglob("*")):
+        os.chown(path, NOBODY, NOBODY)
 
     def checks() -> dict[str, object]:
         result = run(store, "add", str(src))
