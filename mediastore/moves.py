@@ -167,7 +167,7 @@ def migrate(
     the source: its files are taken by the next pass or the next run).
     """
     report = MoveReport(source=move.source, target=move.target)
-    report.already = _count_moved(life, move)
+    report.already = life.catalog.count_moved(move.id)
     with ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="mediastore-move") as pool:
         while todo := [r for r in _unmoved(life, move) if r.md5 not in report.failed]:
             for start in range(0, len(todo), COPY_BATCH):
@@ -185,20 +185,7 @@ def migrate(
 
 
 def _unmoved(life: Lifecycle, move: MoveRow) -> list[MediaRow]:
-    rows: list[MediaRow] = []
-    after = ""
-    while page := life.catalog.unmoved(move.id, after):
-        rows.extend(page)
-        after = page[-1].md5
-    return rows
-
-
-def _count_moved(life: Lifecycle, move: MoveRow) -> int:
-    count, after = 0, ""
-    while page := life.catalog.moved(move.id, after):
-        count += len(page)
-        after = page[-1]
-    return count
+    return [row for page in life.catalog.unmoved(move.id) for row in page]
 
 
 def _copy_batch(
@@ -228,11 +215,12 @@ def _copy_batch(
 
 def _copy(life: Lifecycle, source: BlobStore, target: BlobStore, row: MediaRow) -> str | None:
     """Copy one file through the ingest path (placing it where it is already is harmless)."""
+    ref = ref_of(row)
     try:
-        _stage_and_place(life, source, target, ref_of(row), row)
+        _stage_and_place(life, source, target, ref, row)
     except FileNotFoundError:
         # content added during the move went to the target only
-        found = target.stat(ref_of(row))
+        found = target.stat(ref)
         return None if found is not None and found.size == row.size else "not in the source"
     except MediaStoreError as exc:
         return str(exc)
@@ -263,13 +251,11 @@ def _stage_and_place(
 def _delete_source(life: Lifecycle, source: BlobStore, move: MoveRow) -> list[str]:
     """Delete the source copy of every recorded file no writer holds an intent on."""
     deleted: list[str] = []
-    after = ""
-    while page := life.catalog.moved(move.id, after):
+    for page in life.catalog.moved(move.id):
         rows = life.catalog.by_md5_many(page)
         with life.catalog.exclusive() as ex:
             held = ex.held(page)
             for md5 in page:
                 if md5 in rows and md5 not in held and source.delete(ref_of(rows[md5])):
                     deleted.append(md5)
-        after = page[-1]
     return deleted

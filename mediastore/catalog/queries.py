@@ -588,17 +588,23 @@ class Catalog:
                 found.update(conn.execute(stmt).scalars())
         return found
 
-    def iter_media(self, page: int = 1000) -> Iterator[list[MediaRow]]:
-        """Every media row, a page at a time, in md5 order (keyset pagination)."""
+    def _pages(self, query: Select[Any], column: Any, page: int) -> Iterator[list[Any]]:
+        """The rows of ``query`` a page at a time, in ``column``'s order (keyset pagination:
+        each page is one indexed range read from the last key seen)."""
         last = ""
         while True:
-            stmt = select(*_MEDIA_COLS).where(_media.c.md5 > last).order_by(_media.c.md5)
+            stmt = query.where(column > last).order_by(column).limit(page)
             with self._read() as conn:
-                rows = [_row(r) for r in conn.execute(stmt.limit(page))]
+                rows = list(conn.execute(stmt))
             if not rows:
                 return
             yield rows
-            last = rows[-1].md5
+            last = getattr(rows[-1], column.name)
+
+    def iter_media(self, page: int = 1000) -> Iterator[list[MediaRow]]:
+        """Every media row, a page at a time, in md5 order."""
+        for rows in self._pages(select(*_MEDIA_COLS), _media.c.md5, page):
+            yield [_row(r) for r in rows]
 
     # --- writers and intents (see claims.py) ------------------------------------------------
     def open_writer(self, label: str) -> str:
@@ -728,20 +734,9 @@ class Catalog:
 
     def removed_md5s(self, page: int = 500) -> Iterator[list[str]]:
         """Md5s of removed content (whose file may still need deleting), a page at a time."""
-        last = ""
-        while True:
-            stmt = (
-                select(_media.c.md5)
-                .where(_media.c.status == STATUS_REMOVED, _media.c.md5 > last)
-                .order_by(_media.c.md5)
-                .limit(page)
-            )
-            with self._read() as conn:
-                md5s = list(conn.execute(stmt).scalars())
-            if not md5s:
-                return
-            yield md5s
-            last = md5s[-1]
+        removed = select(_media.c.md5).where(_media.c.status == STATUS_REMOVED)
+        for rows in self._pages(removed, _media.c.md5, page):
+            yield [r.md5 for r in rows]
 
     def by_md5_many(self, md5s: Sequence[str]) -> dict[str, MediaRow]:
         """The media rows of these md5s that exist (queried in batches)."""
@@ -841,28 +836,24 @@ class Catalog:
 
         return self._transact(body)
 
-    def unmoved(self, move: int, after: str = "", page: int = 500) -> list[MediaRow]:
-        """Live rows (ok) whose bytes the move has not copied yet, in md5 order from ``after``."""
+    def unmoved(self, move: int, page: int = 500) -> Iterator[list[MediaRow]]:
+        """Live rows (ok) whose bytes the move has not copied yet, a page at a time."""
         copied = select(_moved.c.md5).where(_moved.c.move == move, _moved.c.md5 == _media.c.md5)
-        stmt = (
-            select(*_MEDIA_COLS)
-            .where(_media.c.md5 > after, _media.c.status == STATUS_OK, ~copied.exists())
-            .order_by(_media.c.md5)
-            .limit(page)
-        )
-        with self._read() as conn:
-            return [_row(r) for r in conn.execute(stmt)]
+        rows = select(*_MEDIA_COLS).where(_media.c.status == STATUS_OK, ~copied.exists())
+        for found in self._pages(rows, _media.c.md5, page):
+            yield [_row(r) for r in found]
 
-    def moved(self, move: int, after: str = "", page: int = 500) -> list[str]:
-        """Md5s the move has copied, in order from ``after``."""
-        stmt = (
-            select(_moved.c.md5)
-            .where(_moved.c.move == move, _moved.c.md5 > after)
-            .order_by(_moved.c.md5)
-            .limit(page)
-        )
+    def moved(self, move: int, page: int = 500) -> Iterator[list[str]]:
+        """Md5s the move has copied, a page at a time."""
+        copied = select(_moved.c.md5).where(_moved.c.move == move)
+        for rows in self._pages(copied, _moved.c.md5, page):
+            yield [r.md5 for r in rows]
+
+    def count_moved(self, move: int) -> int:
+        """How many md5s the move has copied."""
+        stmt = select(func.count()).select_from(_moved).where(_moved.c.move == move)
         with self._read() as conn:
-            return list(conn.execute(stmt).scalars())
+            return int(conn.execute(stmt).scalar_one())
 
     def record_moved(self, writer: str, move: int, md5s: Sequence[str], now: datetime) -> None:
         """Record that these md5s' bytes are at the move's target; drop the writer's intents.
