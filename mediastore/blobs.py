@@ -612,20 +612,20 @@ class LocalBlobStore(LocalStaging):
             FileNotFoundError: nothing there.
             StorageError: a link or another non-regular entry is there, or opening failed.
         """
-        path = self.local_path(loc)
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO: no hang
         try:
             fd = os.open(loc.name, flags, dir_fd=self._dirs.fd(f"media/{loc.directory}"))
         except FileNotFoundError:
             raise
         except OSError as exc:
+            path = self.local_path(loc)
             if exc.errno == errno.ELOOP:
                 raise StorageError(f"{path} is a symbolic link, not a stored file") from exc
             raise _storage_error("opening", path, exc) from exc
         info = _blob_stat(os.fstat(fd))
         if not info.regular:
             os.close(fd)
-            raise StorageError(f"{path} is not a regular file")
+            raise StorageError(f"{self.local_path(loc)} is not a regular file")
         os.set_blocking(fd, True)
         return open(fd, "rb", buffering=0), info
 
