@@ -12,10 +12,10 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .cases import CASES, GROUPS, Bench, CaseResult, run_group, select
+from .cases import CASES, GROUPS, Bench, CaseResult, group_runs, run_group, select
 from .config import FULL, QUICK, Workdir
 from .measure import settle, time_command, warm
-from .report import RunInfo, console_table, markdown, source_fingerprint
+from .report import RunInfo, console_table, cpu, markdown, source_fingerprint
 from .servers import serve
 
 RESULTS_DIR = Path(__file__).resolve().parent
@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="mediastore-bench-", dir=args.workdir))
     log(f"work directory {root}")
     results: list[CaseResult] = []
+    group_seconds: dict[str, float] = {}
     server_name = "none (no download case selected)"
     check: str | None = None
     try:
@@ -126,11 +127,15 @@ def main(argv: list[str] | None = None) -> int:
                 specs = [spec for spec in args.specs if spec.group == group]
                 if not specs:
                     continue
-                log(f"[{group}] {runs} run(s): " + ", ".join(spec.key for spec in specs))
-                results += run_group(bench, group, specs, runs, log)
+                n = group_runs(group, runs)
+                log(f"[{group}] {n} run(s): " + ", ".join(spec.key for spec in specs))
+                start = time.perf_counter()
+                results += run_group(bench, group, specs, n, log)
                 if group == "download" and server is not None:
                     check = server_check(bench)
                     log(check)
+                group_seconds[group] = time.perf_counter() - start
+                log(f"[{group}] took {group_seconds[group]:.0f} s")
     finally:
         if args.keep:
             log(f"kept {root}")
@@ -142,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     info = RunInfo(
         date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), command=command,
         quick=args.quick, scale=scale, runs=runs, server=server_name, server_check=check,
-        elapsed_s=time.perf_counter() - _T0, source=source,
+        elapsed_s=time.perf_counter() - _T0, source=source, group_seconds=group_seconds,
     )  # fmt: skip
+    print(f"CPU: {cpu().summary}")
     print(f"server: {server_name}; mediastore sources {source}")
     print(console_table(results))
     output.write_text(markdown(info, results), encoding="utf-8")

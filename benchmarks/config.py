@@ -29,6 +29,8 @@ class Scale:
         stats_calls: ``stats()`` calls per timed run.
         verify_files: Files in the store that ``verify()`` re-hashes.
         legacy_files: Files of the legacy cache that ``import_legacy`` imports.
+        rss_small: URLs of the smaller ``iter_fetch`` whose peak RSS is the baseline.
+        rss_large: URLs of the larger ``iter_fetch`` whose peak RSS must not grow with them.
         runs: Timed runs per side; the median is reported.
     """
 
@@ -39,6 +41,8 @@ class Scale:
     stats_calls: int
     verify_files: int
     legacy_files: int
+    rss_small: int
+    rss_large: int
     runs: int
 
 
@@ -50,6 +54,8 @@ FULL = Scale(
     stats_calls=3,
     verify_files=5_000,
     legacy_files=20_000,
+    rss_small=10_000,
+    rss_large=200_000,
     runs=3,
 )
 
@@ -61,6 +67,9 @@ QUICK = Scale(
     stats_calls=3,
     verify_files=500,
     legacy_files=2_000,
+    # a smoke run: 20,000 URLs take ~30 s here (200,000 take ~5 min, at ~1.5 ms per URL)
+    rss_small=2_000,
+    rss_large=20_000,
     runs=1,
 )
 

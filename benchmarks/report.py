@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from .cases import CaseResult, fill
+from .cases import MAX_RUNS, CaseResult, fill
 from .config import Scale
 
 PACKAGES = ("mediastore", "SQLAlchemy", "requests", "urllib3", "Pillow")
@@ -49,6 +49,8 @@ class RunInfo:
     server_check: str | None
     elapsed_s: float
     source: str
+    #: wall time of each group, data made on first use included, in the order they ran
+    group_seconds: dict[str, float]
 
 
 def _first_line(argv: Sequence[str]) -> str:
@@ -70,21 +72,63 @@ def _meminfo_gib() -> str:
     return "?"
 
 
-def _cpu_model() -> str:
+#: /proc/cpuinfo's vendor_id -> the name the results use
+VENDORS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD"}
+#: The CPU flags that move the ratios: SHA-256 in hardware (hashlib uses it through OpenSSL;
+#: coreutils' sha256sum does not), and the vector units OpenSSL's hashes and copies pick.
+CPU_FLAGS = ("sha_ni", "avx2")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cpu:
+    """What /proc/cpuinfo says about the first processor."""
+
+    model: str
+    vendor: str
+    flags: frozenset[str]
+
+    @property
+    def flags_text(self) -> str:
+        """``sha_ni yes, avx2 yes, avx512 none`` (or the avx512 flags present)."""
+        items = [f"{flag} {'yes' if flag in self.flags else 'no'}" for flag in CPU_FLAGS]
+        avx512 = sorted(flag for flag in self.flags if flag.startswith("avx512"))
+        items.append("avx512 " + (" ".join(avx512) if avx512 else "none"))
+        return ", ".join(items)
+
+    @property
+    def summary(self) -> str:
+        """One line: model, vendor, the flags that matter."""
+        return f"{self.model} ({self.vendor}; {self.flags_text})"
+
+
+def cpu() -> Cpu:
+    """The model, vendor (Intel, AMD) and flags of the first processor in /proc/cpuinfo."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break  # the first processor is enough: a VM's cores are alike
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or "?"
+    vendor_id = fields.get("vendor_id", "?")
+    return Cpu(
+        model=fields.get("model name") or platform.processor() or "?",
+        vendor=VENDORS.get(vendor_id, vendor_id),
+        flags=frozenset(fields.get("flags", "").split()),
+    )
 
 
 def machine() -> list[tuple[str, str]]:
     """(what, value) facts about the machine and the software versions."""
+    info = cpu()
     facts = [
-        ("cores", f"{os.cpu_count()} ({_cpu_model()})"),
+        ("cores", str(os.cpu_count())),
+        ("CPU", info.model),
+        ("CPU vendor", info.vendor),
+        ("CPU flags", info.flags_text),
         ("RAM", _meminfo_gib()),
         ("kernel", f"{platform.system()} {platform.release()}"),
         ("Python", f"{platform.python_version()} ({platform.python_implementation()})"),
@@ -98,6 +142,26 @@ def machine() -> list[tuple[str, str]]:
     facts.append(("curl", " ".join(_first_line(["curl", "--version"]).split()[:2])))
     facts.append(("coreutils", _first_line(["md5sum", "--version"])))
     return facts
+
+
+INGEST_METHOD = [
+    "- ingest, what each reference means. Every run is a *pair*: `add_file` into a fresh "
+    "store, then right after it (each after `sync` and a warm cache) `cp FILE DEST && sync`, "
+    "`md5sum FILE` and the script; the disk of these VMs throttles sustained writes after a "
+    "few GiB, so a side is compared only with references timed on the same disk state.",
+    "  - `md5sum FILE` reads the file from the page cache and computes MD5 on one core: the "
+    "CPU's limit for the hash every ingest must compute (no write).",
+    "  - `cp FILE DEST && sync` writes the file and waits until it is on disk: the disk's "
+    "limit at that moment (no hash).",
+    "  - ingest-md5sum compares `add_file` with the *slower* of the two in each pair: the "
+    "hardware's limit for a durable, hashed copy, since `add_file` does both at once "
+    "(MD5 and SHA-256 beside the write). Target: median of the per-pair ratios >= 0.9.",
+    "  - ingest-script: `cp FILE DEST && md5sum DEST && sha256sum DEST && sync` is the same "
+    "result (a durable copy and both digests) done by shell, one step after another; its "
+    "ratio is what overlapping the steps gains (target 2). coreutils' `sha256sum` is much "
+    "slower than hashlib's SHA-256 on these machines (251 against 1,346 MB/s in "
+    "shared/PERFORMANCE.md), so this reference depends on the CPU more than the others.",
+]
 
 
 # --- figures -----------------------------------------------------------------------------------
@@ -166,7 +230,53 @@ def console_table(results: Sequence[CaseResult]) -> str:
              for row in [header, *rows]]  # fmt: skip
     lines.insert(1, "  ".join("-" * w for w in widths))
     errors = [f"{r.spec.key}: {r.error}" for r in results if r.error]
-    return "\n".join(lines + (["", "errors:", *errors] if errors else []))
+    pairs = [line for r in results if r.spec.paired for line in ["", *_pair_lines(r)]]
+    return "\n".join(lines + pairs + (["", "errors:", *errors] if errors else []))
+
+
+def _pair_lines(result: CaseResult) -> list[str]:
+    """The pairs of a paired case, one line each, for the terminal."""
+    unit = result.spec.unit.name
+    lines = [f"{result.spec.key}: ratio = median of the per-pair ratios = {_num(result.ratio)}"]
+    for i, pair in enumerate(result.pairs, 1):
+        refs = "; ".join(f"{label} {_num(v)}" for label, v in pair.parts.items())
+        refs = refs or f"{result.reference_label} {_num(pair.reference)}"
+        slower = f" -> slower: {pair.slower}" if pair.slower else ""
+        lines.append(
+            f"  pair {i}: {result.mediastore_label} {_num(pair.mediastore)} {unit} vs "
+            f"{refs} {unit}{slower}; ratio {pair.ratio:.2f}"
+        )
+    return lines
+
+
+def _pair_table(result: CaseResult) -> list[str]:
+    """The Markdown table of a paired case's pairs."""
+    pairs = result.pairs
+    labels = list(dict.fromkeys(label for p in pairs for label in p.parts))
+    unit = result.spec.unit.name
+    head = [f"{result.mediastore_label} ({unit})"]
+    head += [f"{_md_escape(label)} ({unit})" for label in labels] or [
+        f"{_md_escape(result.reference_label)} ({unit})"
+    ]
+    if labels:
+        head.append("slower reference")
+    out = [
+        "",
+        f"Pairs of {result.spec.key} (in the order they ran; ratio = {result.mediastore_label} / "
+        f"{'the slower reference' if labels else result.reference_label}, median "
+        f"{_num(result.ratio)}):",
+        "",
+        "| pair | " + " | ".join(head) + " | ratio |",
+        "| ---: | " + " | ".join("---:" for _ in head[: len(head) - bool(labels)])
+        + (" | ---" if labels else "") + " | ---: |",
+    ]  # fmt: skip
+    for i, p in enumerate(pairs, 1):
+        cells = [_num(p.mediastore)]
+        cells += [_num(p.parts.get(label)) for label in labels] or [_num(p.reference)]
+        if labels:
+            cells.append(p.slower or "-")
+        out.append(f"| {i} | " + " | ".join(cells) + f" | {p.ratio:.2f} |")
+    return out
 
 
 def _md_escape(text: str) -> str:
@@ -176,10 +286,14 @@ def _md_escape(text: str) -> str:
 def markdown(info: RunInfo, results: Sequence[CaseResult]) -> str:
     """The results file."""
     scale = info.scale
+    groups = {r.spec.group for r in results}
+    capped = [f"{g}: {n}" for g, n in MAX_RUNS.items() if g in groups and n < info.runs]
+    paired = [r.spec.key for r in results if r.spec.paired]
     out = [
         f"# mediastore benchmarks{' (quick smoke run)' if info.quick else ''}",
         "",
         f"- Date: {info.date}",
+        f"- Machine: {os.cpu_count()} cores, {cpu().summary}",
         f"- Command (from the repository root): `{info.command}`",
         f"- mediastore sources measured: {info.source} (SHA-256 of mediastore/)",
         f"- HTTP server for the download cases: {info.server}",
@@ -187,13 +301,22 @@ def markdown(info: RunInfo, results: Sequence[CaseResult]) -> str:
     if info.server_check:
         out.append(f"- Server check: {info.server_check}")
     out += [
-        f"- Runs per side: {info.runs}; every figure is the median of its runs; "
-        "ratio = mediastore throughput / reference throughput",
+        f"- Runs per side: {info.runs}"
+        + (f" ({', '.join(capped)} run, see Method)" if capped else "")
+        + "; every figure is the median of its runs; ratio = mediastore throughput / "
+        "reference throughput"
+        + (
+            f", for {', '.join(paired)} the median of the per-pair ratios (see Every run)"
+            if paired
+            else ""
+        ),
         f"- Data: a {fill('{video}', scale)} video, {scale.images:,} images, a catalog of "
         f"{scale.catalog_rows:,} rows, {scale.lookups:,} lookups per run, {scale.stats_calls} "
         f"stats() calls per run, {scale.verify_files:,} files to verify, "
         f"{scale.legacy_files:,} legacy files",
-        f"- Wall time of the whole benchmark: {info.elapsed_s / 60:.1f} min",
+        f"- Wall time of the whole benchmark: {info.elapsed_s / 60:.1f} min; per group, "
+        "its data made on first use included: "
+        + ", ".join(f"{g} {s:,.0f} s" for g, s in info.group_seconds.items()),
         "",
         "## Machine",
         "",
@@ -210,7 +333,7 @@ def markdown(info: RunInfo, results: Sequence[CaseResult]) -> str:
     for r in results:
         out.append(
             f"| {r.title} | {_md_escape(fill(r.spec.mediastore, scale))} | "
-            f"{_md_escape(r.spec.reference)} | {_figure(r.mediastore_figure, r)} | "
+            f"{_md_escape(fill(r.spec.reference, scale))} | {_figure(r.mediastore_figure, r)} | "
             f"{_figure(r.reference_figure, r)} | {_num(r.ratio)} | {_target(r)} | "
             f"**{_verdict(r)}** | {_rss(r)} |"
         )
@@ -248,7 +371,12 @@ def markdown(info: RunInfo, results: Sequence[CaseResult]) -> str:
         ms = ", ".join(_num(v) for v in r.mediastore_runs) or "-"
         ref = ", ".join(_num(v) for v in r.reference_runs) or "-"
         notes = _md_escape(r.error) if r.error else _extra(r)
+        if r.spec.paired:
+            notes = "; ".join(filter(None, [notes, "run by run in pairs, below"]))
         out.append(f"| {r.spec.key} | {r.spec.unit.name} | {ms} | {ref} | {notes} |")
+    for r in results:
+        if r.spec.paired and r.pairs:
+            out += _pair_table(r)
     out += [
         "",
         "## Method",
@@ -270,8 +398,17 @@ def markdown(info: RunInfo, results: Sequence[CaseResult]) -> str:
         "content of another); lookups pick random existing URLs.",
         "- All traffic goes to 127.0.0.1; proxy variables are removed from every child's "
         "environment.",
-        "",
     ]
+    if groups & {"ingest"}:
+        out += INGEST_METHOD
+    if groups & {"rss"}:
+        out.append(
+            "- rss: one run whatever `--runs` says: the figure is the peak RSS (VmHWM) of one "
+            f"`iter_fetch` over {scale.rss_large:,} URLs against the same over "
+            f"{scale.rss_small:,}, a maximum that a repeat would only confirm; its URLs/s is "
+            "reported, not held to a target."
+        )
+    out.append("")
     if ANALYSIS.is_file():  # the maintained, profile-backed explanation of any miss
         out += [ANALYSIS.read_text(encoding="utf-8").rstrip(), ""]
     return "\n".join(out)
