@@ -2,7 +2,10 @@
 
 Each case runs beside its reference in the same run, medians of several runs::
 
-    python -m benchmarks.scaleout [--quick] [--output FILE]
+    python -m benchmarks.scaleout [--quick] [--runs N] [--only CASE ...] [--output FILE]
+
+``--only`` runs some of the cases (lookup, stats, add_file, fetch, migrate); the others are
+not prepared either (no catalog is loaded for add_file alone).
 
 The servers are started the way the tests start them (``tests/servers.py``: a throwaway
 PostgreSQL cluster and a one-host Ceph cluster on 127.0.0.1); without their binaries the
@@ -270,6 +273,9 @@ def _runs(ours: list[float], ref: list[float]) -> str:
 
 
 # --- the run ---------------------------------------------------------------------------------
+CASES = ("lookup", "stats", "add_file", "fetch", "migrate")
+
+
 def _cases(args: argparse.Namespace, work: Path) -> Iterator[Row | list[Row]]:
     with ExitStack() as stack:
         try:
@@ -285,18 +291,28 @@ def _cases(args: argparse.Namespace, work: Path) -> Iterator[Row | list[Row]]:
             "AWS_SECRET_ACCESS_KEY": s3.secret_key, "AWS_DEFAULT_REGION": s3.region,
         })  # fmt: skip
         rows = 20_000 if args.quick else 1_000_000
-        runs = 1 if args.quick else args.runs
-        yield lookup_pg(pg, rows, 5_000 if args.quick else 20_000, runs)
-        yield stats_case(pg, rows, runs, work)
-        yield add_file_case(pg, s3, (32 if args.quick else 256) << 20, runs, work)
-        yield fetch_case(pg, s3, 200 if args.quick else 2_000, runs, work)
-        yield migrate_case(s3, 200 if args.quick else 2_000, runs, work)
+        runs = args.runs if args.runs is not None else 1 if args.quick else 3
+        only = set(args.only or CASES)
+        if "lookup" in only:
+            yield lookup_pg(pg, rows, 5_000 if args.quick else 20_000, runs)
+        if "stats" in only:
+            yield stats_case(pg, rows, runs, work)
+        if "add_file" in only:
+            yield add_file_case(pg, s3, (32 if args.quick else 256) << 20, runs, work)
+        if "fetch" in only:
+            yield fetch_case(pg, s3, 200 if args.quick else 2_000, runs, work)
+        if "migrate" in only:
+            yield migrate_case(s3, 200 if args.quick else 2_000, runs, work)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scaleout", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small data, 1 run")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=None, help="runs per case (default 3; 1 quick)")
+    parser.add_argument(
+        "--only", action="append", choices=CASES, metavar="CASE",
+        help=f"run this case only (repeatable; one of {', '.join(CASES)})",
+    )  # fmt: skip
     parser.add_argument("--output", type=Path, default=Path(tempfile.gettempdir()) / "scaleout.md")
     args = parser.parse_args()
     random.seed(1)
@@ -309,7 +325,8 @@ def main() -> None:
     lines = [
         "# mediastore scale-out benchmarks", "",
         *(f"- {k}: {v}" for k, v in machine()), "- Command: `python -m benchmarks.scaleout"
-        + (" --quick" if args.quick else "") + "`", "",
+        + (" --quick" if args.quick else "") + (f" --runs {args.runs}" if args.runs else "")
+        + "".join(f" --only {c}" for c in args.only or ()) + "`", "",
         "| case | mediastore | reference | ratio | target | runs (mediastore / reference) |",
         "| --- | --- | --- | ---: | --- | --- |",
     ]  # fmt: skip
