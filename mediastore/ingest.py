@@ -260,11 +260,11 @@ def _log_hint_mismatch(kind: MediaKind, mime_hint: str | None) -> None:
 def file_chunks(path: Path, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes | memoryview]:
     """Chunks of the file at ``path`` (opened here, closed when the iterator ends)."""
     with open(path, "rb", buffering=0) as fh:
-        yield from open_file_chunks(fh, chunk_size)
+        yield from open_file_chunks(fh, chunk_size=chunk_size)
 
 
 def open_file_chunks(
-    fh: BinaryIO, size: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE
+    fh: BinaryIO, size: int | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE
 ) -> Iterator[bytes | memoryview]:
     """Chunks of an open file of ``size`` bytes (default: its fstat), whole if it fits in one.
 

@@ -266,6 +266,23 @@ def test_large_stream_uses_constant_memory(store: MediaStore) -> None:
     assert peak < 8 << 20
 
 
+def test_add_file_of_a_large_file_uses_constant_memory(store: MediaStore, tmp_path: Path) -> None:
+    """A 32 MiB file is read in chunks, never whole (only small files are read at once)."""
+    video = tmp_path / "big.mp4"
+    with video.open("wb") as fh:
+        fh.write(t.mp4_header(32 << 20))
+        for _ in range(32):
+            fh.write(os.urandom(1 << 20))
+    tracemalloc.start()
+    try:
+        rec = store.add_file(video)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert rec.size == video.stat().st_size
+    assert peak < 8 << 20
+
+
 def test_verify_ok_missing_and_corrupt(store: MediaStore) -> None:
     """verify: ok files get a time, a flipped byte is quarantined, a deleted file is missing."""
     good = store.add_bytes(t.image_bytes("PNG", color="red"), url="https://x.test/good")
