@@ -5,7 +5,10 @@ Keys mirror the disk layout, so a bucket reads like a store: ``<prefix>/media/im
 (:attr:`BlobRef.key` under the prefix), quarantined objects under ``<prefix>/quarantine/``.
 Content is staged locally first (:class:`~mediastore.blobs.LocalStaging`: ``<root>/tmp/``, the
 writer lock, gc's sweep of abandoned temp files), so hashing, sniffing and refusing happen
-before anything is uploaded; a placed temp file is removed once its object exists.
+before anything is uploaded; a placed temp file is removed once its object exists. Content of
+up to ``MEMORY_TEMP_LIMIT`` bytes is staged in memory and sent from there (:class:`UploadTemp`);
+content that will go in parts has the MD5 of each part computed as it is staged, so the upload
+reads each part once and sends it.
 
 How an object is created (the lifecycle has claimed the md5 in the catalog before):
 
@@ -15,7 +18,10 @@ How an object is created (the lifecycle has claimed the md5 in the catalog befor
   means the object exists, and it is then compared (its SHA-256 metadata and size) with ours:
   equal is success, different is a :class:`HashCollisionError`, the object left untouched;
 - files from ``multipart_threshold`` bytes go multipart, each part with its own
-  ``Content-MD5``; any failure aborts the upload.
+  ``Content-MD5``; any failure aborts the upload;
+- botocore's default CRC32 of every body (``request_checksum_calculation``) is turned off
+  for the client a store makes: it checks what Content-MD5 checks, at the cost of one more
+  pass over the bytes (a client passed in is used as it is).
 
 What Ceph RGW 16.2 does (checked by ``tests/test_s3.py``): a wrong ``Content-MD5`` (whole
 object or part) is refused with 400 BadDigest; ``If-None-Match: *`` on PutObject is honoured
@@ -48,6 +54,7 @@ import io
 import logging
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -63,6 +70,7 @@ from .blobs import (
     BlobStore,
     LocalBlobStore,
     LocalStaging,
+    LocalTemp,
     Location,
     StoredEntry,
     TempBlob,
@@ -80,12 +88,22 @@ MIN_PART_SIZE = 5 << 20
 MAX_PARTS = 10_000
 #: Parts of one file in flight at once (boto3's upload_file sends 10).
 PART_THREADS = 4
+#: Content up to this size is staged in memory and sent from there (no temp file).
+MEMORY_TEMP_LIMIT = 1 << 20
 #: A multipart upload older than this (on the server's clock) is a crash leftover for gc.
 DEFAULT_UPLOAD_CUTOFF = timedelta(days=1)
 #: The object metadata that holds the content's SHA-256 (``x-amz-meta-sha256``).
 SHA256_METADATA = "sha256"
 #: Read buffer of an open object (reads of the body are streamed, never the whole object).
 READ_BUFFER = 256 << 10
+#: botocore settings of the client a store makes for itself.
+CLIENT_SETTINGS: dict[str, Any] = {
+    # path-style: what S3-compatible servers on a plain host:port understand
+    "s3": {"addressing_style": "path"},
+    # every PUT carries Content-MD5: botocore's default CRC32 of each body on top would be
+    # one more pass over the bytes, checking what the MD5 checks already
+    "request_checksum_calculation": "when_required",
+}
 #: The query options an ``s3://`` URL may carry, with how to read each.
 URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "multipart_threshold": int,
@@ -216,10 +234,7 @@ class S3BlobStore(LocalStaging):
         self._own_client = client is None
         try:
             if client is None:
-                # path-style: what S3-compatible servers on a plain host:port understand
-                client = boto3.session.Session().client(
-                    "s3", config=config(s3={"addressing_style": "path"})
-                )
+                client = boto3.session.Session().client("s3", config=config(**CLIENT_SETTINGS))
         except self._failures as exc:
             raise InvalidInputError(f"cannot set up an S3 client: {_reason(exc)}") from exc
         self.client = client
@@ -275,6 +290,25 @@ class S3BlobStore(LocalStaging):
     def _error(self, action: str, key: str, exc: BaseException) -> StorageError:
         return StorageError(f"{action} {self._url(key)} failed: {_reason(exc)}")
 
+    # --- staging ---------------------------------------------------------------------------
+    # LocalStaging.create_temp promises a LocalTemp; the blob store protocol, a TempBlob
+    def create_temp(self) -> UploadTemp:  # type: ignore[override]
+        """A temp for content to upload: in memory while small, else a file in ``tmp/``."""
+        self._writable()
+        memory_limit = min(MEMORY_TEMP_LIMIT, self.multipart_threshold - 1)
+        return UploadTemp(
+            super().create_temp, memory_limit=memory_limit,
+            part_threshold=self.multipart_threshold, part_size=self.part_size,
+        )  # fmt: skip
+
+    def discard(self, temp: TempBlob) -> None:
+        if isinstance(temp, UploadTemp):
+            temp.close()
+            if temp.file is not None:
+                super().discard(temp.file)
+            return
+        super().discard(temp)
+
     # --- placing ---------------------------------------------------------------------------
     def place_many(self, items: Sequence[tuple[TempBlob, BlobRef]]) -> list[MediaStoreError | None]:
         """Upload temps to their addresses (several at once); each temp is removed after.
@@ -290,19 +324,34 @@ class S3BlobStore(LocalStaging):
     def _place(self, temp: TempBlob, ref: BlobRef) -> MediaStoreError | None:
         assert temp.sha256 is not None, "staged content carries its SHA-256 (ingest.stage)"
         try:
-            with self._open_temp(temp) as fh:
-                self.upload(fh, ref, md5=ref.md5, sha256=temp.sha256, size=temp.written)
+            staged = temp if isinstance(temp, UploadTemp) else None
+            content = staged.content() if staged is not None else None
+            if content is not None:
+                self.upload(content, ref, md5=ref.md5, sha256=temp.sha256, size=temp.written)
+            else:
+                file = staged.file if staged is not None and staged.file is not None else temp
+                with self._open_temp(file) as fh:
+                    self.upload(
+                        fh, ref, md5=ref.md5, sha256=temp.sha256, size=temp.written,
+                        part_md5s=staged.part_md5s() if staged is not None else None,
+                    )  # fmt: skip
         except MediaStoreError as exc:
             return exc
         finally:
             self.discard(temp)
         return None
 
-    def upload(self, fh: BinaryIO, ref: BlobRef, *, md5: str, sha256: str, size: int) -> None:
+    def upload(
+        self, fh: BinaryIO | bytes, ref: BlobRef, *, md5: str, sha256: str, size: int,
+        part_md5s: dict[tuple[int, int], bytes] | None = None,
+    ) -> None:  # fmt: skip
         """Create the object of ``ref`` from ``fh`` (``size`` bytes) unless it exists.
 
         ``md5`` is sent as Content-MD5 (the server refuses bytes that do not match it),
         ``sha256`` as metadata. The lifecycle's claim on the md5 must be held.
+        ``part_md5s``: MD5s of byte ranges ``(offset, length)`` computed as the content was
+        staged; a part found there is not hashed again before it is sent (the server
+        still checks it against them).
 
         Raises:
             HashCollisionError: the object exists with other content (left untouched), or,
@@ -313,7 +362,9 @@ class S3BlobStore(LocalStaging):
         key = self.key(ref)
         meta = {"Metadata": {SHA256_METADATA: sha256}, "ContentType": ref.kind.mime_type}
         if size >= self.multipart_threshold:
-            self._upload_parts(fh, key, md5=md5, sha256=sha256, size=size, meta=meta)
+            if isinstance(fh, bytes):
+                fh = io.BytesIO(fh)
+            self._upload_parts(fh, key, size=size, meta=meta, part_md5s=part_md5s or {})
             # RGW 16 ignores If-None-Match on completion: read back whose object it is
             self._check_existing(key, md5=md5, sha256=sha256, size=size)
             return
@@ -328,8 +379,9 @@ class S3BlobStore(LocalStaging):
             self._check_existing(key, md5=md5, sha256=sha256, size=size)
 
     def _upload_parts(
-        self, fh: BinaryIO, key: str, *, md5: str, sha256: str, size: int, meta: dict[str, Any]
-    ) -> None:
+        self, fh: BinaryIO, key: str, *, size: int, meta: dict[str, Any],
+        part_md5s: dict[tuple[int, int], bytes],
+    ) -> None:  # fmt: skip
         try:
             upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, **meta)[
                 "UploadId"
@@ -337,13 +389,17 @@ class S3BlobStore(LocalStaging):
         except self._failures as exc:
             raise self._error("starting the upload of", key, exc) from exc
         part_size = max(self.part_size, math.ceil(size / MAX_PARTS))
-        fd = fh.fileno()
+        read = _range_reader(fh)
 
         def send(number: int) -> dict[str, Any]:
             # each thread reads its own part: at most PART_THREADS parts are in memory
             offset = (number - 1) * part_size
-            data = os.pread(fd, min(part_size, size - offset), offset)
-            digest = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest())
+            length = min(part_size, size - offset)
+            data = read(length, offset)
+            known = part_md5s.get((offset, length))
+            digest = base64.b64encode(
+                known if known is not None else hashlib.md5(data, usedforsecurity=False).digest()
+            )
             result = self.client.upload_part(
                 Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
                 Body=data, ContentLength=len(data), ContentMD5=digest.decode("ascii"),
@@ -539,6 +595,128 @@ class S3BlobStore(LocalStaging):
     def _close_client(self) -> None:
         if self._own_client:
             self.client.close()
+
+
+def _range_reader(fh: BinaryIO) -> Callable[[int, int], bytes]:
+    """``read(length, offset)`` of ``fh``: pread on a file, a locked seek and read otherwise."""
+    try:
+        fd = fh.fileno()
+    except (OSError, io.UnsupportedOperation):
+        lock = threading.Lock()
+
+        def seek_and_read(length: int, offset: int) -> bytes:
+            with lock:
+                fh.seek(offset)
+                return fh.read(length)
+
+        return seek_and_read
+    return lambda length, offset: os.pread(fd, length, offset)
+
+
+class UploadTemp:
+    """The temp of content an :class:`S3BlobStore` is staging (a :class:`TempBlob`).
+
+    Content of up to ``memory_limit`` bytes stays in memory and is sent from there: no file
+    to create, write, read back and remove per file (a file is made if ``path`` is asked
+    for). Larger content goes to a temp file in the staging area (``file``), and once it
+    reaches ``part_threshold`` bytes (it will be sent in parts) the MD5 of each further
+    part is computed as it is written, on the staging pipeline's writer thread, beside
+    the whole-content hashes, so the upload sends those parts without hashing them first.
+    """
+
+    def __init__(
+        self, make_file: Callable[[], LocalTemp], *, memory_limit: int, part_threshold: int,
+        part_size: int,
+    ) -> None:  # fmt: skip
+        self.written = 0
+        self.synced = False
+        self.sha256: str | None = None
+        self.file: LocalTemp | None = None
+        self._make_file = make_file
+        self._chunks: list[bytes] = []
+        self._memory_limit = memory_limit
+        self._part_threshold = part_threshold
+        self._part_size = part_size
+        self._part_start: int | None = None  # offset of the part being hashed
+        self._part_hash: Any = None
+        self._part_md5s: dict[tuple[int, int], bytes] = {}
+
+    @property
+    def path(self) -> Path:
+        """The temp file (made now from the content in memory, if there is none yet)."""
+        return self._spill().path
+
+    @path.setter
+    def path(self, value: Path) -> None:
+        raise AttributeError("an upload temp names its own file")
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self.file is None and self.written + len(data) <= self._memory_limit:
+            # a chunk handed over may be a reused buffer: keep a copy (none for bytes)
+            self._chunks.append(data if isinstance(data, bytes) else bytes(data))
+            self.written += len(data)
+            return
+        file = self._spill()
+        file.write(data)
+        self._hash_parts(memoryview(data), self.written)
+        self.written = file.written
+
+    def _hash_parts(self, view: memoryview, offset: int) -> None:
+        """Feed the part MD5s with ``view`` (the bytes at ``offset``)."""
+        end = offset + len(view)
+        if self._part_start is None:
+            if end < self._part_threshold:
+                return
+            # the first part boundary from here on; earlier parts are hashed by the upload
+            start = -(-offset // self._part_size) * self._part_size
+            if start >= end:
+                return
+            view, offset = view[start - offset :], start
+            self._part_start, self._part_hash = start, hashlib.md5(usedforsecurity=False)
+        while view:
+            room = self._part_start + self._part_size - offset
+            piece, view = view[:room], view[room:]
+            self._part_hash.update(piece)
+            offset += len(piece)
+            if offset - self._part_start == self._part_size:
+                self._part_md5s[(self._part_start, self._part_size)] = self._part_hash.digest()
+                self._part_start, self._part_hash = offset, hashlib.md5(usedforsecurity=False)
+
+    def part_md5s(self) -> dict[tuple[int, int], bytes]:
+        """MD5s of the parts hashed while staging, by ``(offset, length)`` (the last, short
+        part included)."""
+        found = dict(self._part_md5s)
+        if self._part_start is not None and self.written > self._part_start:
+            found[(self._part_start, self.written - self._part_start)] = self._part_hash.digest()
+        return found
+
+    def content(self) -> bytes | None:
+        """The whole content if it is held in memory, else None (it is in ``file``)."""
+        if self.file is not None:
+            return None
+        return self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+
+    def _spill(self) -> LocalTemp:
+        if self.file is None:
+            self.file = self._make_file()
+            for chunk in self._chunks:
+                self.file.write(chunk)
+            self._chunks = []
+        return self.file
+
+    def start_writeback(self, offset: int, length: int) -> None:
+        if self.file is not None:
+            self.file.start_writeback(offset, length)
+
+    def sync(self) -> None:
+        """Mark it synced: uploaded content needs no fsync (a crash only loses the add)."""
+        if self.file is not None:
+            self.file.sync()
+        self.synced = True
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 class _ObjectReader(io.RawIOBase):

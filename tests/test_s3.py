@@ -30,7 +30,7 @@ from mediastore import (
 )
 from mediastore import testing as t
 from mediastore.blobs import BlobRef
-from mediastore.s3 import S3BlobStore, open_blob_store
+from mediastore.s3 import MEMORY_TEMP_LIMIT, S3BlobStore, open_blob_store
 from mediastore.sniff import BY_EXTENSION
 
 PART = 5 << 20
@@ -237,6 +237,80 @@ def test_multipart_parts_carry_their_content_md5(
     assert head["Metadata"]["sha256"] == hashlib.sha256(data).hexdigest()
     got = bucket.client.get_object(Bucket=bucket.name, Key=key_of(rec.md5, "mp4"))
     assert hashlib.md5(got["Body"].read()).hexdigest() == rec.md5
+
+
+def test_parts_hashed_while_staging_are_sent_with_those_digests(
+    open_store: Callable[..., MediaStore], bucket: servers.S3Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Content over the multipart threshold has the MD5 of each part from the threshold on
+    computed as it is staged (here parts 2 and 3 of 11 MiB, 5 MiB threshold and parts); the
+    upload sends those digests as the parts' Content-MD5, and hashes part 1 itself; a digest
+    from staging that is wrong is refused by the server (so the server, not staging, is
+    what vouches for each part), the upload aborted and nothing recorded."""
+    store = open_store(options=f"multipart_threshold={PART}&part_size={PART}")
+    blobs = store.blobs
+    assert isinstance(blobs, S3BlobStore)
+    given: list[dict[tuple[int, int], bytes]] = []
+    real = S3BlobStore._upload_parts
+
+    def spy(self: S3BlobStore, *args: Any, **kwargs: Any) -> None:
+        given.append(dict(kwargs["part_md5s"]))
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(S3BlobStore, "_upload_parts", spy)
+    data = t.mp4_bytes(BIG_PAYLOAD)
+    rec = store.add_bytes(data)
+    assert given == [{
+        (PART, PART): hashlib.md5(data[PART : 2 * PART]).digest(),
+        (2 * PART, len(data) - 2 * PART): hashlib.md5(data[2 * PART :]).digest(),
+    }]  # fmt: skip
+    got = bucket.client.get_object(Bucket=bucket.name, Key=key_of(rec.md5, "mp4"))
+    assert hashlib.md5(got["Body"].read()).hexdigest() == rec.md5
+
+    def corrupt(self: S3BlobStore, *args: Any, **kwargs: Any) -> None:
+        kwargs["part_md5s"] = {
+            k: hashlib.md5(b"not this part").digest() for k in kwargs["part_md5s"]
+        }
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(S3BlobStore, "_upload_parts", corrupt)
+    other = t.mp4_bytes(BIG_PAYLOAD + 1)
+    with pytest.raises(StorageError, match="BadDigest"):
+        store.add_bytes(other)
+    assert uploads(bucket) == []
+    assert store.get_by_md5(hashlib.md5(other).hexdigest()) is None
+    assert temp_files(store.root) == []
+
+
+def test_small_content_is_staged_in_memory_and_larger_in_a_temp_file(
+    open_store: Callable[..., MediaStore], bucket: servers.S3Bucket
+) -> None:
+    """Up to MEMORY_TEMP_LIMIT bytes a temp holds its content in memory (no file in tmp/)
+    and is uploaded from there; beyond, it is a file in tmp/; asking a small temp for its
+    path writes the file. Either way the object is the content and no temp file is left."""
+    store = open_store()
+    blobs = store.blobs
+    assert isinstance(blobs, S3BlobStore)
+    small = blobs.create_temp()
+    small.write(b"x" * 10)
+    small.write(memoryview(b"y" * 10))
+    assert (
+        small.file is None
+        and temp_files(store.root) == []
+        and small.content() == b"x" * 10 + b"y" * 10
+    )
+    assert small.path.read_bytes() == b"x" * 10 + b"y" * 10 and small.file is not None
+    blobs.discard(small)
+    assert temp_files(store.root) == []
+    large = blobs.create_temp()
+    large.write(bytes(MEMORY_TEMP_LIMIT + 1))
+    assert large.file is not None and large.content() is None and len(temp_files(store.root)) == 1
+    blobs.discard(large)
+    for data in (t.noisy_jpeg(), t.mp4_bytes(MEMORY_TEMP_LIMIT * 2)):
+        rec = store.add_bytes(data)
+        got = bucket.client.get_object(Bucket=bucket.name, Key=key_of(rec.md5, rec.extension))
+        assert got["Body"].read() == data
+    assert temp_files(store.root) == []
 
 
 def test_a_refused_part_aborts_the_upload(
