@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -64,11 +65,22 @@ def md5_of_file(path: str | Path) -> str:
         return md5_of_stream(fh)
 
 
-def md5_of_stream(fh: BinaryIO) -> str:
-    """Lowercase hex MD5 of an open binary file, read to its end into one reused buffer."""
+class HashStopped(Exception):
+    """A hash given up half-way because its caller is stopping (see :func:`md5_of_stream`)."""
+
+
+def md5_of_stream(fh: BinaryIO, *, stop: threading.Event | None = None) -> str:
+    """Lowercase hex MD5 of an open binary file, read to its end into one reused buffer.
+
+    Raises:
+        HashStopped: ``stop`` was set (checked before each chunk): a large file's hash
+            ends within a chunk of its caller being interrupted.
+    """
     digest = hashlib.md5(usedforsecurity=False)
     buf = bytearray(READ_CHUNK)
     view = memoryview(buf)
     while n := fh.readinto(buf):  # type: ignore[attr-defined]
+        if stop is not None and stop.is_set():
+            raise HashStopped
         digest.update(view[:n])
     return digest.hexdigest()

@@ -19,7 +19,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,20 +130,41 @@ def import_legacy(
             return str(exc)
 
     batches = [fresh[i : i + IMPORT_BATCH] for i in range(0, len(fresh), IMPORT_BATCH)]
-    with ThreadPoolExecutor(max_workers=IMPORT_WORKERS) as pool:
+    pool = ThreadPoolExecutor(max_workers=IMPORT_WORKERS)
+    staging: list[Future[Staged | str]] = []
+    try:
         # the next batch is staged while this one is committed
         ahead = [pool.submit(stage_one, item) for item in batches[0]] if batches else []
         for k, items in enumerate(batches):
             current = ahead
             nxt = batches[k + 1] if k + 1 < len(batches) else []
             ahead = [pool.submit(stage_one, item) for item in nxt]
+            staging = current + ahead
             tally.commit(life, items, [f.result() for f in current])
+            staging = ahead
             done += len(items)
             if progress is not None:
                 progress(done, len(files))
+    except BaseException:
+        # interrupted (Ctrl-C): stop staging and leave no temp file behind
+        pool.shutdown(wait=True, cancel_futures=True)
+        _discard_staged(life, staging)
+        raise
+    finally:
+        pool.shutdown(wait=True)
     return LegacyImportReport(
         imported=tally.imported, already=len(known), bytes=tally.size, skipped=skipped
     )
+
+
+def _discard_staged(life: Lifecycle, futures: list[Future[Staged | str]]) -> None:
+    """Remove the temps of staged files that no commit took (a taken one is gone already)."""
+    for future in futures:
+        if future.cancel() or not future.done() or future.exception() is not None:
+            continue
+        staged = future.result()
+        if not isinstance(staged, str):
+            life.discard(staged)
 
 
 class _ImportTally:

@@ -10,6 +10,7 @@ placing that content meanwhile; a file replaced since it was hashed is hashed ag
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from .records import STATUS_BROKEN, STATUS_CORRUPT, STATUS_REMOVED, VerifyReport
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+
+
 @dataclass(frozen=True, slots=True)
 class Repaired:
     """What a repair did: ``done``, with the new content's md5 if it replaced a broken file."""
@@ -81,10 +84,13 @@ def select_rows(
     return [rows[m] for m in targets if m in rows]  # (one removed meanwhile is not checked)
 
 
-def check(life: Lifecycle, row: MediaRow, *, deep: bool = False) -> Check:
+def check(
+    life: Lifecycle, row: MediaRow, *, deep: bool = False, stop: threading.Event | None = None
+) -> Check:
     """Hash the file of ``row`` without following links; changes nothing.
 
     ``deep`` also decodes an image fully and walks a container (:func:`probe.deep_check`).
+    ``stop`` set gives the hash up (:class:`~mediastore.hashing.HashStopped`).
     """
     try:
         fh, info = life.blobs.open(ref_of(row))
@@ -97,7 +103,7 @@ def check(life: Lifecycle, row: MediaRow, *, deep: bool = False) -> Check:
         if info.size != row.size:
             return Check("corrupt", info.identity, f"{info.size} bytes, {row.size} recorded")
         try:
-            digest = md5_of_stream(fh)
+            digest = md5_of_stream(fh, stop=stop)
         except OSError as exc:
             raise StorageError(
                 f"reading the file of {row.md5} failed: {exc.strerror or exc}"
@@ -123,8 +129,10 @@ def verify(
     report = VerifyReport()
     passed: list[str] = []
     broken = {row.md5 for row in rows if row.status == STATUS_BROKEN}
-    with ThreadPoolExecutor(max_workers=VERIFY_THREADS) as pool:
-        found = pool.map(lambda row: check(life, row, deep=deep), rows)
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=VERIFY_THREADS)
+    try:
+        found = pool.map(lambda row: check(life, row, deep=deep, stop=stop), rows)
         for done, (row, result) in enumerate(zip(rows, found, strict=True), 1):
             outcome = result.outcome if life.read_only else settle(life, row, result)
             if outcome is not None:
@@ -140,6 +148,11 @@ def verify(
                 passed = []
             if progress is not None:
                 progress(done, len(rows))
+    finally:
+        # an interrupted verify (Ctrl-C) stops at once: queued files are not checked, and
+        # the files being hashed are given up within a chunk
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
     _mark_verified(life, passed)
     if repair is not None and not life.read_only:
         for damaged in report.missing + report.corrupt:

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import queue
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -429,6 +430,31 @@ def _point_reads(
     return _PointReads(engine, connect)
 
 
+@contextmanager
+def _interrupt_deferred() -> Iterator[None]:
+    """On the main thread, a Ctrl-C during a write transaction is raised when it has ended.
+
+    A KeyboardInterrupt raised inside one (say right after BEGIN IMMEDIATE, before the
+    engine knows a transaction began) leaves its connection holding SQLite's write lock,
+    and closing the store then waits for it forever. Transactions are short: the interrupt
+    waits milliseconds. A handler of the application's own is left alone.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if caught:
+            raise KeyboardInterrupt
+
+
 class Catalog:
     """The catalog database. Thread-safe: every call takes its own pooled connection."""
 
@@ -503,6 +529,7 @@ class Catalog:
         if self.read_only:
             raise ReadOnlyStoreError(f"catalog {self._where} is open read-only")
         with (
+            _interrupt_deferred(),
             self._write_lock,
             self._errors("write"),
             (self.engine if durable else self._relaxed)

@@ -67,7 +67,7 @@ def verify(
     how_far = HowFar("file")
     with interruptible(ctx, how_far), open_store(ctx, settings=settings) as store:
         chosen = [store.resolve_md5(m) for m in md5s] or None
-        total = store.count_to_verify(chosen, older_than=older_than, limit=limit)
+        total = how_far.total = store.count_to_verify(chosen, older_than=older_than, limit=limit)
         with bar_progress("verifying", "file", total) as progress:
             report = store.verify(
                 chosen, progress=how_far.track(progress), older_than=older_than, limit=limit,
