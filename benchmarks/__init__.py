@@ -6,8 +6,9 @@ Run from the repository root::
 
 Every case times a mediastore call and its reference (``md5sum``, ``curl``, raw ``sqlite3``,
 the seed's ``requests`` loop...) in the same run, on data made in a fresh directory, and
-reports the median throughput of each side, their ratio and the target ratio. Results go to
-``benchmarks/RESULTS.md`` (``RESULTS-quick.md`` for ``--quick``).
+reports the median throughput of each side, their ratio and the target ratio. A full run
+writes ``benchmarks/RESULTS.md``; ``--quick`` and ``--only`` runs write ``RESULTS-quick.md``
+or ``RESULTS-partial.md`` under ``<temp dir>/mediastore-benchmarks/``.
 
 Modules:
     config   sizes of the full and quick runs, paths of the work directory
