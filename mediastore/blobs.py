@@ -131,10 +131,10 @@ class TempBlob(Protocol):
 class BlobStore(Protocol):
     """Where bytes live: the local disk here; an object store implements the same calls.
 
-    Addresses (:class:`BlobRef`) cross this seam, not paths; :meth:`local_path` is the one
-    call that admits a path, and may return None (:meth:`describe` names an entry for
-    reports on every backend). :meth:`abandoned_uploads` finds uploads a crash left on the
-    server (none on disk).
+    Addresses (:class:`BlobRef`) cross this seam, not paths; :meth:`local_path` and
+    :meth:`local_dir` (the directory it is in) are the calls that admit a path, and may
+    return None (:meth:`describe` names an entry for reports on every backend).
+    :meth:`abandoned_uploads` finds uploads a crash left on the server (none on disk).
     """
 
     read_only: bool
@@ -151,6 +151,7 @@ class BlobStore(Protocol):
     def quarantine(self, loc: Location, *, if_identity: str | None = None) -> str | None: ...
     def walk(self) -> Iterator[StoredEntry]: ...
     def local_path(self, loc: Location) -> Path | None: ...
+    def local_dir(self, loc: Location) -> Path | None: ...
     def describe(self, loc: Location) -> str: ...
     def abandoned_temp_files(self, *, remove: bool) -> list[str]: ...
     def abandoned_uploads(self, *, remove: bool) -> list[str]: ...
@@ -376,6 +377,10 @@ class LocalStaging:
             os.close(fd)
 
     # --- temp files ----------------------------------------------------------------------------
+    def local_dir(self, loc: Location) -> Path | None:
+        """None: only a store on the local disk has its files in a directory."""
+        return None
+
     def create_temp(self) -> LocalTemp:
         self._writable()
         name = f"{TEMP_PREFIX}{self._writer}-{next(self._counter)}{TEMP_SUFFIX}"
@@ -631,6 +636,9 @@ class LocalBlobStore(LocalStaging):
 
     def local_path(self, loc: Location) -> Path:
         return self._typed_dirs[loc.directory] / loc.name
+
+    def local_dir(self, loc: Location) -> Path:
+        return self._typed_dirs[loc.directory]
 
     def describe(self, loc: Location) -> str:
         return str(self.local_path(loc))

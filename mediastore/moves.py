@@ -101,6 +101,11 @@ class MirroredBlobStore:
             return self.target.local_path(loc)
         return self.source.local_path(loc)
 
+    def local_dir(self, loc: Location) -> Path | None:
+        if self.target.stat(loc) is not None:
+            return self.target.local_dir(loc)
+        return self.source.local_dir(loc)
+
     def describe(self, loc: Location) -> str:
         return self.target.describe(loc)
 

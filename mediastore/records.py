@@ -25,8 +25,9 @@ LIVE_STATUSES: tuple[str, ...] = (STATUS_OK, STATUS_MISSING, STATUS_CORRUPT, STA
 class MediaRecord:
     """One stored file, as the catalog describes it.
 
-    ``url`` is the URL the record was looked up or added by, when there is one. ``path`` is
-    the file on the local disk (None where the bytes live elsewhere, e.g. object storage).
+    ``url`` is the URL the record was looked up or added by, when there is one.
+    ``directory`` is the local directory that holds the file, and :attr:`path` the file in
+    it; both are None where the bytes live elsewhere (object storage).
     """
 
     md5: str
@@ -37,11 +38,22 @@ class MediaRecord:
     size: int
     width: int | None
     height: int | None
-    path: Path | None
+    directory: Path | None
     created_at: datetime
     last_verified_at: datetime | None
     status: str = STATUS_OK
     url: str | None = None
+
+    @property
+    def path(self) -> Path | None:
+        """The file on the local disk: ``<directory>/<md5>.<extension>`` (None if remote).
+
+        Made when asked for: a Path costs more than the rest of a lookup's record, and most
+        lookups only want to know what is stored.
+        """
+        if self.directory is None:
+            return None
+        return self.directory / f"{self.md5}.{self.extension}"
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict with every field plus the keys the seed's importer reads."""

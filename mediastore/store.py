@@ -646,7 +646,7 @@ def _check_root(root: Path, *, create: bool) -> None:
 
 
 def _check_url_label(url: str) -> None:
-    if not isinstance(url, str) or not url.strip():
+    if not isinstance(url, str) or not url or url.isspace():  # (strip() would copy the URL)
         raise InvalidInputError("url must be a non-empty string")
 
 
