@@ -64,6 +64,8 @@ from typing import Any, BinaryIO, NoReturn
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .blobs import (
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
     TYPED_DIRECTORIES,
     BlobRef,
     BlobStat,
@@ -296,8 +298,11 @@ class S3BlobStore(LocalStaging):
         """A temp for content to upload: in memory while small, else a file in ``tmp/``."""
         self._writable()
         memory_limit = min(MEMORY_TEMP_LIMIT, self.multipart_threshold - 1)
+        # the file's name is taken now (gc and close know a writer's temps by their names)
+        name = f"{TEMP_PREFIX}{self._writer}-{next(self._counter)}{TEMP_SUFFIX}"
         return UploadTemp(
-            super().create_temp, memory_limit=memory_limit,
+            lambda: LocalTemp(self._dirs.fd("tmp"), self.tmp_dir, name, fsync=False),
+            self.tmp_dir / name, memory_limit=memory_limit,
             part_threshold=self.multipart_threshold, part_size=self.part_size,
         )  # fmt: skip
 
@@ -613,6 +618,19 @@ def _range_reader(fh: BinaryIO) -> Callable[[int, int], bytes]:
     return lambda length, offset: os.pread(fd, length, offset)
 
 
+class _SpillingPath(type(Path())):  # type: ignore[misc]
+    """The path of an in-memory temp: turning it into a filesystem path (``open``,
+    ``os.stat``, ``os.fspath``) writes the file first. Paths derived from it are plain."""
+
+    _spill: Callable[[], Path] | None = None
+
+    def __fspath__(self) -> str:
+        spill, self._spill = self._spill, None
+        if spill is not None:
+            spill()
+        return str(self)
+
+
 class UploadTemp:
     """The temp of content an :class:`S3BlobStore` is staging (a :class:`TempBlob`).
 
@@ -625,14 +643,15 @@ class UploadTemp:
     """
 
     def __init__(
-        self, make_file: Callable[[], LocalTemp], *, memory_limit: int, part_threshold: int,
-        part_size: int,
+        self, make_file: Callable[[], LocalTemp], name: Path, *, memory_limit: int,
+        part_threshold: int, part_size: int,
     ) -> None:  # fmt: skip
         self.written = 0
         self.synced = False
         self.sha256: str | None = None
         self.file: LocalTemp | None = None
         self._make_file = make_file
+        self._name = name
         self._chunks: list[bytes] = []
         self._memory_limit = memory_limit
         self._part_threshold = part_threshold
@@ -643,8 +662,14 @@ class UploadTemp:
 
     @property
     def path(self) -> Path:
-        """The temp file (made now from the content in memory, if there is none yet)."""
-        return self._spill().path
+        """The temp file's path; the file is made (from the content in memory) only when
+        the path is used on the filesystem (ingest names it to the image probe, which reads
+        it only when it does not have the content in hand)."""
+        if self.file is not None:
+            return self.file.path
+        path = _SpillingPath(self._name)
+        path._spill = lambda: self._spill().path
+        return path
 
     @path.setter
     def path(self, value: Path) -> None:
@@ -699,6 +724,8 @@ class UploadTemp:
     def _spill(self) -> LocalTemp:
         if self.file is None:
             self.file = self._make_file()
+            if self.file.path != self._name:
+                raise AssertionError(f"temp {self.file.path} made where {self._name} was named")
             for chunk in self._chunks:
                 self.file.write(chunk)
             self._chunks = []

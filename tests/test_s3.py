@@ -286,8 +286,9 @@ def test_small_content_is_staged_in_memory_and_larger_in_a_temp_file(
     open_store: Callable[..., MediaStore], bucket: servers.S3Bucket
 ) -> None:
     """Up to MEMORY_TEMP_LIMIT bytes a temp holds its content in memory (no file in tmp/)
-    and is uploaded from there; beyond, it is a file in tmp/; asking a small temp for its
-    path writes the file. Either way the object is the content and no temp file is left."""
+    and is uploaded from there; beyond, it is a file in tmp/; a small temp's path is only a
+    name until it is used on the filesystem, which writes the file. Either way the object
+    is the content and no temp file is left."""
     store = open_store()
     blobs = store.blobs
     assert isinstance(blobs, S3BlobStore)
@@ -299,7 +300,9 @@ def test_small_content_is_staged_in_memory_and_larger_in_a_temp_file(
         and temp_files(store.root) == []
         and small.content() == b"x" * 10 + b"y" * 10
     )
-    assert small.path.read_bytes() == b"x" * 10 + b"y" * 10 and small.file is not None
+    named = small.path
+    assert small.file is None and temp_files(store.root) == []
+    assert named.read_bytes() == b"x" * 10 + b"y" * 10 and small.file is not None
     blobs.discard(small)
     assert temp_files(store.root) == []
     large = blobs.create_temp()
