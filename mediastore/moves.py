@@ -14,8 +14,9 @@ deleted only when asked, and only after its copy was recorded.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 COPY_THREADS = 8
 #: Files claimed together and recorded in one transaction.
 COPY_BATCH = 64
+#: Batches claimed and queued beyond the one being recorded.
+BATCHES_AHEAD = 1
 #: Progress callback: (files done, files to do).
 Progress = Callable[[int, int], None]
 
@@ -175,12 +178,7 @@ def migrate(
     report.already = life.catalog.count_moved(move.id)
     with ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="mediastore-move") as pool:
         while todo := [r for r in _unmoved(life, move) if r.md5 not in report.failed]:
-            for start in range(0, len(todo), COPY_BATCH):
-                _copy_batch(
-                    life, pool, source, target, move, todo[start : start + COPY_BATCH], report
-                )
-                if progress is not None:
-                    progress(min(start + COPY_BATCH, len(todo)), len(todo))
+            _copy_all(life, pool, source, target, move, todo, report, progress)
     if delete_source and not report.failed:
         report.source_deleted = _delete_source(life, source, move)
     if not report.failed:
@@ -193,29 +191,64 @@ def _unmoved(life: Lifecycle, move: MoveRow) -> list[MediaRow]:
     return [row for page in life.catalog.unmoved(move.id) for row in page]
 
 
-def _copy_batch(
-    life: Lifecycle, pool: ThreadPoolExecutor, source: BlobStore, target: BlobStore,
-    move: MoveRow, rows: list[MediaRow], report: MoveReport,
-) -> None:  # fmt: skip
-    """Copy a batch side by side under one claim, and record the copies in one transaction.
+#: A batch being copied: its rows, and each row's copy (None, or why it failed).
+_Running = tuple[list[MediaRow], list["Future[str | None]"]]
 
-    A failure is reported, not raised: that file stays uncopied (and its intent dropped).
+
+def _copy_all(
+    life: Lifecycle, pool: ThreadPoolExecutor, source: BlobStore, target: BlobStore,
+    move: MoveRow, todo: list[MediaRow], report: MoveReport, progress: Progress | None,
+) -> None:  # fmt: skip
+    """Copy ``todo`` in batches, each claimed as one and recorded in one transaction.
+
+    The next batch is claimed and its copies queued before the current one is recorded,
+    so the copying threads never wait for the catalog (nor for a batch's slowest file).
+    A failure of one file is reported, not raised: it stays uncopied, its intent dropped.
     """
     writer = life.writer_id()
-    md5s = [row.md5 for row in rows]
-    life.catalog.claim(writer, md5s)
-    copied: list[str] = []
+    running: deque[_Running] = deque()
+    done = 0
     try:
-        failures = pool.map(lambda r: _copy(life, source, target, r), rows)
-        for row, failure in zip(rows, failures, strict=True):
+        for start in range(0, len(todo), COPY_BATCH):
+            rows = todo[start : start + COPY_BATCH]
+            life.catalog.claim(writer, [row.md5 for row in rows])
+            copies = [pool.submit(_copy, life, source, target, row) for row in rows]
+            running.append((rows, copies))
+            while len(running) > BATCHES_AHEAD or (running and start + COPY_BATCH >= len(todo)):
+                done += _record(life, writer, move, running.popleft(), report)
+                if progress is not None:
+                    progress(done, len(todo))
+    finally:
+        for rows, copies in running:  # after a failure: stop what has not begun, drop claims
+            for copy in copies:
+                copy.cancel()
+            wait(copies)
+            life.catalog.release(writer, [row.md5 for row in rows])
+
+
+def _record(
+    life: Lifecycle, writer: str, move: MoveRow, batch: _Running, report: MoveReport
+) -> int:
+    """Wait for a batch's copies, record those that succeeded, drop the other intents."""
+    rows, copies = batch
+    copied: list[str] = []
+    recorded: set[str] = set()
+    try:
+        for row, copy in zip(rows, copies, strict=True):
+            failure = copy.result()
             if failure is None:
                 copied.append(row.md5)
             else:
                 report.failed[row.md5] = failure
         life.catalog.record_moved(writer, move.id, copied, datetime.now(UTC))
         report.copied.extend(copied)
+        recorded.update(copied)
     finally:
-        life.catalog.release(writer, [m for m in md5s if m not in report.copied])
+        for copy in copies:  # a failure above: nothing of this batch may still be copying
+            copy.cancel()
+        wait(copies)
+        life.catalog.release(writer, [row.md5 for row in rows if row.md5 not in recorded])
+    return len(rows)
 
 
 def _copy(life: Lifecycle, source: BlobStore, target: BlobStore, row: MediaRow) -> str | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import servers
 
-from mediastore import InvalidInputError, MediaStore, moves
+from mediastore import CatalogError, InvalidInputError, MediaStore, moves
 from mediastore import testing as t
 
 URL = "https://cdn.example/m/{}.jpg"
@@ -166,3 +166,38 @@ def test_disk_to_s3_and_back(tmp_path: Path, s3_env: servers.S3Bucket) -> None:
         assert rec is not None and rec.path is None
         assert store.migrate_store(str(back)).finished
     assert _files(back) == stored
+
+
+def test_batches_overlap_and_a_failed_recording_drops_every_claim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of 2, the next claimed and copying while one is recorded: progress counts
+    every file once, in order; when recording the second batch fails, the error reaches the
+    caller, no intent is left on any md5 (the batch that failed, the one queued behind it),
+    and a rerun copies the rest."""
+    monkeypatch.setattr(moves, "COPY_BATCH", 2)
+    root, target = tmp_path / "s", tmp_path / "target"
+    with MediaStore(root) as store:
+        stored = _fill(store, 7)
+        seen: list[tuple[int, int]] = []
+        real = store.catalog.record_moved
+        calls = 0
+
+        def failing(*args: object, **kwargs: object) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise CatalogError("catalog went away")
+            real(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store.catalog, "record_moved", failing)
+        with pytest.raises(CatalogError, match="went away"):
+            store.migrate_store(str(target))
+        assert len(_moved(root)) == 2
+        with store.catalog.exclusive() as ex:
+            assert ex.held(sorted(stored)) == set()
+        monkeypatch.setattr(store.catalog, "record_moved", real)
+        report = store.migrate_store(str(target), progress=lambda d, n: seen.append((d, n)))
+    assert report.finished and len(report.copied) == 5 and report.already == 2
+    assert seen == [(2, 5), (4, 5), (5, 5)]
+    assert _moved(root) == set(stored) and set(_files(target)) == set(stored)
