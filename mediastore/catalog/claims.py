@@ -21,6 +21,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from .engine import insert_rows
 from .models import Intent, Writer
 
 _writers = cast(Table, Writer.__table__)
@@ -84,7 +85,7 @@ def hold(conn: Connection, writer: str, md5s: Sequence[str]) -> None:
     """Record an intent of ``writer`` on each md5."""
     if md5s:
         lock(conn, md5s, exclusive=False)
-        conn.execute(insert(_intents), [{"writer": writer, "md5": m} for m in md5s])
+        insert_rows(conn, _intents, [{"writer": writer, "md5": m} for m in md5s])
 
 
 def lock(conn: Connection, md5s: Sequence[str], *, exclusive: bool) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event, insert, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -147,6 +148,39 @@ def configure_sqlite(
 
 #: The synchronous level of every catalog connection (tests check it is in force).
 SYNCHRONOUS = "FULL"
+
+
+def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys); on SQLite, in one statement.
+
+    An executemany steps its statement once per row, and SQLite's driver lets go of the GIL
+    around every step. A thread that lets go of the GIL while others compute waits about a
+    switch interval (5 ms) to get it back: with 4 busy threads a claim of 15 md5s took 54 ms
+    instead of 1.3. So SQLite gets the rows as one JSON array that a single INSERT ... SELECT
+    reads (the values bound as the column types would bind them); a server database, whose
+    driver sends the rows in one round trip, an executemany.
+    """
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        conn.execute(insert(table), list(rows))
+        return
+    keys = list(rows[0])
+    columns = [table.c[key] for key in keys]
+    processors = [
+        col.type.dialect_impl(conn.dialect).bind_processor(conn.dialect) for col in columns
+    ]
+    values = [
+        [
+            value if value is None or proc is None else proc(value)
+            for proc, value in zip(processors, (row[k] for k in keys), strict=True)
+        ]
+        for row in rows
+    ]
+    picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(keys)))
+    names = ", ".join(f'"{key}"' for key in keys)
+    sql = f'INSERT INTO "{table.name}" ({names}) SELECT {picks} FROM json_each(:rows)'
+    conn.execute(text(sql), {"rows": json.dumps(values)})
 
 
 def connect_read_only(path: Path, busy_timeout: float) -> sqlite3.Connection:

@@ -41,6 +41,7 @@ from . import claims
 from .engine import (
     SNAPSHOT,
     WRITE,
+    insert_rows,
     is_sqlite,
     make_engine,
     open_sqlite,
@@ -309,8 +310,6 @@ _OLDEST_VERIFIED = (
     .order_by(_media.c.last_verified_at)
     .limit(1)
 )
-_INSERT_MEDIA = insert(_media)
-_INSERT_URL = insert(_urls)
 
 
 class _PointReads:
@@ -716,7 +715,7 @@ class Catalog:
         _count_dedup(conn, entries, known)
         inserts, revived = _new_rows(entries, known, now)
         if inserts:
-            conn.execute(_INSERT_MEDIA, sorted(inserts, key=lambda r: str(r["md5"])))
+            insert_rows(conn, _media, sorted(inserts, key=lambda r: str(r["md5"])))
         for md5 in sorted(revived):
             conn.execute(_REVIVE, {"b_md5": md5})
             known[md5] = known[md5]._replace(status=STATUS_OK)
@@ -838,9 +837,9 @@ class Catalog:
             values = _url_update(md5, info, existing.url)
             conn.execute(update(_urls).where(_urls.c.id == existing.id).values(**values))
         if moved:
-            conn.execute(insert(_history), moved)
+            insert_rows(conn, _history, moved)
         if inserts:
-            conn.execute(_INSERT_URL, list(inserts.values()))
+            insert_rows(conn, _urls, list(inserts.values()))
 
     def touch_url(self, url: str, fetched_at: datetime) -> None:
         """Record a successful revalidation (HTTP 304) of ``url``."""
