@@ -178,8 +178,9 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
         for row in rows
     ]
     picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(keys)))
-    names = ", ".join(f'"{key}"' for key in keys)
-    sql = f'INSERT INTO "{table.name}" ({names}) SELECT {picks} FROM json_each(:rows)'
+    quote = conn.dialect.identifier_preparer.quote
+    names = ", ".join(quote(key) for key in keys)
+    sql = f"INSERT INTO {quote(table.name)} ({names}) SELECT {picks} FROM json_each(:rows)"
     conn.execute(text(sql), {"rows": json.dumps(values)})
 
 
