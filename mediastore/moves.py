@@ -4,15 +4,17 @@ A move copies every stored file from the *source* blob store (a directory, or
 ``s3://bucket/prefix``) to the *target*. While it is unfinished, every store that opens on
 either end reads from both and writes to the target (:class:`MirroredBlobStore`), so reads
 and writes keep working and new content lands where the move is going. Each file goes
-through the one ingest path: streamed from the source into a temp file of the target's
-staging area, hashed and checked, placed at the target, and only then recorded in
-``moved_blobs`` (under an intent, so no remover takes it meanwhile); a rerun skips what is
-recorded, so a killed migration continues where it stopped. The source copy of a file is
-deleted only when asked, and only after its copy was recorded.
+through a temp of the target's staging area: a small file is read whole and hashed in
+memory, a larger one streamed through the ingest path; either must hash to its row's MD5
+and SHA-256 (the bytes that were sniffed and checked when they were added), is placed at the
+target, and only then recorded in ``moved_blobs`` (under an intent, so no remover takes it
+meanwhile); a rerun skips what is recorded, so a killed migration continues where it stopped.
+The source copy of a file is deleted only when asked, and only after its copy was recorded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -38,6 +40,8 @@ COPY_THREADS = 8
 COPY_BATCH = 64
 #: Batches claimed and queued beyond the one being recorded.
 BATCHES_AHEAD = 1
+#: Files up to this size are read whole and hashed in memory (no staging pipeline).
+SMALL_FILE = 1 << 20
 #: Progress callback: (files done, files to do).
 Progress = Callable[[int, int], None]
 
@@ -270,20 +274,45 @@ def _stage_and_place(
 ) -> None:
     fh, info = source.open(ref)
     with fh:
-        cfg = life.config
-        staged = stage(
-            open_file_chunks(fh, info.size), target, max_size=cfg.max_file_size,
-            max_pixels=cfg.max_image_pixels,
-        )  # fmt: skip
+        if info.size <= SMALL_FILE:
+            temp = _hashed_copy(fh.read(), target, row)
+        else:
+            cfg = life.config
+            staged = stage(
+                open_file_chunks(fh, info.size), target, max_size=cfg.max_file_size,
+                max_pixels=cfg.max_image_pixels,
+            )  # fmt: skip
+            temp = staged.temp
+            if staged.md5 != row.md5 or staged.sha256 != row.sha256:
+                target.discard(temp)
+                raise InvalidInputError(f"the source copy hashes to {staged.md5}, not {row.md5}")
     try:
-        if staged.md5 != row.md5 or staged.sha256 != row.sha256:
-            raise InvalidInputError(f"the source copy hashes to {staged.md5}, not {row.md5}")
-        target.sync_temps([staged.temp])
-        error = target.place_many([(staged.temp, ref)])[0]
+        target.sync_temps([temp])
+        error = target.place_many([(temp, ref)])[0]
         if error is not None:
             raise error
     finally:
-        target.discard(staged.temp)
+        target.discard(temp)
+
+
+def _hashed_copy(data: bytes, target: BlobStore, row: MediaRow) -> TempBlob:
+    """A temp of ``target`` holding ``data``, which must hash to the row's md5 and SHA-256.
+
+    Content read whole is only hashed, not sniffed and checked again: bytes with the
+    row's MD5 and SHA-256 are the bytes that were sniffed and checked when they were added.
+    """
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    sha256 = hashlib.sha256(data).hexdigest()
+    if md5 != row.md5 or sha256 != row.sha256:
+        raise InvalidInputError(f"the source copy hashes to {md5}, not {row.md5}")
+    temp = target.create_temp()
+    try:
+        temp.write(data)
+    except BaseException:
+        target.discard(temp)
+        raise
+    temp.sha256 = sha256
+    return temp
 
 
 def _delete_source(life: Lifecycle, source: BlobStore, move: MoveRow) -> list[str]:

@@ -123,7 +123,13 @@ def test_reads_and_writes_work_during_a_move_and_new_content_goes_to_the_target(
     assert set(_files(target)) == set(stored) | {new.md5}
 
 
-def test_a_source_copy_that_does_not_hash_right_is_not_recorded(tmp_path: Path) -> None:
+@pytest.mark.parametrize("small_file", [moves.SMALL_FILE, 0], ids=["hashed whole", "staged"])
+def test_a_source_copy_that_does_not_hash_right_is_not_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_file: int
+) -> None:
+    """Read whole and hashed in memory, or streamed through the ingest path: a source copy
+    that does not hash to its row is reported, not copied, not recorded."""
+    monkeypatch.setattr(moves, "SMALL_FILE", small_file)
     root, target = tmp_path / "s", tmp_path / "target"
     with MediaStore(root) as store:
         stored = _fill(store, 3)
