@@ -134,6 +134,20 @@ def test_db_garbage_is_one_line_exit_2_and_creates_nothing(
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_in_memory_sqlite_catalog_is_refused_in_one_line(tmp_path: Path, url: str) -> None:
+    """An in-memory catalog would lose everything when the store closes: exit 2, one line
+    asking for a file, nothing created."""
+    root = tmp_path / "root"
+    MediaStore(root).close()
+    before = sorted(os.listdir(root))
+    for command in (["stats"], ["db", "current"]):
+        result = _cli("--root", str(root), "--db", url, *command)
+        assert result.exit_code == 2, result.output
+        assert "in-memory SQLite" in _one_error_line(result)
+    assert sorted(os.listdir(root)) == before
+
+
 def test_fetch_from_a_missing_file_is_one_line_exit_2(tmp_path: Path) -> None:
     result = _cli("--root", str(tmp_path / "s"), "fetch", "--from-file", str(tmp_path / "no.txt"))
     assert result.exit_code == 2

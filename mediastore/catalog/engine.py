@@ -111,6 +111,11 @@ def _server_engine(url: str) -> Engine:
             f"unsupported catalog database {backend!r}: mediastore runs on SQLite and "
             f"PostgreSQL ({URL_EXAMPLES})"
         )
+    if backend == "sqlite":  # sqlite_path found no file: the URL asks for memory
+        raise InvalidInputError(
+            f"catalog URL {url!r} is an in-memory SQLite database, which would be lost "
+            "when the store closes: give a file (sqlite:///path/catalog.sqlite3)"
+        )
     driver, extra = DRIVERS[backend]
     if parsed.get_driver_name() not in (driver, backend):
         raise InvalidInputError(
