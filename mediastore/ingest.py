@@ -238,9 +238,8 @@ def stage(
         width = height = None
         if kind.media_type == "image":
             # a small image that came in one chunk is probed from memory, not read back
-            width, height = image_size(
-                temp.path, kind, max_pixels=max_pixels, data=whole, layout=layout
-            )
+            source = temp.path if whole is None else whole
+            width, height = image_size(source, kind, max_pixels=max_pixels, layout=layout)
         temp.sha256 = digests.sha256  # an object store sends it with the upload
         return Staged(
             temp=temp, kind=kind, md5=digests.md5, sha256=digests.sha256,

@@ -76,19 +76,18 @@ def _header_layout(content: bytes, kind: MediaKind, max_pixels: int) -> ImageLay
 
 
 def image_size(
-    path: str | Path, kind: MediaKind, *, max_pixels: int, data: bytes | None = None,
+    source: str | Path | bytes, kind: MediaKind, *, max_pixels: int,
     layout: ImageLayout | None = None,
 ) -> tuple[int, int]:  # fmt: skip
-    """Width and height of an image file, read from its header (no full decode).
+    """Width and height of an image, read from its header (no full decode).
 
     Only the decoder of the detected kind is allowed, so a file cannot reach any other
     Pillow plugin. Images above ``max_pixels`` are refused, whatever Pillow's own limit.
 
     Args:
-        path: The image file.
+        source: The image file, or its whole content (read from memory then).
         kind: Its sniffed kind (JPEG, PNG, GIF or WebP).
         max_pixels: The pixel cap (any frame).
-        data: The file's whole content, used instead of reading ``path``.
         layout: What the structure check found (ingest has it); read here when not given.
 
     Raises:
@@ -99,16 +98,18 @@ def image_size(
     fmt = _PIL_FORMATS.get(kind.extension)
     if fmt is None:
         raise ValueError(f"not an image kind: {kind}")
-    if data is not None:
-        content = data if fmt == "WEBP" else data[:HEADER_LIMIT]
+    if isinstance(source, bytes):
+        content = source if fmt == "WEBP" else source[:HEADER_LIMIT]
+        where = "content in memory"
     else:
-        content = _read_header(path, whole=fmt == "WEBP")
+        content = _read_header(source, whole=fmt == "WEBP")
+        where = str(source)
     if layout is None:
         layout = _header_layout(content, kind, max_pixels)
     if layout is not None and not _pillow_guard_allows(kind, layout, decode=False):
         # beyond Pillow's own guard but within ours: the structure walk read the header
         return _within_cap(layout.width, layout.height, max_pixels)
-    width, height = _pillow_size(content, kind, fmt, path)
+    width, height = _pillow_size(content, kind, fmt, where)
     if width <= 0 or height <= 0:
         raise CorruptMediaError(f"image declares an empty size {width}x{height}")
     return _within_cap(width, height, max_pixels)
@@ -132,7 +133,7 @@ def _within_cap(width: int, height: int, max_pixels: int) -> tuple[int, int]:
     return width, height
 
 
-def _pillow_size(content: bytes, kind: MediaKind, fmt: str, path: str | Path) -> tuple[int, int]:
+def _pillow_size(content: bytes, kind: MediaKind, fmt: str, where: str) -> tuple[int, int]:
     try:
         with _OPENERS[fmt](io.BytesIO(content)) as im:
             width, height = im.size
@@ -142,7 +143,7 @@ def _pillow_size(content: bytes, kind: MediaKind, fmt: str, path: str | Path) ->
     except (SyntaxError, OSError, ValueError, EOFError) as exc:
         raise CorruptMediaError(f"{kind.extension} image could not be parsed: {exc}") from exc
     except Exception as exc:  # a Pillow plugin bug on hostile input must not escape raw
-        log.debug("unexpected Pillow failure on %s", path, exc_info=True)
+        log.debug("unexpected Pillow failure on %s", where, exc_info=True)
         raise CorruptMediaError(f"{kind.extension} image could not be parsed: {exc!r}") from exc
     # An MPO (a JPEG followed by more JPEGs, indexed in an APP2 segment: phone depth maps,
     # 3D cameras) is a valid JPEG to every viewer; Pillow only names it differently.

@@ -618,19 +618,6 @@ def _range_reader(fh: BinaryIO) -> Callable[[int, int], bytes]:
     return lambda length, offset: os.pread(fd, length, offset)
 
 
-class _SpillingPath(type(Path())):  # type: ignore[misc]
-    """The path of an in-memory temp: turning it into a filesystem path (``open``,
-    ``os.stat``, ``os.fspath``) writes the file first. Paths derived from it are plain."""
-
-    _spill: Callable[[], Path] | None = None
-
-    def __fspath__(self) -> str:
-        spill, self._spill = self._spill, None
-        if spill is not None:
-            spill()
-        return str(self)
-
-
 class UploadTemp:
     """The temp of content an :class:`S3BlobStore` is staging (a :class:`TempBlob`).
 
@@ -662,14 +649,8 @@ class UploadTemp:
 
     @property
     def path(self) -> Path:
-        """The temp file's path; the file is made (from the content in memory) only when
-        the path is used on the filesystem (ingest names it to the image probe, which reads
-        it only when it does not have the content in hand)."""
-        if self.file is not None:
-            return self.file.path
-        path = _SpillingPath(self._name)
-        path._spill = lambda: self._spill().path
-        return path
+        """The temp file's path; content held in memory is written to the file first."""
+        return self._spill().path
 
     @path.setter
     def path(self, value: Path) -> None:

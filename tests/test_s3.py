@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -286,9 +287,8 @@ def test_small_content_is_staged_in_memory_and_larger_in_a_temp_file(
     open_store: Callable[..., MediaStore], bucket: servers.S3Bucket
 ) -> None:
     """Up to MEMORY_TEMP_LIMIT bytes a temp holds its content in memory (no file in tmp/)
-    and is uploaded from there; beyond, it is a file in tmp/; a small temp's path is only a
-    name until it is used on the filesystem, which writes the file. Either way the object
-    is the content and no temp file is left."""
+    and is uploaded from there; beyond, it is a file in tmp/; asking a small temp for its
+    path writes the file. Either way the object is the content and no temp file is left."""
     store = open_store()
     blobs = store.blobs
     assert isinstance(blobs, S3BlobStore)
@@ -301,8 +301,8 @@ def test_small_content_is_staged_in_memory_and_larger_in_a_temp_file(
         and small.content() == b"x" * 10 + b"y" * 10
     )
     named = small.path
-    assert small.file is None and temp_files(store.root) == []
-    assert named.read_bytes() == b"x" * 10 + b"y" * 10 and small.file is not None
+    assert small.file is not None and temp_files(store.root) == [named.name]
+    assert named.read_bytes() == b"x" * 10 + b"y" * 10
     blobs.discard(small)
     assert temp_files(store.root) == []
     large = blobs.create_temp()
@@ -419,6 +419,9 @@ def test_a_crash_mid_upload_leaves_no_row_and_gc_aborts_the_upload(
             str(tmp_path / "a" / "tmp" / name) for name in temp_files(tmp_path / "a")
         ]
     assert len(uploads(bucket)) == 1  # younger than the cut-off: a live writer's, maybe
+    # ages are taken from the server's Date header, which has whole seconds: an upload
+    # started in the current second is younger than the cut-off 0 until the second ends
+    time.sleep(1.0)
     with MediaStore(tmp_path / "a", db_url=db, blob_url=f"{url}&upload_cutoff=0") as store:
         dry = store.gc(dry_run=True)
         assert len(dry.temp_removed) == 2 and len(uploads(bucket)) == 1
