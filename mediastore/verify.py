@@ -9,6 +9,7 @@ placing that content meanwhile; a file replaced since it was hashed is hashed ag
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -49,6 +50,8 @@ Repair = Callable[[str, bool], Repaired]
 VERIFY_THREADS = 3
 #: Passed checks written back per transaction.
 STATUS_BATCH = 1000
+#: Files a thread checks per task.
+CHECK_GROUP = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +134,15 @@ def verify(
     broken = {row.md5 for row in rows if row.status == STATUS_BROKEN}
     stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=VERIFY_THREADS)
+    def check_all(group: Sequence[MediaRow]) -> list[Check]:
+        return [check(life, row, deep=deep, stop=stop) for row in group]
+
+    # Files go to the threads a group at a time: a result handed over per file costs a
+    # wake-up of this thread and a GIL hand-off each way, which made 3 threads slower
+    # than one thread looping (3,300 against 4,240 files/s of 100 KB).
+    groups = [rows[i : i + CHECK_GROUP] for i in range(0, len(rows), CHECK_GROUP)]
     try:
-        found = pool.map(lambda row: check(life, row, deep=deep, stop=stop), rows)
+        found = itertools.chain.from_iterable(pool.map(check_all, groups))
         for done, (row, result) in enumerate(zip(rows, found, strict=True), 1):
             outcome = result.outcome if life.read_only else settle(life, row, result)
             if outcome is not None:
