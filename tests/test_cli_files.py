@@ -232,10 +232,9 @@ def test_export_by_url_name_selection_and_hardlink(
         stored = store.get_by_md5(m["pdf"])
         assert stored is not None and stored.path is not None
         assert (links / f"{m['pdf']}.pdf").stat().st_ino == stored.path.stat().st_ino
-    assert sorted(p.name for p in links.iterdir() if p.suffix != ".json") == [
-        f"{m['pdf']}.pdf",
-        "clip.mp4",
-    ]
+    assert sorted(p.name for p in links.iterdir() if p.suffix != ".json") == sorted(
+        [f"{m['pdf']}.pdf", "clip.mp4"]
+    )
 
 
 def test_export_failures_and_exit_codes(
