@@ -21,12 +21,11 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from .engine import insert_rows
+from .engine import IN_BATCH, insert_rows
 from .models import Intent, Writer
 
 _writers = cast(Table, Writer.__table__)
 _intents = cast(Table, Intent.__table__)
-_CHUNK = 500
 
 
 class db_epoch(FunctionElement[int]):
@@ -116,8 +115,8 @@ def _lock_key(md5: str) -> int:
 def release(conn: Connection, writer: str, md5s: Sequence[str]) -> int:
     """Drop ``writer``'s intents on these md5s; returns how many there were."""
     dropped = 0
-    for start in range(0, len(md5s), _CHUNK):
-        chunk = list(md5s[start : start + _CHUNK])
+    for start in range(0, len(md5s), IN_BATCH):
+        chunk = list(md5s[start : start + IN_BATCH])
         stmt = delete(_intents).where(_intents.c.writer == writer, _intents.c.md5.in_(chunk))
         dropped += conn.execute(stmt).rowcount
     return dropped
@@ -131,8 +130,8 @@ def held(conn: Connection, md5s: Sequence[str]) -> set[str]:
     """
     lock(conn, md5s, exclusive=True)
     found: set[str] = set()
-    for start in range(0, len(md5s), _CHUNK):
-        chunk = list(md5s[start : start + _CHUNK])
+    for start in range(0, len(md5s), IN_BATCH):
+        chunk = list(md5s[start : start + IN_BATCH])
         stmt = select(_intents.c.md5).where(_intents.c.md5.in_(chunk)).distinct()
         found.update(conn.execute(stmt).scalars())
     return found

@@ -153,6 +153,8 @@ def configure_sqlite(
 
 #: The synchronous level of every catalog connection (tests check it is in force).
 SYNCHRONOUS = "FULL"
+#: Values bound in one ``IN (...)`` list (far below either database's parameter limit).
+IN_BATCH = 500
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:

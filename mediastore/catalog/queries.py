@@ -39,6 +39,7 @@ from ..errors import CatalogError, HashCollisionError, InvalidInputError, ReadOn
 from ..records import STATUS_OK, STATUS_REMOVED
 from . import claims
 from .engine import (
+    IN_BATCH,
     SNAPSHOT,
     WRITE,
     insert_rows,
@@ -62,8 +63,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 #: Tries of a write transaction that meets another writer's conflicting commit.
-#: Values bound in one ``IN (...)`` list (far below either database's parameter limit).
-IN_BATCH = 500
 RETRY_ATTEMPTS = 8
 RETRY_BASE_SECONDS = 0.005
 #: SQLSTATEs that mean "run the transaction again": serialization failure, deadlock, and
