@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 from .blobs import BlobRef, BlobStat, BlobStore, Location, StoredEntry, TempBlob
 from .catalog import MediaRow, MoveRow
 from .errors import InvalidInputError, MediaStoreError
+from .hashing import md5_of_bytes
 from .ingest import open_file_chunks, stage
 from .lifecycle import Lifecycle, ref_of
 from .s3 import open_blob_store
@@ -283,9 +284,11 @@ def _stage_and_place(
                 max_pixels=cfg.max_image_pixels,
             )  # fmt: skip
             temp = staged.temp
-            if staged.md5 != row.md5 or staged.sha256 != row.sha256:
+            try:
+                _check_hashes(row, staged.md5, staged.sha256)
+            except InvalidInputError:
                 target.discard(temp)
-                raise InvalidInputError(f"the source copy hashes to {staged.md5}, not {row.md5}")
+                raise
     try:
         target.sync_temps([temp])
         error = target.place_many([(temp, ref)])[0]
@@ -295,16 +298,24 @@ def _stage_and_place(
         target.discard(temp)
 
 
+def _check_hashes(row: MediaRow, md5: str, sha256: str) -> None:
+    """The copy must be the row's content: its MD5 and SHA-256.
+
+    Raises:
+        InvalidInputError: the source copy hashes to something else (run ``verify``).
+    """
+    if md5 != row.md5 or sha256 != row.sha256:
+        raise InvalidInputError(f"the source copy hashes to {md5}, not {row.md5}")
+
+
 def _hashed_copy(data: bytes, target: BlobStore, row: MediaRow) -> TempBlob:
     """A temp of ``target`` holding ``data``, which must hash to the row's md5 and SHA-256.
 
     Content read whole is only hashed, not sniffed and checked again: bytes with the
     row's MD5 and SHA-256 are the bytes that were sniffed and checked when they were added.
     """
-    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
     sha256 = hashlib.sha256(data).hexdigest()
-    if md5 != row.md5 or sha256 != row.sha256:
-        raise InvalidInputError(f"the source copy hashes to {md5}, not {row.md5}")
+    _check_hashes(row, md5_of_bytes(data), sha256)
     temp = target.create_temp()
     try:
         temp.write(data)
