@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 from .errors import MediaStoreError, ReadOnlyStoreError, StorageError
 from .records import MEDIA_TYPES
@@ -63,9 +63,12 @@ _TEMP_NAME = re.compile(rf"{TEMP_PREFIX}([0-9a-f]{{32}})-\d+{re.escape(TEMP_SUFF
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@dataclass(frozen=True, slots=True)
-class BlobRef:
-    """The address of one content: its kind and its MD5."""
+class BlobRef(NamedTuple):
+    """The address of one content: its kind and its MD5.
+
+    A named tuple: every lookup makes one to ask where the row's file is, and a tuple is
+    built several times faster than a frozen dataclass.
+    """
 
     kind: MediaKind
     md5: str

@@ -115,12 +115,7 @@ class Lifecycle:
     # --- records -------------------------------------------------------------------------
     def record(self, row: MediaRow, url: str | None = None) -> MediaRecord:
         """The public record of a row (with the local directory of its file)."""
-        return MediaRecord(
-            md5=row.md5, sha256=row.sha256, media_type=row.media_type, mime_type=row.mime_type,
-            extension=row.extension, size=row.size, width=row.width, height=row.height,
-            directory=self.blobs.local_dir(ref_of(row)), created_at=row.created_at,
-            last_verified_at=row.last_verified_at, status=row.status, url=url,
-        )  # fmt: skip
+        return MediaRecord(*row, self.blobs.local_dir(ref_of(row)), url)
 
     # --- adding ----------------------------------------------------------------------------
     def stage(

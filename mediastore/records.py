@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 MEDIA_TYPES: tuple[str, ...] = ("image", "video", "document")
 
@@ -21,13 +21,16 @@ STATUS_REMOVED = "removed"
 LIVE_STATUSES: tuple[str, ...] = (STATUS_OK, STATUS_MISSING, STATUS_CORRUPT, STATUS_BROKEN)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MediaRecord:
+class MediaRecord(NamedTuple):
     """One stored file, as the catalog describes it.
 
     ``url`` is the URL the record was looked up or added by, when there is one.
     ``directory`` is the local directory that holds the file, and :attr:`path` the file in
     it; both are None where the bytes live elsewhere (object storage).
+
+    A named tuple (immutable, compared by value): every lookup makes one, and a tuple is
+    built several times faster than a frozen dataclass. The fields up to ``status`` are a
+    catalog row's, in its order.
     """
 
     md5: str
@@ -38,10 +41,10 @@ class MediaRecord:
     size: int
     width: int | None
     height: int | None
-    directory: Path | None
     created_at: datetime
     last_verified_at: datetime | None
-    status: str = STATUS_OK
+    status: str
+    directory: Path | None
     url: str | None = None
 
     @property

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import io
 import os
+import sqlite3
 import threading
 import tracemalloc
 from collections.abc import Iterator
@@ -36,6 +37,27 @@ def stored_bytes(store: MediaStore, md5: str) -> bytes:
         return fh.read()
 
 
+def test_record_fields_match_the_catalog_row(store: MediaStore, tmp_path: Path) -> None:
+    """A looked-up record carries each column of its row (read with plain sqlite3)."""
+    src = tmp_path / "p.png"
+    src.write_bytes(t.image_bytes("PNG", size=(33, 21)))
+    md5 = store.add_file(src).md5
+    rec = store.get_by_md5(md5)
+    assert rec is not None
+    con = sqlite3.connect(store.root / "catalog.sqlite3")
+    try:
+        con.row_factory = sqlite3.Row
+        row = con.execute("SELECT * FROM media WHERE md5 = ?", (md5,)).fetchone()
+    finally:
+        con.close()
+    for name in ("md5", "sha256", "media_type", "mime_type", "extension", "size", "status"):
+        assert getattr(rec, name) == row[name], name
+    assert (rec.width, rec.height) == (row["width"], row["height"]) == (33, 21)
+    assert rec.created_at.isoformat().startswith(row["created_at"][:19].replace(" ", "T"))
+    assert rec.last_verified_at is None and row["last_verified_at"] is None
+    assert rec.directory == store.root / "media" / "images" and rec.url is None
+
+
 def test_add_file_records_everything(store: MediaStore, tmp_path: Path) -> None:
     """A JPEG is stored under images/<md5>.jpg with hashes, type, size and dimensions."""
     data = t.image_bytes("JPEG", size=(40, 30))
@@ -53,11 +75,7 @@ def test_add_file_records_everything(store: MediaStore, tmp_path: Path) -> None:
     assert rec.url == "https://example.com/p.jpg"
     assert src.read_bytes() == data  # the original is untouched
     assert store.get_by_url("https://example.com/p.jpg") == rec
-    assert store.get_by_md5(md5.upper()) == rec.__class__(**{**_fields(rec), "url": None})
-
-
-def _fields(rec: object) -> dict[str, object]:
-    return {f: getattr(rec, f) for f in rec.__dataclass_fields__}  # type: ignore[attr-defined]
+    assert store.get_by_md5(md5.upper()) == rec._replace(url=None)
 
 
 @pytest.mark.parametrize(

@@ -216,12 +216,21 @@ def connect_read_only(path: Path, busy_timeout: float) -> sqlite3.Connection:
     return conn
 
 
+#: Bytes of the catalog file a plain connection maps into memory: a lookup then reads its
+#: B-tree pages from the page cache in place, where the default copies each page it misses
+#: in SQLite's 2 MB cache (a lookup on a catalog of 1,000,000 URLs misses several).
+#: Writes still go through the WAL; mapping is coherent with other processes' commits.
+READ_MMAP_SIZE = 1 << 30
+
+
 def open_sqlite(path: Path, busy_timeout: float, *, read_only: bool = False) -> sqlite3.Connection:
-    """A plain DBAPI connection to a catalog file, configured like the engine's."""
+    """A plain DBAPI connection to a catalog file, configured like the engine's, mapped."""
     if read_only:
-        return connect_read_only(path, busy_timeout)
-    conn = sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False)
-    configure_sqlite(conn, busy_timeout)
+        conn = connect_read_only(path, busy_timeout)
+    else:
+        conn = sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False)
+        configure_sqlite(conn, busy_timeout)
+    conn.execute(f"PRAGMA mmap_size = {READ_MMAP_SIZE}")
     return conn
 
 

@@ -337,7 +337,10 @@ class _PointReads:
             self.sql[name] = str(compiled)
 
     def one(self, name: str, value: str) -> MediaRow | None:
-        cursor = self._cursor()
+        try:  # self._cursor(), inline: this is the path of every lookup
+            cursor = self._idle.get_nowait()
+        except queue.Empty:
+            cursor = self._connect().cursor()
         try:
             row = cursor.execute(self.sql[name], (value,) if self.sqlite else {name: value})
             row = row.fetchone()
