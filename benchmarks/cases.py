@@ -151,6 +151,13 @@ CASES: tuple[CaseSpec, ...] = (
         target=0.75, unit=LOOKUPS_S,
     ),
     CaseSpec(
+        key="lookup-mmap", group="lookup", title="the same lookups",
+        mediastore="get_by_url, {lookups} random existing URLs, one thread",
+        reference="the same raw `sqlite3` lookups on a connection with the store's "
+        "`PRAGMA mmap_size` (what the store's own read path is up against)",
+        target=None, unit=LOOKUPS_S,
+    ),
+    CaseSpec(
         key="stats", group="stats", title="stats() on {rows} media rows",
         mediastore="stats()",
         reference="Catalog.stats's 2 statements (counters summed) via raw `sqlite3`",
@@ -567,14 +574,21 @@ class Bench:
             _expect(m.detail["errors"] == 0, f"get_by_url missed {m.detail['errors']} URLs")
             return m
 
-        def raw(i: int) -> Measurement:
-            m = run_worker(
-                {"op": "sqlite_lookup", "db": str(db), "urls_file": str(urls_file)}, self.trace
-            )
-            _expect(m.detail["errors"] == 0, f"sqlite3 missed {m.detail['errors']} URLs")
-            return m
+        def raw(mmap: bool) -> Callable[[int], Measurement]:
+            def run(i: int) -> Measurement:
+                m = run_worker({
+                    "op": "sqlite_lookup", "db": str(db), "urls_file": str(urls_file),
+                    "mmap": mmap,
+                }, self.trace)  # fmt: skip
+                _expect(m.detail["errors"] == 0, f"sqlite3 missed {m.detail['errors']} URLs")
+                return m
 
-        refs = {"lookup": Side("sqlite3", raw)}
+            return run
+
+        refs = {
+            "lookup": Side("sqlite3", raw(False)),
+            "lookup-mmap": Side("sqlite3 + mmap", raw(True)),
+        }
         return Group(
             Side("get_by_url", mediastore), {k: v for k, v in refs.items() if k in keys},
             self.catalog_files,

@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from mediastore.catalog.engine import READ_MMAP_SIZE
+
 from .config import STORE_OPTIONS
 
 Result = dict[str, Any]
@@ -268,10 +270,13 @@ def op_seed_download(
     }  # fmt: skip
 
 
-def op_sqlite_lookup(db: str, urls_file: str) -> Result:
-    """Raw sqlite3 point lookups with Catalog.by_url's statement."""
+def op_sqlite_lookup(db: str, urls_file: str, mmap: bool = False) -> Result:
+    """Raw sqlite3 point lookups with Catalog.by_url's statement (``mmap``: mapped as the
+    store maps its catalog)."""
     urls = _lines(urls_file)
     con = sqlite3.connect(db)
+    if mmap:
+        con.execute(f"PRAGMA mmap_size = {READ_MMAP_SIZE}")
     try:
         execute = con.execute
 
