@@ -188,6 +188,13 @@ CASES: tuple[CaseSpec, ...] = (
         target=0.5, unit=FILES_S,
     ),
     CaseSpec(
+        key="legacy-disk", group="legacy", title="import the same legacy images",
+        mediastore="import_legacy (fresh store each run)",
+        reference="`cp -r DIR DEST && sync`: the same bytes written durably, nothing hashed "
+        "or checked (what this disk allows)",
+        target=None, unit=FILES_S,
+    ),
+    CaseSpec(
         key="latency", group="latency",
         title=f"download {LATENCY_IMAGES} images from one host answering each request after "
         f"{LATENCY_S * 1000:.0f} ms",
@@ -694,7 +701,15 @@ class Bench:
                 count,
             )
 
-        refs = {"legacy": Side("md5sum", md5sum)}
+        def copy(i: int) -> Measurement:
+            dest = self.wd.run_dir(f"legacy-cp-{i}")
+            seconds = time_command(
+                shell('cp -r "$1"/. "$2" && sync', str(directory), str(dest)), trace=self.trace
+            )
+            _expect(len(files_in(dest)) == count, "cp -r copied too few files")
+            return Measurement(seconds, count)
+
+        refs = {"legacy": Side("md5sum", md5sum), "legacy-disk": Side("cp -r+sync", copy)}
         return Group(
             Side("import_legacy", mediastore), {k: v for k, v in refs.items() if k in keys},
             lambda: paths, bytes_per_item=total / count,
