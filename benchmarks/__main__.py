@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import sys
@@ -95,6 +96,38 @@ def server_check(bench: Bench) -> str:
     return f"`curl -s -o /dev/null` of the video: {video.stat().st_size / seconds / 1e6:,.0f} MB/s"
 
 
+#: Work directories are made with this prefix; each holds OWNER_FILE (its run's pid) while
+#: a run uses it.
+WORKDIR_PREFIX = "mediastore-bench-"
+OWNER_FILE = "owner.pid"
+
+
+def remove_stale_workdirs(parent: Path) -> None:
+    """Remove work directories whose run is gone (killed: a SIGKILL skips the cleanup).
+
+    Each holds a few GB; killed runs once filled the disk. A directory without an owner
+    file (kept with ``--keep``, or unknown) is left alone.
+    """
+    for path in parent.glob(f"{WORKDIR_PREFIX}*"):
+        try:
+            pid = int((path / OWNER_FILE).read_text(encoding="ascii"))
+        except (OSError, ValueError):
+            continue
+        if not _alive(pid):
+            log(f"removing {path}, left by a run that was killed (pid {pid})")
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     scale = QUICK if args.quick else FULL
@@ -104,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
     source = source_fingerprint()
-    root = Path(tempfile.mkdtemp(prefix="mediastore-bench-", dir=args.workdir))
+    remove_stale_workdirs(Path(args.workdir or tempfile.gettempdir()))
+    root = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=args.workdir))
+    (root / OWNER_FILE).write_text(f"{os.getpid()}\n", encoding="ascii")
     log(f"work directory {root}")
     results: list[CaseResult] = []
     group_seconds: dict[str, float] = {}
@@ -138,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"[{group}] took {group_seconds[group]:.0f} s")
     finally:
         if args.keep:
+            (root / OWNER_FILE).unlink(missing_ok=True)  # kept on purpose: not stale
             log(f"kept {root}")
         else:
             log(f"removing {root}")
