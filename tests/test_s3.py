@@ -16,8 +16,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import servers
@@ -111,25 +112,90 @@ def temp_files(root: Path) -> list[str]:
 # --- integrity decided by the server --------------------------------------------------------
 
 
+@pytest.mark.parametrize("body", ["stream", "bytes"])
 def test_a_wrong_content_md5_is_refused_by_the_server(
-    open_store: Callable[..., MediaStore], bucket: servers.S3Bucket
+    open_store: Callable[..., MediaStore], bucket: servers.S3Bucket, body: str
 ) -> None:
-    """The upload path with a corrupted digest: RGW answers BadDigest, no object is made."""
+    """The upload path with a corrupted digest: RGW answers BadDigest, no object is made.
+    A stream goes through the client's put_object, bytes through the signed PUT."""
     store = open_store()
     blobs = store.blobs
     assert isinstance(blobs, S3BlobStore)
     data = t.noisy_jpeg()
+    sha256 = hashlib.sha256(data).hexdigest()
     good = hashlib.md5(data).hexdigest()
     ref = BlobRef(BY_EXTENSION["jpg"], good)
     wrong = good[:-1] + ("0" if good[-1] != "0" else "1")
-    with pytest.raises(StorageError, match="BadDigest"):
-        blobs.upload(io.BytesIO(data), ref, md5=wrong, sha256="0" * 64, size=len(data))
+
+    def content() -> io.BytesIO | bytes:
+        return io.BytesIO(data) if body == "stream" else data
+
+    with pytest.raises(StorageError, match=r"BadDigest \(HTTP 400\)"):
+        blobs.upload(content(), ref, md5=wrong, sha256=sha256, size=len(data))
     assert objects(bucket) == {}
-    blobs.upload(io.BytesIO(data), ref, md5=good, sha256=hashlib.sha256(data).hexdigest(),
-                 size=len(data))  # fmt: skip
+    blobs.upload(content(), ref, md5=good, sha256=sha256, size=len(data))
     head = bucket.client.head_object(Bucket=bucket.name, Key=f"store/{ref.key}")
-    assert head["ETag"] == f'"{good}"'
-    assert head["Metadata"] == {"sha256": hashlib.sha256(data).hexdigest()}
+    assert head["ETag"] == f'"{good}"' and head["ContentType"] == "image/jpeg"
+    assert head["Metadata"] == {"sha256": sha256}
+
+
+def test_a_signed_put_has_the_server_check_the_sha256_too(
+    open_store: Callable[..., MediaStore], bucket: servers.S3Bucket
+) -> None:
+    """Content in memory is signed with its SHA-256 as the payload hash: bytes that do not
+    hash to the SHA-256 given (right MD5) are refused by RGW, no object is made."""
+    store = open_store()
+    blobs = store.blobs
+    assert isinstance(blobs, S3BlobStore)
+    data = t.noisy_jpeg()
+    ref = BlobRef(BY_EXTENSION["jpg"], hashlib.md5(data).hexdigest())
+    with pytest.raises(StorageError, match="XAmzContentSHA256Mismatch"):
+        blobs.upload(data, ref, md5=ref.md5, sha256="0" * 64, size=len(data))
+    assert objects(bucket) == {}
+
+
+def count_put_object_calls(store: MediaStore) -> list[str]:
+    """Keys of the PutObject calls the store's boto3 client makes from now on."""
+    calls: list[str] = []
+    store.blobs.client.meta.events.register(  # type: ignore[attr-defined]
+        "before-call.s3.PutObject", lambda params, **_: calls.append(params["url_path"])
+    )
+    return calls
+
+
+def test_small_content_goes_by_signed_put_where_a_profile_says(
+    tmp_path: Path, bucket: servers.S3Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Endpoint, region and keys named only by a profile of ~/.aws (AWS_PROFILE): content in
+    memory is sent without a put_object call, to where the client goes, and the object is
+    the content with its SHA-256 and MIME type; a 412 (the object exists) is success."""
+    config, credentials = tmp_path / "aws-config", tmp_path / "aws-credentials"
+    config.write_text(
+        f"[profile rgw]\nendpoint_url = {bucket.endpoint}\nregion = {bucket.region}\n"
+        "s3 =\n    addressing_style = path\n"
+    )
+    credentials.write_text(
+        f"[rgw]\naws_access_key_id = {bucket.access_key}\n"
+        f"aws_secret_access_key = {bucket.secret_key}\n"
+    )
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                 "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_SESSION_TOKEN"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_PROFILE", "rgw")
+    with MediaStore(tmp_path / "s", blob_url=f"s3://{bucket.name}/store") as store:
+        calls = count_put_object_calls(store)
+        data = t.pdf_bytes("by profile")  # not an image: no probe asks for a temp file
+        rec = store.add_bytes(data)
+        again = store.blobs.upload(  # type: ignore[attr-defined]
+            data, BlobRef(BY_EXTENSION["pdf"], rec.md5), md5=rec.md5,
+            sha256=rec.sha256, size=len(data),
+        )  # fmt: skip
+        assert calls == [] and again is None
+    got = bucket.client.get_object(Bucket=bucket.name, Key=key_of(rec.md5, "pdf"))
+    assert got["Body"].read() == data and got["ContentType"] == "application/pdf"
+    assert got["Metadata"] == {"sha256": hashlib.sha256(data).hexdigest()}
 
 
 def test_existing_object_with_other_content_is_a_collision_and_left_alone(
@@ -209,6 +275,77 @@ def test_same_content_added_at_once_in_one_store_leaves_no_temp_file(
     in_threads(lambda _: work(), 4)
     assert store.stats().total_files == 40 and len(list(store.blobs.walk())) == 40
     assert temp_files(store.root) == []
+
+
+class _ScriptedS3(BaseHTTPRequestHandler):
+    """A loopback S3 endpoint: any bucket exists (HEAD), each PUT gets the next scripted
+    answer ``(status, error code)``, and is kept with its headers and body."""
+
+    answers: ClassVar[list[tuple[int, str]]] = []
+    seen: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append((dict(self.headers.items()), body))
+        status, code = self.answers.pop(0)
+        error = f"<Error><Code>{code}</Code><Message>said {code}</Message></Error>".encode()
+        payload = error if code else b""
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def scripted_s3(s3_env: servers.S3Bucket, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The loopback endpoint of _ScriptedS3 as AWS_ENDPOINT_URL (keys and region of s3_env)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ScriptedS3)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    _ScriptedS3.answers, _ScriptedS3.seen = [], []
+    yield "s3://any-bucket/store"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_signed_put_retries_what_is_transient_and_reports_the_rest(
+    tmp_path: Path, scripted_s3: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signed PUT signs its payload with the SHA-256, retries a 503 SlowDown and a 500
+    (AWS_MAX_ATTEMPTS=3) and succeeds on the third attempt; an AccessDenied is not retried
+    and is a StorageError naming code, status and message."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
+    (tmp_path / "root").mkdir()
+    blobs = open_blob_store(scripted_s3, tmp_path / "root", read_only=False)
+    assert isinstance(blobs, S3BlobStore)
+    data = t.noisy_jpeg()
+    ref = BlobRef(BY_EXTENSION["jpg"], hashlib.md5(data).hexdigest())
+    sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        _ScriptedS3.answers = [(503, "SlowDown"), (500, "InternalError"), (200, "")]
+        blobs.upload(data, ref, md5=ref.md5, sha256=sha256, size=len(data))
+        assert len(_ScriptedS3.seen) == 3
+        for headers, body in _ScriptedS3.seen:
+            assert body == data and headers["x-amz-meta-sha256"] == sha256
+            assert headers["X-Amz-Content-SHA256"] == sha256 and headers["If-None-Match"] == "*"
+            assert headers["Content-MD5"] == b64md5(data)
+            assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=")
+        _ScriptedS3.seen.clear()
+        _ScriptedS3.answers = [(403, "AccessDenied")]
+        refused = r"/store/media/images/\w+\.jpg failed: AccessDenied \(HTTP 403\): said Acc"
+        with pytest.raises(StorageError, match=refused):
+            blobs.upload(data, ref, md5=ref.md5, sha256=sha256, size=len(data))
+        assert len(_ScriptedS3.seen) == 1 and _ScriptedS3.answers == []
+    finally:
+        blobs.close()
 
 
 # --- multipart ------------------------------------------------------------------------------
