@@ -179,7 +179,9 @@ class MediaStore:
                 f"{self.config.max_file_size} bytes"
             )
         try:
-            return self._ingest(file_chunks(src), url=url, mime_type=mime_type)
+            return self._ingest(
+                file_chunks(src, self.config.chunk_size), url=url, mime_type=mime_type
+            )
         except OSError as exc:
             raise InvalidInputError(f"cannot read {src}: {exc.strerror or exc}") from exc
         except MediaStoreError as exc:

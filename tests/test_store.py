@@ -284,6 +284,24 @@ def test_large_stream_uses_constant_memory(store: MediaStore) -> None:
     assert peak < 8 << 20
 
 
+def test_add_file_reads_in_the_configured_chunk_size(tmp_path: Path) -> None:
+    """``chunk_size`` sets add_file's read size: with 64 KiB chunks a 3 MiB file is read
+    through a ring of 64 KiB buffers (the default 1 MiB ring alone would be 4 MiB)."""
+    video = tmp_path / "clip.mp4"
+    with video.open("wb") as fh:
+        fh.write(t.mp4_header(3 << 20))
+        fh.write(os.urandom(3 << 20))
+    with MediaStore(tmp_path / "store", chunk_size=64 << 10) as small:
+        tracemalloc.start()
+        try:
+            rec = small.add_file(video)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert rec.size == video.stat().st_size
+    assert peak < 1 << 20
+
+
 def test_add_file_of_a_large_file_uses_constant_memory(store: MediaStore, tmp_path: Path) -> None:
     """A 32 MiB file is read in chunks, never whole (only small files are read at once)."""
     video = tmp_path / "big.mp4"
