@@ -7,9 +7,11 @@ and writes keep working and new content lands where the move is going. Each file
 through a temp of the target's staging area: a small file is read whole and hashed in
 memory, a larger one streamed through the ingest path; either must hash to its row's MD5
 and SHA-256 (the bytes that were sniffed and checked when they were added), is placed at the
-target, and only then recorded in ``moved_blobs`` (under an intent, so no remover takes it
-meanwhile); a rerun skips what is recorded, so a killed migration continues where it stopped.
-The source copy of a file is deleted only when asked, and only after its copy was recorded.
+target (on S3 without ``If-None-Match``: the row decides what the key holds, see
+``_stage_and_place``), and only then recorded in ``moved_blobs`` (under an intent, so no
+remover takes it meanwhile); a rerun skips what is recorded, so a killed migration
+continues where it stopped. The source copy of a file is deleted only when asked, and only
+after its copy was recorded.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .errors import InvalidInputError, MediaStoreError
 from .hashing import md5_of_bytes
 from .ingest import open_file_chunks, stage
 from .lifecycle import Lifecycle, ref_of
-from .s3 import open_blob_store
+from .s3 import UploadTemp, open_blob_store
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +291,17 @@ def _stage_and_place(
             except InvalidInputError:
                 target.discard(temp)
                 raise
+    if isinstance(temp, UploadTemp):
+        # No If-None-Match: the row decides what this key may hold, not the server. The row
+        # (this md5 and SHA-256) was there before the move and rows are never deleted; every
+        # writer of this catalog checks its content against it before placing anything
+        # (lifecycle: check_same_content), so any object a writer makes at this key is
+        # these bytes and replacing it changes nothing; an object of other content there
+        # is one no row refers to (a refused add leaves what it placed), which the copy
+        # repairs instead of failing on it for ever. Removers keep off while our intent
+        # is held, which is until the copy is recorded. Saves the server's existence check
+        # (about 0.3 ms of its CPU per PUT, 8% of the PUT rate).
+        temp.if_absent = False
     try:
         target.sync_temps([temp])
         error = target.place_many([(temp, ref)])[0]

@@ -17,6 +17,8 @@ How an object is created (the lifecycle has claimed the md5 in the catalog befor
 - creation is decided by the server with ``If-None-Match: *``, never by a HEAD first: a 412
   means the object exists, and it is then compared (its SHA-256 metadata and size) with ours:
   equal is success, different is a :class:`HashCollisionError`, the object left untouched;
+  a temp whose ``if_absent`` is False is PUT without the condition (a move's copies: the
+  catalog's row decides what the key holds, see :mod:`mediastore.moves`);
 - content held in memory goes in one PUT made by :class:`~mediastore.s3put.SignedPut`
   (botocore's signer and HTTP session without a client call, about half its CPU), its
   payload signed with the SHA-256, so the server checks that digest too; it is used with
@@ -350,14 +352,17 @@ class S3BlobStore(LocalStaging):
         try:
             staged = temp if isinstance(temp, UploadTemp) else None
             content = staged.content() if staged is not None else None
+            if_absent = staged is None or staged.if_absent
             if content is not None:
-                self.upload(content, ref, md5=ref.md5, sha256=temp.sha256, size=temp.written)
+                self.upload(content, ref, md5=ref.md5, sha256=temp.sha256, size=temp.written,
+                            if_absent=if_absent)  # fmt: skip
             else:
                 file = staged.file if staged is not None and staged.file is not None else temp
                 with self._open_temp(file) as fh:
                     self.upload(
                         fh, ref, md5=ref.md5, sha256=temp.sha256, size=temp.written,
                         part_md5s=staged.part_md5s() if staged is not None else None,
+                        if_absent=if_absent,
                     )  # fmt: skip
         except MediaStoreError as exc:
             return exc
@@ -367,7 +372,7 @@ class S3BlobStore(LocalStaging):
 
     def upload(
         self, fh: BinaryIO | bytes, ref: BlobRef, *, md5: str, sha256: str, size: int,
-        part_md5s: dict[tuple[int, int], bytes] | None = None,
+        part_md5s: dict[tuple[int, int], bytes] | None = None, if_absent: bool = True,
     ) -> None:  # fmt: skip
         """Create the object of ``ref`` from ``fh`` (``size`` bytes) unless it exists.
 
@@ -375,7 +380,9 @@ class S3BlobStore(LocalStaging):
         ``sha256`` as metadata. The lifecycle's claim on the md5 must be held.
         ``part_md5s``: MD5s of byte ranges ``(offset, length)`` computed as the content was
         staged; a part found there is not hashed again before it is sent (the server
-        still checks it against them).
+        still checks it against them). ``if_absent=False``: a single PUT without
+        ``If-None-Match``, replacing what is there (only where the catalog's row decides
+        what the key holds: a move's copy, :attr:`UploadTemp.if_absent`).
 
         Raises:
             HashCollisionError: the object exists with other content (left untouched), or,
@@ -392,16 +399,18 @@ class S3BlobStore(LocalStaging):
             # RGW 16 ignores If-None-Match on completion: read back whose object it is
             self._check_existing(key, md5=md5, sha256=sha256, size=size)
             return
+        condition = {"IfNoneMatch": "*"} if if_absent else {}
         try:
             if self._signed_put is not None and isinstance(fh, bytes):
                 self._signed_put.put(key, fh, sha256=sha256, headers={
-                    "Content-MD5": _b64(md5), "If-None-Match": "*",
-                    "Content-Type": ref.kind.mime_type, f"x-amz-meta-{SHA256_METADATA}": sha256,
+                    "Content-MD5": _b64(md5), "Content-Type": ref.kind.mime_type,
+                    f"x-amz-meta-{SHA256_METADATA}": sha256,
+                    **({"If-None-Match": "*"} if if_absent else {}),
                 })  # fmt: skip
             else:
                 self.client.put_object(
                     Bucket=self.bucket, Key=key, Body=fh, ContentLength=size,
-                    ContentMD5=_b64(md5), IfNoneMatch="*", **meta,
+                    ContentMD5=_b64(md5), **condition, **meta,
                 )  # fmt: skip
         except self._failures as exc:
             if _status(exc) != 412:
@@ -664,6 +673,9 @@ class UploadTemp:
         self.synced = False
         self.sha256: str | None = None
         self.file: LocalTemp | None = None
+        #: Create the object only if there is none (If-None-Match). A move sets it False:
+        #: there the catalog's row, not the server, decides what the key holds.
+        self.if_absent = True
         self._make_file = make_file
         self._name = name
         self._chunks: list[bytes] = []

@@ -174,6 +174,30 @@ def test_disk_to_s3_and_back(tmp_path: Path, s3_env: servers.S3Bucket) -> None:
     assert _files(back) == stored
 
 
+def test_a_copy_replaces_what_no_row_refers_to_at_its_key(
+    tmp_path: Path, s3_env: servers.S3Bucket
+) -> None:
+    """A move's PUT is not conditional: the row decides what its key holds. Objects left at
+    the target's keys (other bytes, as a refused add leaves them; the same bytes, as a
+    killed run leaves them) are replaced by the rows' content and the move finishes,
+    where If-None-Match would have made each of the first a collision on every run."""
+    client, prefix = s3_env.client, "moved/media/images"
+    with MediaStore(tmp_path / "s") as store:
+        stored = _fill(store, 4)
+        md5s = sorted(stored)
+        for md5 in md5s[:2]:
+            client.put_object(Bucket=s3_env.name, Key=f"{prefix}/{md5}.jpg", Body=b"other",
+                              Metadata={"sha256": "f" * 64})  # fmt: skip
+        client.put_object(Bucket=s3_env.name, Key=f"{prefix}/{md5s[2]}.jpg",
+                          Body=stored[md5s[2]])  # fmt: skip
+        report = store.migrate_store(f"s3://{s3_env.name}/moved")
+    assert report.finished and report.failed == {} and sorted(report.copied) == md5s
+    for md5, data in stored.items():
+        got = client.get_object(Bucket=s3_env.name, Key=f"{prefix}/{md5}.jpg")
+        assert got["Body"].read() == data
+        assert got["Metadata"] == {"sha256": hashlib.sha256(data).hexdigest()}
+
+
 def test_batches_overlap_and_a_failed_recording_drops_every_claim(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
