@@ -261,9 +261,10 @@ class S3BlobStore(LocalStaging):
         self.client = client
         self.client.meta.events.register("before-sign.s3.CopyObject", _mirror_copy_condition)
         try:
-            self.client.head_bucket(Bucket=bucket)
+            head = self.client.head_bucket(Bucket=bucket)
             if core is not None:
-                self._signed_put = SignedPut.for_client(core, client, bucket)
+                region = head["ResponseMetadata"]["HTTPHeaders"].get("x-amz-bucket-region")
+                self._signed_put = SignedPut.for_client(core, client, bucket, bucket_region=region)
         except self._failures as exc:
             self._close_client()
             raise StorageError(f"cannot open bucket s3://{bucket}: {_reason(exc)}") from exc

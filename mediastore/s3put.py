@@ -89,21 +89,28 @@ class SignedPut:
         self._attempts = max(1, attempts)
 
     @classmethod
-    def for_client(cls, session: Any, client: Any, bucket: str) -> SignedPut | None:
+    def for_client(
+        cls, session: Any, client: Any, bucket: str, *, bucket_region: str | None = None
+    ) -> SignedPut | None:
         """A SignedPut that goes where ``client`` goes, as ``session``'s user.
 
         Args:
             session: The botocore session ``client`` was made from.
             client: A botocore S3 client (its endpoint, region and settings are used).
             bucket: The bucket every PUT goes to.
+            bucket_region: The bucket's region if the server named it (HeadBucket's
+                ``x-amz-bucket-region``; RGW names none).
 
         Returns:
-            None if the client signs other than with SigV4 or there are no credentials
-            (its own calls then report why).
+            None if the client signs other than with SigV4, there are no credentials (its
+            own calls then report why), or the bucket is in another region than the client
+            signs for (the client follows S3's redirects; a SignedPut would be refused).
         """
         config = client.meta.config
         credentials = session.get_credentials()
         if config.signature_version not in SIGV4 or credentials is None:
+            return None
+        if bucket_region is not None and bucket_region != client.meta.region_name:
             return None
         try:
             # the URL the client resolves for this bucket (endpoint rules, addressing style)

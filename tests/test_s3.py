@@ -278,14 +278,17 @@ def test_same_content_added_at_once_in_one_store_leaves_no_temp_file(
 
 
 class _ScriptedS3(BaseHTTPRequestHandler):
-    """A loopback S3 endpoint: any bucket exists (HEAD), each PUT gets the next scripted
-    answer ``(status, error code)``, and is kept with its headers and body."""
+    """A loopback S3 endpoint: any bucket exists (HEAD, in ``region`` if set), each PUT gets
+    the next scripted answer ``(status, error code)``, and is kept with its headers and body."""
 
     answers: ClassVar[list[tuple[int, str]]] = []
     seen: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+    region: ClassVar[str | None] = None
 
     def do_HEAD(self) -> None:
         self.send_response(200)
+        if self.region is not None:
+            self.send_header("x-amz-bucket-region", self.region)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -310,7 +313,7 @@ def scripted_s3(s3_env: servers.S3Bucket, monkeypatch: pytest.MonkeyPatch) -> It
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ScriptedS3)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
-    _ScriptedS3.answers, _ScriptedS3.seen = [], []
+    _ScriptedS3.answers, _ScriptedS3.seen, _ScriptedS3.region = [], [], None
     yield "s3://any-bucket/store"
     server.shutdown()
     server.server_close()
@@ -346,6 +349,27 @@ def test_a_signed_put_retries_what_is_transient_and_reports_the_rest(
         assert len(_ScriptedS3.seen) == 1 and _ScriptedS3.answers == []
     finally:
         blobs.close()
+
+
+def test_a_bucket_in_another_region_gets_its_puts_from_the_client(
+    tmp_path: Path, scripted_s3: str
+) -> None:
+    """HeadBucket names another region than the client signs for (AWS does, RGW does not):
+    content in memory goes by the client's put_object, which follows S3's redirects."""
+    _ScriptedS3.region = "eu-west-1"
+    (tmp_path / "root").mkdir()
+    blobs = open_blob_store(scripted_s3, tmp_path / "root", read_only=False)
+    assert isinstance(blobs, S3BlobStore)
+    data = t.noisy_jpeg()
+    ref = BlobRef(BY_EXTENSION["jpg"], hashlib.md5(data).hexdigest())
+    try:
+        _ScriptedS3.answers = [(200, "")]
+        blobs.upload(data, ref, md5=ref.md5, sha256=hashlib.sha256(data).hexdigest(),
+                     size=len(data))  # fmt: skip
+    finally:
+        blobs.close()
+    [(headers, body)] = _ScriptedS3.seen
+    assert body == data and headers["User-Agent"].startswith("Boto3/")
 
 
 # --- multipart ------------------------------------------------------------------------------
