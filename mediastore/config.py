@@ -39,7 +39,9 @@ class StoreConfig:
         db_url: SQLAlchemy URL of the catalog; ``None`` means ``<root>/catalog.sqlite3``.
         max_image_pixels: Images declaring more pixels are refused (decompression bombs).
         max_file_size: Largest accepted file, in bytes, enforced while streaming.
-        chunk_size: Read size of the ingest pipeline.
+        chunk_size: Read size of the ingest pipeline: the largest chunk of a download or
+            stream, and the size up to which a file is read in one piece (larger files are
+            read 256 KiB at a time, or in ``chunk_size`` if that is smaller).
         busy_timeout: Seconds a writer waits for another writer's lock before failing.
         verify_on_access: ``fetch`` re-hashes a cached file before returning it (else size only).
         verify_deep: ``verify`` also decodes images fully and walks containers (``--deep``).
