@@ -12,7 +12,6 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -76,7 +75,7 @@ def md5(data: bytes) -> str:
 def same(a: MediaRecord | None, b: MediaRecord | None) -> bool:
     """Records equal but for last_verified_at (a cache hit re-hashes and stamps the file)."""
     assert a is not None and b is not None
-    return replace(a, last_verified_at=None) == replace(b, last_verified_at=None)
+    return a._replace(last_verified_at=None) == b._replace(last_verified_at=None)
 
 
 # --- 1. single fetch and the cache ----------------------------------------------------------
