@@ -19,6 +19,8 @@ DEFAULT_CHUNK_SIZE = 1 << 20  # 1 MiB
 DEFAULT_TIMEOUT = 30.0
 #: fetch_many's threads: enough to keep the adaptive per-host limit (up to 16) busy
 DEFAULT_MAX_WORKERS = 16
+#: one child per extra core of the usual 2-core machine (see mediastore.lanes)
+DEFAULT_FETCH_PROCESSES = 2
 DEFAULT_MAX_REDIRECTS = 5
 DEFAULT_BUSY_TIMEOUT = 30.0
 DEFAULT_RETRIES = 3
@@ -66,6 +68,10 @@ class StoreConfig:
         per_host_start: Concurrent requests a host gets at first in ``fetch_many``.
         per_host_max: The most that grows to while the host answers promptly, without 429/503.
         host_rate: At most this many requests started per second to one host (None: no cap).
+        fetch_processes: Processes a large ``fetch_many``/``iter_fetch`` batch is spread
+            over (capped at the CPU count; 1: this process's threads only). Each gets its
+            share of the workers and of every host's limits. A config holding a function
+            (``resolver``, ``address_policy``) that cannot be pickled keeps to one process.
     """
 
     root: Path = Path(DEFAULT_ROOT)
@@ -95,6 +101,7 @@ class StoreConfig:
     per_host_start: int = 6
     per_host_max: int = 16
     host_rate: float | None = None
+    fetch_processes: int = DEFAULT_FETCH_PROCESSES
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -108,7 +115,7 @@ class StoreConfig:
 #: Fields and the smallest value each accepts (``None`` allowed where the name is in
 #: _OPTIONAL); ints must be ints (not bools), the others any finite real number.
 _POSITIVE_INTS = ("max_image_pixels", "max_file_size", "chunk_size", "per_host_start",
-                  "per_host_max", "per_host")  # fmt: skip
+                  "per_host_max", "per_host", "fetch_processes")  # fmt: skip
 _NONNEGATIVE_INTS = ("max_redirects", "retries")
 _NONNEGATIVE_REALS = ("busy_timeout", "backoff_factor", "speed_limit")
 _POSITIVE_REALS = ("speed_time", "download_deadline", "host_rate")

@@ -8,6 +8,7 @@ a batch of downloads is stopped (:class:`Cancel`).
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -16,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import cast
 
 import requests
 
@@ -38,6 +40,7 @@ from .errors import (
 from .fetch import BODY_ATTEMPTS, Deadline, FetchSettings, make_session, open_url
 from .hosts import HostLimits
 from .ingest import Staged
+from .lanes import CANCELLED, Lanes, LaneSetup, picklable
 from .lifecycle import Lifecycle
 from .netpolicy import validate_url
 from .records import FetchResult, MediaRecord
@@ -55,7 +58,6 @@ AHEAD_PER_WORKER = 3
 _CANCEL_WATCH_SECONDS = 365 * 86400.0
 #: Downloads a worker thread runs under one cancellation deadline before it takes a new one.
 _CANCEL_RENEW = 1000
-CANCELLED = "downloads were cancelled"
 
 
 class Cancel:
@@ -163,11 +165,13 @@ class Downloader:
     Args:
         life: The store's lifecycle (ingest, catalog, blobs).
         lookup: The store's ``get_by_url`` (so that the legacy cache is consulted too).
+        blob_url: The blob store a download process is to open (None: the local default).
     """
 
-    def __init__(self, life: Lifecycle, lookup: Lookup) -> None:
+    def __init__(self, life: Lifecycle, lookup: Lookup, blob_url: str | None = None) -> None:
         self._life = life
         self._lookup = lookup
+        self._blob_url = blob_url
         self._config: StoreConfig = life.config
         cfg = life.config
         self.settings = FetchSettings(
@@ -350,7 +354,7 @@ class Downloader:
     def iter_fetch(
         self, urls: Iterable[str], *, max_workers: int, timeout: float,
         per_host: int | None = None, deadline: float | None = None,
-        cancel: Cancel | None = None,
+        cancel: Cancel | None = None, hosts: HostLimits | None = None, spread: bool = True,
     ) -> Generator[FetchResult, None, None]:  # fmt: skip
         """Yield one result per input URL as each completes; bounded work, constant memory.
 
@@ -361,21 +365,26 @@ class Downloader:
         nothing grows with the input. Closing the generator early (``break``, an exception
         or Ctrl-C in the consumer) cancels the running downloads and waits for the workers;
         so does ``cancel.cancel()`` from another thread (the generator then ends).
+
+        A large batch is spread over ``config.fetch_processes`` processes (see
+        :mod:`mediastore.lanes`), each with its share of the workers and host limits, unless
+        ``spread`` is False or ``hosts`` (limits made by the caller) is given.
         """
         if max_workers < 1:
             raise InvalidInputError(f"max_workers must be at least 1, got {max_workers}")
         _check_timeout(timeout)
-        self._host_limits(per_host)  # bad arguments raise now, not at the first next()
+        limits = self._host_limits(per_host)  # bad arguments raise now, not at the first next()
+        processes = self._processes(max_workers, limits) if spread and hosts is None else 1
         return self._iter_fetch(
-            urls, max_workers=max_workers, timeout=timeout, per_host=per_host,
+            urls, max_workers=max_workers, timeout=timeout, hosts=hosts or limits,
             deadline=deadline, cancel=cancel if cancel is not None else Cancel(),
+            processes=processes,
         )  # fmt: skip
 
     def _iter_fetch(
-        self, urls: Iterable[str], *, max_workers: int, timeout: float,
-        per_host: int | None, deadline: float | None, cancel: Cancel,
+        self, urls: Iterable[str], *, max_workers: int, timeout: float, hosts: HostLimits,
+        deadline: float | None, cancel: Cancel, processes: int,
     ) -> Generator[FetchResult, None, None]:  # fmt: skip
-        hosts = self._host_limits(per_host)
         sessions = Sessions(self.settings)
         # Twice the threads, of which max_workers download at a time: a thread whose body is
         # staged waits for its commit without holding up the next download, so the commits
@@ -383,7 +392,8 @@ class Downloader:
         # record for all of them) instead of each download waiting for its own.
         downloading = threading.Semaphore(max_workers)
 
-        def one(url: str) -> FetchResult:
+        def one(item: object) -> FetchResult:
+            url = cast(str, item)  # any object of the input: fetch() refuses a non-string
             if cancel.cancelled:
                 return FetchResult(url=url, error=FetchError(str(url), CANCELLED))
             return self._result(url, timeout=timeout, sessions=sessions, hosts=hosts,
@@ -392,11 +402,28 @@ class Downloader:
         pool = ThreadPoolExecutor(
             max_workers=2 * max_workers, thread_name_prefix="mediastore-fetch"
         )
-        feeder = _Feeder(urls, pool, one, cancel, AHEAD_PER_WORKER * max_workers)
+
+        def shrink(lanes: int) -> None:  # this process's share once children join the batch
+            share = self._lane_setup(lanes, max_workers, timeout, deadline, hosts)
+            hosts.resize(share.start, share.max_per_host, share.rate)
+            _shrink_gate(downloading, max_workers - max(1, max_workers // lanes))
+
+        setup = (
+            (lambda lanes: self._lane_setup(lanes, max_workers, timeout, deadline, hosts))
+            if processes > 1 else None
+        )  # fmt: skip
+        lanes = Lanes(
+            lambda url: pool.submit(one, url), processes=processes, setup=setup,
+            on_spread=shrink, pause_local=hosts.pause,
+        )  # fmt: skip
+        hosts.on_pause = lanes.broadcast_pause
+        feeder = _Feeder(urls, lanes.submit, cancel, AHEAD_PER_WORKER * max_workers)
+        finished = False
         try:
             while True:
                 item = feeder.next_done()
                 if item is None:
+                    finished = True
                     return
                 result = item.result()
                 repeats = feeder.settle(result.url)
@@ -405,6 +432,7 @@ class Downloader:
                     yield replace(result, from_cache=result.ok)
         finally:
             cancel.cancel()
+            lanes.close(cancel=not finished)
             hosts.close()
             sessions.close()
             pool.shutdown(wait=True, cancel_futures=True)
@@ -428,6 +456,25 @@ class Downloader:
             log.exception("unexpected error fetching %s", url)
             return FetchResult(url=url, error=FetchError(str(url), f"unexpected error: {exc!r}"))
         return FetchResult(url=url, record=rec, from_cache=from_cache)
+
+    def _processes(self, max_workers: int, hosts: HostLimits) -> int:
+        """Processes a batch may spread over: each needs a worker and a slot per host."""
+        wanted = min(self._config.fetch_processes, os.cpu_count() or 1)
+        if self._life.read_only or not picklable(self._config):
+            return 1
+        return max(1, min(wanted, max_workers, hosts.max_per_host))
+
+    def _lane_setup(
+        self, lanes: int, max_workers: int, timeout: float, deadline: float | None,
+        hosts: HostLimits,
+    ) -> LaneSetup:  # fmt: skip
+        return LaneSetup(
+            config=self._config, blob_url=self._blob_url,
+            max_workers=max(1, max_workers // lanes), timeout=timeout, deadline=deadline,
+            start=max(1, hosts.start // lanes), max_per_host=max(1, hosts.max_per_host // lanes),
+            rate=None if hosts.rate is None else hosts.rate / lanes,
+            log_level=logging.getLogger("mediastore").getEffectiveLevel(),
+        )  # fmt: skip
 
     def _host_limits(self, per_host: int | None) -> HostLimits:
         """Adaptive per-host limits; a ``per_host`` given (or configured) caps them."""
@@ -454,12 +501,11 @@ class _Feeder:
     """
 
     def __init__(
-        self, urls: Iterable[str], pool: ThreadPoolExecutor,
-        work: Callable[[str], FetchResult], cancel: Cancel, bound: int,
+        self, urls: Iterable[str], submit: Callable[[object], Future[FetchResult]],
+        cancel: Cancel, bound: int,
     ) -> None:  # fmt: skip
         self._source = iter(urls)
-        self._pool = pool
-        self._work = work
+        self._submit = submit
         self._cancel = cancel
         self._slots = threading.Semaphore(bound)
         self._lock = threading.Lock()
@@ -491,7 +537,7 @@ class _Feeder:
                         continue
                     if key is not None:
                         self._running[key] = 0
-                self._pool.submit(self._work, url).add_done_callback(self._done.put)
+                self._submit(url).add_done_callback(self._done.put)
         except BaseException as exc:  # the input's own error, raised to the consumer
             if not self._cancel.cancelled:
                 self._error = exc
@@ -520,6 +566,15 @@ class _Feeder:
             self._settled += 1 + repeats
         self._slots.release(1 + repeats)
         return repeats
+
+
+def _shrink_gate(gate: threading.Semaphore, permits: int) -> None:
+    """Take ``permits`` from ``gate`` for good, as they come free (on a thread of its own)."""
+    if permits > 0:
+        threading.Thread(
+            target=lambda: [gate.acquire() for _ in range(permits)], name="mediastore-shrink",
+            daemon=True,
+        ).start()  # fmt: skip
 
 
 def _check_timeout(timeout: float) -> None:

@@ -34,11 +34,26 @@ mediastore, with the original chained as ``__cause__``.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MediaStoreError(Exception):
     """Base class of every error mediastore raises on purpose."""
 
     exit_code: int = 1
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as message and attributes, not by calling __init__ again: subclasses take
+        # other arguments than the message they pass up (a download process sends its errors
+        # to the process that asked for the URL).
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+def _restore(cls: type[MediaStoreError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
 
 
 class InvalidInputError(MediaStoreError, ValueError):

@@ -151,6 +151,9 @@ class HostLimits:
         max_per_host: The most it can grow to (``start`` is capped at it).
         rate: At most this many requests started per second to one host; ``None`` for no cap.
         clock: Monotonic seconds; replaced in tests.
+        on_pause: Called with ``(host, seconds)`` after an answer paused a host here, outside
+            the limiter's lock (so that other processes downloading from the same host can
+            be told: see :meth:`pause`).
 
     Raises:
         InvalidInputError: A limit below 1, or a rate that is not positive.
@@ -163,6 +166,7 @@ class HostLimits:
         rate: float | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        on_pause: Callable[[str, float], None] | None = None,
     ) -> None:
         if not isinstance(max_per_host, int) or max_per_host < 1:
             raise InvalidInputError(f"max_per_host must be at least 1, got {max_per_host!r}")
@@ -174,6 +178,8 @@ class HostLimits:
         self.max_per_host = max_per_host
         self.rate = rate
         self._clock = clock
+        #: called as described for ``on_pause`` (may be set after construction)
+        self.on_pause = on_pause
         self._lock = threading.Lock()
         self._hosts: dict[str, _Host] = {}
         self._closed = threading.Event()
@@ -199,9 +205,7 @@ class HostLimits:
         Args and errors as for :meth:`slot`.
         """
         with self._lock:
-            state = self._hosts.get(host)
-            if state is None:
-                state = self._hosts[host] = _Host(self.start, threading.Condition(self._lock))
+            state = self._state(host)
             state.waiting += 1
             try:
                 now = self._wait_turn(host, state, deadline)
@@ -224,6 +228,33 @@ class HostLimits:
             state = self._hosts.get(host)
             return 0.0 if state is None else max(0.0, state.paused_until - self._clock())
 
+    def pause(self, host: str, seconds: float) -> None:
+        """Pause ``host`` for ``seconds`` (at most PAUSE_MAX), as an answer seen elsewhere asked.
+
+        For a throttle another process's downloads met: the host is then paused here too
+        (no request starts before the pause ends) and grows back as after a push-back.
+        """
+        with self._lock:
+            state = self._state(host)
+            now = self._clock()
+            state.paused_until = max(state.paused_until, now + min(PAUSE_MAX, max(0.0, seconds)))
+            state.pushed_back = True
+            state.throttled_at = now
+
+    def resize(self, start: int, max_per_host: int, rate: float | None) -> None:
+        """Change the start, the cap and the rate (a batch spread over processes shares them).
+
+        Hosts above the new cap come down to it: slots already granted run to their end.
+        """
+        if max_per_host < 1 or start < 1:
+            raise InvalidInputError(f"limits must be at least 1, got {start}, {max_per_host}")
+        with self._lock:
+            self.start = min(start, max_per_host)
+            self.max_per_host = max_per_host
+            self.rate = rate
+            for state in self._hosts.values():
+                state.limit = min(state.limit, max_per_host)
+
     def sleep(self, seconds: float) -> bool:
         """Sleep ``seconds`` unless :meth:`close` is called; False if it was."""
         return not self._closed.wait(seconds) if seconds > 0 else not self._closed.is_set()
@@ -241,6 +272,12 @@ class HostLimits:
         return self._closed.is_set()
 
     # --- internals (called with self._lock held, except the two Slot callbacks) ------------
+    def _state(self, host: str) -> _Host:
+        state = self._hosts.get(host)
+        if state is None:
+            state = self._hosts[host] = _Host(self.start, threading.Condition(self._lock))
+        return state
+
     def _wait_turn(self, host: str, state: _Host, deadline: float | None) -> float:
         """Block until ``state`` has room and is neither paused nor rate-limited; return now."""
         while True:
@@ -278,10 +315,14 @@ class HostLimits:
     def _report(
         self, slot: Slot, state: _Host, status: int, elapsed: float, retry_after: float | None
     ) -> float:
+        if status in THROTTLE_STATUSES or retry_after is not None:
+            with self._lock:
+                pause = self._throttle(slot, state, self._clock(), retry_after)
+            if self.on_pause is not None and pause > 0:
+                self.on_pause(slot.host, pause)
+            return pause
         with self._lock:
             now = self._clock()
-            if status in THROTTLE_STATUSES or retry_after is not None:
-                return self._throttle(slot, state, now, retry_after)
             if status >= 500:
                 return 0.0  # a failing host is not pushed harder, nor is it a rate limit
             state.streak = 0

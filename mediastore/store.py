@@ -231,7 +231,7 @@ class MediaStore:
     def _get_downloader(self) -> Downloader:
         with self._downloader_lock:
             if self._downloader is None:
-                self._downloader = Downloader(self.lifecycle, self.get_by_url)
+                self._downloader = Downloader(self.lifecycle, self.get_by_url, self._blob_url)
             return self._downloader
 
     def fetch(
