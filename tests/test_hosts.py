@@ -272,6 +272,45 @@ def test_start_above_the_maximum_is_capped() -> None:
     assert HostLimits(start=6, max_per_host=2).limit("cdn.test") == 2
 
 
+def test_a_throttle_is_announced_and_a_pause_from_elsewhere_is_obeyed() -> None:
+    """on_pause hears each throttle (host, seconds); pause() from another process's lane
+    holds this limiter's requests to the host for that long, and only to that host."""
+    heard: list[tuple[str, float]] = []
+    throttled = HostLimits(on_pause=lambda host, seconds: heard.append((host, seconds)))
+    with throttled.slot("cdn.test") as slot:
+        slot.report(200, 0.01)
+        slot.report(429, 0.01, retry_after=0.5)
+    assert heard == [("cdn.test", 0.5)]
+    other = HostLimits()
+    other.pause(*heard[0])
+    assert 0.3 < other.paused_for("cdn.test") <= 0.5
+    start = time.monotonic()
+    thread, got = acquire_in_thread(other, "cdn.test")
+    thread.join(3)
+    assert got and got[0] - start >= 0.45
+    with other.slot("other.test"):
+        pass
+    other.pause("cdn.test", 3600)
+    assert other.paused_for("cdn.test") <= hosts_module.PAUSE_MAX
+
+
+def test_resize_shares_the_limits() -> None:
+    """A batch spread over two processes: each limiter gets half the start and the cap, and
+    a host already above the new cap comes down to it."""
+    limits = HostLimits(start=6, max_per_host=16)
+    for _ in range(20):  # prompt answers while the limit is in use grow it to the cap
+        held = [limits.acquire("cdn.test") for _ in range(limits.limit("cdn.test"))]
+        for slot in held:
+            slot.report(200, 0.01)
+            slot.release()
+    assert limits.limit("cdn.test") == 16
+    limits.resize(3, 8, 5.0)
+    assert limits.limit("cdn.test") == 8 and limits.limit("new.test") == 3
+    assert limits.rate == 5.0
+    with pytest.raises(InvalidInputError):
+        limits.resize(0, 8, None)
+
+
 # --- with open_url against real servers ----------------------------------------------------------
 Handler = Callable[[str, str], tuple[int, dict[str, str], bytes]]
 

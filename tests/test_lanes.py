@@ -1,0 +1,301 @@
+"""A large batch of downloads spread over a child process (mediastore.lanes), on a real
+loopback server: results, the catalog and the files checked with sqlite3 and hashlib."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import checker
+import pytest
+
+from mediastore import MediaStore, errors
+from mediastore import testing as t
+from mediastore.lanes import SPREAD_AFTER
+
+pytestmark = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one CPU: never spread")
+
+
+@dataclass
+class _Behaviour:
+    delay: float = 0.0
+    throttle_at: int | None = None  # the request number answered 429 + Retry-After: 1
+    drip_from: int | None = None  # image numbers from here are sent a byte every 0.2 s
+    arrivals: list[tuple[float, str]] = field(default_factory=list)
+    throttled_at: float | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _handler(behaviour: _Behaviour) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            with behaviour.lock:
+                behaviour.arrivals.append((time.monotonic(), self.path))
+                number = len(behaviour.arrivals)
+            if behaviour.throttle_at == number:
+                behaviour.throttled_at = time.monotonic()
+                self.send_response(429)
+                self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            time.sleep(behaviour.delay)
+            image = int(self.path.rsplit("/", 1)[1].split(".")[0])
+            body = t.noisy_jpeg((24, 16), seed=image)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if behaviour.drip_from is None or image < behaviour.drip_from:
+                self.wfile.write(body)
+                return
+            try:
+                for i in range(len(body)):
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass  # a cancelled download hung up
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., tuple[str, _Behaviour]]]:
+    started: list[ThreadingHTTPServer] = []
+
+    def start(**options: Any) -> tuple[str, _Behaviour]:
+        behaviour = _Behaviour(**options)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(behaviour))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}", behaviour
+
+    yield start
+    for server in started:
+        server.shutdown()
+        server.server_close()
+
+
+def _urls(base: str, count: int) -> list[str]:
+    return [f"{base}/img/{i}.jpg" for i in range(count)]
+
+
+def _lane_children(parent: int | None = None) -> list[int]:
+    """Live child processes of ``parent`` (default: this one) that run the download lane."""
+    parent = os.getpid() if parent is None else parent
+    return [pid for pid in _pids_of_laneworkers() if _ppid(pid) == parent]
+
+
+def _children_seen(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "download process" in r.getMessage()]
+
+
+def _check_catalog(root: Path, urls: list[str]) -> None:
+    """Every URL is recorded, and every row points at its intact file (the checker)."""
+    assert set(checker.url_map(checker.catalog_path(root))) == set(urls)
+    assert checker.check_i1(root) == []
+    assert checker.temp_files(root) == []
+
+
+def test_a_large_batch_is_shared_with_a_child_process(
+    make_store: Callable[..., MediaStore], serve: Any, caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """300 URLs: a child joins after SPREAD_AFTER, results come back in input order, every
+    row points at an intact file, and the child is gone when fetch_many returns."""
+    base, _ = serve()
+    urls = _urls(base, 300)
+    store = make_store()
+    caplog.set_level("DEBUG", logger="mediastore.lanes")
+    results = store.fetch_many(urls + urls[:5])
+    assert [r.url for r in results] == urls + urls[:5]
+    assert all(r.ok for r in results), [str(r.error) for r in results if not r.ok][:3]
+    started = _children_seen(caplog)
+    assert len(started) == 1 and f"process {os.getpid()} " not in started[0], started
+    assert _lane_children() == []
+    _check_catalog(tmp_path / "s", urls)
+
+
+def test_a_small_batch_stays_in_this_process(
+    make_store: Callable[..., MediaStore], serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    base, _ = serve()
+    caplog.set_level("DEBUG", logger="mediastore.lanes")
+    results = make_store().fetch_many(_urls(base, SPREAD_AFTER - 1))
+    assert all(r.ok for r in results)
+    assert _children_seen(caplog) == []
+
+
+def test_a_config_with_a_function_stays_in_this_process(
+    make_store: Callable[..., MediaStore], serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A resolver function cannot be given to a child: the batch runs here, all of it."""
+    base, _ = serve()
+    caplog.set_level("DEBUG", logger="mediastore.lanes")
+    store = make_store(resolver=lambda host, port: ["127.0.0.1"])
+    results = store.fetch_many(_urls(base, 2 * SPREAD_AFTER))
+    assert all(r.ok for r in results)
+    assert _children_seen(caplog) == []
+
+
+def test_fetch_processes_1_stays_in_this_process(
+    make_store: Callable[..., MediaStore], serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    base, _ = serve()
+    caplog.set_level("DEBUG", logger="mediastore.lanes")
+    results = make_store(fetch_processes=1).fetch_many(_urls(base, 2 * SPREAD_AFTER))
+    assert all(r.ok for r in results)
+    assert _children_seen(caplog) == []
+
+
+def test_the_urls_of_a_killed_child_are_downloaded_here(
+    make_store: Callable[..., MediaStore], serve: Any, caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """SIGKILL the child mid-batch: the URLs it held run in this process; nothing is lost."""
+    base, _ = serve(delay=0.02)
+    urls = _urls(base, 400)
+    store = make_store()
+    caplog.set_level("WARNING", logger="mediastore.lanes")
+    results = []
+    killed = False
+    for result in store.iter_fetch(urls):
+        results.append(result)
+        if not killed and (children := _lane_children()) and len(results) >= 150:
+            os.kill(children[0], signal.SIGKILL)
+            killed = True
+    assert killed, "no child ever joined the batch"
+    assert sorted(r.url for r in results) == sorted(urls)
+    assert all(r.ok for r in results), [str(r.error) for r in results if not r.ok][:3]
+    assert any("unsettled; downloading them here" in m for m in caplog.messages)
+    store.gc()  # the killed child's temp files are a dead writer's: gc removes them
+    _check_catalog(tmp_path / "s", urls)
+
+
+def test_a_host_that_throttles_one_process_is_paused_in_both(
+    make_store: Callable[..., MediaStore], serve: Any
+) -> None:
+    """A 429 with Retry-After: 1 once both processes download: no request reaches the host
+    for the second after it (beyond the requests already on their way)."""
+    base, behaviour = serve(delay=0.01, throttle_at=3 * SPREAD_AFTER)
+    urls = _urls(base, 6 * SPREAD_AFTER)
+    results = make_store().fetch_many(urls)
+    assert all(r.ok for r in results), [str(r.error) for r in results if not r.ok][:3]
+    assert behaviour.throttled_at is not None
+    inside = [
+        path for at, path in behaviour.arrivals
+        if behaviour.throttled_at + 0.15 < at < behaviour.throttled_at + 0.95
+    ]  # fmt: skip
+    assert inside == [], f"{len(inside)} requests inside the announced pause"
+
+
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_stops_the_child_too(serve: Any, tmp_path: Path) -> None:
+    """SIGINT to `mediastore fetch` while both processes are blocked on dripping bodies:
+    exit 130 within 3 s, no child left, no temp file, and a store that verifies."""
+    base, _ = serve(drip_from=2 * SPREAD_AFTER)
+    listing = tmp_path / "urls.txt"
+    listing.write_text("".join(f"{url}\n" for url in _urls(base, 4 * SPREAD_AFTER)))
+    root = tmp_path / "store"
+    command = [
+        sys.executable, "-m", "mediastore", "--root", str(root), "fetch", "--allow-private",
+        "--from-file", str(listing), "--jsonl",
+    ]  # fmt: skip
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_interruptible,
+    ) as proc:  # fmt: skip
+        try:
+            children = _wait_for_child(proc)
+            time.sleep(1.0)  # both processes are mid-body on the drips now
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=15)
+            took = time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130, err
+    assert took < 3, f"took {took:.1f} s to stop"
+    assert err.strip().startswith("interrupted: "), err
+    assert all(not Path(f"/proc/{pid}").exists() for pid in children)
+    assert checker.temp_files(root) == []
+    fetched = [json.loads(line) for line in out.splitlines() if '"url"' in line]
+    assert 0 < len(fetched) <= 2 * SPREAD_AFTER + 1
+    with MediaStore(root) as store:
+        assert store.verify().all_ok
+
+
+def _wait_for_child(proc: subprocess.Popen[str]) -> list[int]:
+    """The lane children of ``proc`` once there are any."""
+    waited = time.monotonic()
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - waited < 30, "no child ever joined the batch"
+        if children := _lane_children(proc.pid):
+            return children
+        time.sleep(0.05)
+
+
+def _pids_of_laneworkers() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"mediastore.laneworker" in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
+def _error_classes() -> list[type[errors.MediaStoreError]]:
+    return [
+        cls for _, cls in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(cls, errors.MediaStoreError)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("cls", _error_classes(), ids=lambda cls: cls.__name__)
+def test_every_error_travels_between_processes(cls: type[errors.MediaStoreError]) -> None:
+    """A child's errors reach the parent with their type, message and attributes."""
+    if issubclass(cls, errors.HTTPStatusError):
+        error: errors.MediaStoreError = cls("http://h.example/a.jpg", 404)
+    elif issubclass(cls, errors.FetchError):
+        error = cls("http://h.example/a.jpg", "it broke")
+    elif cls is errors.AmbiguousMD5Error:
+        error = cls("two match", ["ab" * 16, "cd" * 16])
+    else:
+        error = cls("it broke")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is cls and str(copy) == str(error)
+    assert vars(copy) == vars(error) and copy.exit_code == error.exit_code
