@@ -416,7 +416,8 @@ class Downloader:
             lambda url: pool.submit(one, url), processes=processes, setup=setup,
             on_spread=shrink, pause_local=hosts.pause,
         )  # fmt: skip
-        hosts.on_pause = lanes.broadcast_pause
+        if processes > 1:  # limits given by a caller (a lane's child) keep their own hook
+            hosts.on_pause = lanes.broadcast_pause
         feeder = _Feeder(urls, lanes.submit, cancel, AHEAD_PER_WORKER * max_workers)
         finished = False
         try:

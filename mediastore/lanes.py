@@ -47,8 +47,9 @@ SPREAD_AFTER: Final = 64
 _HEAD = struct.Struct("<I")
 
 #: Parent to child: the setup first, then ("url", url), ("pause", host, seconds), ("end",)
-#: (no more URLs: finish them) or ("cancel",). Child to parent: ("result", FetchResult),
-#: ("pause", host, seconds) and ("log", level, logger name, message).
+#: (no more URLs: finish them) or ("cancel",). Child to parent: ("ready",) once its store is
+#: open, then ("result", FetchResult), ("pause", host, seconds) and ("log", level, logger
+#: name, message).
 Message = tuple[Any, ...]
 
 
@@ -104,42 +105,51 @@ class ProcessLane:
         setup: The child's store and share of the batch.
         on_pause: Called with ``(host, seconds, lane)`` when a host paused the child's
             downloads (the other lanes are to pause it too).
+        on_ready: Called with the lane once the child has opened the store (it is given URLs
+            only from then on: a batch does not wait for a child's start).
         fallback: Runs a URL in this process instead; used for the URLs the child still held
             when it could not start or died.
     """
 
     def __init__(
         self, setup: LaneSetup, *, on_pause: Callable[[str, float, ProcessLane], None],
-        fallback: Callable[[str], Future[FetchResult]],
+        on_ready: Callable[[ProcessLane], None], fallback: Callable[[str], Future[FetchResult]],
     ) -> None:  # fmt: skip
         self.fallback = fallback
         self._on_pause = on_pause
+        self._on_ready = on_ready
+        self.ready = False
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._pending: dict[str, Future[FetchResult]] = {}
-        self._stopping = self._cancelled = self._lost = False
+        self._cancelled = self._lost = False
+        self._setup = setup
+        self._stdin: IO[bytes] | None = None
+        self._early: list[object] = []  # pauses posted before the child was started
+
+    def start(self) -> None:
+        """Start the child (raises OSError if it cannot be started)."""
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "mediastore.laneworker"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, start_new_session=True, env=_child_env(),
         )  # fmt: skip
         assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._stdin: IO[bytes] = self._proc.stdin
         self._stdout: IO[bytes] = self._proc.stdout
         self._reader = threading.Thread(
             target=self._read, name="mediastore-lane-reader", daemon=True
         )
         self._reader.start()
-        self._post(setup)
+        with self._write_lock:
+            self._stdin = self._proc.stdin
+            early, self._early = self._early, []
+        for message in [self._setup, *early]:
+            self._post(message)
         log.debug("download process %d started", self._proc.pid)
 
     @property
-    def pid(self) -> int:
-        return self._proc.pid
-
-    @property
     def load(self) -> int:
-        """URLs submitted and not settled yet (a lost lane counts as full)."""
-        return sys.maxsize if self._lost else len(self._pending)
+        """URLs submitted and not settled yet (a lane not ready, or lost, counts as full)."""
+        return sys.maxsize if self._lost or not self.ready else len(self._pending)
 
     def submit(self, url: str) -> Future[FetchResult]:
         """Hand ``url`` to the child (to this process if the child is gone)."""
@@ -158,11 +168,11 @@ class ProcessLane:
     def stop(self, *, cancel: bool) -> None:
         """Tell the child to stop (at once with ``cancel``, else after its URLs); no wait."""
         with self._lock:
-            self._stopping = True
             self._cancelled = self._cancelled or cancel
         self._post(("cancel",) if cancel else ("end",))
-        with contextlib.suppress(OSError):
-            self._stdin.close()
+        if self._stdin is not None:
+            with contextlib.suppress(OSError):
+                self._stdin.close()
 
     def join(self) -> None:
         """Wait for the child to exit (killed after EXIT_WAIT) and its results to be read."""
@@ -176,16 +186,25 @@ class ProcessLane:
         self._stdout.close()
 
     def _post(self, message: object) -> None:
+        with self._write_lock:
+            if self._stdin is None:
+                self._early.append(message)
+                return
+            stdin = self._stdin
         # the child gone (or its stdin closed): the reader finds the end of its output and
         # hands the URLs back
         with contextlib.suppress(OSError, ValueError):
-            send(self._stdin, self._write_lock, message)
+            send(stdin, self._write_lock, message)
 
     def _read(self) -> None:
         while (message := _receive_or_none(self._stdout)) is not None:
             kind = message[0]
             if kind == "result":
                 self._settle(message[1])
+            elif kind == "ready":
+                log.debug("download process %d ready", self._proc.pid)
+                self.ready = True
+                self._on_ready(self)
             elif kind == "pause":
                 self._on_pause(message[1], message[2], self)
             elif kind == "log":
@@ -220,10 +239,10 @@ class Lanes:
     """Where each URL of one batch runs: this process's threads, and children once it is big.
 
     A batch starts in this process alone. When it has taken :data:`SPREAD_AFTER` URLs,
-    ``processes - 1`` children join it and every lane gets an equal share of the batch's
-    limits (``on_spread(processes)`` shrinks this process's share). Each URL then goes to the
-    lane with the fewest unsettled URLs; anything but a string stays here (it fails here).
-    A host that pauses one lane is paused in all of them.
+    ``processes - 1`` children are started; once one is ready, every lane gets an equal
+    share of the batch's limits (``on_spread(processes)`` shrinks this process's share).
+    Each URL then goes to the ready lane with the fewest unsettled URLs; anything but a
+    string stays here (it fails here). A host that pauses one lane is paused in all.
 
     Args:
         local: Runs a URL on this process's threads.
@@ -247,6 +266,7 @@ class Lanes:
         self._lock = threading.Lock()
         self._local_load = 0
         self._taken = 0
+        self._shared = False
         self.children: list[ProcessLane] = []
 
     def submit(self, url: object) -> Future[FetchResult]:
@@ -283,6 +303,12 @@ class Lanes:
         for child in self.children:
             child.join()
 
+    def _child_ready(self, _: ProcessLane) -> None:
+        with self._lock:
+            shared, self._shared = self._shared, True
+        if not shared:
+            self._on_spread(self._processes)
+
     def _local_done(self, _: Future[FetchResult]) -> None:
         with self._lock:
             self._local_load -= 1
@@ -290,18 +316,18 @@ class Lanes:
     def _spread(self) -> None:
         assert self._setup is not None
         setup = self._setup(self._processes)
-        started: list[ProcessLane] = []
         for _ in range(self._processes - 1):
+            child = ProcessLane(
+                setup, on_pause=self.broadcast_pause, on_ready=self._child_ready,
+                fallback=self.run_here,
+            )  # fmt: skip
+            self.children.append(child)  # listed before it starts: every pause reaches it
             try:
-                started.append(
-                    ProcessLane(setup, on_pause=self.broadcast_pause, fallback=self.run_here)
-                )
+                child.start()
             except OSError as exc:
+                self.children.remove(child)
                 log.warning("could not start a download process (%s); downloading here", exc)
-                break
-        if started:
-            self._on_spread(self._processes)
-            self.children = started
+                return
 
 
 CANCELLED: Final = "downloads were cancelled"

@@ -104,6 +104,7 @@ def main() -> int:
     ).start()  # fmt: skip
     with MediaStore(config=setup.config, blob_url=setup.blob_url) as store:
         downloader = Downloader(store.lifecycle, store.get_by_url)
+        send(out, lock, ("ready",))
         try:
             results = downloader.iter_fetch(
                 _source(urls), max_workers=setup.max_workers, timeout=setup.timeout,

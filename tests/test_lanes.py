@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 import pickle
 import signal
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one CPU: neve
 @dataclass
 class _Behaviour:
     delay: float = 0.0
-    throttle_at: int | None = None  # the request number answered 429 + Retry-After: 1
+    throttle_after: float | None = None  # the first request after this is answered 429
     drip_from: int | None = None  # image numbers from here are sent a byte every 0.2 s
     arrivals: list[tuple[float, str]] = field(default_factory=list)
     throttled_at: float | None = None
@@ -44,10 +45,14 @@ def _handler(behaviour: _Behaviour) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             with behaviour.lock:
-                behaviour.arrivals.append((time.monotonic(), self.path))
-                number = len(behaviour.arrivals)
-            if behaviour.throttle_at == number:
-                behaviour.throttled_at = time.monotonic()
+                now = time.monotonic()
+                behaviour.arrivals.append((now, self.path))
+                throttle = behaviour.throttled_at is None and now > (
+                    behaviour.throttle_after or float("inf")
+                )  # fmt: skip
+                if throttle:
+                    behaviour.throttled_at = now
+            if throttle:
                 self.send_response(429)
                 self.send_header("Retry-After", "1")
                 self.send_header("Content-Length", "0")
@@ -130,7 +135,8 @@ def test_a_large_batch_is_shared_with_a_child_process(
     assert [r.url for r in results] == urls + urls[:5]
     assert all(r.ok for r in results), [str(r.error) for r in results if not r.ok][:3]
     started = _children_seen(caplog)
-    assert len(started) == 1 and f"process {os.getpid()} " not in started[0], started
+    assert len(started) == 2 and started[1].endswith(" ready"), started
+    assert f"process {os.getpid()} " not in started[0]
     assert _lane_children() == []
     _check_catalog(tmp_path / "s", urls)
 
@@ -191,21 +197,43 @@ def test_the_urls_of_a_killed_child_are_downloaded_here(
     _check_catalog(tmp_path / "s", urls)
 
 
+class _ArmOnReady(logging.Handler):
+    """Arms the server's 429 a moment after a child reports ready (both lanes busy then)."""
+
+    def __init__(self, behaviour: _Behaviour) -> None:
+        super().__init__()
+        self.behaviour = behaviour
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().endswith(" ready"):
+            self.behaviour.throttle_after = time.monotonic() + 0.3
+
+
 def test_a_host_that_throttles_one_process_is_paused_in_both(
     make_store: Callable[..., MediaStore], serve: Any
 ) -> None:
-    """A 429 with Retry-After: 1 once both processes download: no request reaches the host
-    for the second after it (beyond the requests already on their way)."""
-    base, behaviour = serve(delay=0.01, throttle_at=3 * SPREAD_AFTER)
-    urls = _urls(base, 6 * SPREAD_AFTER)
-    results = make_store().fetch_many(urls)
+    """A 429 with Retry-After: 1 while both processes download: no new request reaches the
+    host for the second after it. Requests granted a slot before it may still arrive (the
+    server shares this process's interpreter lock, so a granted request can be sent late):
+    at most one lane's cap, 8. Without the pause reaching the other lane, it sends dozens."""
+    base, behaviour = serve(delay=0.01)
+    lanes_log = logging.getLogger("mediastore.lanes")
+    arm = _ArmOnReady(behaviour)
+    lanes_log.addHandler(arm)
+    level = lanes_log.level
+    lanes_log.setLevel(logging.DEBUG)
+    try:
+        results = make_store().fetch_many(_urls(base, 10 * SPREAD_AFTER))
+    finally:
+        lanes_log.removeHandler(arm)
+        lanes_log.setLevel(level)
     assert all(r.ok for r in results), [str(r.error) for r in results if not r.ok][:3]
-    assert behaviour.throttled_at is not None
+    assert behaviour.throttled_at is not None, "the child never got ready"
     inside = [
         path for at, path in behaviour.arrivals
         if behaviour.throttled_at + 0.15 < at < behaviour.throttled_at + 0.95
     ]  # fmt: skip
-    assert inside == [], f"{len(inside)} requests inside the announced pause"
+    assert len(inside) <= 8, f"{len(inside)} requests inside the announced pause: {inside}"
 
 
 def _interruptible() -> None:
