@@ -12,7 +12,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, nullcontext
 from dataclasses import replace
@@ -414,7 +414,8 @@ class Downloader:
         )  # fmt: skip
         lanes = Lanes(
             lambda url: pool.submit(one, url), processes=processes, setup=setup,
-            on_spread=shrink, pause_local=hosts.pause,
+            expected=len(urls) if isinstance(urls, Sized) else None, on_spread=shrink,
+            pause_local=hosts.pause,
         )  # fmt: skip
         if processes > 1:  # limits given by a caller (a lane's child) keep their own hook
             hosts.on_pause = lanes.broadcast_pause

@@ -41,9 +41,11 @@ log = logging.getLogger(__name__)
 
 #: Seconds a child may take to stop after it was told to (it cancels within about one).
 EXIT_WAIT: Final = 30.0
-#: URLs a batch takes before children join it: a child costs about 0.3 s of CPU to start,
-#: which a batch of this size repays; smaller ones never start one.
-SPREAD_AFTER: Final = 64
+#: URLs a batch must still have ahead (or, its length unknown, have taken) for a child to
+#: join it. A child's start costs 0.3 s of CPU on a quiet machine and 1.5 s to be ready on a
+#: busy one: a batch of 300 small images is over by then (and ran slower for sharing the
+#: CPU with it), one of 2,000 gains about a sixth.
+SPREAD_MIN: Final = 1000
 _HEAD = struct.Struct("<I")
 
 #: Parent to child: the setup first, then ("url", url), ("pause", host, seconds), ("end",)
@@ -238,15 +240,17 @@ class ProcessLane:
 class Lanes:
     """Where each URL of one batch runs: this process's threads, and children once it is big.
 
-    A batch starts in this process alone. When it has taken :data:`SPREAD_AFTER` URLs,
-    ``processes - 1`` children are started; once one is ready, every lane gets an equal
-    share of the batch's limits (``on_spread(processes)`` shrinks this process's share).
+    A batch of at least :data:`SPREAD_MIN` URLs (a batch of unknown length, once it has
+    taken that many) starts ``processes - 1`` children; until one is ready, the batch runs
+    here alone. Then every lane gets an equal share of the batch's limits
+    (``on_spread(processes)`` shrinks this process's share).
     Each URL then goes to the ready lane with the fewest unsettled URLs; anything but a
     string stays here (it fails here). A host that pauses one lane is paused in all.
 
     Args:
         local: Runs a URL on this process's threads.
         processes: Lanes in all, this process included (1: never spread).
+        expected: The number of URLs in the batch, if it is known.
         setup: The children's setup for a batch spread over that many lanes; None when the
             batch cannot be spread (its config does not pickle, say).
         on_spread: Shrinks this process's share, given the number of lanes.
@@ -255,7 +259,8 @@ class Lanes:
 
     def __init__(
         self, local: Callable[[object], Future[FetchResult]], *, processes: int,
-        setup: Callable[[int], LaneSetup] | None, on_spread: Callable[[int], None],
+        expected: int | None, setup: Callable[[int], LaneSetup] | None,
+        on_spread: Callable[[int], None],
         pause_local: Callable[[str, float], None],
     ) -> None:  # fmt: skip
         self._local = local
@@ -266,13 +271,14 @@ class Lanes:
         self._lock = threading.Lock()
         self._local_load = 0
         self._taken = 0
+        self._expected = expected
         self._shared = False
         self.children: list[ProcessLane] = []
 
     def submit(self, url: object) -> Future[FetchResult]:
         """Run ``url`` in the least loaded lane (called from one thread, the batch's feeder)."""
         self._taken += 1
-        if self._taken == SPREAD_AFTER and self._processes > 1:
+        if self._processes > 1 and not self.children and self._long_enough():
             self._spread()
         if isinstance(url, str) and self.children:
             lane = min(self.children, key=lambda child: child.load)
@@ -302,6 +308,11 @@ class Lanes:
             child.stop(cancel=cancel)
         for child in self.children:
             child.join()
+
+    def _long_enough(self) -> bool:
+        if self._expected is None:
+            return self._taken == SPREAD_MIN
+        return self._taken == 1 and self._expected >= SPREAD_MIN
 
     def _child_ready(self, _: ProcessLane) -> None:
         with self._lock:
