@@ -67,13 +67,12 @@ def legacy_dir(config: StoreConfig) -> Path:
     return Path(config.legacy_dir or config.root / "images")
 
 
-def legacy_file(config: StoreConfig, url: str) -> Path | None:
-    """The legacy cache's file for ``url`` (named by the URL's MD5), if there is one.
+def legacy_file(directory: str, url: str) -> Path | None:
+    """The file for ``url`` (named by the URL's MD5) in the legacy cache ``directory``.
 
-    Runs on every catalog miss (each new URL a fetch sees), so it uses plain string paths
-    and stops at one stat when there is no legacy directory at all.
+    Runs on every catalog miss (each new URL a fetch sees), so it takes the directory as a
+    string made once (:func:`legacy_dir`) and stops at one stat when it does not exist.
     """
-    directory = str(legacy_dir(config))
     if not os.path.isdir(directory):
         return None
     stem = os.path.join(directory, url_md5(url))
