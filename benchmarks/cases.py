@@ -796,9 +796,11 @@ class Bench:
                 _expect(m.amount == count and failed == count, f"iter_fetch: {failed} failed")
                 peak = (m.peak_rss_kb or 0) / 1024
                 before = m.detail["base_rss_kb"] / 1024
+                child = m.detail.get("child_peak_rss_kb", 0) / 1024
                 self.log(
                     f"[rss] iter_fetch of {count:,} URLs: peak RSS {peak:.1f} MiB "
-                    f"(before the call {before:.1f} MiB), {m.seconds:.1f} s"
+                    f"(before the call {before:.1f} MiB; its download process, if it "
+                    f"started one: {child:.1f} MiB), {m.seconds:.1f} s"
                 )
                 return m
 
