@@ -328,21 +328,19 @@ class MediaStore:
         catalog hits. A read-only store only reads the catalog.
         """
         _check_url_label(url)
-        if self.read_only:
-            row = self.catalog.by_url(url)
-        else:
-            key = url_md5(url)
-            row, legacy = self.catalog.by_url_or_legacy_key(url, key)
-            if legacy:
-                self.catalog.claim_legacy_url(key, url)
-            elif row is None:
-                row = self._legacy_import(url)
+        row = self.catalog.by_url(url)
+        if row is None and not self.read_only:
+            row = self._legacy_lookup(url)
         if row is None or row.status != STATUS_OK:
             return None
         return self.lifecycle.record(row, url)
 
-    def _legacy_import(self, url: str) -> MediaRow | None:
-        """The legacy cache's file for ``url`` ingested now, if it has one."""
+    def _legacy_lookup(self, url: str) -> MediaRow | None:
+        key = url_md5(url)
+        row = self.catalog.by_legacy_key(key)
+        if row is not None:
+            self.catalog.claim_legacy_url(key, url)
+            return row
         path = maintenance.legacy_file(self._legacy_dir, url)
         if path is None:
             return None

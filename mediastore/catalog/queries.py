@@ -285,13 +285,6 @@ _BY_URL = (
     .join_from(_urls, _media, _urls.c.md5 == _media.c.md5)
     .where(_urls.c.url_key == bindparam("url_key"))
 )
-#: A URL's row and, in the same statement, the legacy row of its MD5 (a store's every new
-#: URL is looked up both ways: one round trip instead of two).
-_BY_URL_OR_LEGACY = (
-    select(*_MEDIA_COLS, _urls.c.url_key)
-    .join_from(_urls, _media, _urls.c.md5 == _media.c.md5)
-    .where(_urls.c.url_key.in_([bindparam("url_key"), bindparam("legacy_key")]))
-)
 _URLS_FOR = (
     select(_urls.c.url)
     .where(_urls.c.md5 == bindparam("md5"), _urls.c.url.is_not(None))
@@ -338,7 +331,6 @@ class _PointReads:
             name: str(stmt.compile(dialect=engine.dialect))
             for name, stmt in (("md5", _BY_MD5), ("url_key", _BY_URL))
         }
-        self.sql["url_or_legacy"] = str(_BY_URL_OR_LEGACY.compile(dialect=engine.dialect))
         # statements without parameters: their constants are written into the SQL
         for name, stmt in (("counters", _COUNTER_SUMS), ("oldest", _OLDEST_VERIFIED)):
             compiled = stmt.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
@@ -357,11 +349,6 @@ class _PointReads:
             raise
         self._idle.put(cursor)
         return None if row is None else _raw_row(row)
-
-    def url_or_legacy(self, key: str, legacy_key: str) -> list[tuple[Any, ...]]:
-        """The raw rows of a URL key and a legacy key (0, 1 or 2), each ending in its key."""
-        params = (key, legacy_key) if self.sqlite else {"url_key": key, "legacy_key": legacy_key}
-        return self._run(self.sql["url_or_legacy"], params)
 
     def by_md5_many(self, md5s: Sequence[str]) -> dict[str, MediaRow]:
         """Rows of several md5s in one statement (SQLite): one round trip, one GIL release."""
@@ -579,30 +566,14 @@ class Catalog:
     def by_url(self, url: str) -> MediaRow | None:
         return self._point("url_key", _BY_URL, url_key(url))
 
-    def by_url_or_legacy_key(self, url: str, key: str) -> tuple[MediaRow | None, bool]:
-        """The row of ``url``, else that of a legacy import named ``key``, in one statement.
+    def by_legacy_key(self, key: str) -> MediaRow | None:
+        """The media of a legacy-imported URL hash whose URL is not known yet.
 
-        ``key`` is the MD5 of the URL, as the legacy cache named its files: a URL made to
-        collide with a legacy file's name would be given that file, as the old system would
-        have given it. Returns the row and whether it is such a legacy row (its URL not
-        recorded yet).
+        Found by the MD5 of the URL alone, as the legacy cache named its files: a URL made
+        to collide with a legacy file's name would be given that file, as the old system
+        would have given it.
         """
-        wanted, legacy = url_key(url), legacy_url_key(key)
-        if self._points is not None:
-            try:
-                rows = self._points.url_or_legacy(wanted, legacy)
-            except self._points.error as exc:
-                raise CatalogError(f"catalog {self._where}: read failed: {exc}") from exc
-        else:
-            with self._read() as conn:
-                params = {"url_key": wanted, "legacy_key": legacy}
-                rows = [tuple(r) for r in conn.execute(_BY_URL_OR_LEGACY, params)]
-        found = {row[-1]: row[:-1] for row in rows}
-        if wanted in found:
-            return _raw_row(found[wanted]), False
-        if legacy in found:
-            return _raw_row(found[legacy]), True
-        return None, False
+        return self._point("url_key", _BY_URL, legacy_url_key(key))
 
     def claim_legacy_url(self, key: str, url: str) -> None:
         """Fill in the URL of a legacy row now that a lookup named it (unless it is known)."""
