@@ -150,34 +150,24 @@ def test_a_large_batch_is_shared_with_a_child_process(
     _check_catalog(tmp_path / "s", urls)
 
 
-def test_a_small_batch_stays_in_this_process(
-    make_store: Callable[..., MediaStore], serve: Any, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.mark.parametrize(
+    ("count", "options"),
+    [
+        pytest.param(SMALL - 1, {}, id="a small batch"),
+        # a resolver function cannot be given to a child: the batch runs here, all of it
+        pytest.param(
+            2 * SMALL, {"resolver": lambda host, port: ["127.0.0.1"]}, id="a resolver function"
+        ),
+        pytest.param(2 * SMALL, {"fetch_processes": 1}, id="fetch_processes=1"),
+    ],
+)
+def test_these_batches_stay_in_this_process(
+    make_store: Callable[..., MediaStore], serve: Any, caplog: pytest.LogCaptureFixture,
+    count: int, options: dict[str, Any],
+) -> None:  # fmt: skip
     base, _ = serve()
     caplog.set_level("DEBUG", logger="mediastore.lanes")
-    results = make_store().fetch_many(_urls(base, SMALL - 1))
-    assert all(r.ok for r in results)
-    assert _children_seen(caplog) == []
-
-
-def test_a_config_with_a_function_stays_in_this_process(
-    make_store: Callable[..., MediaStore], serve: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A resolver function cannot be given to a child: the batch runs here, all of it."""
-    base, _ = serve()
-    caplog.set_level("DEBUG", logger="mediastore.lanes")
-    store = make_store(resolver=lambda host, port: ["127.0.0.1"])
-    results = store.fetch_many(_urls(base, 2 * SMALL))
-    assert all(r.ok for r in results)
-    assert _children_seen(caplog) == []
-
-
-def test_fetch_processes_1_stays_in_this_process(
-    make_store: Callable[..., MediaStore], serve: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    base, _ = serve()
-    caplog.set_level("DEBUG", logger="mediastore.lanes")
-    results = make_store(fetch_processes=1).fetch_many(_urls(base, 2 * SMALL))
+    results = make_store(**options).fetch_many(_urls(base, count))
     assert all(r.ok for r in results)
     assert _children_seen(caplog) == []
 
