@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 from sqlalchemy import event, inspect, text
 
@@ -20,7 +21,7 @@ from mediastore import CatalogError, MediaStore, SchemaOutdatedError
 from mediastore import testing as t
 from mediastore.catalog import schema
 from mediastore.catalog.engine import make_engine
-from mediastore.catalog.models import Base
+from mediastore.catalog.models import metadata
 from mediastore.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,8 +39,26 @@ def test_new_catalog_is_at_head_and_matches_models(tmp_path: Path) -> None:
         engine = store.catalog.engine
         assert schema.current_revisions(engine) == schema.head_revisions()
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
+
+
+def test_schema_head_constant_is_alembics_head() -> None:
+    """The revision a store checks for on opening is the head of the shipped migrations."""
+    assert schema.head_revisions() == {schema.SCHEMA_HEAD}
+
+
+def test_opening_a_store_at_head_does_not_import_alembic(tmp_path: Path) -> None:
+    """Alembic (about 0.3 s to import) is loaded to migrate, not to open a current catalog."""
+    MediaStore(tmp_path).close()
+    code = (
+        "import sys\nfrom mediastore import MediaStore\n"
+        f"MediaStore({str(tmp_path)!r}).close()\nprint('alembic' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "False"
 
 
 def test_sqlite_pragmas(tmp_path: Path) -> None:
@@ -92,7 +111,7 @@ def test_outdated_catalog_is_refused_and_left_alone(
     """A catalog behind head is refused with the command to run, and not altered."""
     MediaStore(tmp_path).close()
     before = _dump(tmp_path / "catalog.sqlite3")
-    monkeypatch.setattr(schema, "head_revisions", lambda: {"0999"})
+    monkeypatch.setattr(schema, "SCHEMA_HEAD", "0999")
     with pytest.raises(SchemaOutdatedError, match="mediastore db upgrade"):
         MediaStore(tmp_path)
     assert _dump(tmp_path / "catalog.sqlite3") == before
@@ -145,7 +164,7 @@ def test_locked_catalog_times_out_with_a_clear_error(tmp_path: Path) -> None:
 
 def _revisions() -> list[str]:
     """Every revision, oldest first."""
-    script = schema.ScriptDirectory.from_config(schema.alembic_config())
+    script = ScriptDirectory.from_config(schema.alembic_config())
     return [rev.revision for rev in reversed(list(script.walk_revisions()))]
 
 
@@ -170,7 +189,7 @@ def test_downgrade_and_upgrade_round_trip(tmp_path: Path) -> None:
     with MediaStore(tmp_path) as store:
         assert store.add_bytes(t.image_bytes()).md5 == rec.md5
         with store.catalog.engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []
 
 

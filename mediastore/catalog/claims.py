@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Table, delete, func, insert, select, text, update
+from sqlalchemy import BigInteger, Connection, delete, func, insert, select, text, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from .engine import IN_BATCH, insert_rows
-from .models import Intent, Writer
-
-_writers = cast(Table, Writer.__table__)
-_intents = cast(Table, Intent.__table__)
+from .models import intents as _intents
+from .models import writers as _writers
 
 
 class db_epoch(FunctionElement[int]):

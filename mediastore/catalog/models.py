@@ -1,4 +1,8 @@
-"""SQLAlchemy 2 models of the catalog. Only Alembic migrations create or change these tables."""
+"""The catalog's tables (SQLAlchemy Core). Only Alembic migrations create or change them.
+
+Plain ``Table`` objects, not ORM classes: nothing maps rows to objects, and importing
+``sqlalchemy.orm`` would add about 0.1 s to every process that opens a store.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Column,
     DateTime,
     Dialect,
     ForeignKey,
@@ -15,9 +20,9 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 # Named constraints, so Alembic's batch mode on SQLite can recreate them by name.
@@ -50,164 +55,135 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
-
-class Media(Base):
-    """One stored file, keyed by the MD5 of its content."""
-
-    __tablename__ = "media"
-
-    md5: Mapped[str] = mapped_column(String(32), primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64))
-    media_type: Mapped[str] = mapped_column(String(16))
-    mime_type: Mapped[str] = mapped_column(String(64))
-    extension: Mapped[str] = mapped_column(String(8))
-    size: Mapped[int] = mapped_column(BigInteger)
-    width: Mapped[int | None] = mapped_column(Integer)
-    height: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    last_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    status: Mapped[str] = mapped_column(String(16), server_default="ok", index=True)
+#: One stored file, keyed by the MD5 of its content.
+media = Table(
+    "media", metadata,
+    Column("md5", String(32), primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("media_type", String(16), nullable=False),
+    Column("mime_type", String(64), nullable=False),
+    Column("extension", String(8), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_verified_at", UTCDateTime()),
+    Column("status", String(16), nullable=False, server_default="ok", index=True),
     # set with status 'removed': rm forgot the content; the file goes once no intent holds it
-    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    Column("removed_at", UTCDateTime()),
     # URL rows pointing here, kept by a trigger: what stats() counts as saved by dedup (0004)
-    url_count: Mapped[int] = mapped_column(Integer, server_default="0")
-
-    __table_args__ = (
-        CheckConstraint("size >= 0", name="size_nonnegative"),
-        CheckConstraint(
-            "status IN ('ok', 'missing', 'corrupt', 'broken', 'removed')", name="status_known"
-        ),
-        # stats(): count and sum(size) per type (removed content left out) from this index
-        Index("ix_media_type_status_size", "media_type", "status", "size"),
-        # verification schedules: "not verified since T"
-        Index("ix_media_last_verified_at", "last_verified_at"),
-    )
-
+    Column("url_count", Integer, nullable=False, server_default="0"),
+    CheckConstraint("size >= 0", name="size_nonnegative"),
+    CheckConstraint(
+        "status IN ('ok', 'missing', 'corrupt', 'broken', 'removed')", name="status_known"
+    ),
+    # stats(): count and sum(size) per type (removed content left out) from this index
+    Index("ix_media_type_status_size", "media_type", "status", "size"),
+    # verification schedules: "not verified since T"
+    Index("ix_media_last_verified_at", "last_verified_at"),
+)  # fmt: skip
 
 URL_SOURCES = ("url", "legacy")
 
-
-class MediaUrl(Base):
-    """A URL the content was fetched from or recorded with; many URLs may share one md5.
-
-    A row imported from the legacy cache knows only the MD5 of its URL (the legacy file's
-    name): ``url`` is NULL until a lookup by that URL fills it in (revision 0002).
-    """
-
-    __tablename__ = "media_urls"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    # no index over the raw text: PostgreSQL's btree refuses entries over ~2.7 KB (revision 0004)
-    url: Mapped[str | None] = mapped_column(Text)
+#: A URL the content was fetched from or recorded with; many URLs may share one md5.
+#: A row imported from the legacy cache knows only the MD5 of its URL (the legacy file's
+#: name): ``url`` is NULL until a lookup by that URL fills it in (revision 0002).
+media_urls = Table(
+    "media_urls", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # no index over the raw text: PostgreSQL's btree refuses entries over ~2.7 KB (0004)
+    Column("url", Text),
     # the lookup key: hex SHA-256 of the URL (MD5 collisions can be made on purpose, so two
     # URLs never share a row through their MD5), or "md5:<url_md5>" for a legacy row whose
     # URL is not known yet
-    url_key: Mapped[str] = mapped_column(String(64), unique=True)
+    Column("url_key", String(64), nullable=False, unique=True),
     # lowercase hex MD5 of the URL: the legacy cache's file name for it
-    url_md5: Mapped[str] = mapped_column(String(32), index=True)
-    source: Mapped[str] = mapped_column(String(16), server_default="url")
-    md5: Mapped[str] = mapped_column(
-        String(32), ForeignKey("media.md5", ondelete="CASCADE"), index=True
-    )
-    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    last_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    Column("url_md5", String(32), nullable=False, index=True),
+    Column("source", String(16), nullable=False, server_default="url"),
+    Column(
+        "md5", String(32), ForeignKey("media.md5", ondelete="CASCADE"), nullable=False,
+        index=True,
+    ),
+    Column("first_seen_at", UTCDateTime(), nullable=False),
+    Column("last_fetched_at", UTCDateTime()),
     # HTTP validators from the last download, for conditional revalidation
-    etag: Mapped[str | None] = mapped_column(String(512))
-    last_modified: Mapped[str | None] = mapped_column(String(64))
+    Column("etag", String(512)),
+    Column("last_modified", String(64)),
+    CheckConstraint("source IN ('url', 'legacy')", name="source_known"),
+    CheckConstraint("url IS NOT NULL OR source = 'legacy'", name="url_or_legacy"),
+)  # fmt: skip
 
-    __table_args__ = (
-        CheckConstraint("source IN ('url', 'legacy')", name="source_known"),
-        CheckConstraint("url IS NOT NULL OR source = 'legacy'", name="url_or_legacy"),
-    )
+#: An open, writing store: its intents live as long as its heartbeat does (revision 0003).
+#: ``heartbeat`` is seconds since the epoch by the database's clock, never a host's, so that
+#: hosts whose clocks disagree still agree on which writers are alive.
+writers = Table(
+    "writers", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("label", String(200), nullable=False),
+    Column("heartbeat", BigInteger, nullable=False, index=True),
+)  # fmt: skip
 
-
-class Writer(Base):
-    """An open, writing store: its intents live as long as its heartbeat does (revision 0003).
-
-    ``heartbeat`` is seconds since the epoch by the database's clock, never a host's, so that
-    hosts whose clocks disagree still agree on which writers are alive.
-    """
-
-    __tablename__ = "writers"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    label: Mapped[str] = mapped_column(String(200))
-    heartbeat: Mapped[int] = mapped_column(BigInteger, index=True)
-
-
-class Intent(Base):
-    """A writer may be about to place, or rely on, the file of ``md5``: nothing removes it."""
-
-    __tablename__ = "intents"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    writer: Mapped[str] = mapped_column(
-        String(32), ForeignKey("writers.id", ondelete="CASCADE"), index=True
-    )
-    md5: Mapped[str] = mapped_column(String(32), index=True)
-
+#: A writer may be about to place, or rely on, the file of ``md5``: nothing removes it.
+intents = Table(
+    "intents", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "writer", String(32), ForeignKey("writers.id", ondelete="CASCADE"), nullable=False,
+        index=True,
+    ),
+    Column("md5", String(32), nullable=False, index=True),
+)  # fmt: skip
 
 URL_EVENTS = ("moved", "removed")
 
+#: What a URL pointed at before it was re-pointed to other content or removed (0004).
+url_history = Table(
+    "url_history", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("url_key", String(64), nullable=False, index=True),
+    Column("url", Text),
+    Column("md5", String(32), nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    CheckConstraint("event IN ('moved', 'removed')", name="event_known"),
+)  # fmt: skip
 
-class UrlHistory(Base):
-    """What a URL pointed at before it was re-pointed to other content or removed (0004)."""
-
-    __tablename__ = "url_history"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    url_key: Mapped[str] = mapped_column(String(64), index=True)
-    url: Mapped[str | None] = mapped_column(Text)
-    md5: Mapped[str] = mapped_column(String(32))
-    event: Mapped[str] = mapped_column(String(16))
-    at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-    __table_args__ = (CheckConstraint("event IN ('moved', 'removed')", name="event_known"),)
-
-
-class StatsCounter(Base):
-    """Running totals behind ``stats()``, kept by triggers in the writing transaction (0004).
-
-    Each row is one shard of one counter; a counter's value is the sum of its shards. On
-    PostgreSQL a transaction writes the shard of its backend, so concurrent writers on many
-    hosts do not queue on one hot row; SQLite has one writer at a time and uses shard 0.
-    Names: ``media:<type>:<status>`` (rows, bytes), ``unverified`` (live rows never
-    verified), ``urls`` (URL rows), ``shared_urls`` (URLs beyond the first of their content,
-    and the bytes they did not store again), ``dedup`` (adds that found their content
-    already stored, and its bytes; history, not recounted).
-    """
-
-    __tablename__ = "stats_counters"
-
+#: Running totals behind ``stats()``, kept by triggers in the writing transaction (0004).
+#:
+#: Each row is one shard of one counter; a counter's value is the sum of its shards. On
+#: PostgreSQL a transaction writes the shard of its backend, so concurrent writers on many
+#: hosts do not queue on one hot row; SQLite has one writer at a time and uses shard 0.
+#: Names: ``media:<type>:<status>`` (rows, bytes), ``unverified`` (live rows never
+#: verified), ``urls`` (URL rows), ``shared_urls`` (URLs beyond the first of their content,
+#: and the bytes they did not store again), ``dedup`` (adds that found their content
+#: already stored, and its bytes; history, not recounted).
+stats_counters = Table(
+    "stats_counters", metadata,
     # name first: stats() sums the shards of each name in the primary key's order
-    name: Mapped[str] = mapped_column(String(48), primary_key=True)
-    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
-    count: Mapped[int] = mapped_column(BigInteger)
-    bytes: Mapped[int] = mapped_column(BigInteger)
+    Column("name", String(48), primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+)  # fmt: skip
 
+#: A copy of the store's bytes from one blob store to another (``migrate-store``, 0005).
+store_moves = Table(
+    "store_moves", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+)  # fmt: skip
 
-class StoreMove(Base):
-    """A copy of the store's bytes from one blob store to another (``migrate-store``, 0005)."""
-
-    __tablename__ = "store_moves"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    source: Mapped[str] = mapped_column(Text)
-    target: Mapped[str] = mapped_column(Text)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-
-class MovedBlob(Base):
-    """The bytes of ``md5`` are at the move's target, hashed back right there."""
-
-    __tablename__ = "moved_blobs"
-
-    move: Mapped[int] = mapped_column(
-        Integer, ForeignKey("store_moves.id", ondelete="CASCADE"), primary_key=True
-    )
-    md5: Mapped[str] = mapped_column(String(32), primary_key=True)
-    copied_at: Mapped[datetime] = mapped_column(UTCDateTime())
+#: The bytes of ``md5`` are at the move's target, hashed back right there.
+moved_blobs = Table(
+    "moved_blobs", metadata,
+    Column(
+        "move", Integer, ForeignKey("store_moves.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("md5", String(32), primary_key=True),
+    Column("copied_at", UTCDateTime(), nullable=False),
+)  # fmt: skip

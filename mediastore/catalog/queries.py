@@ -14,14 +14,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
     Connection,
     Engine,
     Row,
     Select,
-    Table,
     bindparam,
     delete,
     func,
@@ -48,15 +47,13 @@ from .engine import (
     open_sqlite,
     sqlite_path,
 )
-from .models import (
-    Media,
-    MediaUrl,
-    MovedBlob,
-    StatsCounter,
-    StoreMove,
-    UrlHistory,
-    UTCDateTime,
-)  # fmt: skip
+from .models import UTCDateTime
+from .models import media as _media
+from .models import media_urls as _urls
+from .models import moved_blobs as _moved
+from .models import stats_counters as _counters
+from .models import store_moves as _moves
+from .models import url_history as _history  # fmt: skip
 from .schema import ensure_schema
 
 log = logging.getLogger(__name__)
@@ -75,12 +72,6 @@ def _retryable(exc: BaseException | None) -> bool:
     return getattr(orig, "sqlstate", None) in _RETRY_SQLSTATES
 
 
-_media = cast(Table, Media.__table__)
-_urls = cast(Table, MediaUrl.__table__)
-_history = cast(Table, UrlHistory.__table__)
-_moves = cast(Table, StoreMove.__table__)
-_moved = cast(Table, MovedBlob.__table__)
-_counters = cast(Table, StatsCounter.__table__)
 _MEDIA_COLS = (
     _media.c.md5, _media.c.sha256, _media.c.media_type, _media.c.mime_type, _media.c.extension,
     _media.c.size, _media.c.width, _media.c.height, _media.c.created_at,

@@ -15,14 +15,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from mediastore.catalog.engine import WRITE, foreign_keys_off, make_engine
-from mediastore.catalog.models import Base
+from mediastore.catalog.models import metadata
 from mediastore.config import DEFAULT_BUSY_TIMEOUT, DEFAULT_ROOT, default_db_url
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("connection"):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def _db_url() -> str:
