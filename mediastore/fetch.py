@@ -210,14 +210,15 @@ class Deadline:
         self.seconds = seconds
         self.reason = reason
         self.ends_at = time.monotonic() + seconds
-        self._sockets: list[socket.socket] = []
+        # a set: a long deadline (a thread's cancel watch) sees the same pooled socket often
+        self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
 
     def attach(self, sock: socket.socket | None) -> None:
         if sock is None:
             return
         with self._lock:
-            self._sockets.append(sock)
+            self._sockets.add(sock)
             if self.expired:
                 _shutdown(sock)
 

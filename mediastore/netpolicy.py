@@ -35,6 +35,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -411,6 +412,10 @@ def _decode_host(url: str, raw: str) -> str:
 def parse_url(url: object) -> ParsedURL:
     """Check the syntax of an untrusted URL, without resolving anything.
 
+    A download parses each URL twice (:func:`validate_url` on taking it, the request on
+    sending it): the last few hundred URLs that passed are kept, so the second parse is a
+    lookup. Only successes are kept, and a :class:`ParsedURL` is immutable.
+
     Args:
         url: Anything; only a string can pass.
 
@@ -423,6 +428,15 @@ def parse_url(url: object) -> ParsedURL:
     """
     if not isinstance(url, str):
         _refuse(repr(url), "URL must be a string")
+    return _parse_str(url)
+
+
+#: URLs whose parse is kept: more than the downloads in flight in one process.
+PARSED_CACHE_SIZE = 512
+
+
+@functools.lru_cache(maxsize=PARSED_CACHE_SIZE)
+def _parse_str(url: str) -> ParsedURL:
     _check_characters(url)
     try:
         parts = urlsplit(url)
