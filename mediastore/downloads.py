@@ -187,6 +187,8 @@ class Downloader:
             speed_time=cfg.speed_time,
         )
         self.sessions = Sessions(self.settings)
+        # decided once: the config is frozen, and pickling it to find out costs about 20 us
+        self._may_spread = not life.read_only and picklable(self._config)
 
     def close(self) -> None:
         self.sessions.close()
@@ -462,7 +464,7 @@ class Downloader:
     def _processes(self, max_workers: int, hosts: HostLimits) -> int:
         """Processes a batch may spread over: each needs a worker and a slot per host."""
         wanted = min(self._config.fetch_processes, os.cpu_count() or 1)
-        if self._life.read_only or not picklable(self._config):
+        if not self._may_spread:
             return 1
         return max(1, min(wanted, max_workers, hosts.max_per_host))
 
