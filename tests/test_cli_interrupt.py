@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from interrupt import Interrupted, interrupt_when
 
 from mediastore import MediaStore
 from mediastore import testing as t
 from mediastore.maintenance import IMPORT_BATCH
-
-
-def _interruptible() -> None:
-    """In the child: SIGINT as at a terminal. A test run started in the background (as CI
-    may do) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt for it."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -90,27 +84,13 @@ def test_sigint_stops_fetch_promptly_and_cleanly(
         sys.executable, "-m", "mediastore", "--root", str(root), "fetch", "--allow-private",
         "--workers", "4", "--from-file", str(listing), *mode,
     ]  # fmt: skip
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=_interruptible,
-    ) as proc:  # fmt: skip
-        try:
-            waited = time.monotonic()
-            while _Handler.started < 3:  # downloads are blocked mid-body now
-                assert proc.poll() is None, proc.communicate()
-                assert time.monotonic() - waited < 20, "the drips never started"
-                time.sleep(0.05)
-            time.sleep(0.5)
-            assert _temp_files(root), "no download was in progress"
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=10)
-            took = time.monotonic() - sent
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    assert proc.returncode == 130, err
-    assert took < 3, f"took {took:.1f} s to stop"
+    # downloads are blocked mid-body once three drips have started and a temp file is there
+    ended = interrupt_when(
+        command, lambda _: _Handler.started >= 3 and bool(_temp_files(root)), settle=0.5
+    )
+    out, err = ended.out, ended.err
+    assert ended.returncode == 130, err
+    assert ended.took < 3, f"took {ended.took:.1f} s to stop"
     assert "Traceback" not in err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("interrupted: "), err
@@ -140,10 +120,10 @@ def test_sigint_stops_add_cleanly(tmp_path: Path) -> None:
     root = tmp_path / "store"
     images = root / "media" / "images"
     command = [sys.executable, "-m", "mediastore", "--root", str(root), "add", str(source)]
-    code, err, took = _interrupt_when(
+    ended = interrupt_when(
         command, lambda _: images.is_dir() and sum(1 for _ in images.rglob("*.jpg")) >= 20
     )
-    _stopped_promptly(code, err, took, 3000)
+    _stopped_promptly(ended, 3000)
     assert _temp_files(root) == []
     on_disk = sum(1 for _ in images.rglob("*.jpg"))
     with MediaStore(root) as store:
@@ -152,29 +132,6 @@ def test_sigint_stops_add_cleanly(tmp_path: Path) -> None:
         # a file placed when the signal landed has no row yet: gc adopts it (never deletes)
         adopted = store.gc().adopted
         assert report.checked + len(adopted) == on_disk >= 20 and len(adopted) <= 1
-
-
-def _interrupt_when(command: list[str], ready: Callable[[int], bool]) -> tuple[int, str, float]:
-    """Run ``command``, SIGINT it once ``ready(pid)``; its exit code, stderr and how long
-    it took to exit after the signal."""
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=_interruptible,
-    ) as proc:  # fmt: skip
-        try:
-            waited = time.monotonic()
-            while not ready(proc.pid):
-                assert proc.poll() is None, proc.communicate()
-                assert time.monotonic() - waited < 60, "the command never got going"
-                time.sleep(0.01)
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=10)
-            took = time.monotonic() - sent
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    return proc.returncode, err, took
 
 
 def _bytes_read(pid: int) -> int:
@@ -186,13 +143,13 @@ def _bytes_read(pid: int) -> int:
     return next(int(line.split()[1]) for line in text.splitlines() if line.startswith("rchar"))
 
 
-def _stopped_promptly(code: int, err: str, took: float, total: int) -> None:
+def _stopped_promptly(ended: Interrupted, total: int) -> None:
     """Exit 130 within 3 s of the signal, and one stderr line: how many of ``total`` files."""
-    assert code == 130, err
-    assert took < 3, f"took {took:.1f} s to stop"
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("interrupted: "), err
-    assert f"of {total} file(s) done" in lines[0], err
+    assert ended.returncode == 130, ended.err
+    assert ended.took < 3, f"took {ended.took:.1f} s to stop"
+    lines = ended.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted: "), ended.err
+    assert f"of {total} file(s) done" in lines[0], ended.err
 
 
 @pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/PID/io")
@@ -204,8 +161,7 @@ def test_sigint_stops_verify_promptly(tmp_path: Path) -> None:
         for i in range(24):
             store.add_bytes(t.mp4_bytes(8 << 20, seed=i))
     command = [sys.executable, "-m", "mediastore", "--root", str(root), "verify"]
-    code, err, took = _interrupt_when(command, lambda pid: _bytes_read(pid) > 24 << 20)
-    _stopped_promptly(code, err, took, 24)
+    _stopped_promptly(interrupt_when(command, lambda pid: _bytes_read(pid) > 24 << 20), 24)
     assert _temp_files(root) == []
     with MediaStore(root) as store:
         report = store.verify()
@@ -222,8 +178,8 @@ def test_sigint_stops_import_legacy_cleanly(tmp_path: Path) -> None:
     root = tmp_path / "store"
     command = [sys.executable, "-m", "mediastore", "--root", str(root), "import-legacy",
                str(legacy)]  # fmt: skip
-    code, err, took = _interrupt_when(command, lambda _: _rows(root / "catalog.sqlite3") >= 200)
-    _stopped_promptly(code, err, took, 3000)
+    ended = interrupt_when(command, lambda _: _rows(root / "catalog.sqlite3") >= 200)
+    _stopped_promptly(ended, 3000)
     assert _temp_files(root) == []
     with MediaStore(root) as store:
         report = store.verify()

@@ -9,7 +9,6 @@ import logging
 import os
 import pickle
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import checker
 import pytest
+from interrupt import interrupt_when
 
 from mediastore import MediaStore, errors, lanes
 from mediastore import testing as t
@@ -235,10 +235,6 @@ def test_a_host_that_throttles_one_process_is_paused_in_both(
     assert len(inside) <= 8, f"{len(inside)} requests inside the announced pause: {inside}"
 
 
-def _interruptible() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_ctrl_c_stops_the_child_too(serve: Any, tmp_path: Path) -> None:
     """SIGINT to `mediastore fetch` while both processes are blocked on dripping bodies:
     exit 130 within 3 s, no child left, no temp file, and a store that verifies. (A real
@@ -253,41 +249,25 @@ def test_ctrl_c_stops_the_child_too(serve: Any, tmp_path: Path) -> None:
         "--from-file", str(listing), "--jsonl",
     ]  # fmt: skip
     output = tmp_path / "out.jsonl"  # a file: a thousand lines would fill a pipe
-    with output.open("w") as out_file, subprocess.Popen(
-        command, stdout=out_file, stderr=subprocess.PIPE, text=True,
-        preexec_fn=_interruptible,
-    ) as proc:  # fmt: skip
-        try:
-            children = _wait_for_child(proc)
-            time.sleep(3.0)  # the child is ready and both are mid-body on drips now
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=15)
-            took = time.monotonic() - sent
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    children: list[int] = []
+
+    def child_joined(pid: int) -> bool:
+        children[:] = _lane_children(pid)
+        return bool(children)
+
+    with output.open("w") as out_file:
+        # 3 s after the child joined, it is ready and both processes are mid-body on drips
+        ended = interrupt_when(command, child_joined, settle=3.0, stdout=out_file, timeout=15)
     out = output.read_text()
-    assert proc.returncode == 130, err
-    assert took < 3, f"took {took:.1f} s to stop"
-    assert err.strip().startswith("interrupted: "), err
+    assert ended.returncode == 130, ended.err
+    assert ended.took < 3, f"took {ended.took:.1f} s to stop"
+    assert ended.err.strip().startswith("interrupted: "), ended.err
     assert all(not Path(f"/proc/{pid}").exists() for pid in children)
     assert checker.temp_files(root) == []
     fetched = [json.loads(line) for line in out.splitlines() if '"url"' in line]
     assert 0 < len(fetched) <= fast
     with MediaStore(root) as store:
         assert store.verify().all_ok
-
-
-def _wait_for_child(proc: subprocess.Popen[str]) -> list[int]:
-    """The lane children of ``proc`` once there are any."""
-    waited = time.monotonic()
-    while True:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() - waited < 30, "no child ever joined the batch"
-        if children := _lane_children(proc.pid):
-            return children
-        time.sleep(0.05)
 
 
 def _pids_of_laneworkers() -> list[int]:
