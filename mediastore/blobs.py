@@ -48,8 +48,11 @@ WRITER_LOCK_PREFIX = "writer-"
 WRITER_LOCK_SUFFIX = ".lock"
 FSYNC_THREADS = 8
 #: From this many temp files on, a batch is made durable by one syncfs(2) of the store's
-#: filesystem instead of an fsync per file (legacy imports: 128 small files per batch).
-SYNCFS_MIN = 16
+#: filesystem instead of an fsync per file: one device flush for the batch. Concurrent
+#: downloads commit in batches of 10-16; with one syncfs each instead of their own fsyncs
+#: they ran 13-23% faster (3 alternating pairs, 2,000 images). A lone file keeps its fsync,
+#: which waits for nothing else the filesystem has to write.
+SYNCFS_MIN = 2
 TYPED_DIRECTORIES: tuple[str, ...] = tuple(f"{t}s" for t in MEDIA_TYPES)
 #: What a local store opens below its root, parents first.
 STORE_DIRECTORIES: tuple[str, ...] = (

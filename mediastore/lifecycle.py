@@ -150,22 +150,14 @@ class Lifecycle:
             StorageError / CatalogError: it could not be placed or recorded. A file placed
                 before a failed commit stays (gc adopts it): no one else's file is undone.
         """
-        if not self._probably_stored(staged):
-            # fsync here, on the caller's thread: concurrent callers sync in parallel, and
-            # the grouped commit is left with renames, one directory fsync, one transaction
-            try:
-                staged.temp.sync()
-            except BaseException:
-                self.discard(staged)
-                raise
+        # Not synced here: the batch syncs the temps it places (one syncfs for several),
+        # after its claim has shown which are new. An fsync per caller cost a device flush
+        # each: 2,000 downloads spent 1.6 ms of system time per file, and the batch's
+        # renames and directory fsync queued behind those flushes.
         outcome = self._group.commit(Entry(staged, urls, adopt))
         if isinstance(outcome, MediaStoreError):
             raise outcome
         return outcome
-
-    def _probably_stored(self, staged: Staged) -> bool:
-        """A guess before the claim (the batch decides again after it): skip the fsync."""
-        return _intact(self, self.catalog.by_md5(staged.md5), staged)
 
     def commit_many(self, batch: Sequence[Entry]) -> list[Outcome]:
         """Commit staged files as one batch: one claim, the placements, one recording.
