@@ -34,7 +34,8 @@ class Interrupted:
 
 
 def interrupt_when(
-    command: list[str], ready: Callable[[int], bool], *, settle: float = 0.0,
+    command: list[str], ready: Callable[[int], bool], *, within: float = 60,
+    settle: float = 0.0, check: Callable[[], None] | None = None,
     stdout: IO[str] | None = None, timeout: float = 10,
 ) -> Interrupted:  # fmt: skip
     """Run ``command``, and SIGINT it ``settle`` seconds after ``ready(pid)`` is true.
@@ -42,7 +43,9 @@ def interrupt_when(
     Args:
         command: The command line.
         ready: Polled with the process id until it says the command is busy.
+        within: Seconds ``ready`` has to become true (else the test fails).
         settle: Seconds to wait after that, before the signal.
+        check: Called right before the signal (it asserts what the test needs then).
         stdout: A file for the output (a long output would fill a pipe); default a pipe.
         timeout: Seconds the command has to exit after the signal.
     """
@@ -54,9 +57,11 @@ def interrupt_when(
             waited = time.monotonic()
             while not ready(proc.pid):
                 assert proc.poll() is None, proc.communicate()
-                assert time.monotonic() - waited < 60, "the command never got going"
+                assert time.monotonic() - waited < within, "the command never got going"
                 time.sleep(0.01)
             time.sleep(settle)
+            if check is not None:
+                check()
             sent = time.monotonic()
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=timeout)

@@ -84,9 +84,13 @@ def test_sigint_stops_fetch_promptly_and_cleanly(
         sys.executable, "-m", "mediastore", "--root", str(root), "fetch", "--allow-private",
         "--workers", "4", "--from-file", str(listing), *mode,
     ]  # fmt: skip
-    # downloads are blocked mid-body once three drips have started and a temp file is there
+
+    def in_progress() -> None:
+        assert _temp_files(root), "no download was in progress"
+
+    # downloads are blocked mid-body once three drips have started
     ended = interrupt_when(
-        command, lambda _: _Handler.started >= 3 and bool(_temp_files(root)), settle=0.5
+        command, lambda _: _Handler.started >= 3, within=20, settle=0.5, check=in_progress
     )
     out, err = ended.out, ended.err
     assert ended.returncode == 130, err

@@ -257,7 +257,9 @@ def test_ctrl_c_stops_the_child_too(serve: Any, tmp_path: Path) -> None:
 
     with output.open("w") as out_file:
         # 3 s after the child joined, it is ready and both processes are mid-body on drips
-        ended = interrupt_when(command, child_joined, settle=3.0, stdout=out_file, timeout=15)
+        ended = interrupt_when(
+            command, child_joined, within=30, settle=3.0, stdout=out_file, timeout=15
+        )
     out = output.read_text()
     assert ended.returncode == 130, ended.err
     assert ended.took < 3, f"took {ended.took:.1f} s to stop"
