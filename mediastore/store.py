@@ -336,6 +336,7 @@ class MediaStore:
         return self.lifecycle.record(row, url)
 
     def _legacy_lookup(self, url: str) -> MediaRow | None:
+        """A legacy row for ``url`` (its URL now recorded), or its legacy file ingested now."""
         key = url_md5(url)
         row = self.catalog.by_legacy_key(key)
         if row is not None:

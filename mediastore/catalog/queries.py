@@ -53,7 +53,7 @@ from .models import media_urls as _urls
 from .models import moved_blobs as _moved
 from .models import stats_counters as _counters
 from .models import store_moves as _moves
-from .models import url_history as _history  # fmt: skip
+from .models import url_history as _history
 from .schema import ensure_schema
 
 log = logging.getLogger(__name__)
