@@ -347,7 +347,7 @@ def main(argv: list[str]) -> int:
     op = OPS[spec.pop("op")]
     result = op(**spec)
     result["peak_rss_kb"] = _status_kb("VmHWM")
-    # a download process the call started (mediastore.lanes), reaped by now: its own peak
+    # a download process the call started (mediastore.net.processes), reaped by now: its own peak
     result["child_peak_rss_kb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(json.dumps(result), flush=True)
     return 0

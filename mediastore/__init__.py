@@ -51,6 +51,7 @@ from .errors import (
     UnresolvableHostError,
     UnsupportedMediaError,
 )
+from .formats.detect import MediaKind
 from .records import (
     FetchResult,
     GcReport,
@@ -61,7 +62,6 @@ from .records import (
     TypeStats,
     VerifyReport,
 )
-from .sniff import MediaKind
 from .store import MediaStore
 from .version import __version__
 

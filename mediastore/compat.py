@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 
 from .config import DEFAULT_MAX_IMAGE_PIXELS
 from .errors import InvalidInputError, MediaStoreError
+from .formats.detect import HEAD_SIZE, kind_for_hint, sniff
+from .formats.probe import image_size
 from .hashing import md5_of_bytes, md5_of_file, normalize_md5
-from .probe import image_size
 from .records import MEDIA_TYPES
-from .sniff import HEAD_SIZE, kind_for_hint, sniff
 from .store import MediaStore
 
 log = logging.getLogger(__name__)

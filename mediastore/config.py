@@ -19,7 +19,7 @@ DEFAULT_CHUNK_SIZE = 1 << 20  # 1 MiB
 DEFAULT_TIMEOUT = 30.0
 #: fetch_many's threads: enough to keep the adaptive per-host limit (up to 16) busy
 DEFAULT_MAX_WORKERS = 16
-#: one child per extra core of the usual 2-core machine (see mediastore.lanes)
+#: one child per extra core of the usual 2-core machine (see mediastore.net.processes)
 DEFAULT_FETCH_PROCESSES = 2
 DEFAULT_MAX_REDIRECTS = 5
 DEFAULT_BUSY_TIMEOUT = 30.0
@@ -62,7 +62,7 @@ class StoreConfig:
         legacy_dir: The previous system's cache (files named by the MD5 of their URL);
             default ``<root>/images``.
         address_policy: ``ip -> reason or None`` deciding which addresses downloads may reach;
-            default :func:`mediastore.netpolicy.refused_reason` (public addresses only).
+            default :func:`mediastore.net.policy.refused_reason` (public addresses only).
         speed_limit: Bytes per second below which a download is too slow (0: no check).
         speed_time: Seconds a download may stay below ``speed_limit`` before it is cut.
         per_host_start: Concurrent requests a host gets at first in ``fetch_many``.
@@ -95,7 +95,7 @@ class StoreConfig:
     address_policy: Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], str | None] | None = (
         None
     )
-    # the defaults of mediastore.fetch (DEFAULT_SPEED_*) and mediastore.hosts (DEFAULT_*)
+    # the defaults of mediastore.net.client (DEFAULT_SPEED_*) and mediastore.net.hosts (DEFAULT_*)
     speed_limit: float = 2048.0
     speed_time: float = 30.0
     per_host_start: int = 6

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .blobs import BlobStore, TempBlob
+from .blobs.local import BlobStore, TempBlob
 from .config import DEFAULT_CHUNK_SIZE
 from .errors import FileTooLargeError
+from .formats.detect import HEAD_SIZE, MediaKind, kind_for_hint, sniff
+from .formats.probe import image_size
+from .formats.structure import Checker, ImageLayout, checker_for
 from .hashing import Digests
-from .probe import image_size
-from .sniff import HEAD_SIZE, MediaKind, kind_for_hint, sniff
-from .structure import Checker, ImageLayout, checker_for
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def stage(
 
     The type is sniffed as soon as the first ``HEAD_SIZE`` bytes are in, so a large body that
     is not media (an HTML error page, a ZIP) is refused before it is read to the end. Each
-    chunk then passes the format's completeness check (:mod:`mediastore.structure`) as it
+    chunk then passes the format's completeness check (:mod:`mediastore.formats.structure`) as it
     streams, so truncated or broken files are refused without a second read.
 
     Raises:

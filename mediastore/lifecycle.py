@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .blobs import BlobRef, BlobStore, Location
+from .blobs.local import BlobRef, BlobStore, Location
 from .catalog import (
     Catalog,
     MediaRow,
@@ -36,9 +36,9 @@ from .catalog import (
 )
 from .config import StoreConfig
 from .errors import HashCollisionError, MediaNotFoundError, MediaStoreError, StorageError
+from .formats.detect import BY_EXTENSION
 from .ingest import ByteProgress, Chunks, Staged, stage
 from .records import STATUS_CORRUPT, STATUS_MISSING, STATUS_OK, STATUS_REMOVED, MediaRecord
-from .sniff import BY_EXTENSION
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .blobs import BlobRef, StoredEntry
+from .blobs.local import BlobRef, StoredEntry
 from .catalog import MediaRow, UrlInfo, url_md5
 from .config import StoreConfig
-from .downloads import Downloader
 from .errors import (
     FetchError,
     InvalidInputError,
@@ -34,8 +33,10 @@ from .errors import (
     MediaStoreError,
     StorageError,
 )
+from .formats.detect import BY_EXTENSION
 from .ingest import Staged, open_file_chunks
 from .lifecycle import LEASE_SECONDS, Entry, Lifecycle, ref_of
+from .net.downloader import Downloader
 from .records import (
     STATUS_CORRUPT,
     STATUS_OK,
@@ -44,7 +45,6 @@ from .records import (
     LegacyImportReport,
     ReindexReport,
 )
-from .sniff import BY_EXTENSION
 from .verify import Repaired
 
 log = logging.getLogger(__name__)

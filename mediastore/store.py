@@ -13,13 +13,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
 
-from . import maintenance, moves
+from . import maintenance, migrate
 from . import verify as verification
-from .blobs import BlobRef
+from .blobs.local import BlobRef
+from .blobs.s3 import open_blob_store
 from .catalog import Catalog, MediaRow, UrlInfo, url_md5
 from .catalog.engine import sqlite_path
 from .config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig
-from .downloads import Downloader
 from .errors import (
     AmbiguousMD5Error,
     FileTooLargeError,
@@ -30,11 +30,13 @@ from .errors import (
     StoreNotFoundError,
 )
 from .export import export_records
+from .formats.detect import BY_EXTENSION
 from .hashing import normalize_md5
 from .ingest import Chunks, bytes_chunks, file_chunks, read_chunks
 from .lifecycle import Lifecycle, ref_of
 from .listing import MediaFilter
-from .moves import MoveReport, canonical_blob_url, with_moves
+from .migrate import MoveReport, canonical_blob_url, with_moves
+from .net.downloader import Downloader
 from .records import (
     LIVE_STATUSES,
     MEDIA_TYPES,
@@ -50,8 +52,6 @@ from .records import (
     TypeStats,
     VerifyReport,
 )
-from .s3 import open_blob_store
-from .sniff import BY_EXTENSION
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class MediaStore:
         db_url: SQLAlchemy URL of the catalog; default ``sqlite:///<root>/catalog.sqlite3``.
         blob_url: Where the bytes go: None (``<root>/media``), a directory, or
             ``s3://bucket/prefix`` (``root`` then holds only the staging area ``tmp/``; see
-            :func:`mediastore.s3.open_blob_store`).
+            :func:`mediastore.blobs.s3.open_blob_store`).
         config: A full :class:`StoreConfig`; ``root``/``db_url``/``options`` override it.
         **options: Any other :class:`StoreConfig` field, e.g. ``max_file_size=...``,
             ``verify_on_access=False``, ``allow_private_networks=True``.
@@ -440,7 +440,7 @@ class MediaStore:
     ) -> MoveReport:
         """Copy every stored file to the blob store ``to`` (a directory or s3://bucket/prefix).
 
-        Online and resumable (see :mod:`mediastore.moves`): while the move is unfinished,
+        Online and resumable (see :mod:`mediastore.migrate`): while the move is unfinished,
         stores opened on either end read from both and write to ``to``; a rerun continues
         where a killed one stopped; each copy is hashed at the target before it is recorded.
         Once it finishes, open the store with ``blob_url=to``.
@@ -465,7 +465,7 @@ class MediaStore:
             source.close()
             raise
         try:
-            return moves.migrate(
+            return migrate.migrate(
                 self.lifecycle, source, target, move, delete_source=delete_source,
                 progress=progress,
             )  # fmt: skip

@@ -25,9 +25,9 @@ from .errors import (
     StorageError,
     UnsupportedMediaError,
 )
+from .formats.probe import deep_check
 from .hashing import md5_of_stream, normalize_md5
 from .lifecycle import Lifecycle, ref_of
-from .probe import deep_check
 from .records import STATUS_BROKEN, STATUS_CORRUPT, STATUS_REMOVED, VerifyReport
 
 log = logging.getLogger(__name__)

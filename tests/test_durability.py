@@ -101,7 +101,7 @@ def test_a_legacy_batch_is_durable_before_its_rows_commit(
 ) -> None:
     """A legacy import batch: one syncfs of the store's filesystem < the renames into place
     < fsync(directory) < INSERT of the rows < their COMMIT (no fsync per temp file)."""
-    from mediastore import blobs
+    from mediastore.blobs import local as blobs
 
     assert blobs._SYNCFS is not None, "Linux has syncfs(2)"
     legacy = tmp_path / "legacy"

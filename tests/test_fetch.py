@@ -31,7 +31,7 @@ from mediastore import (
     TooManyRedirectsError,
 )
 from mediastore import testing as t
-from mediastore.netpolicy import IPAddress
+from mediastore.net.policy import IPAddress
 from mediastore.testing import assert_nothing_stored, catalog_rows, files_under
 
 JPEG = "image/jpeg"

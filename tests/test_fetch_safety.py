@@ -49,10 +49,10 @@ from mediastore import (
     UnresolvableHostError,
     UnsupportedMediaError,
 )
-from mediastore import fetch as fetch_module
 from mediastore import testing as t
-from mediastore.fetch import FetchSettings, make_session, open_url
-from mediastore.netpolicy import IPAddress, refused_reason
+from mediastore.net import client as fetch_module
+from mediastore.net.client import FetchSettings, make_session, open_url
+from mediastore.net.policy import IPAddress, refused_reason
 from mediastore.testing import assert_nothing_stored, files_under
 
 JPEG = "image/jpeg"
@@ -1014,7 +1014,7 @@ def test_retries_log_no_urllib3_warning_and_no_internal_names(
         assert internal not in text
         assert internal not in str(info.value)
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
-    retries = [r for r in caplog.records if r.name == "mediastore.fetch"]
+    retries = [r for r in caplog.records if r.name == "mediastore.net.client"]
     assert len(retries) == 1 and "\n" not in retries[0].getMessage()
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from mediastore import DownloadTimeoutError
-from mediastore.fetch import (
+from mediastore.net.client import (
     DEFAULT_SPEED_LIMIT,
     DEFAULT_SPEED_TIME,
     FetchSettings,
@@ -262,7 +262,7 @@ def test_finished_deadlines_do_not_pile_up() -> None:
     stays flat over many short downloads (each has a head deadline tens of seconds long)."""
     import tracemalloc
 
-    from mediastore.fetch import Deadline
+    from mediastore.net.client import Deadline
 
     for _ in range(2048):  # warm up: the heap reaches its steady size
         with Deadline(60, "warm-up"):

@@ -27,11 +27,12 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mediastore import CorruptMediaError, MediaStore, MediaStoreError, probe
+from mediastore import CorruptMediaError, MediaStore, MediaStoreError
 from mediastore import testing as t
-from mediastore.probe import image_size
-from mediastore.sniff import GIF, HEAD_SIZE, JPEG, KINDS, PNG, WEBP, MediaKind, sniff
-from mediastore.structure import check_file
+from mediastore.formats import probe
+from mediastore.formats.detect import GIF, HEAD_SIZE, JPEG, KINDS, PNG, WEBP, MediaKind, sniff
+from mediastore.formats.probe import image_size
+from mediastore.formats.structure import check_file
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")
 

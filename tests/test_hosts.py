@@ -1,4 +1,4 @@
-"""The per-host limiter (mediastore.hosts) alone, and with fetch.open_url against real servers.
+"""The per-host limiter (mediastore.net.hosts) alone, and with fetch.open_url against real servers.
 
 The end-to-end tests run open_url on worker threads (one session each, one shared
 HostLimits), as Downloader.fetch_many does, against threaded HTTP/1.1 servers on 127.0.0.1
@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from mediastore import DownloadTimeoutError, FetchError, InvalidInputError
-from mediastore import hosts as hosts_module
-from mediastore.fetch import FetchSettings, make_session, open_url
-from mediastore.hosts import HostLimits
+from mediastore.net import hosts as hosts_module
+from mediastore.net.client import FetchSettings, make_session, open_url
+from mediastore.net.hosts import HostLimits
 
 # --- HostLimits alone ----------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from pytest_httpserver import HTTPServer
 
 from mediastore import InvalidInputError, MediaStore
 from mediastore import testing as t
-from mediastore.downloads import AHEAD_PER_WORKER
+from mediastore.net.downloader import AHEAD_PER_WORKER
 
 
 def _temp_files(root: Path) -> list[Path]:

@@ -1,4 +1,4 @@
-"""A large batch of downloads spread over a child process (mediastore.lanes), on a real
+"""A large batch of downloads spread over a child process (mediastore.net.processes), on a real
 loopback server: results, the catalog and the files checked with sqlite3 and hashlib."""
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ import checker
 import pytest
 from interrupt import interrupt_when
 
-from mediastore import MediaStore, errors, lanes
+from mediastore import MediaStore, errors
 from mediastore import testing as t
+from mediastore.net import processes as lanes
 
 pytestmark = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one CPU: never spread")
 
@@ -139,7 +140,7 @@ def test_a_large_batch_is_shared_with_a_child_process(
     base, _ = serve()
     urls = _urls(base, 300)
     store = make_store()
-    caplog.set_level("DEBUG", logger="mediastore.lanes")
+    caplog.set_level("DEBUG", logger="mediastore.net.processes")
     results = store.fetch_many(urls + urls[:5])
     assert [r.url for r in results] == urls + urls[:5]
     assert all(r.ok for r in results), [str(r.error) for r in results if not r.ok][:3]
@@ -166,7 +167,7 @@ def test_these_batches_stay_in_this_process(
     count: int, options: dict[str, Any],
 ) -> None:  # fmt: skip
     base, _ = serve()
-    caplog.set_level("DEBUG", logger="mediastore.lanes")
+    caplog.set_level("DEBUG", logger="mediastore.net.processes")
     results = make_store(**options).fetch_many(_urls(base, count))
     assert all(r.ok for r in results)
     assert _children_seen(caplog) == []
@@ -180,7 +181,7 @@ def test_the_urls_of_a_killed_child_are_downloaded_here(
     base, _ = serve(delay=0.02)
     urls = _urls(base, 400)
     store = make_store()
-    caplog.set_level("WARNING", logger="mediastore.lanes")
+    caplog.set_level("WARNING", logger="mediastore.net.processes")
     results = []
     killed = False
     for result in store.iter_fetch(urls):
@@ -216,7 +217,7 @@ def test_a_host_that_throttles_one_process_is_paused_in_both(
     server shares this process's interpreter lock, so a granted request can be sent late):
     at most one lane's cap, 8. Without the pause reaching the other lane, it sends dozens."""
     base, behaviour = serve(delay=0.01)
-    lanes_log = logging.getLogger("mediastore.lanes")
+    lanes_log = logging.getLogger("mediastore.net.processes")
     arm = _ArmOnReady(behaviour)
     lanes_log.addHandler(arm)
     level = lanes_log.level
@@ -277,7 +278,7 @@ def _pids_of_laneworkers() -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if b"mediastore.laneworker" in (entry / "cmdline").read_bytes():
+                if b"mediastore.net.child" in (entry / "cmdline").read_bytes():
                     pids.append(int(entry.name))
             except OSError:
                 continue

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import servers
 
-from mediastore import CatalogError, InvalidInputError, MediaStore, moves
+from mediastore import CatalogError, InvalidInputError, MediaStore
+from mediastore import migrate as moves
 from mediastore import testing as t
 
 URL = "https://cdn.example/m/{}.jpg"

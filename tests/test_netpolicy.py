@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mediastore.errors import FetchError, InvalidInputError, MediaStoreError
-from mediastore.netpolicy import (
+from mediastore.net.policy import (
     ALLOWED_SCHEMES,
     BlockedURLError,
     Resolver,

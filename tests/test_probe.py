@@ -13,9 +13,9 @@ from PIL import Image
 from mediastore import CorruptMediaError, ImageTooLargeError, MediaStore
 from mediastore import testing as t
 from mediastore.config import DEFAULT_MAX_IMAGE_PIXELS
-from mediastore.probe import deep_check, image_size
-from mediastore.sniff import GIF, JPEG, PNG, WEBP, sniff
-from mediastore.structure import check_file
+from mediastore.formats.detect import GIF, JPEG, PNG, WEBP, sniff
+from mediastore.formats.probe import deep_check, image_size
+from mediastore.formats.structure import check_file
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP"])

@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 
 import pytest
 import servers
+from mediastore.blobs.local import BlobRef
+from mediastore.blobs.s3 import MEMORY_TEMP_LIMIT, S3BlobStore, open_blob_store
 
 from mediastore import (
     HashCollisionError,
@@ -31,9 +33,7 @@ from mediastore import (
     StorageError,
 )
 from mediastore import testing as t
-from mediastore.blobs import BlobRef
-from mediastore.s3 import MEMORY_TEMP_LIMIT, S3BlobStore, open_blob_store
-from mediastore.sniff import BY_EXTENSION
+from mediastore.formats.detect import BY_EXTENSION
 
 PART = 5 << 20
 #: A threshold and part size that make an 11 MiB file a 3-part upload.

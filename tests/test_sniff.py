@@ -6,7 +6,18 @@ import pytest
 
 from mediastore import UnsupportedMediaError
 from mediastore import testing as t
-from mediastore.sniff import GIF, JPEG, MOV, MP4, PDF, PNG, WEBM, WEBP, kind_for_hint, sniff
+from mediastore.formats.detect import (
+    GIF,
+    JPEG,
+    MOV,
+    MP4,
+    PDF,
+    PNG,
+    WEBM,
+    WEBP,
+    kind_for_hint,
+    sniff,
+)
 
 
 @pytest.mark.parametrize(

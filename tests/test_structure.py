@@ -16,9 +16,9 @@ from PIL import Image
 
 from mediastore import CorruptMediaError, ImageTooLargeError, MediaStoreError, UnsupportedMediaError
 from mediastore import testing as t
-from mediastore.probe import deep_check
-from mediastore.sniff import GIF, JPEG, MP4, PDF, PNG, WEBM, WEBP, sniff
-from mediastore.structure import check_file, checker_for
+from mediastore.formats.detect import GIF, JPEG, MP4, PDF, PNG, WEBM, WEBP, sniff
+from mediastore.formats.probe import deep_check
+from mediastore.formats.structure import check_file, checker_for
 
 CAP = 89_478_485
 

@@ -18,7 +18,7 @@ import click
 
 from ..compat import format_size
 from ..errors import BlockedURLError, InvalidInputError, MediaStoreError
-from ..netpolicy import validate_url
+from ..net.policy import validate_url
 from ..records import FetchResult, MediaRecord
 from ..store import MediaStore
 from .common import (

@@ -11,7 +11,7 @@ then only to refuse still images (AVIF, HEIC). Refused by their major brand: sti
 (AVIF, HEIC/HEIF, Canon CR3 ``crx ``), audio (M4A, M4B, M4P, F4A, F4B), protected F4P, 3GPP
 and any unknown brand. Adobe F4V (``F4V ``) is accepted as video/mp4. Brands padded with NULs
 are read as padded with spaces. Whether a file sniffed as MP4 or MOV really holds a video track
-is checked later, from its boxes (:mod:`mediastore.structure`).
+is checked later, from its boxes (:mod:`mediastore.formats.structure`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import re
 import struct
 from dataclasses import dataclass
 
-from .errors import UnsupportedMediaError
+from ..errors import UnsupportedMediaError
 
 #: Bytes of a stream's start that :func:`sniff` looks at.
 HEAD_SIZE = 4096

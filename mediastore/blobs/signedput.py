@@ -7,7 +7,7 @@ gateway's own work per PUT, on the same cores. A :class:`SignedPut` builds the r
 itself, signs it with botocore's SigV4 signer (``S3SigV4Auth``) and sends it on an HTTP
 session made the way botocore makes its own (``EndpointCreator``): about half the CPU.
 
-What stays as it is with the client an :class:`~mediastore.s3.S3BlobStore` makes:
+What stays as it is with the client an :class:`~mediastore.blobs.s3.S3BlobStore` makes:
 
 - where it goes: the bucket URL is the one the client resolves (endpoint, region and
   path-style addressing, asked of the client once), and the signing region is the client's;

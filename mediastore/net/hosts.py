@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from .errors import DownloadTimeoutError, FetchError, InvalidInputError
+from ..errors import DownloadTimeoutError, FetchError, InvalidInputError
 
 __all__ = [
     "DEFAULT_MAX_PER_HOST",

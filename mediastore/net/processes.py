@@ -3,7 +3,7 @@
 A download is mostly Python (HTTP parsing, the staging checks, the commit), and the threads of
 one process share one interpreter lock: a batch of small images keeps about one core busy
 however many threads it has. A :class:`ProcessLane` runs a share of a batch in a child process
-(``python -m mediastore.laneworker``) that opens the same store and runs the same downloader;
+(``python -m mediastore.net.child``) that opens the same store and runs the same downloader;
 the catalog settles the two processes' commits as it settles any two writers'.
 
 The child is a plain ``python -m`` process, not a ``multiprocessing`` one: it never re-runs the
@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
-from .config import StoreConfig
-from .errors import FetchError
-from .records import FetchResult
-from .version import __version__
+from ..config import StoreConfig
+from ..errors import FetchError
+from ..records import FetchResult
+from ..version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class ProcessLane:
     def start(self) -> None:
         """Start the child (raises OSError if it cannot be started)."""
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "mediastore.laneworker"], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "mediastore.net.child"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, start_new_session=True, env=_child_env(),
         )  # fmt: skip
         assert self._proc.stdin is not None and self._proc.stdout is not None

@@ -1,6 +1,6 @@
 """fetch, fetch_many and iter_fetch: cache checks, parallel downloads, the hand-off to ingest.
 
-The HTTP side (guarded sessions, limits, error types) is :mod:`mediastore.fetch`; the bytes go
+The HTTP side (guarded sessions, limits, error types) is :mod:`mediastore.net.client`; the bytes go
 through the store's single ingest path; this module decides when to download at all, and how
 a batch of downloads is stopped (:class:`Cancel`).
 """
@@ -21,11 +21,11 @@ from typing import cast
 
 import requests
 
-from . import verify
-from .blobs import BlobRef
-from .catalog import UrlInfo
-from .config import StoreConfig
-from .errors import (
+from .. import verify
+from ..blobs.local import BlobRef
+from ..catalog import UrlInfo
+from ..config import StoreConfig
+from ..errors import (
     CorruptDownloadError,
     CorruptMediaError,
     DownloadTooLargeError,
@@ -37,14 +37,14 @@ from .errors import (
     TruncatedDownloadError,
     UnsupportedMediaError,
 )
-from .fetch import BODY_ATTEMPTS, Deadline, FetchSettings, make_session, open_url
+from ..formats.detect import BY_EXTENSION
+from ..ingest import Staged
+from ..lifecycle import Lifecycle
+from ..records import FetchResult, MediaRecord
+from .client import BODY_ATTEMPTS, Deadline, FetchSettings, make_session, open_url
 from .hosts import HostLimits
-from .ingest import Staged
-from .lanes import CANCELLED, Lanes, LaneSetup, picklable
-from .lifecycle import Lifecycle
-from .netpolicy import validate_url
-from .records import FetchResult, MediaRecord
-from .sniff import BY_EXTENSION
+from .policy import validate_url
+from .processes import CANCELLED, Lanes, LaneSetup, picklable
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Cancel:
     """Stops a batch of downloads: no new URL starts, and the running ones fail promptly.
 
     A worker checks :attr:`event` between URLs and between body chunks; a read blocked on a
-    silent server is woken by shutting its socket down, through a :class:`~mediastore.fetch.
+    silent server is woken by shutting its socket down, through a :class:`~mediastore.net.client.
     Deadline` that each worker thread runs its downloads under (the watchdog mechanism of a
     download deadline, set a year away: only :meth:`cancel` ends it). A download that fails
     this way discards its temp file; nothing is committed after :meth:`cancel`.
@@ -335,7 +335,7 @@ class Downloader:
     ) -> list[FetchResult]:  # fmt: skip
         """One result per input URL, in input order; duplicates are fetched once.
 
-        Each host's concurrency adapts (see :class:`~mediastore.hosts.HostLimits`); an
+        Each host's concurrency adapts (see :class:`~mediastore.net.hosts.HostLimits`); an
         explicit ``per_host`` (or ``config.per_host``) caps it.
         """
         wanted = list(urls)
@@ -369,7 +369,7 @@ class Downloader:
         so does ``cancel.cancel()`` from another thread (the generator then ends).
 
         A large batch is spread over ``config.fetch_processes`` processes (see
-        :mod:`mediastore.lanes`), each with its share of the workers and host limits, unless
+        :mod:`mediastore.net.processes`), each with its share of the workers and host limits, unless
         ``spread`` is False or ``hosts`` (limits made by the caller) is given.
         """
         if max_workers < 1:

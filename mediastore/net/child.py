@@ -1,7 +1,7 @@
-"""The child side of :mod:`mediastore.lanes`: ``python -m mediastore.laneworker``.
+"""The child side of :mod:`mediastore.net.processes`: ``python -m mediastore.net.child``.
 
-Reads a :class:`~mediastore.lanes.LaneSetup` and then URLs from stdin, downloads them into the
-store with the parent's settings and its share of each host's limits, and writes one result
+Reads a :class:`~mediastore.net.processes.LaneSetup` and then URLs from stdin, downloads them
+into the store with the parent's settings and its share of each host's limits, and writes one result
 per URL to stdout. Not a command for people: it talks only to the process that started it.
 """
 
@@ -17,13 +17,13 @@ import threading
 from collections.abc import Iterator
 from typing import IO
 
-from .downloads import Cancel, Downloader
-from .errors import FetchError
+from ..errors import FetchError
+from ..records import FetchResult
+from ..store import MediaStore
+from ..version import __version__
+from .downloader import Cancel, Downloader
 from .hosts import HostLimits
-from .lanes import LaneSetup, receive, send
-from .records import FetchResult
-from .store import MediaStore
-from .version import __version__
+from .processes import LaneSetup, receive, send
 
 _END = object()
 
@@ -87,7 +87,7 @@ def main() -> int:
     lock = threading.Lock()
     setup = receive(stdin)
     if not isinstance(setup, LaneSetup) or setup.version != __version__:
-        print("mediastore.laneworker: started by another mediastore version", file=sys.stderr)
+        print("mediastore.net.child: started by another mediastore version", file=sys.stderr)
         return 2
     root = logging.getLogger()
     root.addHandler(_Forward(out, lock))

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Final, NoReturn, TypeAlias
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from .errors import BlockedURLError, InvalidInputError, UnresolvableHostError
+from ..errors import BlockedURLError, InvalidInputError, UnresolvableHostError
 
 __all__ = [
     "ALLOWED_SCHEMES",

@@ -4,7 +4,7 @@ Pillow's own decompression-bomb guard is process-wide (``Image.MAX_IMAGE_PIXELS`
 importer's code may rely on): it warns above that limit and refuses above twice it, whatever
 cap the store was given. So files are opened through the format's plugin class directly, which
 skips the guard ``Image.open`` applies, and the store's ``max_pixels`` is enforced from the
-dimensions the file's structure declares (:mod:`mediastore.structure`, every frame). The GIF
+dimensions the file's structure declares (:mod:`mediastore.formats.structure`, every frame). The GIF
 and WebP plugins apply the global guard internally as well; an image whose canvas is beyond it
 is never handed to them (its header was already checked by the structure walk). Nothing here
 changes Pillow's global state or the warning filters, so ``DecompressionBombWarning`` never
@@ -21,8 +21,8 @@ from typing import IO, BinaryIO
 
 from PIL import GifImagePlugin, Image, ImageFile, JpegImagePlugin, PngImagePlugin
 
-from .errors import CorruptMediaError, ImageTooLargeError, StorageError
-from .sniff import GIF, WEBP, MediaKind
+from ..errors import CorruptMediaError, ImageTooLargeError, StorageError
+from .detect import GIF, WEBP, MediaKind
 from .structure import ImageLayout, check_file, checker_for
 
 log = logging.getLogger(__name__)

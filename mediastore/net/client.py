@@ -3,7 +3,7 @@
 :func:`open_url` sends each request hop itself, through the connection pools of the
 session's :class:`GuardedAdapter` (urllib3 directly: ``requests``' per-request machinery cost
 as much as the download of a small image). Every hop's URL is checked by
-:mod:`mediastore.netpolicy`; its host is resolved once, every address judged by the policy,
+:mod:`mediastore.net.policy`; its host is resolved once, every address judged by the policy,
 and the connection pinned to a checked address (TLS still verifies the host name). The
 checked route is reused for :data:`ROUTE_TTL` seconds, so a kept-alive connection to an
 already checked address costs no new lookup.
@@ -11,7 +11,7 @@ already checked address costs no new lookup.
 Limits: a per-read timeout; the response head within ``connect + max(timeout, speed_time)``;
 a low-speed cut-off on the body in the manner of curl's ``--speed-limit``/``--speed-time``; an
 optional total deadline (off by default, since a large video on a poor link may rightly
-take hours); a redirect cap; and, with :class:`~mediastore.hosts.HostLimits`, per-host
+take hours); a redirect cap; and, with :class:`~mediastore.net.hosts.HostLimits`, per-host
 concurrency on every hop. The deadlines are enforced by one watchdog thread that shuts the
 socket down, because a server dripping bytes never trips a read timeout. The body itself is
 handed to the store's single ingest path (:func:`mediastore.ingest.stage`).
@@ -46,7 +46,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.response import BaseHTTPResponse
 
-from .errors import (
+from ..errors import (
     BlockedURLError,
     DownloadTimeoutError,
     FetchConnectionError,
@@ -56,9 +56,9 @@ from .errors import (
     TooManyRedirectsError,
     TruncatedDownloadError,
 )
+from ..version import __version__
 from .hosts import HostLimits, Slot
-from .netpolicy import AddressPolicy, ParsedURL, Resolver, check_url, parse_url, resolve
-from .version import __version__
+from .policy import AddressPolicy, ParsedURL, Resolver, check_url, parse_url, resolve
 
 __all__ = [
     "BODY_ATTEMPTS",
@@ -426,7 +426,9 @@ def make_session(settings: FetchSettings) -> requests.Session:
 def _adapter(session: requests.Session) -> GuardedAdapter:
     adapter = session.adapters.get("http://")
     if not isinstance(adapter, GuardedAdapter):
-        raise InvalidInputError("open_url needs a session made by mediastore.fetch.make_session")
+        raise InvalidInputError(
+            "open_url needs a session made by mediastore.net.client.make_session"
+        )
     return adapter
 
 

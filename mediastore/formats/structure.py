@@ -39,8 +39,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
-from .errors import CorruptMediaError, ImageTooLargeError, UnsupportedMediaError
-from .sniff import GIF, JPEG, MOV, MP4, PDF, PNG, WEBM, WEBP, MediaKind
+from ..errors import CorruptMediaError, ImageTooLargeError, UnsupportedMediaError
+from .detect import GIF, JPEG, MOV, MP4, PDF, PNG, WEBM, WEBP, MediaKind
 
 __all__ = ["Checker", "ImageLayout", "PdfCheck", "StreamCheck", "check_file", "checker_for"]
 

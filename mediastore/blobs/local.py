@@ -4,7 +4,7 @@ A blob is addressed by a :class:`BlobRef` (kind, md5), which names the same rela
 every backend: ``media/<images|videos|documents>/<md5>.<ext>``. Content is staged in a temp
 file in ``<root>/tmp/`` (:class:`LocalStaging`, local on every backend: hashing, sniffing and
 refusing happen before anything is placed), synced, then placed at its address (renamed
-here; uploaded by :class:`mediastore.s3.S3BlobStore`). *When* a blob may be placed, relied
+here; uploaded by :class:`mediastore.blobs.s3.S3BlobStore`). *When* a blob may be placed, relied
 on, moved or deleted is decided by :mod:`mediastore.lifecycle`, never here.
 
 The local store never follows a link below its root (invariant I4 of ``docs/lifecycle.md``):
@@ -36,9 +36,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple, Protocol
 
-from .errors import MediaStoreError, ReadOnlyStoreError, StorageError
-from .records import MEDIA_TYPES
-from .sniff import MediaKind
+from ..errors import MediaStoreError, ReadOnlyStoreError, StorageError
+from ..formats.detect import MediaKind
+from ..records import MEDIA_TYPES
 
 log = logging.getLogger(__name__)
 

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from .blobs import BlobRef, BlobStat, BlobStore, Location, StoredEntry, TempBlob
+from .blobs.local import BlobRef, BlobStat, BlobStore, Location, StoredEntry, TempBlob
+from .blobs.s3 import UploadTemp, open_blob_store
 from .catalog import MediaRow, MoveRow
 from .errors import InvalidInputError, MediaStoreError
 from .hashing import md5_of_bytes
 from .ingest import open_file_chunks, stage
 from .lifecycle import Lifecycle, ref_of
-from .s3 import UploadTemp, open_blob_store
 
 log = logging.getLogger(__name__)
 

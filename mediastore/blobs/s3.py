@@ -3,7 +3,7 @@ picks the blob store a URL names (a directory, or ``s3://bucket/prefix``).
 
 Keys mirror the disk layout, so a bucket reads like a store: ``<prefix>/media/images/<md5>.jpg``
 (:attr:`BlobRef.key` under the prefix), quarantined objects under ``<prefix>/quarantine/``.
-Content is staged locally first (:class:`~mediastore.blobs.LocalStaging`: ``<root>/tmp/``, the
+Content is staged locally first (:class:`~mediastore.blobs.local.LocalStaging`: ``<root>/tmp/``, the
 writer lock, gc's sweep of abandoned temp files), so hashing, sniffing and refusing happen
 before anything is uploaded; a placed temp file is removed once its object exists. Content of
 up to ``MEMORY_TEMP_LIMIT`` bytes is staged in memory and sent from there (:class:`UploadTemp`);
@@ -18,8 +18,8 @@ How an object is created (the lifecycle has claimed the md5 in the catalog befor
   means the object exists, and it is then compared (its SHA-256 metadata and size) with ours:
   equal is success, different is a :class:`HashCollisionError`, the object left untouched;
   a temp whose ``if_absent`` is False is PUT without the condition (a move's copies: the
-  catalog's row decides what the key holds, see :mod:`mediastore.moves`);
-- content held in memory goes in one PUT made by :class:`~mediastore.s3put.SignedPut`
+  catalog's row decides what the key holds, see :mod:`mediastore.migrate`);
+- content held in memory goes in one PUT made by :class:`~mediastore.blobs.signedput.SignedPut`
   (botocore's signer and HTTP session without a client call, about half its CPU), its
   payload signed with the SHA-256, so the server checks that digest too; it is used with
   the client a store makes itself (a client passed in makes every call);
@@ -70,7 +70,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .blobs import (
+from ..errors import HashCollisionError, InvalidInputError, MediaStoreError, StorageError
+from .local import (
     TEMP_PREFIX,
     TEMP_SUFFIX,
     TYPED_DIRECTORIES,
@@ -84,10 +85,9 @@ from .blobs import (
     StoredEntry,
     TempBlob,
 )
-from .errors import HashCollisionError, InvalidInputError, MediaStoreError, StorageError
 
 if TYPE_CHECKING:
-    from .s3put import SignedPut
+    from .signedput import SignedPut
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ class S3BlobStore(LocalStaging):
         )
         from botocore.session import get_session as botocore_session  # type: ignore[import-untyped]
 
-        from .s3put import SignedPut
+        from .signedput import SignedPut
 
         self._failures: tuple[type[BaseException], ...] = (BotoCoreError, ClientError)
         self.bucket = bucket

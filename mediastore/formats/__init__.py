@@ -1,0 +1,2 @@
+"""Media formats: type detection from magic bytes, the streaming structure checks, Pillow's
+header read."""
