@@ -34,8 +34,11 @@ SCHEMA_UPGRADE_HINT = "run `mediastore db upgrade` (or `alembic upgrade head` fr
 
 
 def migrations_dir() -> Path:
-    """The Alembic migrations, shipped inside the package as ``mediastore/migrations``."""
-    return Path(__file__).resolve().parents[1] / "migrations"
+    """The Alembic migrations: inside an installed package (``mediastore/migrations``, copied
+    there when it is built), else beside the package in a checkout (``migrations/``)."""
+    package = Path(__file__).resolve().parents[1]
+    shipped = package / "migrations"
+    return shipped if shipped.is_dir() else package.parent / "migrations"
 
 
 def alembic_config(db_url: str | None = None) -> Config:
