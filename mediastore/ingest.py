@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .blobs.local import BlobStore, TempBlob
+from .blobs.base import BlobStore, TempBlob
 from .config import DEFAULT_CHUNK_SIZE
 from .errors import FileTooLargeError
 from .formats.detect import HEAD_SIZE, MediaKind, kind_for_hint, sniff

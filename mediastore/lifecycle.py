@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .blobs.local import BlobRef, BlobStore, Location
+from .blobs.base import BlobRef, BlobStore, Location
 from .catalog import (
     Catalog,
     MediaRow,

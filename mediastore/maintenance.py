@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .blobs.local import BlobRef, StoredEntry
+from .blobs.base import BlobRef, StoredEntry
 from .catalog import MediaRow, UrlInfo, url_md5
 from .config import StoreConfig
 from .errors import (

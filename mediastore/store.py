@@ -15,8 +15,8 @@ from typing import Any, BinaryIO, Self
 
 from . import maintenance, migrate
 from . import verify as verification
-from .blobs.local import BlobRef
-from .blobs.s3 import open_blob_store
+from .blobs import canonical_blob_url, open_blob_store
+from .blobs.base import BlobRef
 from .catalog import Catalog, MediaRow, UrlInfo, url_md5
 from .catalog.engine import sqlite_path
 from .config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig
@@ -35,7 +35,7 @@ from .hashing import normalize_md5
 from .ingest import Chunks, bytes_chunks, file_chunks, read_chunks
 from .lifecycle import Lifecycle, ref_of
 from .listing import MediaFilter
-from .migrate import MoveReport, canonical_blob_url, with_moves
+from .migrate import MoveReport, with_moves
 from .net.downloader import Downloader
 from .records import (
     LIVE_STATUSES,

@@ -22,8 +22,6 @@ from typing import Any, ClassVar
 
 import pytest
 import servers
-from mediastore.blobs.local import BlobRef
-from mediastore.blobs.s3 import MEMORY_TEMP_LIMIT, S3BlobStore, open_blob_store
 
 from mediastore import (
     HashCollisionError,
@@ -33,6 +31,9 @@ from mediastore import (
     StorageError,
 )
 from mediastore import testing as t
+from mediastore.blobs import open_blob_store
+from mediastore.blobs.base import BlobRef
+from mediastore.blobs.s3 import MEMORY_TEMP_LIMIT, S3BlobStore
 from mediastore.formats.detect import BY_EXTENSION
 
 PART = 5 << 20

@@ -1,7 +1,7 @@
-"""Storage of bytes: the :class:`BlobStore` protocol and the local-disk implementation.
+"""Storage of bytes on the local disk: the staging area every backend uses, and the local
+:class:`~mediastore.blobs.base.BlobStore`.
 
-A blob is addressed by a :class:`BlobRef` (kind, md5), which names the same relative key on
-every backend: ``media/<images|videos|documents>/<md5>.<ext>``. Content is staged in a temp
+Content is staged in a temp
 file in ``<root>/tmp/`` (:class:`LocalStaging`, local on every backend: hashing, sniffing and
 refusing happen before anything is placed), synced, then placed at its address (renamed
 here; uploaded by :class:`mediastore.blobs.s3.S3BlobStore`). *When* a blob may be placed, relied
@@ -31,14 +31,13 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple, Protocol
+from typing import Any, BinaryIO
 
 from ..errors import MediaStoreError, ReadOnlyStoreError, StorageError
-from ..formats.detect import MediaKind
 from ..records import MEDIA_TYPES
+from .base import BlobRef, BlobStat, Location, StoredEntry, TempBlob
 
 log = logging.getLogger(__name__)
 
@@ -64,104 +63,6 @@ STORE_DIRECTORIES: tuple[str, ...] = (
 #: A temp file's name: the writer that owns it, then a counter.
 _TEMP_NAME = re.compile(rf"{TEMP_PREFIX}([0-9a-f]{{32}})-\d+{re.escape(TEMP_SUFFIX)}")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class BlobRef(NamedTuple):
-    """The address of one content: its kind and its MD5.
-
-    A named tuple: every lookup makes one to ask where the row's file is, and a tuple is
-    built several times faster than a frozen dataclass.
-    """
-
-    kind: MediaKind
-    md5: str
-
-    @property
-    def directory(self) -> str:
-        return self.kind.directory
-
-    @property
-    def name(self) -> str:
-        return f"{self.md5}.{self.kind.extension}"
-
-    @property
-    def key(self) -> str:
-        """The relative key, the same on disk and in a bucket."""
-        return f"media/{self.directory}/{self.name}"
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEntry:
-    """Something found in a typed directory by :meth:`BlobStore.walk` (maybe not a blob)."""
-
-    directory: str
-    name: str
-
-    @property
-    def key(self) -> str:
-        return f"media/{self.directory}/{self.name}"
-
-
-#: What :meth:`BlobStore.quarantine` and :meth:`BlobStore.delete` accept.
-Location = BlobRef | StoredEntry
-
-
-@dataclass(frozen=True, slots=True)
-class BlobStat:
-    """What is at an address: its size, whether it is a regular file, and an identity.
-
-    ``identity`` changes when the entry is replaced (inode on disk, ETag in a bucket), so a
-    caller can act on "the file I checked" and not on whatever took its place meanwhile.
-    """
-
-    size: int
-    regular: bool
-    identity: str
-
-
-class TempBlob(Protocol):
-    """A temp file being written; :meth:`BlobStore.place` moves it into place."""
-
-    path: Path
-    written: int
-    synced: bool
-    #: The content's SHA-256, set once it is complete (an object store sends it along).
-    sha256: str | None
-
-    def write(self, data: bytes | memoryview) -> None: ...
-    def start_writeback(self, offset: int, length: int) -> None: ...
-    def sync(self) -> None: ...
-    def close(self) -> None: ...
-
-
-class BlobStore(Protocol):
-    """Where bytes live: the local disk here; an object store implements the same calls.
-
-    Addresses (:class:`BlobRef`) cross this seam, not paths; :meth:`local_path` and
-    :meth:`local_dir` (the directory it is in) are the calls that admit a path, and may
-    return None (:meth:`describe` names an entry for reports on every backend).
-    :meth:`abandoned_uploads` finds uploads a crash left on the server (none on disk).
-    """
-
-    read_only: bool
-
-    def create_temp(self) -> TempBlob: ...
-    def discard(self, temp: TempBlob) -> None: ...
-    def sync_temps(self, temps: Sequence[TempBlob]) -> None: ...
-    def place_many(
-        self, items: Sequence[tuple[TempBlob, BlobRef]]
-    ) -> list[MediaStoreError | None]: ...
-    def stat(self, loc: Location) -> BlobStat | None: ...
-    def open(self, loc: Location) -> tuple[BinaryIO, BlobStat]: ...
-    def delete(self, loc: Location, *, if_identity: str | None = None) -> bool: ...
-    def quarantine(self, loc: Location, *, if_identity: str | None = None) -> str | None: ...
-    def walk(self) -> Iterator[StoredEntry]: ...
-    def local_path(self, loc: Location) -> Path | None: ...
-    def local_dir(self, loc: Location) -> Path | None: ...
-    def describe(self, loc: Location) -> str: ...
-    def abandoned_temp_files(self, *, remove: bool) -> list[str]: ...
-    def abandoned_uploads(self, *, remove: bool) -> list[str]: ...
-    def close(self) -> None: ...
 
 
 def _storage_error(action: str, path: Path | str, exc: OSError) -> StorageError:

@@ -71,19 +71,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import HashCollisionError, InvalidInputError, MediaStoreError, StorageError
+from .base import BlobRef, BlobStat, Location, StoredEntry, TempBlob
 from .local import (
     TEMP_PREFIX,
     TEMP_SUFFIX,
     TYPED_DIRECTORIES,
-    BlobRef,
-    BlobStat,
-    BlobStore,
-    LocalBlobStore,
     LocalStaging,
     LocalTemp,
-    Location,
-    StoredEntry,
-    TempBlob,
 )
 
 if TYPE_CHECKING:
@@ -122,38 +116,6 @@ URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "part_size": int,
     "upload_cutoff": lambda v: timedelta(seconds=float(v)),
 }
-
-
-def open_blob_store(blob_url: str | None, root: Path, *, read_only: bool) -> BlobStore:
-    """The blob store ``blob_url`` names: None (``<root>/media``), a directory, or S3.
-
-    Args:
-        blob_url: None, a directory path (or ``file://`` URL), or ``s3://bucket/prefix``
-            with optional ``?multipart_threshold=<bytes>&part_size=<bytes>&upload_cutoff=<s>``.
-        root: The store's root (staging area of every backend; the blobs of the default one).
-        read_only: Open for reading only.
-
-    Raises:
-        InvalidInputError: an unsupported URL or option, or boto3 missing for ``s3://``.
-        StorageError: the directory or bucket cannot be opened.
-    """
-    if blob_url is None:
-        return LocalBlobStore(root, read_only=read_only)
-    parts = urlsplit(blob_url)
-    if parts.scheme == "s3":
-        return S3BlobStore.from_url(blob_url, root, read_only=read_only)
-    if parts.scheme == "file" and parts.netloc in ("", "localhost"):
-        path = Path(unquote(parts.path))
-    elif parts.scheme == "":
-        path = Path(blob_url)
-    else:
-        raise InvalidInputError(
-            f"unsupported blob URL {blob_url!r}: give a directory or s3://bucket/prefix"
-        )
-    path = path.expanduser().resolve()
-    if not read_only:
-        path.mkdir(parents=True, exist_ok=True)
-    return LocalBlobStore(path, read_only=read_only)
 
 
 def _boto3() -> tuple[Any, Any]:

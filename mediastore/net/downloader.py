@@ -22,7 +22,7 @@ from typing import cast
 import requests
 
 from .. import verify
-from ..blobs.local import BlobRef
+from ..blobs.base import BlobRef
 from ..catalog import UrlInfo
 from ..config import StoreConfig
 from ..errors import (
