@@ -1,25 +1,21 @@
-"""Every query the store runs, with Core statements built once (no ORM objects on hot paths)."""
+"""The catalog's transactions: :class:`Catalog`, every query the store runs, with Core statements
+built once (no ORM objects on hot paths)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import queue
 import random
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
     Engine,
-    Row,
     Select,
     bindparam,
     delete,
@@ -28,7 +24,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -37,23 +32,33 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from ..errors import CatalogError, HashCollisionError, InvalidInputError, ReadOnlyStoreError
 from ..records import STATUS_OK, STATUS_REMOVED
 from . import claims
+from .counters import count_dedup, counter_sums, recount
 from .engine import (
     IN_BATCH,
     SNAPSHOT,
     WRITE,
     insert_rows,
-    is_sqlite,
     make_engine,
-    open_sqlite,
     sqlite_path,
 )
 from .models import UTCDateTime
 from .models import media as _media
 from .models import media_urls as _urls
 from .models import moved_blobs as _moved
-from .models import stats_counters as _counters
 from .models import store_moves as _moves
 from .models import url_history as _history
+from .reads import BY_MD5, BY_URL, OLDEST_VERIFIED, point_reads
+from .rows import (
+    MEDIA_COLS,
+    MediaRow,
+    MoveRow,
+    NewMedia,
+    Recording,
+    UrlInfo,
+    legacy_url_key,
+    row_of,
+    url_key,
+)
 from .schema import ensure_schema
 
 log = logging.getLogger(__name__)
@@ -70,97 +75,6 @@ _RETRY_SQLSTATES = frozenset({"40001", "40P01", "23505"})
 def _retryable(exc: BaseException | None) -> bool:
     orig = exc.orig if isinstance(exc, DBAPIError) else None
     return getattr(orig, "sqlstate", None) in _RETRY_SQLSTATES
-
-
-_MEDIA_COLS = (
-    _media.c.md5, _media.c.sha256, _media.c.media_type, _media.c.mime_type, _media.c.extension,
-    _media.c.size, _media.c.width, _media.c.height, _media.c.created_at,
-    _media.c.last_verified_at, _media.c.status,
-)  # fmt: skip
-
-
-class MediaRow(NamedTuple):
-    """A media row as the catalog returns it (the store adds the path).
-
-    A named tuple rather than a frozen dataclass: the lookup path makes one per call, and a
-    tuple is built several times faster.
-    """
-
-    md5: str
-    sha256: str
-    media_type: str
-    mime_type: str
-    extension: str
-    size: int
-    width: int | None
-    height: int | None
-    created_at: datetime
-    last_verified_at: datetime | None
-    status: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NewMedia:
-    """What ingest learned about new content, to be recorded."""
-
-    md5: str
-    sha256: str
-    media_type: str
-    mime_type: str
-    extension: str
-    size: int
-    width: int | None
-    height: int | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UrlInfo:
-    """A URL to record against content, with the HTTP validators of its download.
-
-    A legacy import knows only the URL's MD5: ``url`` is None and ``url_md5`` is given.
-    """
-
-    url: str | None
-    url_md5: str = ""
-    fetched_at: datetime | None = None
-    etag: str | None = None
-    last_modified: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.url_md5:
-            if self.url is None:
-                raise ValueError("UrlInfo needs a url or a url_md5")
-            object.__setattr__(self, "url_md5", url_md5(self.url))
-
-    @property
-    def source(self) -> str:
-        return "url" if self.url is not None else "legacy"
-
-    @property
-    def key(self) -> str:
-        """The row's lookup key (see :func:`url_key`)."""
-        return url_key(self.url) if self.url is not None else legacy_url_key(self.url_md5)
-
-
-@dataclass(frozen=True, slots=True)
-class Recording:
-    """One entry of :meth:`Catalog.record_many`: the content, its URLs, and whether this
-    writer placed its file (else it relies on the file its claim found in place)."""
-
-    media: NewMedia
-    urls: Sequence[UrlInfo]
-    placed: bool
-    #: found in the store, not added: never revives removed content (see Lifecycle.collect)
-    adopt: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class MoveRow:
-    """A store move: its id, and the canonical blob URLs it copies from and to."""
-
-    id: int
-    source: str
-    target: str
 
 
 class IntentLostError(CatalogError):
@@ -242,40 +156,14 @@ def _rows_in(conn: Connection, md5s: Sequence[str]) -> dict[str, MediaRow]:
     found: dict[str, MediaRow] = {}
     unique = list(dict.fromkeys(md5s))
     if len(unique) == 1:  # the common single commit: no IN list to expand and compile
-        row = conn.execute(_BY_MD5, {"md5": unique[0]}).first()
-        return {unique[0]: _row(row)} if row else {}
+        row = conn.execute(BY_MD5, {"md5": unique[0]}).first()
+        return {unique[0]: row_of(row)} if row else {}
     for start in range(0, len(unique), IN_BATCH):
-        stmt = select(*_MEDIA_COLS).where(_media.c.md5.in_(unique[start : start + IN_BATCH]))
-        found.update((r.md5, r) for r in map(_row, conn.execute(stmt)))
+        stmt = select(*MEDIA_COLS).where(_media.c.md5.in_(unique[start : start + IN_BATCH]))
+        found.update((r.md5, r) for r in map(row_of, conn.execute(stmt)))
     return found
 
 
-def url_md5(url: str) -> str:
-    """The MD5 of a URL's UTF-8 bytes: the legacy cache's file name for it."""
-    return hashlib.md5(url.encode("utf-8"), usedforsecurity=False).hexdigest()
-
-
-def url_key(url: str) -> str:
-    """A URL's lookup key: the SHA-256 of its UTF-8 bytes (no two URLs can be made to share it)."""
-    return hashlib.sha256(url.encode("utf-8")).hexdigest()
-
-
-def legacy_url_key(key: str) -> str:
-    """The lookup key of a legacy row that knows only the MD5 of its URL."""
-    return f"md5:{key}"
-
-
-def _row(row: Row[Any, *tuple[Any, ...]]) -> MediaRow:
-    return MediaRow(**row._asdict())
-
-
-# Statements built once; SQLAlchemy caches their compiled form.
-_BY_MD5 = select(*_MEDIA_COLS).where(_media.c.md5 == bindparam("md5"))
-_BY_URL = (
-    select(*_MEDIA_COLS)
-    .join_from(_urls, _media, _urls.c.md5 == _media.c.md5)
-    .where(_urls.c.url_key == bindparam("url_key"))
-)
 _URLS_FOR = (
     select(_urls.c.url)
     .where(_urls.c.md5 == bindparam("md5"), _urls.c.url.is_not(None))
@@ -291,135 +179,6 @@ _REVIVE = (
     .where(_media.c.md5 == bindparam("b_md5"))
     .values(status=STATUS_OK, removed_at=None)
 )
-_COUNTER_SUMS = select(
-    _counters.c.name, func.sum(_counters.c.count), func.sum(_counters.c.bytes)
-).group_by(_counters.c.name)
-_OLDEST_VERIFIED = (
-    select(_media.c.last_verified_at)
-    .where(_media.c.last_verified_at.is_not(None), _media.c.status != STATUS_REMOVED)
-    .order_by(_media.c.last_verified_at)
-    .limit(1)
-)
-
-
-class _PointReads:
-    """The hot reads (point lookups, stats) on plain DBAPI connections.
-
-    The SQL is compiled once from the same Core statements the generic path runs; executing
-    it on an idle connection of a small private pool skips the engine's checkout, events,
-    pre-ping and result machinery, which cost several times the query itself. SQLite's
-    statement cache keeps the statements prepared; psycopg prepares a statement on the
-    server once a connection has run it a few times. The pool grows to the peak number of
-    concurrent lookups, no further; a connection that failed is closed, not reused.
-    """
-
-    def __init__(self, engine: Engine, connect: Callable[[], Any]) -> None:
-        self._connect = connect
-        self.sqlite = is_sqlite(engine)
-        self.error: type[Exception] = engine.dialect.loaded_dbapi.Error
-        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.sql = {
-            name: str(stmt.compile(dialect=engine.dialect))
-            for name, stmt in (("md5", _BY_MD5), ("url_key", _BY_URL))
-        }
-        # statements without parameters: their constants are written into the SQL
-        for name, stmt in (("counters", _COUNTER_SUMS), ("oldest", _OLDEST_VERIFIED)):
-            compiled = stmt.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
-            self.sql[name] = str(compiled)
-
-    def one(self, name: str, value: str) -> MediaRow | None:
-        try:  # self._cursor(), inline: this is the path of every lookup
-            cursor = self._idle.get_nowait()
-        except queue.Empty:
-            cursor = self._connect().cursor()
-        try:
-            row = cursor.execute(self.sql[name], (value,) if self.sqlite else {name: value})
-            row = row.fetchone()
-        except BaseException:
-            cursor.connection.close()
-            raise
-        self._idle.put(cursor)
-        return None if row is None else _raw_row(row)
-
-    def by_md5_many(self, md5s: Sequence[str]) -> dict[str, MediaRow]:
-        """Rows of several md5s in one statement (SQLite): one round trip, one GIL release."""
-        base = self.sql["md5"]
-        assert base.endswith("media.md5 = ?"), base
-        found: dict[str, MediaRow] = {}
-        for start in range(0, len(md5s), IN_BATCH):
-            batch = list(md5s[start : start + IN_BATCH])
-            sql = base[: -len("= ?")] + f"IN ({','.join('?' * len(batch))})"
-            for row in self._run(sql, batch):
-                found[row[0]] = _raw_row(row)
-        return found
-
-    def stats(self) -> tuple[dict[str, tuple[int, int]], datetime | None]:
-        """The counters summed, and the oldest verification time."""
-        sums = {name: (int(n), int(b)) for name, n, b in self._run(self.sql["counters"], ())}
-        oldest = self._run(self.sql["oldest"], ())
-        return sums, (_utc(oldest[0][0]) if oldest else None)
-
-    def _run(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
-        cursor = self._cursor()
-        try:
-            rows: list[tuple[Any, ...]] = cursor.execute(sql, params).fetchall()
-        except BaseException:
-            cursor.connection.close()
-            raise
-        self._idle.put(cursor)
-        return rows
-
-    def _cursor(self) -> Any:
-        """An idle connection's cursor (kept with it: one object fewer per lookup)."""
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            return self._connect().cursor()
-
-    def close(self) -> None:
-        while True:
-            try:
-                self._idle.get_nowait().connection.close()
-            except queue.Empty:
-                return
-
-
-def _utc(value: str | datetime) -> datetime:
-    """A time as the driver returns it (SQLite: naive UTC text) as an aware UTC datetime."""
-    if isinstance(value, str):
-        try:  # one parse that yields an aware time is several times faster than two steps
-            return datetime.fromisoformat(value + "+00:00")
-        except ValueError:
-            value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _raw_row(row: tuple[Any, ...]) -> MediaRow:
-    """A MediaRow from a raw driver tuple (columns as in _MEDIA_COLS)."""
-    md5, sha256, media_type, mime, ext, size, width, height, created, verified, status = row
-    return MediaRow(
-        md5, sha256, media_type, mime, ext, size, width, height,
-        _utc(created), None if verified is None else _utc(verified), status,
-    )  # fmt: skip
-
-
-def _point_reads(
-    engine: Engine, path: Path | None, busy_timeout: float, *, read_only: bool
-) -> _PointReads | None:
-    """The fast read path for SQLite files and PostgreSQL (psycopg), else None."""
-    if path is not None:
-        return _PointReads(engine, lambda: open_sqlite(path, busy_timeout, read_only=read_only))
-    if engine.dialect.name != "postgresql":
-        return None
-    cargs, cparams = engine.dialect.create_connect_args(engine.url)
-
-    def connect() -> Any:
-        # autocommit: each lookup is its own snapshot, and no transaction stays open idle
-        conn = engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
-        conn.autocommit = True
-        return conn
-
-    return _PointReads(engine, connect)
 
 
 @contextmanager
@@ -472,7 +231,7 @@ class Catalog:
             if path is not None and not read_only
             else self.engine
         )
-        self._points = _point_reads(self.engine, path, busy_timeout, read_only=read_only)
+        self._points = point_reads(self.engine, path, busy_timeout, read_only=read_only)
         self._write_lock = threading.Lock()
 
     def close(self) -> None:
@@ -489,7 +248,7 @@ class Catalog:
                 raise CatalogError(f"catalog {self._where}: read failed: {exc}") from exc
         with self._read() as conn:
             row = conn.execute(stmt, {name: value}).first()
-        return _row(row) if row else None
+        return row_of(row) if row else None
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -552,10 +311,10 @@ class Catalog:
 
     # --- lookups -------------------------------------------------------------------------
     def by_md5(self, md5: str) -> MediaRow | None:
-        return self._point("md5", _BY_MD5, md5)
+        return self._point("md5", BY_MD5, md5)
 
     def by_url(self, url: str) -> MediaRow | None:
-        return self._point("url_key", _BY_URL, url_key(url))
+        return self._point("url_key", BY_URL, url_key(url))
 
     def by_legacy_key(self, key: str) -> MediaRow | None:
         """The media of a legacy-imported URL hash whose URL is not known yet.
@@ -564,7 +323,7 @@ class Catalog:
         to collide with a legacy file's name would be given that file, as the old system
         would have given it.
         """
-        return self._point("url_key", _BY_URL, legacy_url_key(key))
+        return self._point("url_key", BY_URL, legacy_url_key(key))
 
     def claim_legacy_url(self, key: str, url: str) -> None:
         """Fill in the URL of a legacy row now that a lookup named it (unless it is known)."""
@@ -637,8 +396,8 @@ class Catalog:
 
     def iter_media(self, page: int = 1000) -> Iterator[list[MediaRow]]:
         """Every media row, a page at a time, in md5 order."""
-        for rows in self._pages(select(*_MEDIA_COLS), _media.c.md5, page):
-            yield [_row(r) for r in rows]
+        for rows in self._pages(select(*MEDIA_COLS), _media.c.md5, page):
+            yield [row_of(r) for r in rows]
 
     # --- writers and intents (see claims.py) ------------------------------------------------
     def open_writer(self, label: str) -> str:
@@ -705,7 +464,7 @@ class Catalog:
         known = _rows_in(conn, md5s)
         _check_reliance(entries, known)
         refused = [_refused_adoption(e, known) for e in entries]
-        _count_dedup(conn, entries, known)
+        count_dedup(conn, entries, known)
         inserts, revived = _new_rows(entries, known, now)
         if inserts:
             insert_rows(conn, _media, sorted(inserts, key=lambda r: str(r["md5"])))
@@ -882,9 +641,9 @@ class Catalog:
     def unmoved(self, move: int, page: int = 500) -> Iterator[list[MediaRow]]:
         """Live rows (ok) whose bytes the move has not copied yet, a page at a time."""
         copied = select(_moved.c.md5).where(_moved.c.move == move, _moved.c.md5 == _media.c.md5)
-        rows = select(*_MEDIA_COLS).where(_media.c.status == STATUS_OK, ~copied.exists())
+        rows = select(*MEDIA_COLS).where(_media.c.status == STATUS_OK, ~copied.exists())
         for found in self._pages(rows, _media.c.md5, page):
-            yield [_row(r) for r in found]
+            yield [row_of(r) for r in found]
 
     def moved(self, move: int, page: int = 500) -> Iterator[list[str]]:
         """Md5s the move has copied, a page at a time."""
@@ -938,8 +697,8 @@ class Catalog:
                 raise CatalogError(f"catalog {self._where}: read failed: {exc}") from exc
             return {"counters": sums, "oldest": oldest}
         with self._read(snapshot=True) as conn:
-            counters = _counter_sums(conn)
-            return {"counters": counters, "oldest": conn.execute(_OLDEST_VERIFIED).scalar()}
+            counters = counter_sums(conn)
+            return {"counters": counters, "oldest": conn.execute(OLDEST_VERIFIED).scalar()}
 
     def recount(self) -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
         """Check the counters (and each row's ``url_count``) against the rows; repair them.
@@ -951,7 +710,7 @@ class Catalog:
         Returns:
             For each counter that was wrong: (counted from the rows, what it said).
         """
-        return self._transact(_recount)
+        return self._transact(recount)
 
     # --- listing and MD5 prefixes (read-only: ls, export, prefixes in the CLI) ------------
     def md5s_with_prefix(self, prefix: str, limit: int) -> list[str]:
@@ -1020,95 +779,15 @@ class Catalog:
             )
         last = ""
         while True:
-            stmt = select(*_MEDIA_COLS).where(_media.c.md5 > last, *conditions)
+            stmt = select(*MEDIA_COLS).where(_media.c.md5 > last, *conditions)
             with self._read() as conn:
-                rows = [_row(r) for r in conn.execute(stmt.order_by(_media.c.md5).limit(page))]
+                rows = [row_of(r) for r in conn.execute(stmt.order_by(_media.c.md5).limit(page))]
             if not rows:
                 return
             yield rows
             if len(rows) < page:
                 return
             last = rows[-1].md5
-
-
-def _counter_sums(conn: Connection) -> dict[str, tuple[int, int]]:
-    return {name: (int(n), int(b)) for name, n, b in conn.execute(_COUNTER_SUMS)}
-
-
-def bump_counter(conn: Connection, name: str, count: int, size: int) -> None:
-    """Add to a counter in the caller's transaction (on this backend's shard)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            text("SELECT mediastore_count(:n, :c, :b)"), {"n": name, "c": count, "b": size}
-        )
-        return
-    conn.execute(_SQLITE_BUMP, {"n": name, "c": count, "b": size})
-
-
-_SQLITE_BUMP = text(
-    "INSERT INTO stats_counters (shard, name, count, bytes) VALUES (0, :n, :c, :b) "
-    "ON CONFLICT (name, shard) DO UPDATE SET "
-    "count = count + excluded.count, bytes = bytes + excluded.bytes"
-)
-#: Counters a recount derives from the rows (``dedup`` is history the rows do not hold).
-_DERIVED = ("media:", "unverified", "urls", "shared_urls")
-
-
-def _recount(conn: Connection) -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("LOCK TABLE media, media_urls IN SHARE MODE"))
-    per_md5 = select(func.count()).where(_urls.c.md5 == _media.c.md5).scalar_subquery()
-    conn.execute(update(_media).where(_media.c.url_count != per_md5).values(url_count=per_md5))
-    truth = {
-        f"media:{t}:{st}": (int(n), int(b))
-        for t, st, n, b in conn.execute(
-            select(
-                _media.c.media_type, _media.c.status, func.count(),
-                func.coalesce(func.sum(_media.c.size), 0),
-            ).group_by(_media.c.media_type, _media.c.status)
-        )
-    }  # fmt: skip
-    unverified = select(func.count()).where(
-        _media.c.last_verified_at.is_(None), _media.c.status != STATUS_REMOVED
-    )
-    truth["unverified"] = (int(conn.execute(unverified).scalar_one()), 0)
-    truth["urls"] = (int(conn.execute(select(func.count()).select_from(_urls)).scalar_one()), 0)
-    extra = _media.c.url_count - 1
-    shared = select(
-        func.coalesce(func.sum(extra), 0), func.coalesce(func.sum(extra * _media.c.size), 0)
-    ).where(_media.c.url_count > 1)
-    n, b = conn.execute(shared).one()
-    truth["shared_urls"] = (int(n), int(b))
-    recorded = {k: v for k, v in _counter_sums(conn).items() if k.startswith(_DERIVED)}
-    wrong = {
-        name: (truth.get(name, (0, 0)), recorded.get(name, (0, 0)))
-        for name in truth.keys() | recorded.keys()
-        if truth.get(name, (0, 0)) != recorded.get(name, (0, 0))
-    }
-    if wrong:
-        conn.execute(delete(_counters).where(_counters.c.name.in_(sorted(wrong))))
-        conn.execute(
-            insert(_counters),
-            [{"shard": 0, "name": k, "count": v[0][0], "bytes": v[0][1]} for k, v in wrong.items()],
-        )
-    return wrong
-
-
-def _count_dedup(
-    conn: Connection, entries: Sequence[Recording], known: dict[str, MediaRow]
-) -> None:
-    """Count the adds whose content was already stored, and the bytes they did not store."""
-    seen = {m for m, row in known.items() if row.status == STATUS_OK}
-    count = size = 0
-    for entry in entries:
-        if entry.adopt:
-            continue
-        if entry.media.md5 in seen:
-            count += 1
-            size += entry.media.size
-        seen.add(entry.media.md5)
-    if count:
-        bump_counter(conn, "dedup", count, size)
 
 
 def _url_update(md5: str, info: UrlInfo, current_url: str | None) -> dict[str, Any]:

@@ -1,0 +1,143 @@
+"""Rows as the catalog returns them, what it is given to record, and the keys of URLs."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    Row,
+)
+
+from .models import media as _media
+
+MEDIA_COLS = (
+    _media.c.md5, _media.c.sha256, _media.c.media_type, _media.c.mime_type, _media.c.extension,
+    _media.c.size, _media.c.width, _media.c.height, _media.c.created_at,
+    _media.c.last_verified_at, _media.c.status,
+)  # fmt: skip
+
+
+class MediaRow(NamedTuple):
+    """A media row as the catalog returns it (the store adds the path).
+
+    A named tuple rather than a frozen dataclass: the lookup path makes one per call, and a
+    tuple is built several times faster.
+    """
+
+    md5: str
+    sha256: str
+    media_type: str
+    mime_type: str
+    extension: str
+    size: int
+    width: int | None
+    height: int | None
+    created_at: datetime
+    last_verified_at: datetime | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewMedia:
+    """What ingest learned about new content, to be recorded."""
+
+    md5: str
+    sha256: str
+    media_type: str
+    mime_type: str
+    extension: str
+    size: int
+    width: int | None
+    height: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UrlInfo:
+    """A URL to record against content, with the HTTP validators of its download.
+
+    A legacy import knows only the URL's MD5: ``url`` is None and ``url_md5`` is given.
+    """
+
+    url: str | None
+    url_md5: str = ""
+    fetched_at: datetime | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.url_md5:
+            if self.url is None:
+                raise ValueError("UrlInfo needs a url or a url_md5")
+            object.__setattr__(self, "url_md5", url_md5(self.url))
+
+    @property
+    def source(self) -> str:
+        return "url" if self.url is not None else "legacy"
+
+    @property
+    def key(self) -> str:
+        """The row's lookup key (see :func:`url_key`)."""
+        return url_key(self.url) if self.url is not None else legacy_url_key(self.url_md5)
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """One entry of :meth:`Catalog.record_many`: the content, its URLs, and whether this
+    writer placed its file (else it relies on the file its claim found in place)."""
+
+    media: NewMedia
+    urls: Sequence[UrlInfo]
+    placed: bool
+    #: found in the store, not added: never revives removed content (see Lifecycle.collect)
+    adopt: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MoveRow:
+    """A store move: its id, and the canonical blob URLs it copies from and to."""
+
+    id: int
+    source: str
+    target: str
+
+
+def url_md5(url: str) -> str:
+    """The MD5 of a URL's UTF-8 bytes: the legacy cache's file name for it."""
+    return hashlib.md5(url.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def url_key(url: str) -> str:
+    """A URL's lookup key: the SHA-256 of its UTF-8 bytes (no two URLs can be made to share it)."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()
+
+
+def legacy_url_key(key: str) -> str:
+    """The lookup key of a legacy row that knows only the MD5 of its URL."""
+    return f"md5:{key}"
+
+
+def row_of(row: Row[Any, *tuple[Any, ...]]) -> MediaRow:
+    return MediaRow(**row._asdict())
+
+
+def utc(value: str | datetime) -> datetime:
+    """A time as the driver returns it (SQLite: naive UTC text) as an aware UTC datetime."""
+    if isinstance(value, str):
+        try:  # one parse that yields an aware time is several times faster than two steps
+            return datetime.fromisoformat(value + "+00:00")
+        except ValueError:
+            value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def raw_row(row: tuple[Any, ...]) -> MediaRow:
+    """A MediaRow from a raw driver tuple (columns as in MEDIA_COLS)."""
+    md5, sha256, media_type, mime, ext, size, width, height, created, verified, status = row
+    return MediaRow(
+        md5, sha256, media_type, mime, ext, size, width, height,
+        utc(created), None if verified is None else utc(verified), status,
+    )  # fmt: skip
