@@ -1,8 +1,11 @@
-"""Seams inside the package (issue 9), read from the source with ``ast``, nothing imported.
+"""Seams inside the package, read from the source with ``ast``, nothing imported.
 
 - Imports point one way: no cycle among ``mediastore`` modules, counting every import
   statement wherever it is (module level, inside a function, under ``if TYPE_CHECKING:``),
   relative or absolute.
+- Layers: every module belongs to one layer of :data:`LAYERS` and imports only from its own
+  layer or the ones below it; the bytes (``blobs``) and the index (``catalog``) never import
+  each other.
 - No module reaches into another object's underscore names: ``x._name`` where ``x`` is not
   ``self``/``cls`` (or ``super()``), ``getattr(x, "_name")``, ``from .mod import _name``.
   Dunders are public protocol; the namedtuple API (``_asdict``, ``_replace``, ``_fields``,
@@ -26,6 +29,24 @@ NAMEDTUPLE_API = frozenset(
 )
 OWN = frozenset({"self", "cls"})
 ATTR_FUNCS = frozenset({"getattr", "setattr", "hasattr", "delattr"})
+
+#: The package's layers, lowest first: (name, modules). ``pkg.*`` is a package and all its
+#: modules. A module imports only from its own layer and those below; a new module is placed
+#: here on purpose (an unplaced module fails the test).
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("base", ("version", "errors", "types", "records", "config", "hashing", "units")),
+    ("formats", ("formats.*",)),
+    ("storage", ("blobs.*", "catalog.*")),
+    ("ingest", ("ingest", "lifecycle", "verify", "listing", "export")),
+    ("network", ("net.*",)),
+    ("operations", ("maintenance", "migrate")),
+    ("facade", ("store",)),
+    # programs and the API's front: the CLI, the child of a download process, the legacy
+    # functions, the test helpers and the package's __init__
+    ("front", ("", "__main__", "cli.*", "net.child", "compat", "testing")),
+)
+#: Packages of one layer that must not import each other (bytes and index stay apart).
+APART: tuple[tuple[str, str], ...] = (("blobs", "catalog"),)
 
 
 def _package_dir() -> Path:
@@ -180,6 +201,59 @@ def _one_cycle(edges: dict[str, dict[str, int]], component: set[str]) -> list[st
     raise AssertionError(f"no cycle in {component}")  # pragma: no cover
 
 
+def _matches(name: str, pattern: str) -> bool:
+    if pattern.endswith(".*"):
+        return name == pattern[:-2] or name.startswith(pattern[:-1])
+    return name == pattern
+
+
+def layer_of(
+    name: str, package: str, layers: tuple[tuple[str, tuple[str, ...]], ...] = LAYERS
+) -> int | None:
+    """The index in ``layers`` of a module (by dotted name), the most specific pattern first
+    (``net.child`` before ``net.*``), or None when no layer names it."""
+    local = name[len(package) + 1 :] if name != package else ""
+    best: tuple[int, int] | None = None  # (specificity, layer)
+    for index, (_, patterns) in enumerate(layers):
+        for pattern in patterns:
+            if _matches(local, pattern):
+                specific = len(pattern) + (0 if pattern.endswith(".*") else 1000)
+                if best is None or specific > best[0]:
+                    best = (specific, index)
+    return None if best is None else best[1]
+
+
+def layer_problems(
+    package_dir: Path,
+    package: str,
+    layers: tuple[tuple[str, tuple[str, ...]], ...] = LAYERS,
+    apart: tuple[tuple[str, str], ...] = APART,
+) -> list[str]:
+    """Unplaced modules, imports from a higher layer, and imports between packages kept apart."""
+    known = modules(package_dir, package)
+    problems = []
+    for name, module in sorted(known.items()):
+        mine = layer_of(name, package, layers)
+        if mine is None:
+            problems.append(f"{name}: in no layer (place it in LAYERS)")
+            continue
+        where = module.path.relative_to(package_dir.parent)
+        for target, line in imports(module, known):
+            theirs = layer_of(target, package, layers)
+            if theirs is not None and theirs > mine:
+                problems.append(
+                    f"{where}:{line}: {name} ({layers[mine][0]}) imports {target} "
+                    f"({layers[theirs][0]}, a higher layer)"
+                )
+            for a, b in apart:
+                for mine_pkg, their_pkg in ((a, b), (b, a)):
+                    if _matches(name, f"{package}.{mine_pkg}.*") and _matches(
+                        target, f"{package}.{their_pkg}.*"
+                    ):
+                        problems.append(f"{where}:{line}: {name} imports {target} (kept apart)")
+    return problems
+
+
 def private_reach_ins(package_dir: Path, package: str) -> list[str]:
     """Every use of another object's (or module's) underscore name, as ``file:line: what``."""
     problems = []
@@ -238,6 +312,35 @@ def test_mediastore_imports_point_one_way() -> None:
     assert len(modules(package_dir, PACKAGE)) > 10  # really looking at the package
     cycles = import_cycles(package_dir, PACKAGE)
     assert cycles == [], "import cycles:\n  " + "\n  ".join(cycles)
+
+
+def test_every_module_imports_only_from_its_layer_and_below() -> None:
+    """Each mediastore module sits in one layer of LAYERS and imports nothing from a higher
+    one; blobs and catalog do not import each other."""
+    problems = layer_problems(_package_dir(), PACKAGE)
+    assert not problems, "layering broken:\n" + "\n".join(problems)
+
+
+def test_the_layer_check_finds_upward_imports_and_unplaced_modules(tmp_path: Path) -> None:
+    """A low module importing a high one, a module no layer names, and an import between two
+    packages kept apart are each reported; the allowed downward import is not."""
+    pkg = tmp_path / "fake"
+    (pkg / "blobs").mkdir(parents=True)
+    (pkg / "catalog").mkdir()
+    for path in ("__init__.py", "blobs/__init__.py", "catalog/__init__.py"):
+        (pkg / path).write_text("")
+    (pkg / "low.py").write_text("from . import high\n")
+    (pkg / "high.py").write_text("from . import low\n")
+    (pkg / "stray.py").write_text("")
+    (pkg / "blobs" / "disk.py").write_text("from ..catalog import rows\n")
+    (pkg / "catalog" / "rows.py").write_text("")
+    layers = (("low", ("", "low")), ("storage", ("blobs.*", "catalog.*")), ("high", ("high",)))
+    problems = layer_problems(pkg, "fake", layers, (("blobs", "catalog"),))
+    assert problems == [
+        "fake/blobs/disk.py:1: fake.blobs.disk imports fake.catalog.rows (kept apart)",
+        "fake/low.py:1: fake.low (low) imports fake.high (high, a higher layer)",
+        "fake.stray: in no layer (place it in LAYERS)",
+    ]
 
 
 def test_no_module_reaches_into_private_names() -> None:
