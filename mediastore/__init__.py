@@ -7,23 +7,15 @@ Typical use::
     with MediaStore("cache") as store:
         rec = store.add_file("photo.jpg", url="https://example.com/photo.jpg")
         store.get_by_url("https://example.com/photo.jpg")  # -> MediaRecord
+
+``__all__`` is the API: the store, its configuration, every record and report its methods
+return, the filter they take, the callback types and the error tree. The legacy
+``media_cache`` functions live in :mod:`mediastore.compat`; they stay importable from here for
+old scripts, outside ``__all__``.
 """
 
-from .compat import (
-    calculate_md5,
-    calculate_md5_from_bytes,
-    detect_media_type,
-    download_and_cache_media,
-    download_multiple_media,
-    find_cached_by_md5,
-    find_cached_by_url,
-    format_size,
-    get_cache_stats,
-    get_image_dimensions,
-    get_media_cache_path,
-    set_default_store,
-    verify_cached_media,
-)
+# the legacy media_cache API (compat.__all__): importable from here, outside __all__
+from .compat import *  # noqa: F403
 from .config import StoreConfig
 from .errors import (
     AmbiguousMD5Error,
@@ -43,26 +35,33 @@ from .errors import (
     InvalidMD5Error,
     MediaNotFoundError,
     MediaStoreError,
+    ReadOnlyStoreError,
     RefusedContentError,
     SchemaOutdatedError,
     StorageError,
+    StoreNotFoundError,
     TooManyRedirectsError,
     TruncatedDownloadError,
     UnresolvableHostError,
     UnsupportedMediaError,
 )
 from .formats.detect import MediaKind
+from .listing import MediaFilter
 from .records import (
+    ExportedFile,
+    ExportReport,
     FetchResult,
     GcReport,
     LegacyImportReport,
     MediaRecord,
+    MoveReport,
     ReindexReport,
     StoreStats,
     TypeStats,
     VerifyReport,
 )
 from .store import MediaStore
+from .types import Progress, Resolver
 from .version import __version__
 
 __all__ = [
@@ -73,6 +72,8 @@ __all__ = [
     "CorruptMediaError",
     "DownloadTimeoutError",
     "DownloadTooLargeError",
+    "ExportReport",
+    "ExportedFile",
     "FetchConnectionError",
     "FetchError",
     "FetchResult",
@@ -84,16 +85,22 @@ __all__ = [
     "InvalidInputError",
     "InvalidMD5Error",
     "LegacyImportReport",
+    "MediaFilter",
     "MediaKind",
     "MediaNotFoundError",
     "MediaRecord",
     "MediaStore",
     "MediaStoreError",
+    "MoveReport",
+    "Progress",
+    "ReadOnlyStoreError",
     "RefusedContentError",
     "ReindexReport",
+    "Resolver",
     "SchemaOutdatedError",
     "StorageError",
     "StoreConfig",
+    "StoreNotFoundError",
     "StoreStats",
     "TooManyRedirectsError",
     "TruncatedDownloadError",
@@ -102,17 +109,5 @@ __all__ = [
     "UnsupportedMediaError",
     "VerifyReport",
     "__version__",
-    "calculate_md5",
-    "calculate_md5_from_bytes",
-    "detect_media_type",
-    "download_and_cache_media",
-    "download_multiple_media",
-    "find_cached_by_md5",
-    "find_cached_by_url",
-    "format_size",
-    "get_cache_stats",
-    "get_image_dimensions",
-    "get_media_cache_path",
-    "set_default_store",
-    "verify_cached_media",
 ]
+

@@ -1,4 +1,8 @@
-"""The seed's ``media_cache`` functions, kept for existing callers, over a default store.
+"""The legacy ``media_cache`` API, kept for existing callers, over a default store.
+
+A script written for ``media_cache`` switches with one import line::
+
+    from mediastore.compat import *   # was: from media_cache import *
 
 The default store is ``MediaStore("cache")`` (relative to the working directory, as the seed's
 cache was), created on first use; :func:`set_default_store` replaces it.
@@ -19,6 +23,24 @@ from .formats.probe import image_size
 from .hashing import md5_of_bytes, md5_of_file, normalize_md5
 from .records import MEDIA_TYPES
 from .store import MediaStore
+from .units import format_size
+
+__all__ = [
+    "calculate_md5",
+    "calculate_md5_from_bytes",
+    "default_store",
+    "detect_media_type",
+    "download_and_cache_media",
+    "download_multiple_media",
+    "find_cached_by_md5",
+    "find_cached_by_url",
+    "format_size",
+    "get_cache_stats",
+    "get_image_dimensions",
+    "get_media_cache_path",
+    "set_default_store",
+    "verify_cached_media",
+]
 
 log = logging.getLogger(__name__)
 
@@ -139,16 +161,6 @@ def find_cached_by_md5(md5_sum: str) -> Path | None:
 def get_cache_stats() -> dict[str, Any]:
     """The seed's stats dict: ``total_files``, ``total_size``, ``by_type`` (count, size), ..."""
     return default_store().stats().to_dict()
-
-
-def format_size(size_bytes: float) -> str:
-    """Human-readable size: ``512 B``, ``1.5 KB``, ``3.2 MB``... (powers of 1024)."""
-    size = float(size_bytes)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(size) < 1024 or unit == "TB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 def get_image_dimensions(file_path: str | Path) -> tuple[int, int] | None:

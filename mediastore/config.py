@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InvalidInputError
+from .types import Resolver
 
 DEFAULT_ROOT = "cache"
 DEFAULT_CATALOG_NAME = "catalog.sqlite3"
@@ -91,7 +92,7 @@ class StoreConfig:
     backoff_factor: float = DEFAULT_BACKOFF
     ca_bundle: str | None = None
     legacy_dir: Path | None = None
-    resolver: Callable[[str, int], list[str]] | None = None
+    resolver: Resolver | None = None
     address_policy: Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], str | None] | None = (
         None
     )

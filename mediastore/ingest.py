@@ -21,12 +21,11 @@ from .formats.detect import HEAD_SIZE, MediaKind, kind_for_hint, sniff
 from .formats.probe import image_size
 from .formats.structure import Checker, ImageLayout, checker_for
 from .hashing import Digests
+from .types import ByteProgress
 
 log = logging.getLogger(__name__)
 
 Chunks = Iterable[bytes | memoryview]
-#: Called with the number of bytes consumed so far.
-ByteProgress = Callable[[int], None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -37,8 +37,9 @@ from .catalog import (
 from .config import StoreConfig
 from .errors import HashCollisionError, MediaNotFoundError, MediaStoreError, StorageError
 from .formats.detect import BY_EXTENSION
-from .ingest import ByteProgress, Chunks, Staged, stage
+from .ingest import Chunks, Staged, stage
 from .records import STATUS_CORRUPT, STATUS_MISSING, STATUS_OK, STATUS_REMOVED, MediaRecord
+from .types import ByteProgress
 
 log = logging.getLogger(__name__)
 

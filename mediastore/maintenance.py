@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,11 +44,11 @@ from .records import (
     LegacyImportReport,
     ReindexReport,
 )
+from .types import Progress
 from .verify import Repaired
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
 _MD5_NAME = re.compile(r"[0-9a-f]{32}")
 #: Extensions the previous system gave its cached images.
 LEGACY_EXTENSIONS = ("jpg", "jpeg", "png", "gif", "webp")

@@ -19,9 +19,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +33,8 @@ from .errors import InvalidInputError, MediaStoreError
 from .hashing import md5_of_bytes
 from .ingest import open_file_chunks, stage
 from .lifecycle import Lifecycle, ref_of
+from .records import MoveReport
+from .types import Progress
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,6 @@ COPY_BATCH = 64
 BATCHES_AHEAD = 1
 #: Files up to this size are read whole and hashed in memory (no staging pipeline).
 SMALL_FILE = 1 << 20
-#: Progress callback: (files done, files to do).
-Progress = Callable[[int, int], None]
 
 
 def with_moves(
@@ -64,26 +63,6 @@ def with_moves(
 
 def _open(url: str, root: Path, read_only: bool) -> BlobStore:
     return open_blob_store(url, root, read_only=read_only)
-
-
-@dataclass
-class MoveReport:
-    """Outcome of :func:`migrate`."""
-
-    source: str
-    target: str
-    copied: list[str] = field(default_factory=list)
-    already: int = 0
-    failed: dict[str, str] = field(default_factory=dict)
-    source_deleted: list[str] = field(default_factory=list)
-    finished: bool = False
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "source": self.source, "target": self.target, "copied": len(self.copied),
-            "already": self.already, "failed": self.failed,
-            "source_deleted": len(self.source_deleted), "finished": self.finished,
-        }  # fmt: skip
 
 
 def migrate(

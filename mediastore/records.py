@@ -322,3 +322,33 @@ class ExportReport:
             "exported": [e.to_dict() for e in self.exported],
             "failed": [{"md5": m, "reason": r} for m, r in self.failed],
         }
+
+
+@dataclass
+class MoveReport:
+    """Outcome of :meth:`MediaStore.migrate_store` (a move of the bytes to another blob store).
+
+    Attributes:
+        source: Canonical URL of the blob store copied from.
+        target: Canonical URL of the blob store copied to.
+        copied: MD5s copied by this run.
+        already: Files an earlier run had copied.
+        failed: MD5 -> why it was not copied.
+        source_deleted: MD5s whose source copy was deleted (``delete_source``).
+        finished: Every file is at the target: open the store with the target from now on.
+    """
+
+    source: str
+    target: str
+    copied: list[str] = field(default_factory=list)
+    already: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    source_deleted: list[str] = field(default_factory=list)
+    finished: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "source": self.source, "target": self.target, "copied": len(self.copied),
+            "already": self.already, "failed": self.failed,
+            "source_deleted": len(self.source_deleted), "finished": self.finished,
+        }  # fmt: skip

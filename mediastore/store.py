@@ -35,7 +35,7 @@ from .hashing import normalize_md5
 from .ingest import Chunks, bytes_chunks, file_chunks, read_chunks
 from .lifecycle import Lifecycle, ref_of
 from .listing import MediaFilter
-from .migrate import MoveReport, with_moves
+from .migrate import with_moves
 from .net.downloader import Downloader
 from .records import (
     LIVE_STATUSES,
@@ -47,11 +47,13 @@ from .records import (
     GcReport,
     LegacyImportReport,
     MediaRecord,
+    MoveReport,
     ReindexReport,
     StoreStats,
     TypeStats,
     VerifyReport,
 )
+from .types import Progress
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +62,6 @@ MD5_PREFIX = re.compile(r"[0-9a-f]{6,31}")
 #: Candidates an ambiguous prefix's error lists.
 AMBIGUOUS_SHOWN = 5
 
-#: Progress callback: (items done, items in total).
-Progress = Callable[[int, int], None]
 
 
 class MediaStore:

@@ -1,4 +1,5 @@
-"""Sizes and periods as people type them (``100M``, ``1.5GiB``, ``7d``)."""
+"""Sizes and periods as people type them (``100M``, ``1.5GiB``, ``7d``) and as they read them
+(``3.2 MB``)."""
 
 from __future__ import annotations
 
@@ -57,3 +58,13 @@ def parse_when(text: str, *, now: datetime | None = None) -> datetime:
                 f"{text!r} is not a date (2026-01-31, 2026-01-31T12:00) or a period ago (7d)"
             ) from None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def format_size(size_bytes: float) -> str:
+    """Human-readable size: ``512 B``, ``1.5 KB``, ``3.2 MB``... (powers of 1024)."""
+    size = float(size_bytes)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(size) < 1024 or unit == "TB":
+            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")

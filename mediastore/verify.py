@@ -29,10 +29,10 @@ from .formats.probe import deep_check
 from .hashing import md5_of_stream, normalize_md5
 from .lifecycle import Lifecycle, ref_of
 from .records import STATUS_BROKEN, STATUS_CORRUPT, STATUS_REMOVED, VerifyReport
+from .types import Progress
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ from typing import Any
 
 import click
 
+from ..config import DEFAULT_MAX_FILE_SIZE, DEFAULT_ROOT
+from ..units import format_size
 from ..version import __version__
 from .adding import add, fetch
 from .common import EXIT_INTERRUPTED, CliState, one_line
@@ -80,7 +82,7 @@ class MediastoreGroup(click.Group):
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )  # fmt: skip
 @click.option(
-    "--root", type=click.Path(file_okay=False, path_type=Path), default="cache",
+    "--root", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_ROOT,
     show_default=True, envvar="MEDIASTORE_ROOT", help="Store directory (env MEDIASTORE_ROOT).",
 )  # fmt: skip
 @click.option(
@@ -94,7 +96,8 @@ class MediastoreGroup(click.Group):
 )  # fmt: skip
 @click.option(
     "--max-file-size", type=SIZE, default=None,
-    help="Largest file accepted [default: 1G; env MEDIASTORE_MAX_FILE_SIZE].",
+    help=f"Largest file accepted [default: {format_size(DEFAULT_MAX_FILE_SIZE)}; env "
+    "MEDIASTORE_MAX_FILE_SIZE].",
 )  # fmt: skip
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
 @click.version_option(__version__, prog_name="mediastore")

@@ -16,11 +16,13 @@ from typing import IO, Any
 
 import click
 
-from ..compat import format_size
+from ..config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT
 from ..errors import BlockedURLError, InvalidInputError, MediaStoreError
+from ..net.hosts import DEFAULT_MAX_PER_HOST, DEFAULT_START
 from ..net.policy import validate_url
 from ..records import FetchResult, MediaRecord
 from ..store import MediaStore
+from ..units import format_size
 from .common import (
     Tally,
     echo_error,
@@ -280,16 +282,19 @@ def _failure_line(result: FetchResult) -> str:
 )  # fmt: skip
 @click.option(
     "--workers", type=click.IntRange(1, 256), default=None,
-    help="Download threads [default: 16; env MEDIASTORE_WORKERS, or workers in mediastore.toml].",
+    help=f"Download threads [default: {DEFAULT_MAX_WORKERS}; env MEDIASTORE_WORKERS, or workers "
+    "in mediastore.toml].",
 )  # fmt: skip
 @click.option(
     "--per-host", type=click.IntRange(1, 256), default=None,
-    help="Cap on concurrent requests to one host [default: adaptive, 6 growing to 16 while "
+    help="Cap on concurrent requests to one host [default: adaptive, "
+    f"{DEFAULT_START} growing to {DEFAULT_MAX_PER_HOST} while "
     "the host answers promptly, slowing down on 429/503; env MEDIASTORE_PER_HOST].",
 )  # fmt: skip
 @click.option(
     "--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-    help="Seconds a read (or connect) may wait [default: 30; env MEDIASTORE_TIMEOUT].",
+    help=f"Seconds a read (or connect) may wait [default: {DEFAULT_TIMEOUT:g}; env "
+    "MEDIASTORE_TIMEOUT].",
 )  # fmt: skip
 @click.option(
     "--allow-private", is_flag=True,

@@ -11,13 +11,12 @@ from typing import Any
 
 import click
 
-from ..compat import format_size
 from ..errors import MediaNotFoundError, MediaStoreError, StorageError
 from ..export import NAME_BY
 from ..listing import MediaFilter
 from ..records import LIVE_STATUSES, MEDIA_TYPES, MediaRecord
 from ..store import MediaStore
-from ..units import parse_size, parse_when
+from ..units import format_size, parse_size, parse_when
 from .common import (
     Parsed,
     Tally,

@@ -10,10 +10,9 @@ import click
 
 from ..catalog.engine import make_engine
 from ..catalog.schema import current_revisions, head_revisions, known_revisions, upgrade
-from ..compat import format_size
 from ..errors import CorruptMediaError, MediaNotFoundError, MediaStoreError
 from ..store import MD5_PREFIX
-from ..units import parse_duration
+from ..units import format_size, parse_duration
 from .common import (
     HowFar,
     Parsed,

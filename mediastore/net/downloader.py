@@ -41,6 +41,7 @@ from ..formats.detect import BY_EXTENSION
 from ..ingest import Staged
 from ..lifecycle import Lifecycle
 from ..records import FetchResult, MediaRecord
+from ..types import Progress
 from .client import BODY_ATTEMPTS, Deadline, FetchSettings, make_session, open_url
 from .hosts import HostLimits
 from .policy import validate_url
@@ -48,7 +49,6 @@ from .processes import CANCELLED, Lanes, LaneSetup, picklable
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
 #: The store's lookup of a URL (catalog, then the legacy cache).
 Lookup = Callable[[str], "MediaRecord | None"]
 #: URLs submitted to :meth:`Downloader.iter_fetch`'s workers and not yet yielded, per worker:

@@ -45,6 +45,7 @@ from typing import Final, NoReturn, TypeAlias
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from ..errors import BlockedURLError, InvalidInputError, UnresolvableHostError
+from ..types import Resolver
 
 __all__ = [
     "ALLOWED_SCHEMES",
@@ -67,8 +68,6 @@ __all__ = [
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-#: ``(host, port) -> IP address strings``; :func:`system_resolver` is the default.
-Resolver: TypeAlias = Callable[[str, int], list[str]]
 
 #: Decides whether an address may be contacted: ``None`` to allow, else the reason to refuse.
 AddressPolicy: TypeAlias = Callable[[IPAddress], str | None]
