@@ -5,7 +5,7 @@ Run from the repository root::
     python -m benchmarks [--quick] [--only CASE] [--runs N] [--workdir DIR] [--keep]
 
 Every case times a mediastore call and its reference (``md5sum``, ``curl``, raw ``sqlite3``,
-the seed's ``requests`` loop...) in the same run, on data made in a fresh directory, and
+the old script's ``requests`` loop...) in the same run, on data made in a fresh directory, and
 reports the median throughput of each side, their ratio and the target ratio. A full run
 writes ``benchmarks/RESULTS.md``; ``--quick`` and ``--only`` runs write ``RESULTS-quick.md``
 or ``RESULTS-partial.md`` under ``<temp dir>/mediastore-benchmarks/``.

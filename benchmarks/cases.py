@@ -133,7 +133,7 @@ CASES: tuple[CaseSpec, ...] = (
     CaseSpec(
         key="images-seed", group="images", title="download {images} images of 20-200 KB",
         mediastore="fetch_many(urls) on its defaults, fresh store",
-        reference="the seed's way: `requests.get` + `ThreadPoolExecutor(5)`, a file per "
+        reference="the old script's way: `requests.get` + `ThreadPoolExecutor(5)`, a file per "
         "content MD5, no catalog",
         target=1.0, unit=FILES_S,
     ),
@@ -199,7 +199,7 @@ CASES: tuple[CaseSpec, ...] = (
         title=f"download {LATENCY_IMAGES} images from one host answering each request after "
         f"{LATENCY_S * 1000:.0f} ms",
         mediastore="fetch_many(urls) on its defaults (16 workers, per host 6 growing to 16)",
-        reference="the seed's way: `requests.get` + `ThreadPoolExecutor(5)`, a file per "
+        reference="the old script's way: `requests.get` + `ThreadPoolExecutor(5)`, a file per "
         "content MD5, no catalog",
         target=2.0, unit=FILES_S,
     ),
@@ -208,7 +208,7 @@ CASES: tuple[CaseSpec, ...] = (
         title=f"download {RATE_IMAGES} images from a host that answers 429 + `Retry-After: 1` "
         f"beyond {RATE_MAX_IN_FLIGHT} requests in flight ({LATENCY_S * 1000:.0f} ms each)",
         mediastore="fetch_many(urls) on its defaults; every URL must be stored",
-        reference="the seed's way (it fails the URLs answered 429); stored files/s",
+        reference="the old script's way (it fails the URLs answered 429); stored files/s",
         target=None, unit=FILES_S,
     ),
     CaseSpec(
@@ -542,7 +542,7 @@ class Bench:
                 "op": "seed_download", "out_dir": str(out), "urls_file": str(urls_file),
                 "max_workers": 5,
             }, self.trace)  # fmt: skip
-            _expect(len(files_in(out)) == count, "the seed's way saved too few files")
+            _expect(len(files_in(out)) == count, "the old script's way saved too few files")
             return m
 
         def curl(i: int) -> Measurement:
@@ -730,10 +730,10 @@ class Bench:
     def _net_sides(
         self, name: str, count: int, behaviour: list[str], *, every_url: bool,
     ) -> tuple[Side, Side, Callable[[], list[Path]]]:  # fmt: skip
-        """fetch_many on its defaults and the seed's loop, each run against a fresh server."""
+        """fetch_many on its defaults and the old script's loop, each run against a fresh server."""
         directory = self.small_jpegs
         paths = sorted(directory.iterdir())[:count]
-        rate_limited = "--max-in-flight" in behaviour  # the seed fails the URLs refused
+        rate_limited = "--max-in-flight" in behaviour  # the old script fails the URLs refused
 
         def urls_file(server: Server, i: int, side: str) -> Path:
             urls = [server.url(f"{directory.name}/{p.name}") for p in paths]
@@ -762,7 +762,7 @@ class Bench:
                         "tolerate_errors": rate_limited}  # fmt: skip
                 m = run_worker(spec, self.trace)
                 m.detail["server"] = server_stats(server)
-            _expect(rate_limited or m.amount == count, "the seed's way stored too few files")
+            _expect(rate_limited or m.amount == count, "the old script's way stored too few files")
             self.log(f"[{name}] seed: {m.amount:.0f} stored in {m.seconds:.2f} s, "
                      f"server saw {m.detail['server']}")  # fmt: skip
             return m

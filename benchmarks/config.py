@@ -79,7 +79,7 @@ class Workdir:
 
     ``data/`` holds the inputs (and is the HTTP server's document root); ``runs/`` gets a
     fresh directory for every timed run, since deleting many files slows the disk down for
-    the runs after (see shared/PERFORMANCE.md): everything is removed only at the end.
+    the runs after (measured on these VMs): everything is removed only at the end.
     """
 
     def __init__(self, root: Path) -> None:

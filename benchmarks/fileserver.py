@@ -1,6 +1,6 @@
 """A small threaded HTTP/1.1 file server: the fallback when nginx is not installed.
 
-``python -m http.server`` stalls ~44 ms on every HTTP/1.1 request (see shared/PERFORMANCE.md),
+``python -m http.server`` stalls ~44 ms on every HTTP/1.1 request (measured here),
 so this one answers each request with its headers in a single write on a TCP_NODELAY socket
 and the body with ``socket.sendfile`` (zero copy), and keeps connections alive.
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-#: Reads of 128 KiB and more are several times slower on these VMs (shared/PERFORMANCE.md).
+#: Reads of 128 KiB and more are several times slower on these VMs (measured).
 READ_CHUNK = 64 * 1024
 #: Gets the command line of every timed command and worker when tracing (``-v``).
 Trace = Callable[[str], None] | None

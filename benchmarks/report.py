@@ -160,7 +160,7 @@ INGEST_METHOD = [
     "result (a durable copy and both digests) done by shell, one step after another; its "
     "ratio is what overlapping the steps gains (target 2). coreutils' `sha256sum` is much "
     "slower than hashlib's SHA-256 on these machines (251 against 1,346 MB/s in "
-    "shared/PERFORMANCE.md), so this reference depends on the CPU more than the others.",
+    "measured on these VMs), so this reference depends on the CPU more than the others.",
 ]
 
 
@@ -387,7 +387,7 @@ def markdown(info: RunInfo, results: Sequence[CaseResult]) -> str:
         "disk down for later runs).",
         "- Before every timed run of either side: `sync`, then each input file is read once "
         "(64 KiB reads) to warm the page cache (the VM pages cold memory out by itself).",
-        "- mediastore sides and the in-process references (the seed's `requests` loop, raw "
+        "- mediastore sides and the in-process references (the old script's `requests` loop, raw "
         "`sqlite3`) each run in a fresh interpreter (`python -m benchmarks.worker`), timed with "
         "`time.perf_counter` around the call alone (opening the store is not timed); "
         "command-line references are timed around `subprocess.run` by the harness.",

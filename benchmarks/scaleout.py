@@ -1,4 +1,4 @@
-"""Scale-out benchmarks (issue 10): the catalog on PostgreSQL, the bytes on Ceph RGW.
+"""Scale-out benchmarks: the catalog on PostgreSQL, the bytes on Ceph RGW.
 
 Each case runs beside its reference in the same run, medians of several runs::
 

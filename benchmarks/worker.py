@@ -6,7 +6,7 @@ line: ``seconds``, ``amount`` (bytes or items moved), the process's ``peak_rss_k
 (VmHWM), its ``base_rss_kb`` just before the call, and op-specific checks (``errors``...).
 
 A fresh process per run gives every side the same cold start, no state left by an earlier
-case, and a peak RSS that belongs to that one call. In-process references (the seed's
+case, and a peak RSS that belongs to that one call. In-process references (the old script's
 ``requests`` loop, raw ``sqlite3``) run here too, timed the same way. To profile a side, run
 its command line under ``py-spy record`` (the harness prints it with ``-v``).
 """
@@ -30,7 +30,7 @@ from .config import STORE_OPTIONS
 
 Result = dict[str, Any]
 
-#: What the seed sent (it needed a browser-like User-Agent for some CDNs).
+#: What the old script sent (it needed a browser-like User-Agent for some CDNs).
 SEED_USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) media_cache/seed"
 
 #: Catalog.by_url's statement, as SQLAlchemy emits it.
@@ -238,10 +238,11 @@ def op_raw_durable_adds(out_dir: str, directory: str, threads: int, synchronous:
 def op_seed_download(
     out_dir: str, urls_file: str, max_workers: int, tolerate_errors: bool = False
 ) -> Result:
-    """The seed's way: ``requests.get`` per URL in a 5-thread pool, one file per content MD5.
+    """The old script's way: ``requests.get`` per URL in a 5-thread pool, one file per content MD5.
 
     No session (a new connection per URL), the body in memory, no fsync, no catalog. With
-    ``tolerate_errors`` a URL that fails (a 429) is counted, as the seed logged and skipped it.
+    ``tolerate_errors`` a URL that fails (a 429) is counted, as the old script logged and
+    skipped it.
     """
     import requests
 

@@ -4,7 +4,7 @@ A script written for ``media_cache`` switches with one import line::
 
     from mediastore.compat import *   # was: from media_cache import *
 
-The default store is ``MediaStore("cache")`` (relative to the working directory, as the seed's
+The default store is ``MediaStore("cache")`` (relative to the working directory, as the old
 cache was), created on first use; :func:`set_default_store` replaces it.
 """
 
@@ -49,7 +49,7 @@ _default_lock = threading.Lock()
 
 
 def default_store() -> MediaStore:
-    """The store the seed-compatible functions use (``MediaStore("cache")`` unless set)."""
+    """The store the legacy functions use (``MediaStore("cache")`` unless set)."""
     global _default
     with _default_lock:
         if _default is None:
@@ -58,7 +58,7 @@ def default_store() -> MediaStore:
 
 
 def set_default_store(store: MediaStore | None) -> None:
-    """Make ``store`` the one the seed-compatible functions use (None: back to the default)."""
+    """Make ``store`` the one the legacy functions use (None: back to the default)."""
     global _default
     with _default_lock:
         _default = store
@@ -67,7 +67,7 @@ def set_default_store(store: MediaStore | None) -> None:
 def download_and_cache_media(
     url: str, media_type: str | None = None, timeout: float = 30
 ) -> dict[str, Any]:
-    """Download ``url`` into the default store (or return it from there) as the seed's dict.
+    """Download ``url`` into the default store (or return it from there) as the legacy dict.
 
     ``media_type`` is accepted for compatibility and ignored: the content decides the type.
 
@@ -82,9 +82,9 @@ def download_and_cache_media(
 def download_multiple_media(
     urls: list[str], max_workers: int = 5, timeout: float = 30
 ) -> list[dict[str, Any]]:
-    """Download many URLs in parallel; the seed's dicts of the ones that succeeded, in order.
+    """Download many URLs in parallel; the legacy dicts of the ones that succeeded, in order.
 
-    Failures are logged (``mediastore`` logger) and left out, as the seed did; use
+    Failures are logged (``mediastore`` logger) and left out, as ``media_cache`` did; use
     :meth:`MediaStore.fetch_many` to get them.
     """
     results = default_store().fetch_many(
@@ -100,7 +100,7 @@ def download_multiple_media(
 
 
 def find_cached_by_url(url: str) -> dict[str, Any] | None:
-    """The seed's dict for a URL already in the store (no download), else None."""
+    """The legacy dict for a URL already in the store (no download), else None."""
     rec = default_store().get_by_url(url)
     return rec.to_dict() if rec else None
 
@@ -121,7 +121,7 @@ def calculate_md5_from_bytes(data: bytes) -> str:
 def detect_media_type(url: str | None = None, mime_type: str | None = None) -> str | None:
     """``'image'``, ``'video'`` or ``'document'`` from a MIME type, else the URL's extension.
 
-    This is the seed's hint-based guess; stored content is always typed by its bytes.
+    This is ``media_cache``'s hint-based guess; stored content is always typed by its bytes.
     Returns None when neither gives a supported type.
     """
     suffix = Path(urlsplit(url).path).suffix if url else None
@@ -159,7 +159,7 @@ def find_cached_by_md5(md5_sum: str) -> Path | None:
 
 
 def get_cache_stats() -> dict[str, Any]:
-    """The seed's stats dict: ``total_files``, ``total_size``, ``by_type`` (count, size), ..."""
+    """The legacy stats dict: ``total_files``, ``total_size``, ``by_type`` (count, size), ..."""
     return default_store().stats().to_dict()
 
 

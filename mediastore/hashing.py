@@ -11,7 +11,7 @@ from typing import BinaryIO
 from .errors import InvalidMD5Error
 
 _MD5_RE = re.compile(r"[0-9a-f]{32}")
-READ_CHUNK = 64 * 1024  # reads of >=128 KiB are several times slower on our VMs (PERFORMANCE.md)
+READ_CHUNK = 64 * 1024  # reads of 128 KiB and more measured several times slower here
 
 
 def normalize_md5(value: str) -> str:

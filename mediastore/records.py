@@ -59,7 +59,7 @@ class MediaRecord(NamedTuple):
         return self.directory / f"{self.md5}.{self.extension}"
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain dict with every field plus the keys the seed's importer reads."""
+        """A plain dict with every field plus the keys of the legacy ``media_cache`` dicts."""
         return {
             "md5": self.md5,
             "sha256": self.sha256,
@@ -76,7 +76,7 @@ class MediaRecord(NamedTuple):
             ),
             "status": self.status,
             "url": self.url,
-            # the seed's names
+            # the legacy media_cache names
             "md5_sum": self.md5,
             "local_path": str(self.path) if self.path else None,
             "file_size": self.size,
@@ -133,7 +133,7 @@ class TypeStats:
     size: int = 0
 
     def __getitem__(self, key: str) -> int:
-        # the seed's callers read stats['by_type'][t]['count']
+        # legacy media_cache callers read stats['by_type'][t]['count']
         if key in ("count", "size"):
             return int(getattr(self, key))
         raise KeyError(key)
@@ -162,7 +162,8 @@ class StoreStats:
     dedup_adds: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form with the seed's keys (``total_files``, ``total_size``, ``by_type``)."""
+        """JSON-ready form with the legacy ``media_cache`` keys (``total_files``, ``total_size``,
+        ``by_type``)."""
         return {
             "total_files": self.total_files,
             "total_size": self.total_size,

@@ -319,8 +319,8 @@ class LocalStaging:
 
         syncfs writes back every dirty page and inode of the filesystem and flushes the
         device's cache, so it makes each temp file as durable as its own fsync would, in
-        one journal commit instead of one per file (issue 14: the per-file fsync rate was
-        the limit of small-file imports).
+        one journal commit instead of one per file (the per-file fsync rate was the limit
+        of small-file imports).
         """
         unsynced = [temp for temp in temps if not temp.synced]
         if len(unsynced) >= SYNCFS_MIN and self._fsync_temps and _SYNCFS is not None:
