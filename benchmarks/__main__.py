@@ -35,33 +35,42 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="mediastore against the commands a user would run instead, side by side.",
     )
     parser.add_argument(
-        "--quick", action="store_true",
+        "--quick",
+        action="store_true",
         help="1 run and small data (64 MiB video, 200 images, 20,000-row catalog, 500 files "
         "to verify, 2,000 legacy files); writes RESULTS-quick.md in the system temp dir",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--only", action="append", default=[], metavar="CASE",
+        "--only",
+        action="append",
+        default=[],
+        metavar="CASE",
         help=f"run only these cases or groups (repeatable, or comma-separated): {names}",
-    )  # fmt: skip
+    )
     parser.add_argument("--runs", type=int, help="timed runs per side (default 3, quick 1)")
     parser.add_argument(
-        "--workdir", type=Path,
+        "--workdir",
+        type=Path,
         help="where to make the fresh temporary directory (default: the system temp dir)",
-    )  # fmt: skip
+    )
     parser.add_argument("--keep", action="store_true", help="keep the data at the end")
     parser.add_argument(
-        "-v", "--verbose", action="store_true",
+        "-v",
+        "--verbose",
+        action="store_true",
         help="log every timed command line (to re-run or profile one side by hand)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--python-server", action="store_true",
+        "--python-server",
+        action="store_true",
         help="serve downloads with the Python fallback server even if nginx is installed",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--output", type=Path,
+        "--output",
+        type=Path,
         help="results file (default benchmarks/RESULTS.md; with --quick or --only, "
         "RESULTS-quick.md / RESULTS-partial.md under <temp dir>/mediastore-benchmarks)",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     args.only = [name for item in args.only for name in item.split(",") if name]
     if args.runs is not None and args.runs < 1:
@@ -152,9 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             if any(spec.group in ("download", "images") for spec in args.specs):
                 (workdir.data / "probe.txt").write_text("ok\n", encoding="ascii")
                 server = stack.enter_context(
-                    serve(workdir.data, workdir.state, "probe.txt",
-                          use_nginx=not args.python_server)
-                )  # fmt: skip
+                    serve(
+                        workdir.data, workdir.state, "probe.txt", use_nginx=not args.python_server
+                    )
+                )
                 server_name = server.name
                 log(f"serving {workdir.data} with {server.name} at {server.base_url}")
             bench = Bench(workdir, scale, server, log, verbose=args.verbose)
@@ -181,10 +191,17 @@ def main(argv: list[str] | None = None) -> int:
     if source_fingerprint() != source:
         source += " (mediastore's sources changed during the run: figures may mix versions)"
     info = RunInfo(
-        date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), command=command,
-        quick=args.quick, scale=scale, runs=runs, server=server_name, server_check=check,
-        elapsed_s=time.perf_counter() - _T0, source=source, group_seconds=group_seconds,
-    )  # fmt: skip
+        date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        command=command,
+        quick=args.quick,
+        scale=scale,
+        runs=runs,
+        server=server_name,
+        server_check=check,
+        elapsed_s=time.perf_counter() - _T0,
+        source=source,
+        group_seconds=group_seconds,
+    )
     print(f"CPU: {cpu().summary}")
     print(f"server: {server_name}; mediastore sources {source}")
     print(console_table(results))

@@ -81,11 +81,14 @@ def fill(text: str, scale: Scale) -> str:
     video = scale.video_bytes
     return text.format(
         video=f"{video >> 30} GiB" if video >= 1 << 30 else f"{video >> 20} MiB",
-        images=f"{scale.images:,}", rows=f"{scale.catalog_rows:,}",
-        lookups=f"{scale.lookups:,}", verify=f"{scale.verify_files:,}",
-        legacy=f"{scale.legacy_files:,}", rss_small=f"{scale.rss_small:,}",
+        images=f"{scale.images:,}",
+        rows=f"{scale.catalog_rows:,}",
+        lookups=f"{scale.lookups:,}",
+        verify=f"{scale.verify_files:,}",
+        legacy=f"{scale.legacy_files:,}",
+        rss_small=f"{scale.rss_small:,}",
         rss_large=f"{scale.rss_large:,}",
-    )  # fmt: skip
+    )
 
 
 #: The network cases (fixed sizes: what they show does not depend on the scale).
@@ -310,10 +313,15 @@ class CaseResult:
                 label: amount / seconds / divisor
                 for label, (seconds, amount) in ref.detail.get("parts", {}).items()
             }
-            out.append(Pair(
-                mediastore=ms_rate, reference=ref_rate, ratio=ms_rate / ref_rate, parts=parts,
-                slower=ref.detail.get("slower"),
-            ))  # fmt: skip
+            out.append(
+                Pair(
+                    mediastore=ms_rate,
+                    reference=ref_rate,
+                    ratio=ms_rate / ref_rate,
+                    parts=parts,
+                    slower=ref.detail.get("slower"),
+                )
+            )
         return out
 
     @property
@@ -385,9 +393,14 @@ class Bench:
     """The data, server and work directory every group draws on; data is made on first use."""
 
     def __init__(
-        self, workdir: Workdir, scale: Scale, server: Server | None, log: Log,
-        *, verbose: bool = False,
-    ) -> None:  # fmt: skip
+        self,
+        workdir: Workdir,
+        scale: Scale,
+        server: Server | None,
+        log: Log,
+        *,
+        verbose: bool = False,
+    ) -> None:
         self.wd = workdir
         self.scale = scale
         self.server = server
@@ -441,11 +454,18 @@ class Bench:
     def group(self, name: str, keys: set[str]) -> Group:
         """The group ``name`` with the references of the selected case ``keys``."""
         build: dict[str, Callable[[set[str]], Group]] = {
-            "ingest": self._ingest, "download": self._download, "images": self._images,
-            "lookup": self._lookup, "stats": self._stats, "verify": self._verify,
-            "adds": self._adds, "legacy": self._legacy, "latency": self._latency,
-            "ratelimit": self._ratelimit, "rss": self._rss,
-        }  # fmt: skip
+            "ingest": self._ingest,
+            "download": self._download,
+            "images": self._images,
+            "lookup": self._lookup,
+            "stats": self._stats,
+            "verify": self._verify,
+            "adds": self._adds,
+            "legacy": self._legacy,
+            "latency": self._latency,
+            "ratelimit": self._ratelimit,
+            "rss": self._rss,
+        }
         return build[name](keys)
 
     def _ingest(self, keys: set[str]) -> Group:
@@ -471,18 +491,23 @@ class Bench:
             return run
 
         # cp && sync first: it writes like add_file, right after it, on the same disk state
-        slower = Slowest("slower of cp+sync, md5sum", (
-            Side("cp+sync", copy('cp "$1" "$2" && sync', "cp")), Side("md5sum", md5sum),
-        ))  # fmt: skip
+        slower = Slowest(
+            "slower of cp+sync, md5sum",
+            (
+                Side("cp+sync", copy('cp "$1" "$2" && sync', "cp")),
+                Side("md5sum", md5sum),
+            ),
+        )
         script = copy('cp "$1" "$2" && md5sum "$2" && sha256sum "$2" && sync', "script")
         refs: dict[str, Side | Slowest] = {
             "ingest-md5sum": slower,
             "ingest-script": Side("cp+sums", script),
         }
         return Group(
-            Side("add_file", mediastore), {k: v for k, v in refs.items() if k in keys},
+            Side("add_file", mediastore),
+            {k: v for k, v in refs.items() if k in keys},
             lambda: [video],
-        )  # fmt: skip
+        )
 
     def _download(self, keys: set[str]) -> Group:
         video = self.video
@@ -512,9 +537,10 @@ class Bench:
 
         refs = {"download-curl": Side("curl -o", curl), "download-tee": Side("curl|tee", tee)}
         return Group(
-            Side("fetch", mediastore), {k: v for k, v in refs.items() if k in keys},
+            Side("fetch", mediastore),
+            {k: v for k, v in refs.items() if k in keys},
             lambda: [video],
-        )  # fmt: skip
+        )
 
     def _images(self, keys: set[str]) -> Group:
         names = self.image_names
@@ -526,10 +552,15 @@ class Bench:
 
         def mediastore(i: int) -> Measurement:
             root = self.wd.run_dir(f"images-store-{i}")
-            m = run_worker({
-                "op": "fetch_many", "root": str(root), "urls_file": str(urls_file),
-                "defaults": True,
-            }, self.trace)  # fmt: skip
+            m = run_worker(
+                {
+                    "op": "fetch_many",
+                    "root": str(root),
+                    "urls_file": str(urls_file),
+                    "defaults": True,
+                },
+                self.trace,
+            )
             _expect(
                 m.detail["errors"] == 0,
                 f"fetch_many: {m.detail['errors']} failed, first: {m.detail['first_error']}",
@@ -538,10 +569,15 @@ class Bench:
 
         def seed(i: int) -> Measurement:
             out = self.wd.run_dir(f"images-seed-{i}")
-            m = run_worker({
-                "op": "seed_download", "out_dir": str(out), "urls_file": str(urls_file),
-                "max_workers": 5,
-            }, self.trace)  # fmt: skip
+            m = run_worker(
+                {
+                    "op": "seed_download",
+                    "out_dir": str(out),
+                    "urls_file": str(urls_file),
+                    "max_workers": 5,
+                },
+                self.trace,
+            )
             _expect(len(files_in(out)) == count, "the old script's way saved too few files")
             return m
 
@@ -549,10 +585,11 @@ class Bench:
             out = self.wd.run_dir(f"images-curl-{i}")
             config = out.parent / f"images-curl-{i}.cfg"
             config.write_text(
-                "".join(f'url = "{u}"\noutput = "{out / n}"\n' for u, n in zip(urls, names,
-                                                                              strict=True)),
+                "".join(
+                    f'url = "{u}"\noutput = "{out / n}"\n' for u, n in zip(urls, names, strict=True)
+                ),
                 encoding="utf-8",
-            )  # fmt: skip
+            )
             argv = ["curl", "--parallel", "--parallel-max", "16", "-s", "-K", str(config)]
             seconds = time_command(argv, trace=self.trace)
             saved = files_in(out)
@@ -564,9 +601,11 @@ class Bench:
 
         refs = {"images-seed": Side("seed", seed), "images-curl": Side("curl -Z", curl)}
         return Group(
-            Side("fetch_many", mediastore), {k: v for k, v in refs.items() if k in keys},
-            lambda: paths, bytes_per_item=total / count,
-        )  # fmt: skip
+            Side("fetch_many", mediastore),
+            {k: v for k, v in refs.items() if k in keys},
+            lambda: paths,
+            bytes_per_item=total / count,
+        )
 
     def _lookup(self, keys: set[str]) -> Group:
         root = self.catalog
@@ -583,10 +622,15 @@ class Bench:
 
         def raw(mmap: bool) -> Callable[[int], Measurement]:
             def run(i: int) -> Measurement:
-                m = run_worker({
-                    "op": "sqlite_lookup", "db": str(db), "urls_file": str(urls_file),
-                    "mmap": mmap,
-                }, self.trace)  # fmt: skip
+                m = run_worker(
+                    {
+                        "op": "sqlite_lookup",
+                        "db": str(db),
+                        "urls_file": str(urls_file),
+                        "mmap": mmap,
+                    },
+                    self.trace,
+                )
                 _expect(m.detail["errors"] == 0, f"sqlite3 missed {m.detail['errors']} URLs")
                 return m
 
@@ -597,9 +641,10 @@ class Bench:
             "lookup-mmap": Side("sqlite3 + mmap", raw(True)),
         }
         return Group(
-            Side("get_by_url", mediastore), {k: v for k, v in refs.items() if k in keys},
+            Side("get_by_url", mediastore),
+            {k: v for k, v in refs.items() if k in keys},
             self.catalog_files,
-        )  # fmt: skip
+        )
 
     def _stats(self, keys: set[str]) -> Group:
         root = self.catalog
@@ -619,9 +664,10 @@ class Bench:
 
         refs = {"stats": Side("sqlite3", raw)}
         return Group(
-            Side("stats", mediastore), {k: v for k, v in refs.items() if k in keys},
+            Side("stats", mediastore),
+            {k: v for k, v in refs.items() if k in keys},
             self.catalog_files,
-        )  # fmt: skip
+        )
 
     def _verify(self, keys: set[str]) -> Group:
         root = self.verify_store
@@ -645,9 +691,11 @@ class Bench:
 
         refs = {"verify": Side("md5sum", md5sum)}
         return Group(
-            Side("verify", mediastore), {k: v for k, v in refs.items() if k in keys},
-            lambda: [*paths, db], bytes_per_item=total / count,
-        )  # fmt: skip
+            Side("verify", mediastore),
+            {k: v for k, v in refs.items() if k in keys},
+            lambda: [*paths, db],
+            bytes_per_item=total / count,
+        )
 
     def _adds(self, keys: set[str]) -> Group:
         self.image_names  # noqa: B018 (made on first use)
@@ -677,9 +725,10 @@ class Bench:
         }
         return Group(
             Side("add_file x 8 threads", mediastore),
-            {k: v for k, v in refs.items() if k in keys}, lambda: paths,
+            {k: v for k, v in refs.items() if k in keys},
+            lambda: paths,
             bytes_per_item=total / count,
-        )  # fmt: skip
+        )
 
     def _legacy(self, keys: set[str]) -> Group:
         directory = self.legacy
@@ -711,9 +760,11 @@ class Bench:
 
         refs = {"legacy": Side("md5sum", md5sum), "legacy-disk": Side("cp -r+sync", copy)}
         return Group(
-            Side("import_legacy", mediastore), {k: v for k, v in refs.items() if k in keys},
-            lambda: paths, bytes_per_item=total / count,
-        )  # fmt: skip
+            Side("import_legacy", mediastore),
+            {k: v for k, v in refs.items() if k in keys},
+            lambda: paths,
+            bytes_per_item=total / count,
+        )
 
     # --- network behaviour: each run gets its own Python server with that behaviour -------
     @cached_property
@@ -728,8 +779,13 @@ class Bench:
         return directory
 
     def _net_sides(
-        self, name: str, count: int, behaviour: list[str], *, every_url: bool,
-    ) -> tuple[Side, Side, Callable[[], list[Path]]]:  # fmt: skip
+        self,
+        name: str,
+        count: int,
+        behaviour: list[str],
+        *,
+        every_url: bool,
+    ) -> tuple[Side, Side, Callable[[], list[Path]]]:
         """fetch_many on its defaults and the old script's loop, each run against a fresh server."""
         directory = self.small_jpegs
         paths = sorted(directory.iterdir())[:count]
@@ -742,29 +798,42 @@ class Bench:
         def mediastore(i: int) -> Measurement:
             root = self.wd.run_dir(f"{name}-store-{i}")
             with serve(self.wd.data, self.wd.state, "probe.txt", behaviour=behaviour) as server:
-                spec = {"op": "fetch_many", "root": str(root), "defaults": True,
-                        "urls_file": str(urls_file(server, i, "ms"))}  # fmt: skip
+                spec = {
+                    "op": "fetch_many",
+                    "root": str(root),
+                    "defaults": True,
+                    "urls_file": str(urls_file(server, i, "ms")),
+                }
                 m = run_worker(spec, self.trace)
                 m.detail["server"] = server_stats(server)
             if every_url:
-                _expect(m.detail["errors"] == 0,
-                        f"fetch_many: {m.detail['errors']} failed, first: "
-                        f"{m.detail['first_error']}")  # fmt: skip
-            self.log(f"[{name}] fetch_many: {m.amount:.0f} stored in {m.seconds:.2f} s, "
-                     f"server saw {m.detail['server']}")  # fmt: skip
+                _expect(
+                    m.detail["errors"] == 0,
+                    f"fetch_many: {m.detail['errors']} failed, first: {m.detail['first_error']}",
+                )
+            self.log(
+                f"[{name}] fetch_many: {m.amount:.0f} stored in {m.seconds:.2f} s, "
+                f"server saw {m.detail['server']}"
+            )
             return m
 
         def seed(i: int) -> Measurement:
             out = self.wd.run_dir(f"{name}-seed-{i}")
             with serve(self.wd.data, self.wd.state, "probe.txt", behaviour=behaviour) as server:
-                spec = {"op": "seed_download", "out_dir": str(out), "max_workers": 5,
-                        "urls_file": str(urls_file(server, i, "seed")),
-                        "tolerate_errors": rate_limited}  # fmt: skip
+                spec = {
+                    "op": "seed_download",
+                    "out_dir": str(out),
+                    "max_workers": 5,
+                    "urls_file": str(urls_file(server, i, "seed")),
+                    "tolerate_errors": rate_limited,
+                }
                 m = run_worker(spec, self.trace)
                 m.detail["server"] = server_stats(server)
             _expect(rate_limited or m.amount == count, "the old script's way stored too few files")
-            self.log(f"[{name}] seed: {m.amount:.0f} stored in {m.seconds:.2f} s, "
-                     f"server saw {m.detail['server']}")  # fmt: skip
+            self.log(
+                f"[{name}] seed: {m.amount:.0f} stored in {m.seconds:.2f} s, "
+                f"server saw {m.detail['server']}"
+            )
             return m
 
         return Side("fetch_many", mediastore), Side("seed", seed), lambda: paths
@@ -858,9 +927,10 @@ def run_group(
                 label, slow = min(parts, key=lambda part: part[1].amount / part[1].seconds)
                 detail = {"parts": {lb: (p.seconds, p.amount) for lb, p in parts}, "slower": label}
                 by_key[key].reference.append(
-                    Measurement(slow.seconds, slow.amount, slow.peak_rss_kb,
-                                {**slow.detail, **detail})
-                )  # fmt: skip
+                    Measurement(
+                        slow.seconds, slow.amount, slow.peak_rss_kb, {**slow.detail, **detail}
+                    )
+                )
                 figures += [f"{lb} {rate(p)}" for lb, p in parts]
                 figures[-1] += f" (slower: {label})"
             paired = [r for r in results if r.spec.paired and len(r.reference) == i + 1]

@@ -171,11 +171,16 @@ def catalog_media_rows(rows: int) -> Iterator[tuple[object, ...]]:
         yield (
             md5_hex(f"media-{i}"),
             hashlib.sha256(f"media-{i}".encode()).hexdigest(),
-            media_type, mime, ext, rng.randint(low, high),
+            media_type,
+            mime,
+            ext,
+            rng.randint(low, high),
             rng.randint(100, 4000) if image else None,
             rng.randint(100, 3000) if image else None,
-            created.strftime(_TIME_FORMAT), verified, "ok",
-        )  # fmt: skip
+            created.strftime(_TIME_FORMAT),
+            verified,
+            "ok",
+        )
 
 
 def catalog_url_rows(rows: int) -> Iterator[tuple[object, ...]]:

@@ -78,9 +78,14 @@ def time_command(argv: Sequence[str], *, cwd: Path | None = None, trace: Trace =
         trace(f"run: {shlex.join(argv)[:300]}" + (f" (in {cwd})" if cwd else ""))
     start = time.perf_counter()
     proc = subprocess.run(
-        list(argv), cwd=cwd, env=loopback_env(), stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
-    )  # fmt: skip
+        list(argv),
+        cwd=cwd,
+        env=loopback_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(
@@ -124,9 +129,14 @@ def run_worker(spec: dict[str, Any], trace: Trace = None) -> Measurement:
     if trace is not None:
         trace(f"run (in {REPO_ROOT}): {shlex.join(worker_argv(spec))}")
     proc = subprocess.run(
-        worker_argv(spec), cwd=REPO_ROOT, env=loopback_env(), stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        worker_argv(spec),
+        cwd=REPO_ROOT,
+        env=loopback_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"worker {spec['op']} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])

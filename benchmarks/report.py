@@ -226,8 +226,10 @@ def console_table(results: Sequence[CaseResult]) -> str:
         for r in results
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in [header, *rows]]  # fmt: skip
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     errors = [f"{r.spec.key}: {r.error}" for r in results if r.error]
     pairs = [line for r in results if r.spec.paired for line in ["", *_pair_lines(r)]]
@@ -267,9 +269,11 @@ def _pair_table(result: CaseResult) -> list[str]:
         f"{_num(result.ratio)}):",
         "",
         "| pair | " + " | ".join(head) + " | ratio |",
-        "| ---: | " + " | ".join("---:" for _ in head[: len(head) - bool(labels)])
-        + (" | ---" if labels else "") + " | ---: |",
-    ]  # fmt: skip
+        "| ---: | "
+        + " | ".join("---:" for _ in head[: len(head) - bool(labels)])
+        + (" | ---" if labels else "")
+        + " | ---: |",
+    ]
     for i, p in enumerate(pairs, 1):
         cells = [_num(p.mediastore)]
         cells += [_num(p.parts.get(label)) for label in labels] or [_num(p.reference)]

@@ -135,9 +135,12 @@ def lookup_pg(pg: servers.PostgresServer, rows: int, lookups: int, runs: int) ->
     ratio = _median(ours) / _median(raw)
     return Row(
         f"get_by_url on PostgreSQL, {rows:,} URLs",
-        f"{_median(ours):,.0f} lookups/s", f"{_median(raw):,.0f} lookups/s (raw psycopg, prepared)",
-        f"{ratio:.2f}", ">= 0.5", _runs(ours, raw),
-    )  # fmt: skip
+        f"{_median(ours):,.0f} lookups/s",
+        f"{_median(raw):,.0f} lookups/s (raw psycopg, prepared)",
+        f"{ratio:.2f}",
+        ">= 0.5",
+        _runs(ours, raw),
+    )
 
 
 def stats_ms(url: str, root: Path, calls: int, runs: int) -> list[float]:
@@ -157,10 +160,16 @@ def stats_case(pg: servers.PostgresServer, rows: int, runs: int, work: Path) -> 
     data.build_catalog(sqlite_root, rows)
     on_sqlite = stats_ms(f"sqlite:///{sqlite_root / 'catalog.sqlite3'}", sqlite_root, 50, runs)
     return [
-        Row(f"stats() at {rows:,} media, {name}", f"{_median(ms):.2f} ms per call", "-",
-            "-", "< 5 ms", ", ".join(f"{m:.2f}" for m in ms))
+        Row(
+            f"stats() at {rows:,} media, {name}",
+            f"{_median(ms):.2f} ms per call",
+            "-",
+            "-",
+            "< 5 ms",
+            ", ".join(f"{m:.2f}" for m in ms),
+        )
         for name, ms in (("PostgreSQL", on_pg), ("SQLite", on_sqlite))
-    ]  # fmt: skip
+    ]
 
 
 # --- bytes -----------------------------------------------------------------------------------
@@ -186,10 +195,13 @@ def add_file_case(
             ours.append(size / 1e6 / _timed(lambda: store.add_file(video)))
         s3.delete_bucket(bucket)
     return Row(
-        f"add_file of {size >> 20} MiB into PostgreSQL + RGW", f"{_median(ours):,.0f} MB/s",
+        f"add_file of {size >> 20} MiB into PostgreSQL + RGW",
+        f"{_median(ours):,.0f} MB/s",
         f"{_median(ref):,.0f} MB/s (boto3 upload_file, then md5sum)",
-        f"{_median(ours) / _median(ref):.2f}", ">= 0.8", _runs(ours, ref),
-    )  # fmt: skip
+        f"{_median(ours) / _median(ref):.2f}",
+        ">= 0.8",
+        _runs(ours, ref),
+    )
 
 
 def fetch_case(
@@ -211,16 +223,21 @@ def fetch_case(
             bucket = s3.create_bucket("bench-fetch", client=client)
             _, url = pg.create_database("bench_fetch")
             with MediaStore(
-                work / f"fetch-s3-{i}", db_url=url, blob_url=f"s3://{bucket}/store",
+                work / f"fetch-s3-{i}",
+                db_url=url,
+                blob_url=f"s3://{bucket}/store",
                 allow_private_networks=True,
-            ) as store:  # fmt: skip
+            ) as store:
                 ours.append(count / _timed(lambda: _all_ok(store.fetch_many(urls))))
             s3.delete_bucket(bucket)
     return Row(
-        f"fetch_many of {count:,} images into PostgreSQL + RGW", f"{_median(ours):,.0f} files/s",
-        f"{_median(local):,.0f} files/s (SQLite + disk)", f"{_median(ours) / _median(local):.2f}",
-        "report", _runs(ours, local),
-    )  # fmt: skip
+        f"fetch_many of {count:,} images into PostgreSQL + RGW",
+        f"{_median(ours):,.0f} files/s",
+        f"{_median(local):,.0f} files/s (SQLite + disk)",
+        f"{_median(ours) / _median(local):.2f}",
+        "report",
+        _runs(ours, local),
+    )
 
 
 def migrate_case(s3: servers.S3Server, count: int, runs: int, work: Path) -> Row:
@@ -256,10 +273,13 @@ def migrate_case(s3: servers.S3Server, count: int, runs: int, work: Path) -> Row
             ours.append(count / _timed(lambda b=bucket: store.migrate_store(f"s3://{b}/store")))
         s3.delete_bucket(bucket)
     return Row(
-        f"migrate-store of {count:,} files, disk -> RGW", f"{_median(ours):,.0f} files/s",
+        f"migrate-store of {count:,} files, disk -> RGW",
+        f"{_median(ours):,.0f} files/s",
         f"{_median(ref):,.0f} files/s (boto3 put_object loop, 10 at once, Content-MD5)",
-        f"{_median(ours) / _median(ref):.2f}", ">= 1.0", _runs(ours, ref),
-    )  # fmt: skip
+        f"{_median(ours) / _median(ref):.2f}",
+        ">= 1.0",
+        _runs(ours, ref),
+    )
 
 
 def _all_ok(results: list[Any]) -> None:
@@ -286,10 +306,14 @@ def _cases(args: argparse.Namespace, work: Path) -> Iterator[Row | list[Row]]:
         except servers.ServerUnavailable as exc:
             raise SystemExit(f"cannot run the scale-out benchmarks here: {exc}") from exc
         # boto3's default chain, as a user sets it, reaches the gateway (MediaStore(blob_url=))
-        os.environ.update({
-            "AWS_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": s3.access_key,
-            "AWS_SECRET_ACCESS_KEY": s3.secret_key, "AWS_DEFAULT_REGION": s3.region,
-        })  # fmt: skip
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": s3.endpoint,
+                "AWS_ACCESS_KEY_ID": s3.access_key,
+                "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+                "AWS_DEFAULT_REGION": s3.region,
+            }
+        )
         rows = 20_000 if args.quick else 1_000_000
         runs = args.runs if args.runs is not None else 1 if args.quick else 3
         only = set(args.only or CASES)
@@ -310,9 +334,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small data, 1 run")
     parser.add_argument("--runs", type=int, default=None, help="runs per case (default 3; 1 quick)")
     parser.add_argument(
-        "--only", action="append", choices=CASES, metavar="CASE",
+        "--only",
+        action="append",
+        choices=CASES,
+        metavar="CASE",
         help=f"run this case only (repeatable; one of {', '.join(CASES)})",
-    )  # fmt: skip
+    )
     parser.add_argument("--output", type=Path, default=Path(tempfile.gettempdir()) / "scaleout.md")
     args = parser.parse_args()
     random.seed(1)
@@ -323,13 +350,18 @@ def main() -> None:
                 print(f"{row.case}: {row.mediastore} vs {row.reference} ({row.ratio})", flush=True)
                 out.append(row)
     lines = [
-        "# mediastore scale-out benchmarks", "",
-        *(f"- {k}: {v}" for k, v in machine()), "- Command: `python -m benchmarks.scaleout"
-        + (" --quick" if args.quick else "") + (f" --runs {args.runs}" if args.runs else "")
-        + "".join(f" --only {c}" for c in args.only or ()) + "`", "",
+        "# mediastore scale-out benchmarks",
+        "",
+        *(f"- {k}: {v}" for k, v in machine()),
+        "- Command: `python -m benchmarks.scaleout"
+        + (" --quick" if args.quick else "")
+        + (f" --runs {args.runs}" if args.runs else "")
+        + "".join(f" --only {c}" for c in args.only or ())
+        + "`",
+        "",
         "| case | mediastore | reference | ratio | target | runs (mediastore / reference) |",
         "| --- | --- | --- | ---: | --- | --- |",
-    ]  # fmt: skip
+    ]
     lines += [
         f"| {r.case} | {r.mediastore} | {r.reference} | {r.ratio} | {r.target} | {r.runs} |"
         for r in out

@@ -132,9 +132,13 @@ def server_stats(server: Server) -> dict[str, int]:
 
 @contextmanager
 def serve(
-    root: Path, state: Path, probe: str, *, use_nginx: bool = True,
+    root: Path,
+    state: Path,
+    probe: str,
+    *,
+    use_nginx: bool = True,
     behaviour: Sequence[str] = (),
-) -> Iterator[Server]:  # fmt: skip
+) -> Iterator[Server]:
     """Serve ``root`` on loopback for the duration of the block.
 
     Args:
@@ -156,14 +160,14 @@ def serve(
         name = f"nginx {nginx_version(binary)} (sendfile, 2 workers)"
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     else:
-        argv = [
-            sys.executable, "-m", "benchmarks.fileserver", str(root), str(port), *behaviour
-        ]  # fmt: skip
+        argv = [sys.executable, "-m", "benchmarks.fileserver", str(root), str(port), *behaviour]
         name = "Python fallback benchmarks.fileserver (threaded, sendfile, TCP_NODELAY)"
         proc = subprocess.Popen(
-            argv, cwd=Path(__file__).resolve().parent.parent, stdin=subprocess.DEVNULL,
+            argv,
+            cwd=Path(__file__).resolve().parent.parent,
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
     try:
         _wait_until_serving(proc, port, probe)
         yield Server(name=name, base_url=f"http://{HOST}:{port}")

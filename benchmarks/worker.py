@@ -108,9 +108,12 @@ def op_fetch_many(
             seconds, base, results = _timed(lambda: store.fetch_many(urls, max_workers=max_workers))
     errors = [str(r.error) for r in results if r.error is not None]
     return {
-        "seconds": seconds, "amount": len(urls) - len(errors), "base_rss_kb": base,
-        "errors": len(errors), "first_error": errors[0] if errors else None,
-    }  # fmt: skip
+        "seconds": seconds,
+        "amount": len(urls) - len(errors),
+        "base_rss_kb": base,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+    }
 
 
 def op_iter_fetch(root: str, base_url: str, count: int) -> Result:
@@ -152,10 +155,13 @@ def op_stats(root: str, calls: int) -> Result:
     with _open_store(root) as store:
         seconds, base, stats = _timed(lambda: [store.stats() for _ in range(calls)][-1])
     return {
-        "seconds": seconds, "amount": calls, "base_rss_kb": base,
-        "total_files": stats.total_files, "total_urls": stats.total_urls,
+        "seconds": seconds,
+        "amount": calls,
+        "base_rss_kb": base,
+        "total_files": stats.total_files,
+        "total_urls": stats.total_urls,
         "saved": stats.dedup_saved_bytes,
-    }  # fmt: skip
+    }
 
 
 def op_verify(root: str) -> Result:
@@ -171,9 +177,12 @@ def op_import_legacy(root: str, directory: str) -> Result:
     with _open_store(root) as store:
         seconds, base, report = _timed(lambda: store.import_legacy(directory))
     return {
-        "seconds": seconds, "amount": report.imported, "base_rss_kb": base,
-        "errors": len(report.skipped), "bytes": report.bytes,
-    }  # fmt: skip
+        "seconds": seconds,
+        "amount": report.imported,
+        "base_rss_kb": base,
+        "errors": len(report.skipped),
+        "bytes": report.bytes,
+    }
 
 
 def op_add_concurrent(root: str, directory: str, threads: int) -> Result:
@@ -268,8 +277,11 @@ def op_seed_download(
     seconds, base, md5s = _timed(run)
     stored = sum(1 for md5 in md5s if md5 is not None)
     return {
-        "seconds": seconds, "amount": stored, "base_rss_kb": base, "errors": len(md5s) - stored,
-    }  # fmt: skip
+        "seconds": seconds,
+        "amount": stored,
+        "base_rss_kb": base,
+        "errors": len(md5s) - stored,
+    }
 
 
 def op_sqlite_lookup(db: str, urls_file: str, mmap: bool = False) -> Result:
@@ -312,14 +324,17 @@ def op_sqlite_stats(db: str, calls: int) -> Result:
         con.close()
     counters = {name: (n, b) for name, n, b in rows[0]}
     return {
-        "seconds": seconds, "amount": calls, "base_rss_kb": base,
+        "seconds": seconds,
+        "amount": calls,
+        "base_rss_kb": base,
         "total_files": sum(
-            n for name, (n, _) in counters.items()
+            n
+            for name, (n, _) in counters.items()
             if name.startswith("media:") and not name.endswith(":removed")
         ),
         "total_urls": counters.get("urls", (0, 0))[0],
         "saved": counters.get("dedup", (0, 0))[1],
-    }  # fmt: skip
+    }
 
 
 OPS: dict[str, Callable[..., Result]] = {

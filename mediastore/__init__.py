@@ -110,4 +110,3 @@ __all__ = [
     "VerifyReport",
     "__version__",
 ]
-

@@ -130,9 +130,11 @@ def _check_fields(cfg: StoreConfig) -> None:
     if cfg.db_url is not None and (not isinstance(cfg.db_url, str) or not cfg.db_url.strip()):
         raise InvalidInputError(f"db_url must be a non-empty string, got {cfg.db_url!r}")
     for names, is_int, low, strict in (
-        (_POSITIVE_INTS, True, 0, True), (_NONNEGATIVE_INTS, True, 0, False),
-        (_NONNEGATIVE_REALS, False, 0, False), (_POSITIVE_REALS, False, 0, True),
-    ):  # fmt: skip
+        (_POSITIVE_INTS, True, 0, True),
+        (_NONNEGATIVE_INTS, True, 0, False),
+        (_NONNEGATIVE_REALS, False, 0, False),
+        (_POSITIVE_REALS, False, 0, True),
+    ):
         for name in names:
             value = getattr(cfg, name)
             if value is None and name in _OPTIONAL:

@@ -165,10 +165,16 @@ def _write_sidecar(path: Path, rec: MediaRecord, urls: list[str]) -> None:
 
 
 def export_records(
-    records: Iterable[MediaRecord], directory: Path, *, urls_for: Callable[[str], list[str]],
-    open_file: Callable[[str], BinaryIO], name_by: str = "md5", link: bool = False,
-    sidecar: bool = True, progress: Callable[[int], None] | None = None,
-) -> ExportReport:  # fmt: skip
+    records: Iterable[MediaRecord],
+    directory: Path,
+    *,
+    urls_for: Callable[[str], list[str]],
+    open_file: Callable[[str], BinaryIO],
+    name_by: str = "md5",
+    link: bool = False,
+    sidecar: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> ExportReport:
     """Export each record's file into ``directory`` (created if needed).
 
     Args:
@@ -200,9 +206,16 @@ def export_records(
     for done, rec in enumerate(records, 1):
         try:
             report.exported.append(
-                _export_one(rec, directory, urls_for=urls_for, open_file=open_file,
-                            name_by=name_by, link=link, sidecar=sidecar)
-            )  # fmt: skip
+                _export_one(
+                    rec,
+                    directory,
+                    urls_for=urls_for,
+                    open_file=open_file,
+                    name_by=name_by,
+                    link=link,
+                    sidecar=sidecar,
+                )
+            )
         except MediaStoreError as exc:
             report.failed.append((rec.md5, str(exc)))
         except OSError as exc:
@@ -213,9 +226,15 @@ def export_records(
 
 
 def _export_one(
-    rec: MediaRecord, directory: Path, *, urls_for: Callable[[str], list[str]],
-    open_file: Callable[[str], BinaryIO], name_by: str, link: bool, sidecar: bool,
-) -> ExportedFile:  # fmt: skip
+    rec: MediaRecord,
+    directory: Path,
+    *,
+    urls_for: Callable[[str], list[str]],
+    open_file: Callable[[str], BinaryIO],
+    name_by: str,
+    link: bool,
+    sidecar: bool,
+) -> ExportedFile:
     if rec.status != STATUS_OK:
         raise StorageError(f"its file is {rec.status} (`mediastore verify --repair` may fix it)")
     urls = urls_for(rec.md5)

@@ -246,9 +246,14 @@ def stage(
             width, height = image_size(source, kind, max_pixels=max_pixels, layout=layout)
         temp.sha256 = digests.sha256  # an object store sends it with the upload
         return Staged(
-            temp=temp, kind=kind, md5=digests.md5, sha256=digests.sha256,
-            size=digests.size, width=width, height=height,
-        )  # fmt: skip
+            temp=temp,
+            kind=kind,
+            md5=digests.md5,
+            sha256=digests.sha256,
+            size=digests.size,
+            width=width,
+            height=height,
+        )
     except BaseException:
         blobs.discard(temp)
         raise

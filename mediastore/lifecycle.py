@@ -120,15 +120,22 @@ class Lifecycle:
 
     # --- adding ----------------------------------------------------------------------------
     def stage(
-        self, chunks: Chunks, *, mime_hint: str | None = None,
+        self,
+        chunks: Chunks,
+        *,
+        mime_hint: str | None = None,
         progress: ByteProgress | None = None,
-    ) -> Staged:  # fmt: skip
+    ) -> Staged:
         """Stream content into a checked temp file (see :func:`mediastore.ingest.stage`)."""
         cfg = self.config
         return stage(
-            chunks, self.blobs, max_size=cfg.max_file_size, max_pixels=cfg.max_image_pixels,
-            mime_hint=mime_hint, progress=progress,
-        )  # fmt: skip
+            chunks,
+            self.blobs,
+            max_size=cfg.max_file_size,
+            max_pixels=cfg.max_image_pixels,
+            mime_hint=mime_hint,
+            progress=progress,
+        )
 
     def discard(self, staged: Staged) -> None:
         self.blobs.discard(staged.temp)
@@ -198,16 +205,23 @@ class Lifecycle:
                 held = ex.held(batch)
                 rows = ex.rows(batch)
                 deleted += [
-                    md5 for md5 in batch
-                    if md5 not in held and (row := rows.get(md5)) is not None
-                    and row.status == STATUS_REMOVED and self.blobs.delete(ref_of(row))
-                ]  # fmt: skip
+                    md5
+                    for md5 in batch
+                    if md5 not in held
+                    and (row := rows.get(md5)) is not None
+                    and row.status == STATUS_REMOVED
+                    and self.blobs.delete(ref_of(row))
+                ]
         return deleted
 
     def quarantine(
-        self, loc: Location, *, md5: str | None, identity: str | None,
+        self,
+        loc: Location,
+        *,
+        md5: str | None,
+        identity: str | None,
         status: str | None = STATUS_CORRUPT,
-    ) -> Removal:  # fmt: skip
+    ) -> Removal:
         """Move a damaged entry out of the media tree (never deleted).
 
         Args:
@@ -236,10 +250,13 @@ class Lifecycle:
             held = ex.held(md5s)
             rows = ex.rows(md5s)
             gone = [
-                md5 for md5 in md5s
-                if md5 not in held and (row := rows.get(md5)) is not None
-                and row.status == STATUS_OK and self.blobs.stat(ref_of(row)) is None
-            ]  # fmt: skip
+                md5
+                for md5 in md5s
+                if md5 not in held
+                and (row := rows.get(md5)) is not None
+                and row.status == STATUS_OK
+                and self.blobs.stat(ref_of(row)) is None
+            ]
             ex.set_status(gone, STATUS_MISSING)
         return gone
 
@@ -399,10 +416,15 @@ def _intact(life: Lifecycle, row: MediaRow | None, staged: Staged) -> bool:
 
 def _new_media(staged: Staged) -> NewMedia:
     return NewMedia(
-        md5=staged.md5, sha256=staged.sha256, media_type=staged.kind.media_type,
-        mime_type=staged.kind.mime_type, extension=staged.kind.extension,
-        size=staged.size, width=staged.width, height=staged.height,
-    )  # fmt: skip
+        md5=staged.md5,
+        sha256=staged.sha256,
+        media_type=staged.kind.media_type,
+        mime_type=staged.kind.mime_type,
+        extension=staged.kind.extension,
+        size=staged.size,
+        width=staged.width,
+        height=staged.height,
+    )
 
 
 class _Writer:

@@ -279,9 +279,11 @@ def _set_aside(life: Lifecycle, entry: StoredEntry, found: _Found) -> bool:
     that content right now (it then replaces the damaged file itself).
     """
     moved = life.quarantine(
-        entry, md5=_address_md5(entry), identity=found.identity,
+        entry,
+        md5=_address_md5(entry),
+        identity=found.identity,
         status=STATUS_CORRUPT if found.action == "damaged" else None,
-    )  # fmt: skip
+    )
     return moved.done
 
 
@@ -324,10 +326,15 @@ def gc(life: Lifecycle, *, dry_run: bool = False) -> GcReport:
     if repaired:
         log.warning("stats counters recounted: %s", sorted(repaired))
     return GcReport(
-        dry_run=dry_run, temp_removed=temp, adopted=adopted, quarantined=quarantined,
-        marked_missing=missing, collected=collected, writers_reaped=reaped,
+        dry_run=dry_run,
+        temp_removed=temp,
+        adopted=adopted,
+        quarantined=quarantined,
+        marked_missing=missing,
+        collected=collected,
+        writers_reaped=reaped,
         counters_repaired=repaired,
-    )  # fmt: skip
+    )
 
 
 def _rows_without_files(life: Lifecycle) -> list[str]:
@@ -375,9 +382,12 @@ def reindex(life: Lifecycle, *, progress: Progress | None = None) -> ReindexRepo
             progress(done, len(entries))
     missing = _mark_missing(life, _rows_without_files(life))
     return ReindexReport(
-        indexed=len(found_md5s), added=added, missing=missing, corrupt=corrupt,
+        indexed=len(found_md5s),
+        added=added,
+        missing=missing,
+        corrupt=corrupt,
         mismatched=mismatched,
-    )  # fmt: skip
+    )
 
 
 # --- repair ----------------------------------------------------------------------------------

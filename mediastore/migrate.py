@@ -66,9 +66,14 @@ def _open(url: str, root: Path, read_only: bool) -> BlobStore:
 
 
 def migrate(
-    life: Lifecycle, source: BlobStore, target: BlobStore, move: MoveRow, *,
-    delete_source: bool = False, progress: Progress | None = None,
-) -> MoveReport:  # fmt: skip
+    life: Lifecycle,
+    source: BlobStore,
+    target: BlobStore,
+    move: MoveRow,
+    *,
+    delete_source: bool = False,
+    progress: Progress | None = None,
+) -> MoveReport:
     """Copy every live file of ``source`` to ``target`` under ``move``; see the module doc.
 
     Passes repeat until a pass finds nothing left to copy (content added meanwhile goes to
@@ -97,9 +102,15 @@ _Running = tuple[list[MediaRow], list["Future[str | None]"]]
 
 
 def _copy_all(
-    life: Lifecycle, pool: ThreadPoolExecutor, source: BlobStore, target: BlobStore,
-    move: MoveRow, todo: list[MediaRow], report: MoveReport, progress: Progress | None,
-) -> None:  # fmt: skip
+    life: Lifecycle,
+    pool: ThreadPoolExecutor,
+    source: BlobStore,
+    target: BlobStore,
+    move: MoveRow,
+    todo: list[MediaRow],
+    report: MoveReport,
+    progress: Progress | None,
+) -> None:
     """Copy ``todo`` in batches, each claimed as one and recorded in one transaction.
 
     The next batch is claimed and its copies queued before the current one is recorded,
@@ -176,9 +187,11 @@ def _stage_and_place(
         else:
             cfg = life.config
             staged = stage(
-                open_file_chunks(fh, info.size), target, max_size=cfg.max_file_size,
+                open_file_chunks(fh, info.size),
+                target,
+                max_size=cfg.max_file_size,
                 max_pixels=cfg.max_image_pixels,
-            )  # fmt: skip
+            )
             temp = staged.temp
             try:
                 _check_hashes(row, staged.md5, staged.sha256)

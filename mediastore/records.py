@@ -168,9 +168,7 @@ class StoreStats:
             "total_files": self.total_files,
             "total_size": self.total_size,
             "by_type": {k: {"count": v.count, "size": v.size} for k, v in self.by_type.items()},
-            "by_status": {
-                k: {"count": v.count, "size": v.size} for k, v in self.by_status.items()
-            },
+            "by_status": {k: {"count": v.count, "size": v.size} for k, v in self.by_status.items()},
             "total_urls": self.total_urls,
             "dedup_saved_bytes": self.dedup_saved_bytes,
             "dedup_adds": self.dedup_adds,
@@ -349,7 +347,11 @@ class MoveReport:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "source": self.source, "target": self.target, "copied": len(self.copied),
-            "already": self.already, "failed": self.failed,
-            "source_deleted": len(self.source_deleted), "finished": self.finished,
-        }  # fmt: skip
+            "source": self.source,
+            "target": self.target,
+            "copied": len(self.copied),
+            "already": self.already,
+            "failed": self.failed,
+            "source_deleted": len(self.source_deleted),
+            "finished": self.finished,
+        }

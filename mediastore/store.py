@@ -63,7 +63,6 @@ MD5_PREFIX = re.compile(r"[0-9a-f]{6,31}")
 AMBIGUOUS_SHOWN = 5
 
 
-
 class MediaStore:
     """Content-addressed media files with a catalog.
 
@@ -112,9 +111,11 @@ class MediaStore:
         _check_root(self.root, create=create and not self.read_only)
         # the catalog first: a bad catalog URL or a missing driver leaves nothing behind
         self.catalog = Catalog(
-            self.config.catalog_url, busy_timeout=self.config.busy_timeout,
-            create_if_empty=create, read_only=self.read_only,
-        )  # fmt: skip
+            self.config.catalog_url,
+            busy_timeout=self.config.busy_timeout,
+            create_if_empty=create,
+            read_only=self.read_only,
+        )
         if not self.read_only:
             self.root.mkdir(parents=True, exist_ok=True)
         self._blob_url = blob_url
@@ -123,9 +124,12 @@ class MediaStore:
         try:
             home = open_blob_store(blob_url, self.root, read_only=self.read_only)
             self.blobs = with_moves(
-                home, self.catalog.open_moves(self.blob_url), self.blob_url, self.root,
+                home,
+                self.catalog.open_moves(self.blob_url),
+                self.blob_url,
+                self.root,
                 read_only=self.read_only,
-            )  # fmt: skip
+            )
         except BaseException:
             self.catalog.close()
             raise
@@ -192,9 +196,12 @@ class MediaStore:
             raise wrapped from exc
 
     def add_bytes(
-        self, data: bytes | bytearray | memoryview, *, url: str | None = None,
+        self,
+        data: bytes | bytearray | memoryview,
+        *,
+        url: str | None = None,
         mime_type: str | None = None,
-    ) -> MediaRecord:  # fmt: skip
+    ) -> MediaRecord:
         """Add content held in memory."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidInputError(f"add_bytes needs bytes, got {type(data).__name__}")
@@ -203,9 +210,12 @@ class MediaStore:
         )
 
     def add_stream(
-        self, stream: BinaryIO | Iterable[bytes], *, url: str | None = None,
+        self,
+        stream: BinaryIO | Iterable[bytes],
+        *,
+        url: str | None = None,
         mime_type: str | None = None,
-    ) -> MediaRecord:  # fmt: skip
+    ) -> MediaRecord:
         """Add content from a binary file object (``readinto``/``read``) or an iterable of chunks.
 
         The stream is read once, in chunks, whatever its size: memory stays constant.
@@ -236,9 +246,13 @@ class MediaStore:
             return self._downloader
 
     def fetch(
-        self, url: str, *, timeout: float = DEFAULT_TIMEOUT, refresh: bool = False,
+        self,
+        url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        refresh: bool = False,
         deadline: float | None = None,
-    ) -> MediaRecord:  # fmt: skip
+    ) -> MediaRecord:
         """The media at ``url``: from the store when present and intact, else downloaded.
 
         A cached file is checked first (re-hashed, or only its size with
@@ -264,10 +278,15 @@ class MediaStore:
         )[0]
 
     def fetch_many(
-        self, urls: Iterable[str], *, max_workers: int = DEFAULT_MAX_WORKERS,
-        timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None,
-        per_host: int | None = None, deadline: float | None = None,
-    ) -> list[FetchResult]:  # fmt: skip
+        self,
+        urls: Iterable[str],
+        *,
+        max_workers: int = DEFAULT_MAX_WORKERS,
+        timeout: float = DEFAULT_TIMEOUT,
+        progress: Progress | None = None,
+        per_host: int | None = None,
+        deadline: float | None = None,
+    ) -> list[FetchResult]:
         """Fetch many URLs in parallel: one :class:`FetchResult` per input URL, in input order.
 
         A URL repeated in the input is fetched once; one URL's failure never stops the others;
@@ -288,10 +307,14 @@ class MediaStore:
         )
 
     def iter_fetch(
-        self, urls: Iterable[str], *, max_workers: int = DEFAULT_MAX_WORKERS,
-        timeout: float = DEFAULT_TIMEOUT, per_host: int | None = None,
+        self,
+        urls: Iterable[str],
+        *,
+        max_workers: int = DEFAULT_MAX_WORKERS,
+        timeout: float = DEFAULT_TIMEOUT,
+        per_host: int | None = None,
         deadline: float | None = None,
-    ) -> Generator[FetchResult, None, None]:  # fmt: skip
+    ) -> Generator[FetchResult, None, None]:
         """Fetch any number of URLs, yielding each :class:`FetchResult` as it completes.
 
         ``urls`` may be a generator of millions: it is read lazily, with at most about twice
@@ -393,10 +416,16 @@ class MediaStore:
 
     # --- maintenance ---------------------------------------------------------------------
     def verify(
-        self, md5: str | Iterable[str] | None = None, *, progress: Progress | None = None,
-        older_than: timedelta | None = None, limit: int | None = None, repair: bool = False,
-        timeout: float = DEFAULT_TIMEOUT, deep: bool | None = None,
-    ) -> VerifyReport:  # fmt: skip
+        self,
+        md5: str | Iterable[str] | None = None,
+        *,
+        progress: Progress | None = None,
+        older_than: timedelta | None = None,
+        limit: int | None = None,
+        repair: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+        deep: bool | None = None,
+    ) -> VerifyReport:
         """Re-hash stored files against their md5 and record the outcome.
 
         Args:
@@ -425,9 +454,12 @@ class MediaStore:
             )
 
         return verification.verify(
-            self.lifecycle, rows, progress=progress, repair=fix if repair else None,
+            self.lifecycle,
+            rows,
+            progress=progress,
+            repair=fix if repair else None,
             deep=self.config.verify_deep if deep is None else deep,
-        )  # fmt: skip
+        )
 
     def location(self, record: MediaRecord) -> str:
         """Where a record's bytes are: its local path, or its object's ``s3://`` URL."""
@@ -466,9 +498,13 @@ class MediaStore:
             raise
         try:
             return migrate.migrate(
-                self.lifecycle, source, target, move, delete_source=delete_source,
+                self.lifecycle,
+                source,
+                target,
+                move,
+                delete_source=delete_source,
                 progress=progress,
-            )  # fmt: skip
+            )
         finally:
             target.close()
             source.close()
@@ -572,9 +608,12 @@ class MediaStore:
         return found[0]
 
     def count_to_verify(
-        self, md5: str | Iterable[str] | None = None, *, older_than: timedelta | None = None,
+        self,
+        md5: str | Iterable[str] | None = None,
+        *,
+        older_than: timedelta | None = None,
         limit: int | None = None,
-    ) -> int:  # fmt: skip
+    ) -> int:
         """How many files :meth:`verify` with these arguments checks (at most): a progress
         bar's total, known before the first file is done (an indexed COUNT)."""
         if md5 is not None:
@@ -607,10 +646,15 @@ class MediaStore:
         if left == 0:
             return
         pages = self.catalog.list_media(
-            media_type=cond.media_type, status=cond.status, min_size=cond.min_size,
-            max_size=cond.max_size, since=cond.since, before=cond.before,
-            url_contains=cond.url_contains, page=min(500, left or 500),
-        )  # fmt: skip
+            media_type=cond.media_type,
+            status=cond.status,
+            min_size=cond.min_size,
+            max_size=cond.max_size,
+            since=cond.since,
+            before=cond.before,
+            url_contains=cond.url_contains,
+            page=min(500, left or 500),
+        )
         for page in pages:
             for row in page:
                 yield self.lifecycle.record(row)
@@ -620,18 +664,30 @@ class MediaStore:
                         return
 
     def export(
-        self, directory: str | Path, records: Iterable[MediaRecord], *, name_by: str = "md5",
-        link: bool = False, sidecar: bool = True, progress: Callable[[int], None] | None = None,
-    ) -> ExportReport:  # fmt: skip
+        self,
+        directory: str | Path,
+        records: Iterable[MediaRecord],
+        *,
+        name_by: str = "md5",
+        link: bool = False,
+        sidecar: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> ExportReport:
         """Copy stored files into ``directory``; see :func:`mediastore.export.export_records`.
 
         Copies (a reflink where the filesystem has one) unless ``link=True``: a hard link is
         the stored file itself, and editing it in place would damage the stored copy.
         """
         return export_records(
-            records, Path(directory), urls_for=self.urls_for, open_file=self.open,
-            name_by=name_by, link=link, sidecar=sidecar, progress=progress,
-        )  # fmt: skip
+            records,
+            Path(directory),
+            urls_for=self.urls_for,
+            open_file=self.open,
+            name_by=name_by,
+            link=link,
+            sidecar=sidecar,
+            progress=progress,
+        )
 
 
 def _not_writable(root: Path, catalog_url: str) -> bool:

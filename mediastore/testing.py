@@ -67,10 +67,14 @@ def _track(handler: bytes, track_id: int, sample_size: int, offset: int, *, qt: 
     """A ``trak`` with one sample of ``sample_size`` bytes at file offset ``offset``."""
     width, height = (320, 240) if handler == b"vide" else (0, 0)
     tkhd = _full_box(
-        b"tkhd", bytes(8) + struct.pack(">II", track_id, 0) + struct.pack(">I", 1000)
-        + bytes(16) + struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+        b"tkhd",
+        bytes(8)
+        + struct.pack(">II", track_id, 0)
+        + struct.pack(">I", 1000)
+        + bytes(16)
+        + struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
         + struct.pack(">II", width << 16, height << 16),
-    )  # fmt: skip
+    )
     mdhd = _full_box(b"mdhd", bytes(8) + struct.pack(">II", 1000, 1000) + b"\x55\xc4" + bytes(2))
     component = b"mhlr" if qt else bytes(4)
     hdlr = _full_box(b"hdlr", component + handler + bytes(12) + b"handler\x00")
@@ -95,10 +99,15 @@ def _movie_header(
 
     def moov(offset: int) -> bytes:
         mvhd = _full_box(
-            b"mvhd", bytes(8) + struct.pack(">II", 1000, 1000) + struct.pack(">IH", 0x10000, 0x100)
-            + bytes(10) + struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
-            + bytes(24) + struct.pack(">I", len(handlers) + 1),
-        )  # fmt: skip
+            b"mvhd",
+            bytes(8)
+            + struct.pack(">II", 1000, 1000)
+            + struct.pack(">IH", 0x10000, 0x100)
+            + bytes(10)
+            + struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+            + bytes(24)
+            + struct.pack(">I", len(handlers) + 1),
+        )
         share = payload // max(1, len(handlers))
         tracks = [
             _track(h, i + 1, share, offset + i * share, qt=qt) for i, h in enumerate(handlers)
@@ -123,9 +132,12 @@ def mp4_header(
 
 
 def mp4_bytes(
-    payload: int = 4096, *, major: bytes = b"isom", seed: int = 0,
+    payload: int = 4096,
+    *,
+    major: bytes = b"isom",
+    seed: int = 0,
     handlers: tuple[bytes, ...] = (b"vide",),
-) -> bytes:  # fmt: skip
+) -> bytes:
     """A real MP4 structure: ``ftyp``, a ``moov`` with one track per handler (a video track by
     default) indexing the ``mdat``, then the ``mdat`` of ``payload`` random bytes."""
     return mp4_header(payload, major=major, handlers=handlers) + _seeded(payload, seed)
@@ -167,9 +179,13 @@ def _webm_track(number: int, track_type: int) -> bytes:
 
 
 def ebml_bytes(
-    doctype: bytes = b"webm", payload: int = 4096, seed: int = 0, *, live: bool = False,
+    doctype: bytes = b"webm",
+    payload: int = 4096,
+    seed: int = 0,
+    *,
+    live: bool = False,
     tracks: tuple[int, ...] = (1,),
-) -> bytes:  # fmt: skip
+) -> bytes:
     """A WebM (or other Matroska ``doctype``) file with a real structure.
 
     EBML header, then a Segment holding Info, Tracks (one TrackEntry per type in ``tracks``:

@@ -34,7 +34,6 @@ from .types import Progress
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True, slots=True)
 class Repaired:
     """What a repair did: ``done``, with the new content's md5 if it replaced a broken file."""
@@ -69,9 +68,12 @@ class Check:
 
 
 def select_rows(
-    catalog: Catalog, md5: str | Iterable[str] | None, *, older_than: timedelta | None,
+    catalog: Catalog,
+    md5: str | Iterable[str] | None,
+    *,
+    older_than: timedelta | None,
     limit: int | None,
-) -> list[MediaRow]:  # fmt: skip
+) -> list[MediaRow]:
     """The rows to verify: the md5s given (all must exist), else by age from the catalog."""
     if limit is not None and limit < 0:
         raise InvalidInputError(f"limit must be >= 0, got {limit}")
@@ -122,9 +124,13 @@ def check(
 
 
 def verify(
-    life: Lifecycle, rows: Sequence[MediaRow], *, progress: Progress | None = None,
-    repair: Repair | None = None, deep: bool = False,
-) -> VerifyReport:  # fmt: skip
+    life: Lifecycle,
+    rows: Sequence[MediaRow],
+    *,
+    progress: Progress | None = None,
+    repair: Repair | None = None,
+    deep: bool = False,
+) -> VerifyReport:
     """Check each row's file; record ok (with the time), missing, or corrupt (quarantined).
 
     On a read-only store nothing is recorded or moved: the report says what was found.
@@ -195,8 +201,9 @@ def settle(life: Lifecycle, row: MediaRow, result: Check) -> str | None:
         status = STATUS_BROKEN if result.broken else STATUS_CORRUPT
         moved = life.quarantine(ref, md5=row.md5, identity=result.identity, status=status)
         if moved.done:
-            log.warning("file of %s is corrupt (%s); moved to %s", row.md5, result.detail,
-                        moved.where)  # fmt: skip
+            log.warning(
+                "file of %s is corrupt (%s); moved to %s", row.md5, result.detail, moved.where
+            )
             return "corrupt"
     now = life.catalog.by_md5(row.md5)
     if now is None or now.status == STATUS_REMOVED:

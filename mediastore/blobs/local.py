@@ -111,9 +111,11 @@ class LocalTemp:
         self.path = directory / name
         try:
             self._fd: int | None = os.open(
-                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
-                0o644, dir_fd=dir_fd,
-            )  # fmt: skip
+                name,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                0o644,
+                dir_fd=dir_fd,
+            )
         except OSError as exc:
             raise _storage_error("creating", self.path, exc) from exc
 
@@ -239,9 +241,13 @@ class LocalStaging:
     """
 
     def __init__(
-        self, root: Path, *, read_only: bool = False, directories: Sequence[str] = ("tmp",),
+        self,
+        root: Path,
+        *,
+        read_only: bool = False,
+        directories: Sequence[str] = ("tmp",),
         fsync_temps: bool = True,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.root = root
         self.read_only = read_only
         self.tmp_dir = root / "tmp"
@@ -497,9 +503,11 @@ class LocalBlobStore(LocalStaging):
         temp.close()
         try:
             os.replace(
-                temp.name, ref.name, src_dir_fd=self._dirs.fd("tmp"),
+                temp.name,
+                ref.name,
+                src_dir_fd=self._dirs.fd("tmp"),
                 dst_dir_fd=self._dirs.fd(f"media/{ref.directory}"),
-            )  # fmt: skip
+            )
         except OSError as exc:
             raise _storage_error(
                 "moving into place", self.media_dir / ref.directory / ref.name, exc

@@ -177,11 +177,17 @@ class S3BlobStore(LocalStaging):
     """
 
     def __init__(
-        self, root: Path, bucket: str, prefix: str = "", *, read_only: bool = False,
+        self,
+        root: Path,
+        bucket: str,
+        prefix: str = "",
+        *,
+        read_only: bool = False,
         multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
-        part_size: int = DEFAULT_PART_SIZE, upload_cutoff: timedelta = DEFAULT_UPLOAD_CUTOFF,
+        part_size: int = DEFAULT_PART_SIZE,
+        upload_cutoff: timedelta = DEFAULT_UPLOAD_CUTOFF,
         client: Any = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if multipart_threshold < 1:
             raise InvalidInputError(f"multipart_threshold must be >= 1, got {multipart_threshold}")
         if part_size < MIN_PART_SIZE:
@@ -286,9 +292,11 @@ class S3BlobStore(LocalStaging):
         name = f"{TEMP_PREFIX}{self._writer}-{next(self._counter)}{TEMP_SUFFIX}"
         return UploadTemp(
             lambda: LocalTemp(self._dirs.fd("tmp"), self.tmp_dir, name, fsync=False),
-            self.tmp_dir / name, memory_limit=memory_limit,
-            part_threshold=self.multipart_threshold, part_size=self.part_size,
-        )  # fmt: skip
+            self.tmp_dir / name,
+            memory_limit=memory_limit,
+            part_threshold=self.multipart_threshold,
+            part_size=self.part_size,
+        )
 
     def discard(self, temp: TempBlob) -> None:
         if isinstance(temp, UploadTemp):
@@ -317,16 +325,26 @@ class S3BlobStore(LocalStaging):
             content = staged.content() if staged is not None else None
             if_absent = staged is None or staged.if_absent
             if content is not None:
-                self.upload(content, ref, md5=ref.md5, sha256=temp.sha256, size=temp.written,
-                            if_absent=if_absent)  # fmt: skip
+                self.upload(
+                    content,
+                    ref,
+                    md5=ref.md5,
+                    sha256=temp.sha256,
+                    size=temp.written,
+                    if_absent=if_absent,
+                )
             else:
                 file = staged.file if staged is not None and staged.file is not None else temp
                 with self._open_temp(file) as fh:
                     self.upload(
-                        fh, ref, md5=ref.md5, sha256=temp.sha256, size=temp.written,
+                        fh,
+                        ref,
+                        md5=ref.md5,
+                        sha256=temp.sha256,
+                        size=temp.written,
                         part_md5s=staged.part_md5s() if staged is not None else None,
                         if_absent=if_absent,
-                    )  # fmt: skip
+                    )
         except MediaStoreError as exc:
             return exc
         finally:
@@ -334,9 +352,16 @@ class S3BlobStore(LocalStaging):
         return None
 
     def upload(
-        self, fh: BinaryIO | bytes, ref: BlobRef, *, md5: str, sha256: str, size: int,
-        part_md5s: dict[tuple[int, int], bytes] | None = None, if_absent: bool = True,
-    ) -> None:  # fmt: skip
+        self,
+        fh: BinaryIO | bytes,
+        ref: BlobRef,
+        *,
+        md5: str,
+        sha256: str,
+        size: int,
+        part_md5s: dict[tuple[int, int], bytes] | None = None,
+        if_absent: bool = True,
+    ) -> None:
         """Create the object of ``ref`` from ``fh`` (``size`` bytes) unless it exists.
 
         ``md5`` is sent as Content-MD5 (the server refuses bytes that do not match it),
@@ -365,25 +390,41 @@ class S3BlobStore(LocalStaging):
         condition = {"IfNoneMatch": "*"} if if_absent else {}
         try:
             if self._signed_put is not None and isinstance(fh, bytes):
-                self._signed_put.put(key, fh, sha256=sha256, headers={
-                    "Content-MD5": _b64(md5), "Content-Type": ref.kind.mime_type,
-                    f"x-amz-meta-{SHA256_METADATA}": sha256,
-                    **({"If-None-Match": "*"} if if_absent else {}),
-                })  # fmt: skip
+                self._signed_put.put(
+                    key,
+                    fh,
+                    sha256=sha256,
+                    headers={
+                        "Content-MD5": _b64(md5),
+                        "Content-Type": ref.kind.mime_type,
+                        f"x-amz-meta-{SHA256_METADATA}": sha256,
+                        **({"If-None-Match": "*"} if if_absent else {}),
+                    },
+                )
             else:
                 self.client.put_object(
-                    Bucket=self.bucket, Key=key, Body=fh, ContentLength=size,
-                    ContentMD5=_b64(md5), **condition, **meta,
-                )  # fmt: skip
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=fh,
+                    ContentLength=size,
+                    ContentMD5=_b64(md5),
+                    **condition,
+                    **meta,
+                )
         except self._failures as exc:
             if _status(exc) != 412:
                 raise self._error("uploading", key, exc) from exc
             self._check_existing(key, md5=md5, sha256=sha256, size=size)
 
     def _upload_parts(
-        self, fh: BinaryIO, key: str, *, size: int, meta: dict[str, Any],
+        self,
+        fh: BinaryIO,
+        key: str,
+        *,
+        size: int,
+        meta: dict[str, Any],
         part_md5s: dict[tuple[int, int], bytes],
-    ) -> None:  # fmt: skip
+    ) -> None:
         try:
             upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, **meta)[
                 "UploadId"
@@ -403,9 +444,14 @@ class S3BlobStore(LocalStaging):
                 known if known is not None else hashlib.md5(data, usedforsecurity=False).digest()
             )
             result = self.client.upload_part(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                Body=data, ContentLength=len(data), ContentMD5=digest.decode("ascii"),
-            )  # fmt: skip
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+                ContentLength=len(data),
+                ContentMD5=digest.decode("ascii"),
+            )
             return {"PartNumber": number, "ETag": result["ETag"]}
 
         pool = ThreadPoolExecutor(PART_THREADS, thread_name_prefix="mediastore-s3-part")
@@ -415,9 +461,12 @@ class S3BlobStore(LocalStaging):
             finally:
                 pool.shutdown(cancel_futures=True)
             self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id,
-                MultipartUpload={"Parts": parts}, IfNoneMatch="*",
-            )  # fmt: skip
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                IfNoneMatch="*",
+            )
         except BaseException as exc:
             self._abort(key, upload_id)
             if isinstance(exc, self._failures) and _status(exc) == 412:
@@ -431,8 +480,9 @@ class S3BlobStore(LocalStaging):
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except self._failures:
-            log.warning("could not abort the upload %s of %s", upload_id, self._url(key),
-                        exc_info=True)  # fmt: skip
+            log.warning(
+                "could not abort the upload %s of %s", upload_id, self._url(key), exc_info=True
+            )
 
     def _check_existing(self, key: str, *, md5: str, sha256: str, size: int) -> None:
         """The object at ``key`` holds our content (by its SHA-256 metadata and size).
@@ -482,9 +532,12 @@ class S3BlobStore(LocalStaging):
             raise self._error("opening", key, exc) from exc
         info = BlobStat(size=got["ContentLength"], regular=True, identity=got["ETag"])
         reader = _ObjectReader(
-            got["Body"], info, url=self._url(key), failures=self._failures,
+            got["Body"],
+            info,
+            url=self._url(key),
+            failures=self._failures,
             reopen=lambda start: self._get_range(key, start, info.identity),
-        )  # fmt: skip
+        )
         return io.BufferedReader(reader, buffer_size=READ_BUFFER), info
 
     def _get_range(self, key: str, start: int, etag: str) -> Any:
@@ -549,9 +602,11 @@ class S3BlobStore(LocalStaging):
         dest = f"{self._key_prefix}quarantine/{stem}.{stamp}{dot}{suffix}"
         try:
             self.client.copy_object(
-                Bucket=self.bucket, Key=dest, CopySource={"Bucket": self.bucket, "Key": src},
+                Bucket=self.bucket,
+                Key=dest,
+                CopySource={"Bucket": self.bucket, "Key": src},
                 CopySourceIfMatch=found.identity,
-            )  # fmt: skip
+            )
         except self._failures as exc:
             if _status(exc) in (404, 412):
                 return None
@@ -629,9 +684,14 @@ class UploadTemp:
     """
 
     def __init__(
-        self, make_file: Callable[[], LocalTemp], name: Path, *, memory_limit: int,
-        part_threshold: int, part_size: int,
-    ) -> None:  # fmt: skip
+        self,
+        make_file: Callable[[], LocalTemp],
+        name: Path,
+        *,
+        memory_limit: int,
+        part_threshold: int,
+        part_size: int,
+    ) -> None:
         self.written = 0
         self.synced = False
         self.sha256: str | None = None
@@ -734,9 +794,14 @@ class _ObjectReader(io.RawIOBase):
     ranged GET conditional on the ETag first read, so bytes of two objects never mix."""
 
     def __init__(
-        self, body: Any, info: BlobStat, *, url: str, failures: tuple[type[BaseException], ...],
+        self,
+        body: Any,
+        info: BlobStat,
+        *,
+        url: str,
+        failures: tuple[type[BaseException], ...],
         reopen: Callable[[int], Any],
-    ) -> None:  # fmt: skip
+    ) -> None:
         import urllib3.exceptions
 
         super().__init__()
@@ -745,8 +810,10 @@ class _ObjectReader(io.RawIOBase):
         self._url = url
         # what a body read raises: botocore's errors and urllib3's it does not wrap
         self._failures: tuple[type[BaseException], ...] = (
-            *failures, urllib3.exceptions.HTTPError, OSError,
-        )  # fmt: skip
+            *failures,
+            urllib3.exceptions.HTTPError,
+            OSError,
+        )
         self._reopen = reopen
         self._pos = 0
 

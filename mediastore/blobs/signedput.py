@@ -126,22 +126,28 @@ class SignedPut:
         if keepalive:
             socket_options.append((socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1))
         endpoint = EndpointCreator(client.meta.events).create_endpoint(
-            client.meta.service_model, client.meta.region_name, client.meta.endpoint_url,
+            client.meta.service_model,
+            client.meta.region_name,
+            client.meta.endpoint_url,
             verify=session.get_config_variable("ca_bundle"),
             timeout=(config.connect_timeout, config.read_timeout),
-            max_pool_connections=config.max_pool_connections, proxies=config.proxies,
-            socket_options=socket_options, client_cert=config.client_cert,
+            max_pool_connections=config.max_pool_connections,
+            proxies=config.proxies,
+            socket_options=socket_options,
+            client_cert=config.client_cert,
             proxies_config=config.proxies_config,
-        )  # fmt: skip
+        )
         retries = config.retries or {}
         attempts = retries.get("total_max_attempts") or DEFAULT_ATTEMPTS.get(
             retries.get("mode", "legacy"), 3
         )
         return cls(
             bucket_url=f"{probe.scheme}://{probe.netloc}{probe.path.removesuffix('/k')}",
-            region=client.meta.region_name, credentials=credentials,
-            http=endpoint.http_session, attempts=attempts,
-        )  # fmt: skip
+            region=client.meta.region_name,
+            credentials=credentials,
+            http=endpoint.http_session,
+            attempts=attempts,
+        )
 
     def put(self, key: str, body: bytes, *, sha256: str, headers: dict[str, str]) -> None:
         """PUT ``body`` at ``key``, with ``headers`` (Content-MD5, metadata, conditions).

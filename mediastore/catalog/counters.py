@@ -57,11 +57,13 @@ def recount(conn: Connection) -> dict[str, tuple[tuple[int, int], tuple[int, int
         f"media:{t}:{st}": (int(n), int(b))
         for t, st, n, b in conn.execute(
             select(
-                _media.c.media_type, _media.c.status, func.count(),
+                _media.c.media_type,
+                _media.c.status,
+                func.count(),
                 func.coalesce(func.sum(_media.c.size), 0),
             ).group_by(_media.c.media_type, _media.c.status)
         )
-    }  # fmt: skip
+    }
     unverified = select(func.count()).where(
         _media.c.last_verified_at.is_(None), _media.c.status != STATUS_REMOVED
     )
@@ -88,9 +90,7 @@ def recount(conn: Connection) -> dict[str, tuple[tuple[int, int], tuple[int, int
     return wrong
 
 
-def count_dedup(
-    conn: Connection, entries: Sequence[Recording], known: dict[str, MediaRow]
-) -> None:
+def count_dedup(conn: Connection, entries: Sequence[Recording], known: dict[str, MediaRow]) -> None:
     """Count the adds whose content was already stored, and the bytes they did not store."""
     seen = {m for m, row in known.items() if row.status == STATUS_OK}
     count = size = 0

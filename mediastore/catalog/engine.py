@@ -49,9 +49,13 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def make_engine(
-    url: str, *, busy_timeout: float, read_only: bool = False, create: bool = True,
+    url: str,
+    *,
+    busy_timeout: float,
+    read_only: bool = False,
+    create: bool = True,
     synchronous: str | None = None,
-) -> Engine:  # fmt: skip
+) -> Engine:
     """An engine for ``url``; for SQLite, with the pragmas that make sharing it safe.
 
     Args:
@@ -209,9 +213,11 @@ def connect_read_only(path: Path, busy_timeout: float) -> sqlite3.Connection:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.OperationalError:
         conn = sqlite3.connect(
-            f"{uri}?mode=ro&immutable=1", uri=True, timeout=busy_timeout,
+            f"{uri}?mode=ro&immutable=1",
+            uri=True,
+            timeout=busy_timeout,
             check_same_thread=False,
-        )  # fmt: skip
+        )
     conn.isolation_level = None
     return conn
 

@@ -59,7 +59,8 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 #: One stored file, keyed by the MD5 of its content.
 media = Table(
-    "media", metadata,
+    "media",
+    metadata,
     Column("md5", String(32), primary_key=True),
     Column("sha256", String(64), nullable=False),
     Column("media_type", String(16), nullable=False),
@@ -83,7 +84,7 @@ media = Table(
     Index("ix_media_type_status_size", "media_type", "status", "size"),
     # verification schedules: "not verified since T"
     Index("ix_media_last_verified_at", "last_verified_at"),
-)  # fmt: skip
+)
 
 URL_SOURCES = ("url", "legacy")
 
@@ -91,7 +92,8 @@ URL_SOURCES = ("url", "legacy")
 #: A row imported from the legacy cache knows only the MD5 of its URL (the legacy file's
 #: name): ``url`` is NULL until a lookup by that URL fills it in (revision 0002).
 media_urls = Table(
-    "media_urls", metadata,
+    "media_urls",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     # no index over the raw text: PostgreSQL's btree refuses entries over ~2.7 KB (0004)
     Column("url", Text),
@@ -103,7 +105,10 @@ media_urls = Table(
     Column("url_md5", String(32), nullable=False, index=True),
     Column("source", String(16), nullable=False, server_default="url"),
     Column(
-        "md5", String(32), ForeignKey("media.md5", ondelete="CASCADE"), nullable=False,
+        "md5",
+        String(32),
+        ForeignKey("media.md5", ondelete="CASCADE"),
+        nullable=False,
         index=True,
     ),
     Column("first_seen_at", UTCDateTime(), nullable=False),
@@ -113,34 +118,40 @@ media_urls = Table(
     Column("last_modified", String(64)),
     CheckConstraint("source IN ('url', 'legacy')", name="source_known"),
     CheckConstraint("url IS NOT NULL OR source = 'legacy'", name="url_or_legacy"),
-)  # fmt: skip
+)
 
 #: An open, writing store: its intents live as long as its heartbeat does (revision 0003).
 #: ``heartbeat`` is seconds since the epoch by the database's clock, never a host's, so that
 #: hosts whose clocks disagree still agree on which writers are alive.
 writers = Table(
-    "writers", metadata,
+    "writers",
+    metadata,
     Column("id", String(32), primary_key=True),
     Column("label", String(200), nullable=False),
     Column("heartbeat", BigInteger, nullable=False, index=True),
-)  # fmt: skip
+)
 
 #: A writer may be about to place, or rely on, the file of ``md5``: nothing removes it.
 intents = Table(
-    "intents", metadata,
+    "intents",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column(
-        "writer", String(32), ForeignKey("writers.id", ondelete="CASCADE"), nullable=False,
+        "writer",
+        String(32),
+        ForeignKey("writers.id", ondelete="CASCADE"),
+        nullable=False,
         index=True,
     ),
     Column("md5", String(32), nullable=False, index=True),
-)  # fmt: skip
+)
 
 URL_EVENTS = ("moved", "removed")
 
 #: What a URL pointed at before it was re-pointed to other content or removed (0004).
 url_history = Table(
-    "url_history", metadata,
+    "url_history",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("url_key", String(64), nullable=False, index=True),
     Column("url", Text),
@@ -148,7 +159,7 @@ url_history = Table(
     Column("event", String(16), nullable=False),
     Column("at", UTCDateTime(), nullable=False),
     CheckConstraint("event IN ('moved', 'removed')", name="event_known"),
-)  # fmt: skip
+)
 
 #: Running totals behind ``stats()``, kept by triggers in the writing transaction (0004).
 #:
@@ -160,30 +171,31 @@ url_history = Table(
 #: and the bytes they did not store again), ``dedup`` (adds that found their content
 #: already stored, and its bytes; history, not recounted).
 stats_counters = Table(
-    "stats_counters", metadata,
+    "stats_counters",
+    metadata,
     # name first: stats() sums the shards of each name in the primary key's order
     Column("name", String(48), primary_key=True),
     Column("shard", Integer, primary_key=True),
     Column("count", BigInteger, nullable=False),
     Column("bytes", BigInteger, nullable=False),
-)  # fmt: skip
+)
 
 #: A copy of the store's bytes from one blob store to another (``migrate-store``, 0005).
 store_moves = Table(
-    "store_moves", metadata,
+    "store_moves",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("source", Text, nullable=False),
     Column("target", Text, nullable=False),
     Column("started_at", UTCDateTime(), nullable=False),
     Column("finished_at", UTCDateTime()),
-)  # fmt: skip
+)
 
 #: The bytes of ``md5`` are at the move's target, hashed back right there.
 moved_blobs = Table(
-    "moved_blobs", metadata,
-    Column(
-        "move", Integer, ForeignKey("store_moves.id", ondelete="CASCADE"), primary_key=True
-    ),
+    "moved_blobs",
+    metadata,
+    Column("move", Integer, ForeignKey("store_moves.id", ondelete="CASCADE"), primary_key=True),
     Column("md5", String(32), primary_key=True),
     Column("copied_at", UTCDateTime(), nullable=False),
-)  # fmt: skip
+)

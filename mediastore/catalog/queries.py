@@ -210,9 +210,13 @@ class Catalog:
     """The catalog database. Thread-safe: every call takes its own pooled connection."""
 
     def __init__(
-        self, url: str, *, busy_timeout: float, create_if_empty: bool = True,
+        self,
+        url: str,
+        *,
+        busy_timeout: float,
+        create_if_empty: bool = True,
         read_only: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.url = url
         self.read_only = read_only
         path = sqlite_path(url)
@@ -453,9 +457,13 @@ class Catalog:
         return self._transact(lambda conn: self._record(conn, writer, md5s, entries, now))
 
     def _record(
-        self, conn: Connection, writer: str, md5s: list[str], entries: Sequence[Recording],
+        self,
+        conn: Connection,
+        writer: str,
+        md5s: list[str],
+        entries: Sequence[Recording],
         now: datetime,
-    ) -> list[MediaRow]:  # fmt: skip
+    ) -> list[MediaRow]:
         if claims.release(conn, writer, md5s) < len(md5s):
             raise IntentLostError(
                 "this writer's intents expired (it was silent for longer than the lease); "
@@ -494,16 +502,20 @@ class Catalog:
                 insert(_history).from_select(
                     ["url_key", "url", "md5", "event", "at"],
                     select(
-                        _urls.c.url_key, _urls.c.url, _urls.c.md5, literal("removed"),
+                        _urls.c.url_key,
+                        _urls.c.url,
+                        _urls.c.md5,
+                        literal("removed"),
                         literal(now, UTCDateTime()),
                     ).where(_urls.c.md5 == md5),
                 )
-            )  # fmt: skip
+            )
             conn.execute(delete(_urls).where(_urls.c.md5 == md5))
             conn.execute(
-                update(_media).where(_media.c.md5 == md5)
+                update(_media)
+                .where(_media.c.md5 == md5)
                 .values(status=STATUS_REMOVED, removed_at=now)
-            )  # fmt: skip
+            )
             return row
 
         return self._transact(body)
@@ -575,17 +587,27 @@ class Catalog:
             existing = found.get(info.key)
             if existing is None:
                 inserts[info.key] = {
-                    "url": info.url, "url_key": info.key, "url_md5": info.url_md5,
-                    "source": info.source, "md5": md5, "first_seen_at": now,
-                    "last_fetched_at": info.fetched_at, "etag": info.etag,
+                    "url": info.url,
+                    "url_key": info.key,
+                    "url_md5": info.url_md5,
+                    "source": info.source,
+                    "md5": md5,
+                    "first_seen_at": now,
+                    "last_fetched_at": info.fetched_at,
+                    "etag": info.etag,
                     "last_modified": info.last_modified,
-                }  # fmt: skip
+                }
                 continue
             if existing.md5 != md5:
-                moved.append({
-                    "url_key": info.key, "url": existing.url or info.url, "md5": existing.md5,
-                    "event": "moved", "at": now,
-                })  # fmt: skip
+                moved.append(
+                    {
+                        "url_key": info.key,
+                        "url": existing.url or info.url,
+                        "md5": existing.md5,
+                        "event": "moved",
+                        "at": now,
+                    }
+                )
             values = _url_update(md5, info, existing.url)
             conn.execute(update(_urls).where(_urls.c.id == existing.id).values(**values))
         if moved:
@@ -722,12 +744,13 @@ class Catalog:
         stmt = (
             select(_media.c.md5)
             .where(
-                _media.c.md5 >= prefix, _media.c.md5 < prefix + "g",
+                _media.c.md5 >= prefix,
+                _media.c.md5 < prefix + "g",
                 _media.c.status != STATUS_REMOVED,
             )
             .order_by(_media.c.md5)
             .limit(limit)
-        )  # fmt: skip
+        )
         with self._read() as conn:
             return list(conn.execute(stmt).scalars())
 
@@ -747,11 +770,17 @@ class Catalog:
             return int(conn.execute(stmt).scalar_one())
 
     def list_media(
-        self, *, media_type: str | None = None, status: str | None = None,
-        min_size: int | None = None, max_size: int | None = None,
-        since: datetime | None = None, before: datetime | None = None,
-        url_contains: str | None = None, page: int = 500,
-    ) -> Iterator[list[MediaRow]]:  # fmt: skip
+        self,
+        *,
+        media_type: str | None = None,
+        status: str | None = None,
+        min_size: int | None = None,
+        max_size: int | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        url_contains: str | None = None,
+        page: int = 500,
+    ) -> Iterator[list[MediaRow]]:
         """Live media rows meeting every condition given, a page at a time, in md5 order.
 
         Keyset pagination on the primary key: each page is one short read, so a listing of

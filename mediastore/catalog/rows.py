@@ -138,6 +138,15 @@ def raw_row(row: tuple[Any, ...]) -> MediaRow:
     """A MediaRow from a raw driver tuple (columns as in MEDIA_COLS)."""
     md5, sha256, media_type, mime, ext, size, width, height, created, verified, status = row
     return MediaRow(
-        md5, sha256, media_type, mime, ext, size, width, height,
-        utc(created), None if verified is None else utc(verified), status,
-    )  # fmt: skip
+        md5,
+        sha256,
+        media_type,
+        mime,
+        ext,
+        size,
+        width,
+        height,
+        utc(created),
+        None if verified is None else utc(verified),
+        status,
+    )

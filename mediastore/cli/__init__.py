@@ -54,9 +54,13 @@ class MediastoreGroup(click.Group):
     """Usage errors as one ``error:`` line too, like every other error."""
 
     def main(
-        self, args: Sequence[str] | None = None, prog_name: str | None = None,
-        complete_var: str | None = None, standalone_mode: bool = True, **extra: Any,
-    ) -> Any:  # fmt: skip
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
@@ -78,34 +82,51 @@ class MediastoreGroup(click.Group):
 
 
 @click.group(
-    cls=MediastoreGroup, epilog=EPILOG,
+    cls=MediastoreGroup,
+    epilog=EPILOG,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)  # fmt: skip
+)
 @click.option(
-    "--root", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_ROOT,
-    show_default=True, envvar="MEDIASTORE_ROOT", help="Store directory (env MEDIASTORE_ROOT).",
-)  # fmt: skip
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_ROOT,
+    show_default=True,
+    envvar="MEDIASTORE_ROOT",
+    help="Store directory (env MEDIASTORE_ROOT).",
+)
 @click.option(
-    "--db", "db_url", default=None, envvar="MEDIASTORE_DB_URL",
+    "--db",
+    "db_url",
+    default=None,
+    envvar="MEDIASTORE_DB_URL",
     help="Catalog SQLAlchemy URL (env MEDIASTORE_DB_URL); default <root>/catalog.sqlite3.",
-)  # fmt: skip
+)
 @click.option(
-    "--blobs", "blob_url", default=None, envvar="MEDIASTORE_BLOB_URL",
+    "--blobs",
+    "blob_url",
+    default=None,
+    envvar="MEDIASTORE_BLOB_URL",
     help="Where the bytes live: a directory or s3://bucket/prefix (env MEDIASTORE_BLOB_URL); "
     "default <root>/media.",
-)  # fmt: skip
+)
 @click.option(
-    "--max-file-size", type=SIZE, default=None,
+    "--max-file-size",
+    type=SIZE,
+    default=None,
     help=f"Largest file accepted [default: {format_size(DEFAULT_MAX_FILE_SIZE)}; env "
     "MEDIASTORE_MAX_FILE_SIZE].",
-)  # fmt: skip
+)
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
 @click.version_option(__version__, prog_name="mediastore")
 @click.pass_context
 def main(
-    ctx: click.Context, root: Path, db_url: str | None, blob_url: str | None,
-    max_file_size: int | None, verbose: int,
-) -> None:  # fmt: skip
+    ctx: click.Context,
+    root: Path,
+    db_url: str | None,
+    blob_url: str | None,
+    max_file_size: int | None,
+    verbose: int,
+) -> None:
     """mediastore: content-addressed media files with a SQL catalog."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
@@ -116,8 +137,23 @@ def main(
     )
 
 
-for command in (add, fetch, get, show, ls, cat, export, stats, verify, import_legacy, reindex,
-                gc, rm, migrate_store, db):  # fmt: skip
+for command in (
+    add,
+    fetch,
+    get,
+    show,
+    ls,
+    cat,
+    export,
+    stats,
+    verify,
+    import_legacy,
+    reindex,
+    gc,
+    rm,
+    migrate_store,
+    db,
+):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -53,8 +53,12 @@ class Item:
 
 def _special(mode: int) -> str | None:
     """What a non-regular, non-directory entry is, for the line saying it was skipped."""
-    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))  # fmt: skip
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
     return next((name for test, name in kinds if test(mode)), None)
 
 
@@ -265,9 +269,13 @@ class _FetchTally:
 
     def summary(self, seconds: float) -> dict[str, Any]:
         return {
-            "urls": self.urls, "fetched": self.fetched, "cached": self.cached,
-            "failed": self.failed, "bytes": self.bytes, "seconds": round(seconds, 3),
-        }  # fmt: skip
+            "urls": self.urls,
+            "fetched": self.fetched,
+            "cached": self.cached,
+            "failed": self.failed,
+            "bytes": self.bytes,
+            "seconds": round(seconds, 3),
+        }
 
 
 def _failure_line(result: FetchResult) -> str:
@@ -277,42 +285,59 @@ def _failure_line(result: FetchResult) -> str:
 @click.command()
 @click.argument("urls", nargs=-1)
 @click.option(
-    "--from-file", "from_file", metavar="FILE",
+    "--from-file",
+    "from_file",
+    metavar="FILE",
     help="Read URLs from FILE, one per line ('-': stdin).",
-)  # fmt: skip
+)
 @click.option(
-    "--workers", type=click.IntRange(1, 256), default=None,
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=None,
     help=f"Download threads [default: {DEFAULT_MAX_WORKERS}; env MEDIASTORE_WORKERS, or workers "
     "in mediastore.toml].",
-)  # fmt: skip
+)
 @click.option(
-    "--per-host", type=click.IntRange(1, 256), default=None,
+    "--per-host",
+    type=click.IntRange(1, 256),
+    default=None,
     help="Cap on concurrent requests to one host [default: adaptive, "
     f"{DEFAULT_START} growing to {DEFAULT_MAX_PER_HOST} while "
     "the host answers promptly, slowing down on 429/503; env MEDIASTORE_PER_HOST].",
-)  # fmt: skip
+)
 @click.option(
-    "--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
     help=f"Seconds a read (or connect) may wait [default: {DEFAULT_TIMEOUT:g}; env "
     "MEDIASTORE_TIMEOUT].",
-)  # fmt: skip
+)
 @click.option(
-    "--allow-private", is_flag=True,
+    "--allow-private",
+    is_flag=True,
     help="Allow private, loopback and link-local addresses (intranets only; env "
     "MEDIASTORE_ALLOW_PRIVATE=1, never from mediastore.toml).",
-)  # fmt: skip
+)
 @json_option
 @click.option(
-    "--jsonl", "as_jsonl", is_flag=True,
+    "--jsonl",
+    "as_jsonl",
+    is_flag=True,
     help="Print one JSON object per URL as it completes, then a summary object.",
-)  # fmt: skip
+)
 @click.pass_context
 @errors
 def fetch(
-    ctx: click.Context, urls: tuple[str, ...], from_file: str | None, workers: int | None,
-    per_host: int | None, timeout: float | None, allow_private: bool, as_json: bool,
+    ctx: click.Context,
+    urls: tuple[str, ...],
+    from_file: str | None,
+    workers: int | None,
+    per_host: int | None,
+    timeout: float | None,
+    allow_private: bool,
+    as_json: bool,
     as_jsonl: bool,
-) -> None:  # fmt: skip
+) -> None:
     """Download URLs into the store (cached ones are checked, not downloaded again).
 
     URLs from --from-file are read as they are needed (any number of them). Prints a summary
@@ -345,17 +370,22 @@ def fetch(
 
             # one document in input order: the whole list is the output anyway
             results = store.fetch_many(
-                _urls(urls, stream), max_workers=settings.workers, timeout=settings.timeout,
-                per_host=settings.config.per_host, progress=progress,
-            )  # fmt: skip
+                _urls(urls, stream),
+                max_workers=settings.workers,
+                timeout=settings.timeout,
+                per_host=settings.config.per_host,
+                progress=progress,
+            )
             tally = _FetchTally(single=single)
             for result in {r.url: r for r in results}.values():  # a repeated URL counts once
                 tally.add(result)
         else:
             streamed = store.iter_fetch(
-                _urls(urls, stream), max_workers=settings.workers, timeout=settings.timeout,
+                _urls(urls, stream),
+                max_workers=settings.workers,
+                timeout=settings.timeout,
                 per_host=settings.config.per_host,
-            )  # fmt: skip
+            )
             with closing(streamed):
                 for result in streamed:
                     tally.add(result)

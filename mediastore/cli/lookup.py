@@ -156,8 +156,16 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def make_filter(params: dict[str, Any]) -> MediaFilter:
-    keys = ("media_type", "status", "min_size", "max_size", "since", "before", "url_contains",
-            "limit")  # fmt: skip
+    keys = (
+        "media_type",
+        "status",
+        "min_size",
+        "max_size",
+        "since",
+        "before",
+        "url_contains",
+        "limit",
+    )
     return MediaFilter(**{k: params.pop(k) for k in keys})
 
 
@@ -212,22 +220,34 @@ def cat(ctx: click.Context, item: str) -> None:
 @click.argument("items", nargs=-1, metavar="[MD5|URL]...")
 @filter_options
 @click.option(
-    "--name", "name_by", type=click.Choice(NAME_BY), default="md5", show_default=True,
+    "--name",
+    "name_by",
+    type=click.Choice(NAME_BY),
+    default="md5",
+    show_default=True,
     help="Name files by MD5, or by their URL's file name (made safe; collisions numbered).",
-)  # fmt: skip
+)
 @click.option(
-    "--hardlink", is_flag=True,
+    "--hardlink",
+    is_flag=True,
     help="Hard-link instead of copying (same filesystem): editing an exported file in place "
     "would then damage the stored one.",
-)  # fmt: skip
+)
 @click.option("--no-sidecar", is_flag=True, help="Do not write a <name>.json beside each file.")
 @json_option
 @click.pass_context
 @errors
 def export(
-    ctx: click.Context, /, directory: Path, items: tuple[str, ...], name_by: str, hardlink: bool,
-    no_sidecar: bool, as_json: bool, **params: Any,
-) -> None:  # fmt: skip
+    ctx: click.Context,
+    /,
+    directory: Path,
+    items: tuple[str, ...],
+    name_by: str,
+    hardlink: bool,
+    no_sidecar: bool,
+    as_json: bool,
+    **params: Any,
+) -> None:
     """Copy stored files into DIRECTORY (those named, else all that the filters select).
 
     Copies by default, as a reflink (shared blocks, copy-on-write) where the filesystem has
@@ -249,9 +269,13 @@ def export(
                 bar.update(done - bar.n)
 
             report = store.export(
-                directory, chosen, name_by=name_by, link=hardlink, sidecar=not no_sidecar,
+                directory,
+                chosen,
+                name_by=name_by,
+                link=hardlink,
+                sidecar=not no_sidecar,
                 progress=progress,
-            )  # fmt: skip
+            )
     for _ in report.exported:
         tally.ok()
     for md5, reason in report.failed:
@@ -265,10 +289,13 @@ def export(
             click.echo(f"{entry.md5}  {one_line(entry.path)}  ({entry.method})")
         click.echo(
             f"exported {len(methods)} file(s) to {one_line(directory)}: "
-            + ", ".join(f"{methods.count(m)} {m}" for m in
-                        ("reflink", "copy", "hardlink", "already") if m in methods)
+            + ", ".join(
+                f"{methods.count(m)} {m}"
+                for m in ("reflink", "copy", "hardlink", "already")
+                if m in methods
+            )
             + (f"; {len(report.failed)} failed" if report.failed else "")
-        )  # fmt: skip
+        )
     tally.exit(ctx)
 
 

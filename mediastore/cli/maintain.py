@@ -43,16 +43,23 @@ DURATION = Parsed("duration", parse_duration)  # 90s, 30m, 12h, 7d, 2w
     "--allow-private", is_flag=True, help="Repairs may reach private addresses (intranets)."
 )
 @click.option(
-    "--deep", is_flag=True,
+    "--deep",
+    is_flag=True,
     help="Also decode images fully and walk containers (slower than hashing).",
-)  # fmt: skip
+)
 @json_option
 @click.pass_context
 @errors
 def verify(
-    ctx: click.Context, md5s: tuple[str, ...], older_than: timedelta | None,
-    limit: int | None, repair: bool, allow_private: bool, deep: bool, as_json: bool,
-) -> None:  # fmt: skip
+    ctx: click.Context,
+    md5s: tuple[str, ...],
+    older_than: timedelta | None,
+    limit: int | None,
+    repair: bool,
+    allow_private: bool,
+    deep: bool,
+    as_json: bool,
+) -> None:
     """Re-hash stored files (all when no MD5 or prefix is given).
 
     Exits 1 if any file is missing or corrupt (one MD5 given: 5 if missing, 4 if corrupt).
@@ -69,9 +76,13 @@ def verify(
         total = how_far.total = store.count_to_verify(chosen, older_than=older_than, limit=limit)
         with bar_progress("verifying", "file", total) as progress:
             report = store.verify(
-                chosen, progress=how_far.track(progress), older_than=older_than, limit=limit,
-                repair=repair, deep=deep or None,
-            )  # fmt: skip
+                chosen,
+                progress=how_far.track(progress),
+                older_than=older_than,
+                limit=limit,
+                repair=repair,
+                deep=deep or None,
+            )
     if as_json:
         emit_json(report.to_dict())
     else:
@@ -242,9 +253,11 @@ def rm(ctx: click.Context, md5s: tuple[str, ...], dry_run: bool, yes: bool) -> N
 
 @click.command("migrate-store")
 @click.option(
-    "--to", "target", required=True,
+    "--to",
+    "target",
+    required=True,
     help="The blob store to move to: a directory or s3://bucket/prefix.",
-)  # fmt: skip
+)
 @click.option(
     "--delete-source", is_flag=True, help="Delete each source copy once its copy is recorded."
 )

@@ -156,9 +156,12 @@ def read_settings_file(path: Path) -> tuple[dict[str, Any], list[str]]:
 
 
 def load_settings(
-    root: Path, db_url: str | None, *, environ: Mapping[str, str],
+    root: Path,
+    db_url: str | None,
+    *,
+    environ: Mapping[str, str],
     flags: Mapping[str, Any] | None = None,
-) -> Settings:  # fmt: skip
+) -> Settings:
     """Merge defaults, ``<root>/mediastore.toml``, ``MEDIASTORE_*`` and flags (``None``: not given).
 
     Args:
@@ -188,11 +191,16 @@ def load_settings(
             continue
         values[name] = parse(raw, f"{name} (from {source})")
         sources[name] = source
-    overrides = {target: values[name] for name, (_, target) in SETTINGS.items()
-                 if target is not None and name in values}  # fmt: skip
+    overrides = {
+        target: values[name]
+        for name, (_, target) in SETTINGS.items()
+        if target is not None and name in values
+    }
     config = StoreConfig(root=root, db_url=check_db_url(db_url) if db_url else None, **overrides)
     return Settings(
-        config=config, workers=values.get("workers", DEFAULT_MAX_WORKERS),
-        timeout=values.get("timeout", DEFAULT_TIMEOUT), sources=sources,
+        config=config,
+        workers=values.get("workers", DEFAULT_MAX_WORKERS),
+        timeout=values.get("timeout", DEFAULT_TIMEOUT),
+        sources=sources,
         warnings=tuple(warnings),
-    )  # fmt: skip
+    )

@@ -69,7 +69,6 @@ def parse_jpeg(c: StreamCheck) -> Parser:
         sized = True
 
 
-
 # --- PNG ---------------------------------------------------------------------------------------
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_READ = {b"IHDR", b"acTL", b"fcTL", b"IEND"}  # chunks whose content is parsed
@@ -348,9 +347,13 @@ def _webp_bitstream(
 
 
 def _webp_frame(
-    c: StreamCheck, state: _WebpState, canvas: tuple[int, int], size: int, padded: int,
+    c: StreamCheck,
+    state: _WebpState,
+    canvas: tuple[int, int],
+    size: int,
+    padded: int,
     where: str,
-) -> Parser:  # fmt: skip
+) -> Parser:
     data = yield from c.need(16, where)
     x = int.from_bytes(data[0:3], "little") * 2
     y = int.from_bytes(data[3:6], "little") * 2

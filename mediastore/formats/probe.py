@@ -76,9 +76,12 @@ def _header_layout(content: bytes, kind: MediaKind, max_pixels: int) -> ImageLay
 
 
 def image_size(
-    source: str | Path | bytes, kind: MediaKind, *, max_pixels: int,
+    source: str | Path | bytes,
+    kind: MediaKind,
+    *,
+    max_pixels: int,
     layout: ImageLayout | None = None,
-) -> tuple[int, int]:  # fmt: skip
+) -> tuple[int, int]:
     """Width and height of an image, read from its header (no full decode).
 
     Only the decoder of the detected kind is allowed, so a file cannot reach any other

@@ -63,9 +63,13 @@ class StreamCheck:
     """
 
     def __init__(
-        self, kind: MediaKind, parser: Callable[[StreamCheck], Parser], *, max_pixels: int,
+        self,
+        kind: MediaKind,
+        parser: Callable[[StreamCheck], Parser],
+        *,
+        max_pixels: int,
         deep: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.kind = kind
         self.name = NAMES[kind.extension]
         self.max_pixels = max_pixels
@@ -314,7 +318,6 @@ class StreamCheck:
             self._buf.clear()
             self._send(data if op == NEED_OR_EOF else None)
         return self.layout
-
 
 
 NAMES = {"jpg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WebP", "mp4": "MP4",

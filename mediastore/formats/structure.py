@@ -79,9 +79,13 @@ def checker_for(kind: MediaKind, *, max_pixels: int, deep: bool = False) -> Chec
 
 
 def check_file(
-    fileobj: BinaryIO, kind: MediaKind, *, max_pixels: int, deep: bool = False,
+    fileobj: BinaryIO,
+    kind: MediaKind,
+    *,
+    max_pixels: int,
+    deep: bool = False,
     chunk_size: int = 1 << 20,
-) -> ImageLayout | None:  # fmt: skip
+) -> ImageLayout | None:
     """Run the completeness check over an open binary file, from its current position.
 
     Returns:

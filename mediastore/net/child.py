@@ -94,22 +94,31 @@ def main() -> int:
     root.setLevel(setup.log_level)
     cancel = Cancel()
     hosts = HostLimits(
-        setup.start, setup.max_per_host, setup.rate,
+        setup.start,
+        setup.max_per_host,
+        setup.rate,
         on_pause=lambda host, seconds: send(out, lock, ("pause", host, seconds)),
-    )  # fmt: skip
+    )
     urls: queue.SimpleQueue[object] = queue.SimpleQueue()
     threading.Thread(
-        target=_read_input, args=(stdin, urls, hosts, cancel), name="mediastore-lane-input",
+        target=_read_input,
+        args=(stdin, urls, hosts, cancel),
+        name="mediastore-lane-input",
         daemon=True,
-    ).start()  # fmt: skip
+    ).start()
     with MediaStore(config=setup.config, blob_url=setup.blob_url) as store:
         downloader = Downloader(store.lifecycle, store.get_by_url)
         send(out, lock, ("ready",))
         try:
             results = downloader.iter_fetch(
-                _source(urls), max_workers=setup.max_workers, timeout=setup.timeout,
-                deadline=setup.deadline, cancel=cancel, hosts=hosts, spread=False,
-            )  # fmt: skip
+                _source(urls),
+                max_workers=setup.max_workers,
+                timeout=setup.timeout,
+                deadline=setup.deadline,
+                cancel=cancel,
+                hosts=hosts,
+                spread=False,
+            )
             for result in results:
                 _send_result(out, lock, result)
         except OSError:  # the parent is gone: the downloads were cancelled on the way out

@@ -342,9 +342,12 @@ class GuardedAdapter(HTTPAdapter):
         if cached is not None and cached.expires > now:
             return cached
         target = resolve(
-            url, parsed, allow_private=self.settings.allow_private_networks,
-            resolver=self.settings.resolver, policy=self.settings.address_policy,
-        )  # fmt: skip
+            url,
+            parsed,
+            allow_private=self.settings.allow_private_networks,
+            resolver=self.settings.resolver,
+            policy=self.settings.address_policy,
+        )
         address = target.addresses[0]
         pool_kwargs: dict[str, Any] = {}
         if parsed.scheme == "https":
@@ -352,11 +355,14 @@ class GuardedAdapter(HTTPAdapter):
         default_port = 443 if parsed.scheme == "https" else 80
         host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
         route = _Route(
-            host=parsed.host, scheme=parsed.scheme,
-            address=f"[{address}]" if ":" in address else address, port=parsed.port,
+            host=parsed.host,
+            scheme=parsed.scheme,
+            address=f"[{address}]" if ":" in address else address,
+            port=parsed.port,
             host_header=host if parsed.port == default_port else f"{host}:{parsed.port}",
-            pool_kwargs=pool_kwargs, expires=now + ROUTE_TTL,
-        )  # fmt: skip
+            pool_kwargs=pool_kwargs,
+            expires=now + ROUTE_TTL,
+        )
         if len(self._routes) >= 1024:
             self._routes.clear()  # many one-off hosts: start over rather than grow
         self._routes[key] = route
@@ -367,9 +373,11 @@ class GuardedAdapter(HTTPAdapter):
         bundle = self.settings.ca_bundle or DEFAULT_CA_BUNDLE_PATH
         location = "ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"
         return {
-            "cert_reqs": "CERT_REQUIRED", location: bundle,
-            "server_hostname": host, "assert_hostname": host,
-        }  # fmt: skip
+            "cert_reqs": "CERT_REQUIRED",
+            location: bundle,
+            "server_hostname": host,
+            "assert_hostname": host,
+        }
 
     def pool(self, route: _Route) -> HTTPConnectionPool:
         """The connection pool for ``route``'s pinned address."""
@@ -384,9 +392,11 @@ class GuardedAdapter(HTTPAdapter):
         url = request.url or ""
         settings = self.settings
         target = check_url(
-            url, allow_private=settings.allow_private_networks, resolver=settings.resolver,
+            url,
+            allow_private=settings.allow_private_networks,
+            resolver=settings.resolver,
             policy=settings.address_policy,
-        )  # fmt: skip
+        )
         params, kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
         # plain dicts: the stubs' TypedDicts lack the TLS keys urllib3 accepts
         host_params, pool_kwargs = cast(dict[str, Any], params), cast(dict[str, Any], kwargs)
@@ -504,9 +514,14 @@ def open_url(
 
 
 def _response(
-    resp: BaseHTTPResponse, final_url: str, validators: tuple[str | None, str | None],
-    chunk_size: int, total: Deadline | None, settings: FetchSettings, url: str,
-) -> Response:  # fmt: skip
+    resp: BaseHTTPResponse,
+    final_url: str,
+    validators: tuple[str | None, str | None],
+    chunk_size: int,
+    total: Deadline | None,
+    settings: FetchSettings,
+    url: str,
+) -> Response:
     if resp.status == 304:
         etag, last_modified = validators
         return Response(304, final_url, etag, last_modified, None, iter(()))
@@ -516,19 +531,28 @@ def _response(
         speed = _LowSpeed(url, settings.speed_limit, settings.speed_time)
     headers = resp.headers
     return Response(
-        status=200, final_url=final_url, etag=headers.get("ETag"),
-        last_modified=headers.get("Last-Modified"), length=length,
+        status=200,
+        final_url=final_url,
+        etag=headers.get("ETag"),
+        last_modified=headers.get("Last-Modified"),
+        length=length,
         chunks=_body(resp, url, length, chunk_size, total, speed),
-    )  # fmt: skip
+    )
 
 
 class _Request:
     """One download's hops and retries."""
 
     def __init__(
-        self, adapter: GuardedAdapter, url: str, headers: dict[str, str], timeout: float,
-        total: Deadline | None, hosts: HostLimits | None, conditional: bool,
-    ) -> None:  # fmt: skip
+        self,
+        adapter: GuardedAdapter,
+        url: str,
+        headers: dict[str, str],
+        timeout: float,
+        total: Deadline | None,
+        hosts: HostLimits | None,
+        conditional: bool,
+    ) -> None:
         self.adapter = adapter
         self.settings = adapter.settings
         self.url = url
@@ -580,18 +604,30 @@ class _Request:
                     return self._settle(resp, url, hop)
 
     def _attempt(
-        self, url: str, route: _Route, target: str, headers: dict[str, str], slot: Slot | None,
-        head: Deadline, retries: _Retries,
-    ) -> BaseHTTPResponse | None:  # fmt: skip
+        self,
+        url: str,
+        route: _Route,
+        target: str,
+        headers: dict[str, str],
+        slot: Slot | None,
+        head: Deadline,
+        retries: _Retries,
+    ) -> BaseHTTPResponse | None:
         """Send once: the response to settle, or None after waiting for a retry."""
         began = time.monotonic()
         pool = self.adapter.pool(route)
         try:
             resp = pool.urlopen(
-                "GET", target, headers=headers, redirect=False, assert_same_host=False,
-                preload_content=False, decode_content=False, retries=_NO_RETRIES,
+                "GET",
+                target,
+                headers=headers,
+                redirect=False,
+                assert_same_host=False,
+                preload_content=False,
+                decode_content=False,
+                retries=_NO_RETRIES,
                 timeout=self.timeouts,
-            )  # fmt: skip
+            )
             if head.expired:  # cut mid-head, http.client may take what came for all of it
                 resp.close()
                 resp.release_conn()
@@ -827,9 +863,13 @@ class _LowSpeed:
 
 
 def _body(
-    resp: BaseHTTPResponse, url: str, length: int | None, chunk_size: int,
-    total: Deadline | None, speed: _LowSpeed | None,
-) -> Iterator[bytes]:  # fmt: skip
+    resp: BaseHTTPResponse,
+    url: str,
+    length: int | None,
+    chunk_size: int,
+    total: Deadline | None,
+    speed: _LowSpeed | None,
+) -> Iterator[bytes]:
     layers = _inflaters(url, resp.headers.get("Content-Encoding", ""))
     # A body that fits in one chunk is handed on whole, as one bytes object, however many
     # pieces the socket delivers it in: one write, and the image probed from memory rather

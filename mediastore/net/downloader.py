@@ -195,11 +195,17 @@ class Downloader:
 
     # --- one URL -----------------------------------------------------------------------------
     def fetch(
-        self, url: object, *, timeout: float, refresh: bool = False,
-        sessions: Sessions | None = None, hosts: HostLimits | None = None,
-        deadline: float | None = None, cancel: Cancel | None = None,
+        self,
+        url: object,
+        *,
+        timeout: float,
+        refresh: bool = False,
+        sessions: Sessions | None = None,
+        hosts: HostLimits | None = None,
+        deadline: float | None = None,
+        cancel: Cancel | None = None,
         gate: threading.Semaphore | None = None,
-    ) -> tuple[MediaRecord, bool]:  # fmt: skip
+    ) -> tuple[MediaRecord, bool]:
         """The record for ``url`` and whether it came from the cache (no body downloaded).
 
         ``deadline``: seconds for the whole download (default ``config.download_deadline``).
@@ -212,9 +218,14 @@ class Downloader:
             deadline = self._config.download_deadline
         with gate if gate is not None else nullcontext():
             got = self._obtain(
-                url, timeout=timeout, refresh=refresh, sessions=sessions, hosts=hosts,
-                deadline=deadline, cancel=cancel,
-            )  # fmt: skip
+                url,
+                timeout=timeout,
+                refresh=refresh,
+                sessions=sessions,
+                hosts=hosts,
+                deadline=deadline,
+                cancel=cancel,
+            )
         if isinstance(got, MediaRecord):
             return got, True
         staged, infos = got
@@ -224,9 +235,16 @@ class Downloader:
         return self._life.record(self._life.commit(staged, infos), url), False
 
     def _obtain(
-        self, url: str, *, timeout: float, refresh: bool, sessions: Sessions | None,
-        hosts: HostLimits | None, deadline: float | None, cancel: Cancel | None,
-    ) -> MediaRecord | tuple[Staged, list[UrlInfo]]:  # fmt: skip
+        self,
+        url: str,
+        *,
+        timeout: float,
+        refresh: bool,
+        sessions: Sessions | None,
+        hosts: HostLimits | None,
+        deadline: float | None,
+        cancel: Cancel | None,
+    ) -> MediaRecord | tuple[Staged, list[UrlInfo]]:
         """The cached record of ``url``, or its body downloaded and staged (not committed)."""
         cached = self.cached(url)
         if cached is not None and not refresh:
@@ -240,9 +258,15 @@ class Downloader:
         for attempt in range(1, BODY_ATTEMPTS + 1):
             try:
                 outcome = self._download(
-                    session, url, timeout, validators, deadline, started=started, hosts=hosts,
+                    session,
+                    url,
+                    timeout,
+                    validators,
+                    deadline,
+                    started=started,
+                    hosts=hosts,
                     cancel=cancel,
-                )  # fmt: skip
+                )
             except TruncatedDownloadError:
                 if attempt == BODY_ATTEMPTS or time.monotonic() >= ends:
                     raise
@@ -286,11 +310,16 @@ class Downloader:
         return None
 
     def _download(
-        self, session: requests.Session, url: str, timeout: float,
-        validators: tuple[str | None, str | None], deadline: float | None,
-        started: float | None = None, hosts: HostLimits | None = None,
+        self,
+        session: requests.Session,
+        url: str,
+        timeout: float,
+        validators: tuple[str | None, str | None],
+        deadline: float | None,
+        started: float | None = None,
+        hosts: HostLimits | None = None,
         cancel: Cancel | None = None,
-    ) -> tuple[Staged, list[UrlInfo]] | None:  # fmt: skip
+    ) -> tuple[Staged, list[UrlInfo]] | None:
         """Download once; ``deadline`` counts from ``started`` (default: now).
 
         With ``hosts``, every hop waits for a slot of its host (redirect targets included).
@@ -298,9 +327,15 @@ class Downloader:
         """
         cfg = self._config
         with open_url(
-            session, url, timeout=timeout, deadline=deadline, started=started,
-            chunk_size=cfg.chunk_size, validators=validators, hosts=hosts,
-        ) as resp:  # fmt: skip
+            session,
+            url,
+            timeout=timeout,
+            deadline=deadline,
+            started=started,
+            chunk_size=cfg.chunk_size,
+            validators=validators,
+            hosts=hosts,
+        ) as resp:
             if resp.status == 304:
                 return None
             if resp.length is not None and resp.length > cfg.max_file_size:
@@ -322,17 +357,26 @@ class Downloader:
         infos = [UrlInfo(url=url, fetched_at=now, etag=resp.etag, last_modified=resp.last_modified)]
         if resp.final_url and resp.final_url != url:
             infos.append(
-                UrlInfo(url=resp.final_url, fetched_at=now, etag=resp.etag,
-                        last_modified=resp.last_modified)
-            )  # fmt: skip
+                UrlInfo(
+                    url=resp.final_url,
+                    fetched_at=now,
+                    etag=resp.etag,
+                    last_modified=resp.last_modified,
+                )
+            )
         return staged, infos
 
     # --- many URLs ---------------------------------------------------------------------------
     def fetch_many(
-        self, urls: Iterable[str], *, max_workers: int, timeout: float,
-        progress: Progress | None = None, per_host: int | None = None,
+        self,
+        urls: Iterable[str],
+        *,
+        max_workers: int,
+        timeout: float,
+        progress: Progress | None = None,
+        per_host: int | None = None,
         deadline: float | None = None,
-    ) -> list[FetchResult]:  # fmt: skip
+    ) -> list[FetchResult]:
         """One result per input URL, in input order; duplicates are fetched once.
 
         Each host's concurrency adapts (see :class:`~mediastore.net.hosts.HostLimits`); an
@@ -343,9 +387,12 @@ class Downloader:
         done: dict[str, FetchResult] = {}
         # iter_fetch's workers, cancellation and cleanup; the order is restored here
         results = self.iter_fetch(
-            unique, max_workers=max_workers, timeout=timeout, per_host=per_host,
+            unique,
+            max_workers=max_workers,
+            timeout=timeout,
+            per_host=per_host,
             deadline=deadline,
-        )  # fmt: skip
+        )
         with closing(results):
             for count, result in enumerate(results, 1):
                 done[result.url] = result
@@ -354,10 +401,17 @@ class Downloader:
         return [done[url] for url in wanted]
 
     def iter_fetch(
-        self, urls: Iterable[str], *, max_workers: int, timeout: float,
-        per_host: int | None = None, deadline: float | None = None,
-        cancel: Cancel | None = None, hosts: HostLimits | None = None, spread: bool = True,
-    ) -> Generator[FetchResult, None, None]:  # fmt: skip
+        self,
+        urls: Iterable[str],
+        *,
+        max_workers: int,
+        timeout: float,
+        per_host: int | None = None,
+        deadline: float | None = None,
+        cancel: Cancel | None = None,
+        hosts: HostLimits | None = None,
+        spread: bool = True,
+    ) -> Generator[FetchResult, None, None]:
         """Yield one result per input URL as each completes; bounded work, constant memory.
 
         ``urls`` is read lazily: at most :data:`AHEAD_PER_WORKER` x ``max_workers`` URLs are
@@ -378,15 +432,26 @@ class Downloader:
         limits = self._host_limits(per_host)  # bad arguments raise now, not at the first next()
         processes = self._processes(max_workers, limits) if spread and hosts is None else 1
         return self._iter_fetch(
-            urls, max_workers=max_workers, timeout=timeout, hosts=hosts or limits,
-            deadline=deadline, cancel=cancel if cancel is not None else Cancel(),
+            urls,
+            max_workers=max_workers,
+            timeout=timeout,
+            hosts=hosts or limits,
+            deadline=deadline,
+            cancel=cancel if cancel is not None else Cancel(),
             processes=processes,
-        )  # fmt: skip
+        )
 
     def _iter_fetch(
-        self, urls: Iterable[str], *, max_workers: int, timeout: float, hosts: HostLimits,
-        deadline: float | None, cancel: Cancel, processes: int,
-    ) -> Generator[FetchResult, None, None]:  # fmt: skip
+        self,
+        urls: Iterable[str],
+        *,
+        max_workers: int,
+        timeout: float,
+        hosts: HostLimits,
+        deadline: float | None,
+        cancel: Cancel,
+        processes: int,
+    ) -> Generator[FetchResult, None, None]:
         sessions = Sessions(self.settings)
         # Twice the threads, of which max_workers download at a time: a thread whose body is
         # staged waits for its commit without holding up the next download, so the commits
@@ -398,8 +463,15 @@ class Downloader:
             url = cast(str, item)  # any object of the input: fetch() refuses a non-string
             if cancel.cancelled:
                 return FetchResult(url=url, error=FetchError(str(url), CANCELLED))
-            return self._result(url, timeout=timeout, sessions=sessions, hosts=hosts,
-                                deadline=deadline, cancel=cancel, gate=downloading)  # fmt: skip
+            return self._result(
+                url,
+                timeout=timeout,
+                sessions=sessions,
+                hosts=hosts,
+                deadline=deadline,
+                cancel=cancel,
+                gate=downloading,
+            )
 
         pool = ThreadPoolExecutor(
             max_workers=2 * max_workers, thread_name_prefix="mediastore-fetch"
@@ -412,13 +484,17 @@ class Downloader:
 
         setup = (
             (lambda lanes: self._lane_setup(lanes, max_workers, timeout, deadline, hosts))
-            if processes > 1 else None
-        )  # fmt: skip
+            if processes > 1
+            else None
+        )
         lanes = Lanes(
-            lambda url: pool.submit(one, url), processes=processes, setup=setup,
-            expected=len(urls) if isinstance(urls, Sized) else None, on_spread=shrink,
+            lambda url: pool.submit(one, url),
+            processes=processes,
+            setup=setup,
+            expected=len(urls) if isinstance(urls, Sized) else None,
+            on_spread=shrink,
             pause_local=hosts.pause,
-        )  # fmt: skip
+        )
         if processes > 1:  # limits given by a caller (a lane's child) keep their own hook
             hosts.on_pause = lanes.broadcast_pause
         feeder = _Feeder(urls, lanes.submit, cancel, AHEAD_PER_WORKER * max_workers)
@@ -443,16 +519,28 @@ class Downloader:
             cancel.close()
 
     def _result(
-        self, url: str, *, timeout: float, sessions: Sessions, hosts: HostLimits,
-        deadline: float | None, cancel: Cancel, gate: threading.Semaphore,
-    ) -> FetchResult:  # fmt: skip
+        self,
+        url: str,
+        *,
+        timeout: float,
+        sessions: Sessions,
+        hosts: HostLimits,
+        deadline: float | None,
+        cancel: Cancel,
+        gate: threading.Semaphore,
+    ) -> FetchResult:
         """``url`` fetched, its failure carried in the result rather than raised."""
         try:
             cancel.arm()
             rec, from_cache = self.fetch(
-                url, timeout=timeout, sessions=sessions, hosts=hosts, deadline=deadline,
-                cancel=cancel, gate=gate,
-            )  # fmt: skip
+                url,
+                timeout=timeout,
+                sessions=sessions,
+                hosts=hosts,
+                deadline=deadline,
+                cancel=cancel,
+                gate=gate,
+            )
         except MediaStoreError as exc:
             log.info("fetch failed: %s", exc)
             return FetchResult(url=url, error=exc)
@@ -469,16 +557,24 @@ class Downloader:
         return max(1, min(wanted, max_workers, hosts.max_per_host))
 
     def _lane_setup(
-        self, lanes: int, max_workers: int, timeout: float, deadline: float | None,
+        self,
+        lanes: int,
+        max_workers: int,
+        timeout: float,
+        deadline: float | None,
         hosts: HostLimits,
-    ) -> LaneSetup:  # fmt: skip
+    ) -> LaneSetup:
         return LaneSetup(
-            config=self._config, blob_url=self._blob_url,
-            max_workers=max(1, max_workers // lanes), timeout=timeout, deadline=deadline,
-            start=max(1, hosts.start // lanes), max_per_host=max(1, hosts.max_per_host // lanes),
+            config=self._config,
+            blob_url=self._blob_url,
+            max_workers=max(1, max_workers // lanes),
+            timeout=timeout,
+            deadline=deadline,
+            start=max(1, hosts.start // lanes),
+            max_per_host=max(1, hosts.max_per_host // lanes),
             rate=None if hosts.rate is None else hosts.rate / lanes,
             log_level=logging.getLogger("mediastore").getEffectiveLevel(),
-        )  # fmt: skip
+        )
 
     def _host_limits(self, per_host: int | None) -> HostLimits:
         """Adaptive per-host limits; a ``per_host`` given (or configured) caps them."""
@@ -505,9 +601,12 @@ class _Feeder:
     """
 
     def __init__(
-        self, urls: Iterable[str], submit: Callable[[object], Future[FetchResult]],
-        cancel: Cancel, bound: int,
-    ) -> None:  # fmt: skip
+        self,
+        urls: Iterable[str],
+        submit: Callable[[object], Future[FetchResult]],
+        cancel: Cancel,
+        bound: int,
+    ) -> None:
         self._source = iter(urls)
         self._submit = submit
         self._cancel = cancel
@@ -576,9 +675,10 @@ def _shrink_gate(gate: threading.Semaphore, permits: int) -> None:
     """Take ``permits`` from ``gate`` for good, as they come free (on a thread of its own)."""
     if permits > 0:
         threading.Thread(
-            target=lambda: [gate.acquire() for _ in range(permits)], name="mediastore-shrink",
+            target=lambda: [gate.acquire() for _ in range(permits)],
+            name="mediastore-shrink",
             daemon=True,
-        ).start()  # fmt: skip
+        ).start()
 
 
 def _check_timeout(timeout: float) -> None:

@@ -87,9 +87,13 @@ class Slot:
     __slots__ = ("_on_release", "_on_report", "_state", "acquired_at", "host")
 
     def __init__(
-        self, on_report: _OnReport, on_release: _OnRelease, host: str, state: _Host,
+        self,
+        on_report: _OnReport,
+        on_release: _OnRelease,
+        host: str,
+        state: _Host,
         acquired_at: float,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._on_report = on_report
         self._on_release = on_release
         self._state: _Host | None = state

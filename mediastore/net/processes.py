@@ -114,9 +114,13 @@ class ProcessLane:
     """
 
     def __init__(
-        self, setup: LaneSetup, *, on_pause: Callable[[str, float, ProcessLane], None],
-        on_ready: Callable[[ProcessLane], None], fallback: Callable[[str], Future[FetchResult]],
-    ) -> None:  # fmt: skip
+        self,
+        setup: LaneSetup,
+        *,
+        on_pause: Callable[[str, float, ProcessLane], None],
+        on_ready: Callable[[ProcessLane], None],
+        fallback: Callable[[str], Future[FetchResult]],
+    ) -> None:
         self.fallback = fallback
         self._on_pause = on_pause
         self._on_ready = on_ready
@@ -132,9 +136,12 @@ class ProcessLane:
     def start(self) -> None:
         """Start the child (raises OSError if it cannot be started)."""
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "mediastore.net.child"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, start_new_session=True, env=_child_env(),
-        )  # fmt: skip
+            [sys.executable, "-m", "mediastore.net.child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+            env=_child_env(),
+        )
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._stdout: IO[bytes] = self._proc.stdout
         self._reader = threading.Thread(
@@ -228,8 +235,9 @@ class ProcessLane:
         if held and not cancelled:
             log.warning(
                 "download process %d exited with %d URLs unsettled; downloading them here",
-                self._proc.pid, len(held),
-            )  # fmt: skip
+                self._proc.pid,
+                len(held),
+            )
         for url, future in held.items():
             if cancelled:
                 future.set_result(FetchResult(url=url, error=FetchError(url, CANCELLED)))
@@ -258,11 +266,15 @@ class Lanes:
     """
 
     def __init__(
-        self, local: Callable[[object], Future[FetchResult]], *, processes: int,
-        expected: int | None, setup: Callable[[int], LaneSetup] | None,
+        self,
+        local: Callable[[object], Future[FetchResult]],
+        *,
+        processes: int,
+        expected: int | None,
+        setup: Callable[[int], LaneSetup] | None,
         on_spread: Callable[[int], None],
         pause_local: Callable[[str, float], None],
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._local = local
         self._processes = processes if setup is not None else 1
         self._setup = setup
@@ -329,9 +341,11 @@ class Lanes:
         setup = self._setup(self._processes)
         for _ in range(self._processes - 1):
             child = ProcessLane(
-                setup, on_pause=self.broadcast_pause, on_ready=self._child_ready,
+                setup,
+                on_pause=self.broadcast_pause,
+                on_ready=self._child_ready,
                 fallback=self.run_here,
-            )  # fmt: skip
+            )
             self.children.append(child)  # listed before it starts: every pause reaches it
             try:
                 child.start()

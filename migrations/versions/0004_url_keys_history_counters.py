@@ -95,9 +95,11 @@ def _backfill_url_keys(bind: sa.Connection, pg: bool) -> None:
     driver = bind.connection.driver_connection
     assert driver is not None
     driver.create_function(
-        "mediastore_sha256", 1,
-        lambda url: hashlib.sha256(url.encode("utf-8")).hexdigest(), deterministic=True,
-    )  # fmt: skip
+        "mediastore_sha256",
+        1,
+        lambda url: hashlib.sha256(url.encode("utf-8")).hexdigest(),
+        deterministic=True,
+    )
     op.execute("UPDATE media_urls SET url_key = mediastore_sha256(url) WHERE url IS NOT NULL")
     op.execute(legacy)
 
