@@ -38,7 +38,14 @@ from .config import StoreConfig
 from .errors import HashCollisionError, MediaNotFoundError, MediaStoreError, StorageError
 from .formats.detect import BY_EXTENSION
 from .ingest import Chunks, Staged, stage
-from .records import STATUS_CORRUPT, STATUS_MISSING, STATUS_OK, STATUS_REMOVED, MediaRecord
+from .records import (
+    STATUS_BROKEN,
+    STATUS_CORRUPT,
+    STATUS_MISSING,
+    STATUS_OK,
+    STATUS_REMOVED,
+    MediaRecord,
+)
 from .types import ByteProgress
 
 log = logging.getLogger(__name__)
@@ -241,6 +248,35 @@ class Lifecycle:
             if row is not None and status is not None and row.status == STATUS_OK:
                 ex.set_status([row.md5], status)
         return Removal(True, where=where)
+
+    def revive(self, found: Sequence[tuple[str, str]], *, deep: bool = False) -> list[str]:
+        """Return rows marked missing or corrupt to ``ok``: their intact file is back.
+
+        Args:
+            found: ``(md5, identity)`` of each file that was just hashed right at its
+                address; re-checked under the lock, so a file moved or replaced since (a
+                concurrent quarantine, say) is left for the next check.
+            deep: The files also passed the deep check, so ``broken`` rows come back too
+                (a broken file hashes right: hashing alone says nothing of it).
+
+        Returns:
+            The md5s whose rows are ``ok`` again.
+        """
+        if not found:
+            return []
+        revivable = {STATUS_MISSING, STATUS_CORRUPT} | ({STATUS_BROKEN} if deep else set())
+        with self.catalog.exclusive() as ex:
+            rows = ex.rows([md5 for md5, _ in found])
+            back = [
+                md5
+                for md5, identity in found
+                if (row := rows.get(md5)) is not None
+                and row.status in revivable
+                and (now := self.blobs.stat(ref_of(row))) is not None
+                and now.identity == identity
+            ]
+            ex.set_status(back, STATUS_OK)
+        return back
 
     def mark_missing(self, md5s: Sequence[str]) -> list[str]:
         """Mark ``ok`` rows whose file is absent ``missing``, re-checked under the lock."""

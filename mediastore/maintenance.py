@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import verify
 from .blobs.base import BlobRef, StoredEntry
 from .catalog import MediaRow, UrlInfo, url_md5
 from .config import StoreConfig
@@ -38,6 +39,7 @@ from .lifecycle import LEASE_SECONDS, Entry, Lifecycle, ref_of
 from .net.downloader import Downloader
 from .records import (
     STATUS_CORRUPT,
+    STATUS_MISSING,
     STATUS_OK,
     STATUS_REMOVED,
     GcReport,
@@ -307,9 +309,12 @@ def gc(life: Lifecycle, *, dry_run: bool = False) -> GcReport:
     rows = catalog.by_md5_many([md5 for entry in entries if (md5 := _address_md5(entry))])
     adopted: list[str] = []
     quarantined: list[tuple[str, str]] = []
+    returned: list[tuple[str, str]] = []  # (md5, identity) of intact files of rows not ok
     for entry in entries:
         owner = _address_md5(entry)
         if owner in rows and ref_of(rows[owner]).key == entry.key:
+            if rows[owner].status in (STATUS_MISSING, STATUS_CORRUPT):
+                returned += _intact_again(life, rows[owner])
             continue  # a recorded file: verify's to judge
         found = _classify(life, entry, dry_run=dry_run)
         if found.action == "recorded":
@@ -319,6 +324,7 @@ def gc(life: Lifecycle, *, dry_run: bool = False) -> GcReport:
                 adopted.append(str(found.md5))
             if dry_run or _set_aside(life, entry, found):
                 quarantined.append((blobs.describe(entry), found.reason))
+    restored = [md5 for md5, _ in returned] if dry_run else life.revive(returned)
     missing = _rows_without_files(life)
     if not dry_run:
         missing = _mark_missing(life, missing)
@@ -331,10 +337,17 @@ def gc(life: Lifecycle, *, dry_run: bool = False) -> GcReport:
         adopted=adopted,
         quarantined=quarantined,
         marked_missing=missing,
+        restored=restored,
         collected=collected,
         writers_reaped=reaped,
         counters_repaired=repaired,
     )
+
+
+def _intact_again(life: Lifecycle, row: MediaRow) -> list[tuple[str, str]]:
+    """``[(md5, identity)]`` when the file at a missing or corrupt row's address hashes right."""
+    found = verify.check(life, row)
+    return [(row.md5, found.identity)] if found.outcome == "ok" and found.identity else []
 
 
 def _rows_without_files(life: Lifecycle) -> list[str]:

@@ -91,7 +91,9 @@ class VerifyReport:
     missing/corrupt md5s downloaded again (hashing back to the same md5, or, for a file whose
     content was broken though it hashed right, good content under a new md5: ``replaced``
     maps the old md5 to it, the URLs moved there and the broken file stays in quarantine);
-    ``unrepaired`` maps the others to the reason.
+    ``unrepaired`` maps the others to the reason. ``restored`` lists the rows that were
+    missing or corrupt and are ``ok`` again because their intact file is back (they are in
+    ``ok`` too).
     """
 
     ok: list[str] = field(default_factory=list)
@@ -101,6 +103,7 @@ class VerifyReport:
     unrepaired: dict[str, str] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
     replaced: dict[str, str] = field(default_factory=dict)
+    restored: list[str] = field(default_factory=list)
 
     @property
     def checked(self) -> int:
@@ -122,6 +125,7 @@ class VerifyReport:
             "unrepaired": self.unrepaired,
             "reasons": self.reasons,
             "replaced": self.replaced,
+            "restored": self.restored,
         }
 
 
@@ -233,6 +237,8 @@ class GcReport:
     adopted: list[str] = field(default_factory=list)
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     marked_missing: list[str] = field(default_factory=list)
+    #: rows that were missing or corrupt whose intact file is back: ``ok`` again
+    restored: list[str] = field(default_factory=list)
     #: md5s of removed content whose files were deleted now (a writer held them at ``rm``)
     collected: list[str] = field(default_factory=list)
     #: writers silent past the lease, whose intents were dropped
@@ -250,6 +256,7 @@ class GcReport:
             "adopted": self.adopted,
             "quarantined": [{"path": p, "reason": r} for p, r in self.quarantined],
             "marked_missing": self.marked_missing,
+            "restored": self.restored,
             "collected": self.collected,
             "writers_reaped": self.writers_reaped,
             "counters_repaired": {

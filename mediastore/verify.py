@@ -28,7 +28,14 @@ from .errors import (
 from .formats.probe import deep_check
 from .hashing import md5_of_stream, normalize_md5
 from .lifecycle import Lifecycle, ref_of
-from .records import STATUS_BROKEN, STATUS_CORRUPT, STATUS_REMOVED, VerifyReport
+from .records import (
+    STATUS_BROKEN,
+    STATUS_CORRUPT,
+    STATUS_MISSING,
+    STATUS_OK,
+    STATUS_REMOVED,
+    VerifyReport,
+)
 from .types import Progress
 
 log = logging.getLogger(__name__)
@@ -45,6 +52,13 @@ class Repaired:
 
 #: Repairs a damaged md5 (True: its content was broken, so a good copy is other content).
 Repair = Callable[[str, bool], Repaired]
+#: The report list of a row by its status (broken content is reported as corrupt).
+_REPORTED = {
+    STATUS_OK: "ok",
+    STATUS_MISSING: "missing",
+    STATUS_CORRUPT: "corrupt",
+    STATUS_BROKEN: "corrupt",
+}
 #: Files hashed at once.
 VERIFY_THREADS = 3
 #: Passed checks written back per transaction.
@@ -137,6 +151,7 @@ def verify(
     """
     report = VerifyReport()
     passed: list[str] = []
+    returned: list[tuple[MediaRow, Check]] = []  # intact files of rows not marked ok
     broken = {row.md5 for row in rows if row.status == STATUS_BROKEN}
     stop = threading.Event()
 
@@ -152,6 +167,9 @@ def verify(
         found = itertools.chain.from_iterable(pool.map(check_all, groups))
         for done, (row, result) in enumerate(zip(rows, found, strict=True), 1):
             outcome = result.outcome if life.read_only else settle(life, row, result)
+            if outcome == "ok" and row.status != STATUS_OK and not life.read_only:
+                returned.append((row, result))
+                outcome = None  # reported once revived (or not)
             if outcome is not None:
                 getattr(report, outcome).append(row.md5)
             if outcome == "corrupt" and result.detail:
@@ -171,6 +189,7 @@ def verify(
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
     _mark_verified(life, passed)
+    _revive(life, returned, report, deep=deep)
     if repair is not None and not life.read_only:
         for damaged in report.missing + report.corrupt:
             fixed = repair(damaged, damaged in broken)
@@ -192,6 +211,10 @@ def settle(life: Lifecycle, row: MediaRow, result: Check) -> str | None:
     """
     if result.outcome == "ok":
         return "ok"
+    if row.status in (STATUS_CORRUPT, STATUS_BROKEN) and result.outcome == "missing":
+        return "corrupt"  # quarantined by an earlier check: the row says why it is gone
+    if row.status == STATUS_MISSING and result.outcome == "missing":
+        return "missing"
     ref = ref_of(row)
     if result.outcome == "missing":
         if life.mark_missing([row.md5]):
@@ -209,6 +232,24 @@ def settle(life: Lifecycle, row: MediaRow, result: Check) -> str | None:
     if now is None or now.status == STATUS_REMOVED:
         return None
     return check(life, row).outcome
+
+
+def _revive(
+    life: Lifecycle, returned: list[tuple[MediaRow, Check]], report: VerifyReport, *, deep: bool
+) -> None:
+    """Rows whose intact file is back become ``ok``; the others are reported as their row is
+    now (a concurrent check may have quarantined the file meanwhile)."""
+    found = [(row.md5, result.identity) for row, result in returned if result.identity]
+    back = set(life.revive(found, deep=deep))
+    _mark_verified(life, sorted(back))
+    now = life.catalog.by_md5_many([row.md5 for row, _ in returned if row.md5 not in back])
+    for row, _ in returned:
+        if row.md5 in back:
+            report.ok.append(row.md5)
+            report.restored.append(row.md5)
+            log.info("file of %s is back and intact: row %s -> ok", row.md5, row.status)
+        elif (current := now.get(row.md5)) is not None and current.status != STATUS_REMOVED:
+            getattr(report, _REPORTED[current.status]).append(row.md5)
 
 
 def _mark_verified(life: Lifecycle, md5s: list[str]) -> None:

@@ -86,6 +86,8 @@ def verify(
     if as_json:
         emit_json(report.to_dict())
     else:
+        for md5 in report.restored:
+            click.echo(f"restored {md5} (its intact file is back)")
         for md5 in report.missing:
             click.echo(f"missing  {md5}")
         for md5 in report.corrupt:
@@ -99,6 +101,7 @@ def verify(
         click.echo(
             f"verified {report.checked}: {len(report.ok)} ok, {len(report.missing)} missing, "
             f"{len(report.corrupt)} corrupt"
+            + (f" ({len(report.restored)} restored)" if report.restored else "")
             + (f", {len(report.repaired)} repaired" if repair else "")
         )
     tally = Tally(single=len(md5s) == 1)
@@ -203,12 +206,15 @@ def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
         f"{verb}remove {len(report.temp_removed)} temp file(s); {verb}adopt "
         f"{len(report.adopted)} file(s); {verb}quarantine {len(report.quarantined)} file(s); "
         f"{verb}mark {len(report.marked_missing)} row(s) missing; "
+        f"{verb}restore {len(report.restored)} row(s) whose file is back; "
         f"deleted {len(report.collected)} file(s) of removed content"
     )
     for path, reason in report.quarantined:
         click.echo(f"quarantine: {one_line(path)}: {one_line(reason)}")
     for md5 in report.marked_missing:
         click.echo(f"missing: {md5}")
+    for md5 in report.restored:
+        click.echo(f"restored: {md5}")
 
 
 @click.command()
