@@ -48,6 +48,7 @@ from .errors import (
 from .formats.detect import MediaKind
 from .listing import MediaFilter
 from .records import (
+    BackupReport,
     ExportedFile,
     ExportReport,
     FetchResult,
@@ -66,6 +67,7 @@ from .version import __version__
 
 __all__ = [
     "AmbiguousMD5Error",
+    "BackupReport",
     "BlockedURLError",
     "CatalogError",
     "CorruptDownloadError",

@@ -362,3 +362,24 @@ class MoveReport:
             "source_deleted": len(self.source_deleted),
             "finished": self.finished,
         }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackupReport:
+    """Outcome of :meth:`MediaStore.backup`: a consistent copy of the catalog.
+
+    Attributes:
+        path: The file written.
+        size: Its size in bytes.
+        files: Stored files (rows not removed) the copy records.
+        urls: URLs the copy records.
+    """
+
+    path: str
+    size: int
+    files: int
+    urls: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"path": self.path, "size": self.size, "files": self.files, "urls": self.urls}

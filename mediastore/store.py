@@ -18,6 +18,7 @@ from . import verify as verification
 from .blobs import canonical_blob_url, open_blob_store
 from .blobs.base import BlobRef
 from .catalog import Catalog, MediaRow, UrlInfo, url_md5
+from .catalog.backup import backup_sqlite
 from .catalog.engine import sqlite_path
 from .config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig
 from .errors import (
@@ -42,6 +43,7 @@ from .records import (
     MEDIA_TYPES,
     STATUS_OK,
     STATUS_REMOVED,
+    BackupReport,
     ExportReport,
     FetchResult,
     GcReport,
@@ -549,6 +551,28 @@ class MediaStore:
         return maintenance.import_legacy(
             self.lifecycle, Path(path) if path is not None else None, progress=progress
         )
+
+    def backup(self, dest: str | Path) -> BackupReport:
+        """Write a consistent copy of the catalog to ``dest`` while writers go on.
+
+        Args:
+            dest: A new file, or a directory (the copy is then named
+                ``catalog-<UTC time>.sqlite3`` in it).
+
+        Returns:
+            Where the copy is and what it records.
+
+        Raises:
+            InvalidInputError: ``dest`` exists and is not a directory; the catalog is not a
+                SQLite file (copy a PostgreSQL catalog with ``pg_dump``).
+            StorageError: the copy could not be written.
+        """
+        path = sqlite_path(self.config.catalog_url)
+        if path is None:
+            raise InvalidInputError(
+                "backup copies a SQLite catalog; copy a PostgreSQL catalog with pg_dump"
+            )
+        return backup_sqlite(path, Path(dest).expanduser(), self.config.busy_timeout)
 
     def gc(self, *, dry_run: bool = False) -> GcReport:
         """Clean up after crashes and finish removals; see :func:`mediastore.maintenance.gc`.

@@ -7,15 +7,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import checker
 import pytest
 from sqlalchemy import create_engine, text
 
+import mediastore
 from mediastore import MediaStore
 from mediastore import testing as t
 
@@ -147,3 +151,140 @@ def test_rows_follow_their_files_back_on_every_backend(
         last_verified_at=store.get_by_url(URL).last_verified_at
     )
     assert store.gc().restored == [] and store.stats().by_status["ok"].count == 1
+
+
+def _tree(root: Path) -> dict[str, tuple[object, ...]]:
+    return checker.tree_snapshot(root)
+
+
+def test_reindex_rebuilds_a_lost_catalog_and_a_typo_root_is_still_an_error(
+    photo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """With catalog.sqlite3 (and its -wal/-shm) deleted, `reindex` makes a catalog at head and
+    records every file again (its URL is gone: only a backup keeps URLs); a root that holds
+    no store is still exit 5 with nothing created."""
+    root, md5 = photo
+    for path in root.glob("catalog.sqlite3*"):
+        path.unlink()
+    assert cli(root, "stats").returncode == 5
+    rebuilt = cli(root, "reindex")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "indexed 1 file(s): 1 new row(s)" in rebuilt.stdout
+    rows = checker.media_rows(checker.catalog_path(root))
+    assert set(rows) == {md5} and rows[md5]["status"] == "ok"
+    assert checker.url_map(checker.catalog_path(root)) == {}
+    assert cli(root, "get", URL).returncode == 5
+
+    typo = tmp_path / "typo"
+    missing = cli(typo, "reindex")
+    assert missing.returncode == 5 and missing.stderr.startswith("error: ")
+    assert not typo.exists()
+
+
+def test_a_restored_backup_and_reindex_bring_back_everything(
+    photo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """backup, then more adds, then the catalog lost: the backup copied into place plus
+    `reindex` hold every file (those added after the backup without their URLs) and every
+    URL the backup knew; verify finds all intact."""
+    root, md5 = photo
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    made = cli(root, "backup", str(copies), "--json")
+    assert made.returncode == 0, made.stderr
+    report = json.loads(made.stdout)
+    assert (report["files"], report["urls"]) == (1, 1)
+    later = tmp_path / "later.png"
+    later.write_bytes(t.image_bytes("PNG", color="teal"))
+    assert cli(root, "add", str(later), "--url", "https://cdn.example/later.png").returncode == 0
+
+    for path in root.glob("catalog.sqlite3*"):
+        path.unlink()
+    shutil.copy(report["path"], checker.catalog_path(root))
+    assert cli(root, "get", URL).returncode == 0
+    rebuilt = cli(root, "reindex")
+    assert rebuilt.returncode == 0 and "1 new row(s)" in rebuilt.stdout
+    rows = checker.media_rows(checker.catalog_path(root))
+    assert len(rows) == 2 and {r["status"] for r in rows.values()} == {"ok"}
+    assert checker.url_map(checker.catalog_path(root)) == {URL: md5}
+    assert cli(root, "verify").returncode == 0
+
+
+@pytest.mark.parametrize(
+    "dest", ["exists.sqlite3", "no-such-dir/copy.sqlite3"], ids=["existing file", "no parent"]
+)
+def test_backup_to_a_bad_destination_is_one_error_and_changes_nothing(
+    photo: tuple[Path, str], tmp_path: Path, dest: str
+) -> None:
+    """An existing file or a missing directory: exit 2, one `error:` line, no file written."""
+    root, _ = photo
+    (tmp_path / "exists.sqlite3").write_bytes(b"keep me")
+    before = _tree(tmp_path)
+    result = cli(root, "backup", str(tmp_path / dest))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_backup_of_a_postgresql_catalog_names_pg_dump(pg_url: str, tmp_path: Path) -> None:
+    """A PostgreSQL catalog is not copied by backup: InvalidInputError naming pg_dump."""
+    with (
+        MediaStore(tmp_path / "s", db_url=pg_url) as store,
+        pytest.raises(mediastore.InvalidInputError, match="pg_dump"),
+    ):
+        store.backup(tmp_path / "copy.sqlite3")
+    assert not (tmp_path / "copy.sqlite3").exists()
+
+
+WRITER = """
+import sys, time
+from mediastore import MediaStore, testing as t
+with MediaStore(sys.argv[1]) as store:
+    i = 0
+    while True:
+        store.add_bytes(t.noisy_jpeg((32, 24), seed=1000 + i), url=f"https://w.example/{i}")
+        i += 1
+        print(i, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_backups_taken_while_a_writer_runs_are_consistent(
+    photo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Five backups while another process adds files: each copy passes SQLite's integrity
+    check with plain sqlite3, its every non-removed row has its URL, and each copy holds at
+    least as many files as the one before."""
+    root, _ = photo
+    command = [sys.executable, "-c", WRITER, str(root)]
+    counts = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as writer:
+        try:
+            assert writer.stdout is not None and writer.stdout.readline()  # it is writing
+            for n in range(5):
+                with MediaStore(root) as store:
+                    report = store.backup(tmp_path / f"copy-{n}.sqlite3")
+                assert _copy_counts(Path(report.path)) == (report.files, report.urls)
+                counts.append(report.files)
+                time.sleep(0.2)
+        finally:
+            writer.kill()
+    assert counts == sorted(counts) and counts[-1] > counts[0]
+
+
+def _copy_counts(path: Path) -> tuple[int, int]:
+    """(files, URLs) of a catalog copy, read with plain sqlite3 after checking that it is
+    intact, self-contained (no WAL) and that every row has its URL."""
+    with closing(sqlite3.connect(path)) as copy:
+        assert copy.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert copy.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+        orphans = copy.execute(
+            "SELECT count(*) FROM media m WHERE NOT EXISTS "
+            "(SELECT 1 FROM media_urls u WHERE u.md5 = m.md5)"
+        ).fetchone()
+        assert orphans == (0,)
+        files, urls = copy.execute(
+            "SELECT count(*), (SELECT count(*) FROM media_urls) FROM media"
+        ).fetchone()
+    return int(files), int(urls)

@@ -4,9 +4,10 @@ Commands parse arguments, call the library, and render the result (a table, or J
 ``--json``). Every error is one ``error: ...`` line on stderr (names and URLs escaped) and
 the exit code of the rule in :mod:`mediastore.cli.common`.
 
-Modules: ``common`` (settings, store, errors, exit codes, progress), ``adding`` (add,
-fetch), ``lookup`` (get, show, ls, cat, export, stats), ``maintain`` (verify,
-import-legacy, reindex, gc, rm, db).
+Modules: ``common`` (settings, store, errors, exit codes, progress), ``settings`` (flags,
+``MEDIASTORE_*`` and ``mediastore.toml``), ``adding`` (add, fetch), ``lookup`` (get, show,
+ls, cat, export, stats), ``maintain`` (verify, import-legacy, reindex, backup, gc, rm,
+migrate-store, db).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..version import __version__
 from .adding import add, fetch
 from .common import EXIT_INTERRUPTED, CliState, one_line
 from .lookup import SIZE, cat, export, get, ls, show, stats
-from .maintain import db, gc, import_legacy, migrate_store, reindex, rm, verify
+from .maintain import backup, db, gc, import_legacy, migrate_store, reindex, rm, verify
 
 EPILOG = """\b
 Exit codes: 0 ok; 2 bad input; 3 unsupported content; 4 corrupt content; 5 not found;
@@ -149,6 +150,7 @@ for command in (
     verify,
     import_legacy,
     reindex,
+    backup,
     gc,
     rm,
     migrate_store,

@@ -115,6 +115,29 @@ def verify(
     tally.exit(ctx)
 
 
+@click.command()
+@click.argument("dest", type=click.Path(path_type=Path))
+@json_option
+@click.pass_context
+@errors
+def backup(ctx: click.Context, dest: Path, as_json: bool) -> None:
+    """Write a consistent copy of the catalog to DEST (a new file, or a directory).
+
+    Writers may run meanwhile: the copy is the catalog as of one moment. Keep copies
+    elsewhere than the store; see the recovery steps in the docs. A SQLite catalog only
+    (copy a PostgreSQL one with pg_dump).
+    """
+    with open_store(ctx) as store:
+        report = store.backup(dest)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        click.echo(
+            f"copied the catalog ({report.files} file(s), {report.urls} URL(s), "
+            f"{format_size(report.size)}) to {one_line(report.path)}"
+        )
+
+
 @click.command("import-legacy")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 @json_option
@@ -158,12 +181,20 @@ def import_legacy(ctx: click.Context, directory: Path | None, as_json: bool) -> 
 def reindex(ctx: click.Context, as_json: bool) -> None:
     """Rebuild the catalog's media rows from the files on disk (lost or restored catalog).
 
+    A catalog that is gone is made again (at the newest schema) when the store's media
+    directory is there; URLs live only in the catalog, so they come back only from a backup.
+
     Files are re-hashed and recorded at their content's address. Rows are never dropped:
     one whose file is gone is marked missing, one whose file no longer matches is marked
     corrupt (the file quarantined), and their URLs are kept for `verify --repair`. Files not
     at their content's address are quarantined, as `gc` does (reported, exit 1).
     """
-    with open_store(ctx) as store, bar_progress("reindexing", "file") as progress:
+    # a lost catalog is what reindex is for: it is made again when the store's files are here
+    holds_files = (state(ctx).root / "media").is_dir() or state(ctx).blob_url is not None
+    with (
+        open_store(ctx, create=holds_files) as store,
+        bar_progress("reindexing", "file") as progress,
+    ):
         report = store.reindex(progress=progress)
     if as_json:
         emit_json(report.to_dict())
