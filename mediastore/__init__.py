@@ -19,6 +19,7 @@ from .compat import *  # noqa: F403
 from .config import StoreConfig
 from .errors import (
     AmbiguousMD5Error,
+    BlobStoreMismatchError,
     BlockedURLError,
     CatalogError,
     CorruptDownloadError,
@@ -68,6 +69,7 @@ from .version import __version__
 __all__ = [
     "AmbiguousMD5Error",
     "BackupReport",
+    "BlobStoreMismatchError",
     "BlockedURLError",
     "CatalogError",
     "CorruptDownloadError",

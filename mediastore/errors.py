@@ -14,7 +14,8 @@
     ├── MediaNotFoundError (LookupError) exit_code 5   no such md5 / url in the catalog
     │   └── StoreNotFoundError                         no store at that root / catalog URL
     ├── StorageError                     exit_code 6   writing or moving bytes failed (ENOSPC)
-    │   └── ReadOnlyStoreError                         a write asked of a read-only store
+    │   ├── ReadOnlyStoreError                         a write asked of a read-only store
+    │   └── BlobStoreMismatchError                     the blob location is another store's
     ├── CatalogError                     exit_code 7   the database failed or cannot be opened
     │   └── SchemaOutdatedError                        catalog not at the migrations' head
     └── FetchError                       exit_code 8   a download failed; .url, .reason
@@ -118,6 +119,11 @@ class StorageError(MediaStoreError):
 
 class ReadOnlyStoreError(StorageError):
     """A write was asked of a store opened read-only (or that this user cannot write)."""
+
+
+class BlobStoreMismatchError(StorageError):
+    """The blob location does not hold this catalog's files (no marker of this store there),
+    so nothing that would judge or change them (verify, gc, reindex, migrate-store) runs."""
 
 
 class CatalogError(MediaStoreError):

@@ -33,6 +33,7 @@ from .errors import InvalidInputError, MediaStoreError
 from .hashing import md5_of_bytes
 from .ingest import open_file_chunks, stage
 from .lifecycle import Lifecycle, ref_of
+from .ownership import marker_bytes
 from .records import MoveReport
 from .types import Progress
 
@@ -88,7 +89,11 @@ def migrate(
     if delete_source and not report.failed:
         report.source_deleted = _delete_source(life, source, move)
     if not report.failed:
-        life.catalog.finish_move(move.id, datetime.now(UTC))
+        # the target's marker first: until the commit both ends name the store, after it
+        # the catalog names the target; a rerun after a crash here copies nothing
+        target.write_marker(marker_bytes(life.catalog.store_info()["store_id"], life.catalog.where))
+        life.catalog.finish_move(move, datetime.now(UTC))
+        source.delete_marker()
         report.finished = True
     return report
 

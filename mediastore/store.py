@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
 
-from . import maintenance, migrate
+from . import maintenance, migrate, ownership
 from . import verify as verification
 from .blobs import canonical_blob_url, open_blob_store
 from .blobs.base import BlobRef
@@ -125,6 +125,10 @@ class MediaStore:
         self.blob_url = canonical_blob_url(blob_url, self.root)
         try:
             home = open_blob_store(blob_url, self.root, read_only=self.read_only)
+            #: why the blob location is not this catalog's (None: it is); see ownership
+            self.foreign_blobs = ownership.check(
+                self.catalog, home, self.blob_url, read_only=self.read_only
+            )
             self.blobs = with_moves(
                 home,
                 self.catalog.open_moves(self.blob_url),
@@ -448,6 +452,7 @@ class MediaStore:
         ``<root>/quarantine/`` (never deleted) and marked corrupt; a missing one is marked
         missing; a good one gets ``last_verified_at`` = now.
         """
+        ownership.refuse(self.foreign_blobs, "verify")
         rows = verification.select_rows(self.catalog, md5, older_than=older_than, limit=limit)
 
         def fix(damaged: str, broken: bool) -> verification.Repaired:
@@ -491,6 +496,15 @@ class MediaStore:
         target_url = canonical_blob_url(to, self.root)
         if target_url == self.blob_url:
             raise InvalidInputError(f"the store's bytes are in {to} already")
+        done = self.catalog.finished_move(self.blob_url, target_url)
+        if done is not None and self.catalog.store_info().get("blob_url") == target_url:
+            return MoveReport(  # finished before: nothing to copy
+                source=done.source,
+                target=done.target,
+                already=self.catalog.count_moved(done.id),
+                finished=True,
+            )
+        ownership.refuse(self.foreign_blobs, "migrate-store")
         move = self.catalog.start_move(self.blob_url, target_url, datetime.now(UTC))
         source = open_blob_store(self._blob_url, self.root, read_only=self.read_only)
         try:
@@ -579,11 +593,24 @@ class MediaStore:
 
         Never deletes a file that a row references or a writer may be about to reference.
         """
+        ownership.refuse(self.foreign_blobs, "gc")
         return maintenance.gc(self.lifecycle, dry_run=dry_run)
 
     def reindex(self, *, progress: Progress | None = None) -> ReindexReport:
         """Rebuild the media rows from the files on disk (lost or restored catalog)."""
+        ownership.refuse(self.foreign_blobs, "reindex")
         return maintenance.reindex(self.lifecycle, progress=progress)
+
+    def claim_blobs(self) -> None:
+        """Make this store's blob location the catalog's, deliberately: after its files were
+        moved here by hand, the marker is written here and the location recorded, so verify,
+        gc, reindex and migrate-store run again (see :mod:`mediastore.ownership`).
+
+        Raises:
+            ReadOnlyStoreError: the store is open read-only.
+        """
+        ownership.claim(self.catalog, self.blobs, self.blob_url)
+        self.foreign_blobs = None
 
     def remove(self, md5: str) -> MediaRecord:
         """Forget content: its row and URLs at once, its file as soon as no writer holds it.

@@ -37,7 +37,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("version", "errors", "types", "records", "config", "hashing", "units")),
     ("formats", ("formats.*",)),
     ("storage", ("blobs.*", "catalog.*")),
-    ("ingest", ("ingest", "lifecycle", "verify", "listing", "export")),
+    ("ingest", ("ingest", "lifecycle", "verify", "listing", "export", "ownership")),
     ("network", ("net.*",)),
     ("operations", ("maintenance", "migrate")),
     ("facade", ("store",)),

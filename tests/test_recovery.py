@@ -5,7 +5,6 @@ files) where the behaviour is a command's, checked with plain sqlite3 and hashli
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import checker
 import pytest
+from clirun import run_cli
 from sqlalchemy import create_engine, text
 
 import mediastore
@@ -26,13 +26,9 @@ from mediastore import testing as t
 URL = "https://cdn.example/p/1.jpg"
 
 
-def cli(root: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """``mediastore --root ROOT ARGS...`` in a subprocess, its output as text."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIASTORE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "mediastore", "--root", str(root), *args],
-        capture_output=True, text=True, env=env, cwd=cwd, timeout=120, check=False,
-    )  # fmt: skip
+def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``mediastore --root ROOT ARGS...`` in a subprocess."""
+    return run_cli("--root", str(root), *args)
 
 
 @pytest.fixture

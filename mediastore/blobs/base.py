@@ -16,6 +16,11 @@ from typing import BinaryIO, NamedTuple, Protocol
 from ..errors import MediaStoreError
 from ..formats.detect import MediaKind
 
+#: Where a blob store keeps the marker naming the store its files belong to.
+MARKER_KEY = "mediastore-store.json"
+#: A marker is a few dozen bytes: a longer one is read only this far.
+MARKER_MAX = 4096
+
 
 class BlobRef(NamedTuple):
     """The address of one content: its kind and its MD5.
@@ -92,6 +97,8 @@ class BlobStore(Protocol):
     :meth:`local_dir` (the directory it is in) are the calls that admit a path, and may
     return None (:meth:`describe` names an entry for reports on every backend).
     :meth:`abandoned_uploads` finds uploads a crash left on the server (none on disk).
+    The marker (:data:`MARKER_KEY`, at the top, outside the ``media/`` tree :meth:`walk` lists)
+    names the store whose files these are (see :mod:`mediastore.ownership`).
     """
 
     read_only: bool
@@ -112,4 +119,7 @@ class BlobStore(Protocol):
     def describe(self, loc: Location) -> str: ...
     def abandoned_temp_files(self, *, remove: bool) -> list[str]: ...
     def abandoned_uploads(self, *, remove: bool) -> list[str]: ...
+    def read_marker(self) -> bytes | None: ...
+    def write_marker(self, data: bytes) -> None: ...
+    def delete_marker(self) -> None: ...
     def close(self) -> None: ...

@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 
 from ..errors import MediaStoreError, ReadOnlyStoreError, StorageError
 from ..records import MEDIA_TYPES
-from .base import BlobRef, BlobStat, Location, StoredEntry, TempBlob
+from .base import MARKER_KEY, MARKER_MAX, BlobRef, BlobStat, Location, StoredEntry, TempBlob
 
 log = logging.getLogger(__name__)
 
@@ -557,6 +557,46 @@ class LocalBlobStore(LocalStaging):
 
     def describe(self, loc: Location) -> str:
         return str(self.local_path(loc))
+
+    # --- the marker ---------------------------------------------------------------------------
+    def read_marker(self) -> bytes | None:
+        """The marker's bytes (not through a link), or None if there is none."""
+        top, name = self._dirs.fd(""), MARKER_KEY
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _storage_error("reading", self.root / MARKER_KEY, exc) from exc
+        with open(fd, "rb") as fh:
+            return fh.read(MARKER_MAX)
+
+    def write_marker(self, data: bytes) -> None:
+        """Write the marker atomically and durably (a synced temp renamed over it)."""
+        self._writable()
+        top, name = self._dirs.fd(""), MARKER_KEY
+        temp = f".{name}.{uuid.uuid4().hex}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(temp, flags, 0o644, dir_fd=top)
+            with open(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(temp, name, src_dir_fd=top, dst_dir_fd=top)
+            os.fsync(top)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=top)
+            raise _storage_error("writing", self.root / MARKER_KEY, exc) from exc
+
+    def delete_marker(self) -> None:
+        """Remove the marker, if there is one."""
+        self._writable()
+        top = self._dirs.fd("")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(MARKER_KEY, dir_fd=top)
+            os.fsync(top)
 
     def walk(self) -> Iterator[StoredEntry]:
         """Every entry of the typed media directories but sub-directories (links included)."""

@@ -69,6 +69,16 @@ class MirroredBlobStore:
     def describe(self, loc: Location) -> str:
         return self.target.describe(loc)
 
+    # the marker of the store being moved stays at the source until the move is finished
+    def read_marker(self) -> bytes | None:
+        return self.source.read_marker()
+
+    def write_marker(self, data: bytes) -> None:
+        self.source.write_marker(data)
+
+    def delete_marker(self) -> None:
+        self.source.delete_marker()
+
     def abandoned_temp_files(self, *, remove: bool) -> list[str]:
         return self.target.abandoned_temp_files(remove=remove) + (
             self.source.abandoned_temp_files(remove=remove)

@@ -71,7 +71,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import HashCollisionError, InvalidInputError, MediaStoreError, StorageError
-from .base import BlobRef, BlobStat, Location, StoredEntry, TempBlob
+from .base import MARKER_KEY, MARKER_MAX, BlobRef, BlobStat, Location, StoredEntry, TempBlob
 from .local import (
     TEMP_PREFIX,
     TEMP_SUFFIX,
@@ -552,6 +552,41 @@ class S3BlobStore(LocalStaging):
             )["Body"]
         except self._failures as exc:
             raise OSError(errno.EIO, f"reading {self._url(key)} failed: {_reason(exc)}") from exc
+
+    # --- the marker ------------------------------------------------------------------------
+    def read_marker(self) -> bytes | None:
+        """The marker object's bytes, or None if there is none."""
+        key = f"{self._key_prefix}{MARKER_KEY}"
+        try:
+            got = self.client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes=0-{MARKER_MAX - 1}"
+            )
+            data: bytes = got["Body"].read()
+        except self._failures as exc:
+            if _status(exc) == 404:
+                return None
+            raise self._error("reading", key, exc) from exc
+        return data
+
+    def write_marker(self, data: bytes) -> None:
+        """Put the marker object (one PUT: it is whole or absent)."""
+        self._writable()
+        key = f"{self._key_prefix}{MARKER_KEY}"
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType="application/json"
+            )
+        except self._failures as exc:
+            raise self._error("writing", key, exc) from exc
+
+    def delete_marker(self) -> None:
+        """Delete the marker object, if there is one."""
+        self._writable()
+        key = f"{self._key_prefix}{MARKER_KEY}"
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except self._failures as exc:
+            raise self._error("deleting", key, exc) from exc
 
     def walk(self) -> Iterator[StoredEntry]:
         """Every object directly under ``<prefix>/media/<type>s/`` (ListObjectsV2, paged)."""

@@ -199,3 +199,12 @@ moved_blobs = Table(
     Column("md5", String(32), primary_key=True),
     Column("copied_at", UTCDateTime(), nullable=False),
 )
+
+#: Named values of the whole store: ``store_id`` (also the blob store's marker) and
+#: ``blob_url`` (where the files of this catalog live).
+store_info = Table(
+    "store_info",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

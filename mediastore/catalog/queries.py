@@ -45,6 +45,7 @@ from .models import UTCDateTime
 from .models import media as _media
 from .models import media_urls as _urls
 from .models import moved_blobs as _moved
+from .models import store_info as _info
 from .models import store_moves as _moves
 from .models import url_history as _history
 from .reads import BY_MD5, BY_URL, OLDEST_VERIFIED, point_reads
@@ -621,6 +622,38 @@ class Catalog:
         self._transact(lambda conn: conn.execute(stmt.values(last_fetched_at=fetched_at)))
 
     # --- store moves (migrate-store) ---------------------------------------------------------
+    @property
+    def where(self) -> str:
+        """The catalog's file or URL (without a password), for messages."""
+        return self._where
+
+    def store_info(self) -> dict[str, str]:
+        """The store's named values (``store_id``, ``blob_url``)."""
+        with self._read() as conn:
+            return {r.name: r.value for r in conn.execute(select(_info.c.name, _info.c.value))}
+
+    def set_store_info(self, name: str, value: str) -> None:
+        """Set one named value of the store."""
+
+        self._transact(lambda conn: self._set_info(conn, name, value))
+
+    @staticmethod
+    def _set_info(conn: Connection, name: str, value: str) -> None:
+        done = conn.execute(update(_info).where(_info.c.name == name).values(value=value))
+        if not done.rowcount:
+            conn.execute(insert(_info).values(name=name, value=value))
+
+    def some_live_rows(self, count: int) -> list[MediaRow]:
+        """Up to ``count`` rows of stored content (ok, missing, corrupt or broken)."""
+        stmt = (
+            select(*MEDIA_COLS)
+            .where(_media.c.status != STATUS_REMOVED)
+            .order_by(_media.c.md5)
+            .limit(count)
+        )
+        with self._read() as conn:
+            return [row_of(r) for r in conn.execute(stmt)]
+
     def open_moves(self, blob_url: str) -> list[MoveRow]:
         """Unfinished moves from or to ``blob_url`` (a canonical blob URL)."""
         stmt = (
@@ -700,9 +733,30 @@ class Catalog:
 
         self._transact(body)
 
-    def finish_move(self, move: int, now: datetime) -> None:
-        stmt = update(_moves).where(_moves.c.id == move).values(finished_at=now)
-        self._transact(lambda conn: conn.execute(stmt))
+    def finish_move(self, move: MoveRow, now: datetime) -> None:
+        """Record a move finished and its target as where the files are, in one commit."""
+
+        def body(conn: Connection) -> None:
+            conn.execute(update(_moves).where(_moves.c.id == move.id).values(finished_at=now))
+            self._set_info(conn, "blob_url", move.target)
+
+        self._transact(body)
+
+    def finished_move(self, source: str, target: str) -> MoveRow | None:
+        """The last finished move from ``source`` to ``target``, if any."""
+        stmt = (
+            select(_moves.c.id, _moves.c.source, _moves.c.target)
+            .where(
+                _moves.c.finished_at.is_not(None),
+                _moves.c.source == source,
+                _moves.c.target == target,
+            )
+            .order_by(_moves.c.id.desc())
+            .limit(1)
+        )
+        with self._read() as conn:
+            found = conn.execute(stmt).first()
+        return None if found is None else MoveRow(*found)
 
     # --- reports -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

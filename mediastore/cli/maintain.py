@@ -338,7 +338,7 @@ def migrate_store(ctx: click.Context, target: str, delete_source: bool, as_json:
 
 @click.group()
 def db() -> None:
-    """Catalog schema: show or upgrade its Alembic revision."""
+    """The catalog: its schema revision (show, upgrade), and which blob location is its."""
 
 
 def _catalog_url(ctx: click.Context) -> tuple[str, float]:
@@ -388,3 +388,23 @@ def db_current(ctx: click.Context, as_json: bool) -> None:
     else:
         state_text = "needs `mediastore db upgrade`"
     click.echo(f"current {', '.join(current) or 'none'}; head {', '.join(heads)}: {state_text}")
+
+
+@db.command("claim-blobs")
+@click.pass_context
+@errors
+def db_claim_blobs(ctx: click.Context) -> None:
+    """Make the store's blob location (--blobs, default the root) the catalog's.
+
+    For after moving the files by hand: the location gets the catalog's marker and is
+    recorded, so verify, gc, reindex and migrate-store run there again. Until then a
+    location without the marker (and without the catalog's files) is refused by them, so a
+    second root on a shared catalog cannot mark its rows missing.
+    """
+    with open_store(ctx) as store:
+        before = store.foreign_blobs
+        store.claim_blobs()
+    click.echo(
+        f"{one_line(store.blob_url)} now holds the files of the catalog "
+        f"{one_line(store.catalog.where)}" + ("" if before else " (it did already)")
+    )
