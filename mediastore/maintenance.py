@@ -190,7 +190,7 @@ class _ImportTally:
         )
         for i, (path, _) in enumerate(items):
             if i in reasons:
-                log.warning("legacy file %s skipped: %s", path, reasons[i])
+                log.info("legacy file %s skipped: %s", path, reasons[i])  # in the report
                 self.skipped.append((str(path), reasons[i]))
         for outcome in outcomes:
             if not isinstance(outcome, MediaStoreError):

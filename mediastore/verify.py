@@ -218,15 +218,13 @@ def settle(life: Lifecycle, row: MediaRow, result: Check) -> str | None:
     ref = ref_of(row)
     if result.outcome == "missing":
         if life.mark_missing([row.md5]):
-            log.warning("file of %s is missing", row.md5)
+            log.info("file of %s is missing", row.md5)  # the report lists it
             return "missing"
     else:
         status = STATUS_BROKEN if result.broken else STATUS_CORRUPT
         moved = life.quarantine(ref, md5=row.md5, identity=result.identity, status=status)
         if moved.done:
-            log.warning(
-                "file of %s is corrupt (%s); moved to %s", row.md5, result.detail, moved.where
-            )
+            log.info("file of %s is corrupt (%s); moved to %s", row.md5, result.detail, moved.where)
             return "corrupt"
     now = life.catalog.by_md5(row.md5)
     if now is None or now.status == STATUS_REMOVED:

@@ -178,7 +178,7 @@ def test_unknown_revision_through_the_cli(tmp_path: Path) -> None:
     up = _cli("--root", str(root), "db", "upgrade")
     assert up.exit_code == 7 and "ffff" in _one_error_line(up)
     current = _cli("--root", str(root), "db", "current")
-    assert current.exit_code == 0 and "unknown to this mediastore" in current.stdout
+    assert current.exit_code == 7 and "unknown to this mediastore" in current.stdout
 
 
 @pytest.mark.parametrize(

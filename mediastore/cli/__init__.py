@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,26 @@ def _not_an_interrupt(record: logging.LogRecord) -> bool:
     connection to its pool): the command reports the interruption in its own one line."""
     exc = record.exc_info[1] if record.exc_info else None
     return not isinstance(exc, KeyboardInterrupt)
+
+
+class _OneLine(logging.Formatter):
+    """A log record as the CLI's own lines: ``warning: ...`` (``info:``, ``debug:`` with -v)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {one_line(record.getMessage())}"
+
+
+def _log_to_stderr(level: int) -> None:
+    """Log records, and Python warnings, become ``warning:`` lines on stderr; Pillow's own
+    warnings about a file it decodes never reach the user (the command reports the file)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    handler.addFilter(_not_an_interrupt)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+    logging.captureWarnings(True)
 
 
 class MediastoreGroup(click.Group):
@@ -129,10 +150,7 @@ def main(
     verbose: int,
 ) -> None:
     """mediastore: content-addressed media files with a SQL catalog."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_not_an_interrupt)
+    _log_to_stderr(logging.WARNING - 10 * min(verbose, 2))
     ctx.obj = CliState(
         root=root, db_url=db_url, blob_url=blob_url, flags={"max_file_size": max_file_size}
     )

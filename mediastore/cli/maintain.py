@@ -10,7 +10,7 @@ import click
 
 from ..catalog.engine import make_engine
 from ..catalog.schema import current_revisions, head_revisions, known_revisions, upgrade
-from ..errors import CorruptMediaError, MediaNotFoundError, MediaStoreError
+from ..errors import CorruptMediaError, MediaNotFoundError, MediaStoreError, SchemaOutdatedError
 from ..store import MD5_PREFIX
 from ..units import format_size, parse_duration
 from .common import (
@@ -369,7 +369,11 @@ def db_upgrade(ctx: click.Context) -> None:
 @click.pass_context
 @errors
 def db_current(ctx: click.Context, as_json: bool) -> None:
-    """Print the catalog's schema revision and the head this mediastore needs."""
+    """Print the catalog's schema revision and the head this mediastore needs.
+
+    Exits 7 when the catalog is not at the head (an upgrade is needed, or it was written by
+    a newer mediastore).
+    """
     url, busy = _catalog_url(ctx)
     engine = make_engine(url, busy_timeout=busy)
     try:
@@ -380,14 +384,16 @@ def db_current(ctx: click.Context, as_json: bool) -> None:
     unknown = sorted(set(current) - known_revisions())
     if as_json:
         emit_json({"current": current, "head": heads, "up_to_date": current == heads})
-        return
-    if unknown:
-        state_text = "unknown to this mediastore (written by a newer one?)"
-    elif current == heads:
-        state_text = "up to date"
     else:
-        state_text = "needs `mediastore db upgrade`"
-    click.echo(f"current {', '.join(current) or 'none'}; head {', '.join(heads)}: {state_text}")
+        if unknown:
+            state_text = "unknown to this mediastore (written by a newer one?)"
+        elif current == heads:
+            state_text = "up to date"
+        else:
+            state_text = "needs `mediastore db upgrade`"
+        click.echo(f"current {', '.join(current) or 'none'}; head {', '.join(heads)}: {state_text}")
+    if current != heads:  # scripts can tell: the catalog's code (7), as for a store behind
+        ctx.exit(SchemaOutdatedError.exit_code)
 
 
 @db.command("claim-blobs")

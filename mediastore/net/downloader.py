@@ -12,6 +12,7 @@ import os
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, nullcontext
@@ -383,8 +384,10 @@ class Downloader:
         explicit ``per_host`` (or ``config.per_host``) caps it.
         """
         wanted = list(urls)
-        unique = list(dict.fromkeys(wanted))
+        times = Counter(wanted)  # progress counts the URLs given, repeats included
+        unique = list(times)
         done: dict[str, FetchResult] = {}
+        finished = 0
         # iter_fetch's workers, cancellation and cleanup; the order is restored here
         results = self.iter_fetch(
             unique,
@@ -394,10 +397,11 @@ class Downloader:
             deadline=deadline,
         )
         with closing(results):
-            for count, result in enumerate(results, 1):
+            for result in results:
                 done[result.url] = result
+                finished += times[result.url]
                 if progress is not None:
-                    progress(count, len(unique))
+                    progress(finished, len(wanted))
         return [done[url] for url in wanted]
 
     def iter_fetch(
