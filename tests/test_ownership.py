@@ -80,6 +80,8 @@ def test_an_upgraded_store_gets_its_marker_without_user_action(tmp_path: Path) -
     (root / MARKER_KEY).unlink()
     alembic_command.downgrade(alembic_config(f"sqlite:///{checker.catalog_path(root)}"), "0005")
     assert run_cli("--root", str(root), "stats").returncode == 7  # behind the head
+    behind = run_cli("--root", str(root), "db", "current")
+    assert behind.returncode == 7 and "needs `mediastore db upgrade`" in behind.stdout
     assert run_cli("--root", str(root), "db", "upgrade").returncode == 0
     verified = run_cli("--root", str(root), "verify")
     assert verified.returncode == 0, verified.stderr

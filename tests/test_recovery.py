@@ -57,6 +57,7 @@ def test_a_missing_row_whose_file_comes_back_is_ok_again(
     gone = cli(root, "verify")
     assert gone.returncode == 1, gone.stderr  # some files failed
     assert f"missing  {md5}" in gone.stdout
+    assert gone.stderr == ""  # reported once, in the report (no log line repeating it)
     assert _status(root, md5) == "missing"
     assert cli(root, "get", URL).returncode == 5
 
