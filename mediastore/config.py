@@ -121,6 +121,22 @@ _NONNEGATIVE_INTS = ("max_redirects", "retries")
 _NONNEGATIVE_REALS = ("busy_timeout", "backoff_factor", "speed_limit")
 _POSITIVE_REALS = ("speed_time", "download_deadline", "host_rate")
 _OPTIONAL = frozenset({"per_host", "download_deadline", "host_rate"})
+#: The largest value each field accepts: past these a typo, not a wish (1 PiB files...).
+_MAXIMA: dict[str, float] = {
+    "max_file_size": 1 << 50,
+    "max_image_pixels": 1 << 40,
+    "chunk_size": 1 << 30,
+    "per_host_start": 1024,
+    "per_host_max": 1024,
+    "per_host": 1024,
+    "fetch_processes": 64,
+    "max_redirects": 100,
+    "retries": 100,
+    "busy_timeout": 86400.0,
+    "backoff_factor": 3600.0,
+    "speed_time": 86400.0,
+    "download_deadline": 7 * 86400.0,
+}
 
 
 def _check_fields(cfg: StoreConfig) -> None:
@@ -147,6 +163,10 @@ def _check_fields(cfg: StoreConfig) -> None:
             if not math.isfinite(value) or value < low or (strict and value == low):
                 bound = "greater than" if strict else "at least"
                 raise InvalidInputError(f"{name} must be {bound} {low}, got {value!r}")
+            if value > _MAXIMA.get(name, math.inf):
+                most = _MAXIMA[name]
+                shown = f"{int(most):,}" if isinstance(value, int) else f"{most:g}"
+                raise InvalidInputError(f"{name} must be at most {shown}, got {value!r}")
     if cfg.per_host_start > cfg.per_host_max:
         raise InvalidInputError(
             f"per_host_start ({cfg.per_host_start}) is above per_host_max ({cfg.per_host_max})"

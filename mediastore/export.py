@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -175,7 +176,8 @@ def export_records(
     sidecar: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> ExportReport:
-    """Export each record's file into ``directory`` (created if needed).
+    """Export each record's file into ``directory`` (created if needed, once there is a file
+    to export: nothing selected leaves nothing behind).
 
     Args:
         records: The files to export (only ``ok`` ones can be: others are reported failed).
@@ -198,12 +200,16 @@ def export_records(
         raise InvalidInputError(f"name_by must be one of {', '.join(NAME_BY)}, got {name_by!r}")
     if directory.exists() and not directory.is_dir():
         raise InvalidInputError(f"export target {directory} is not a directory")
+    report = ExportReport()
+    chosen = iter(records)
+    first = next(chosen, None)
+    if first is None:
+        return report
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StorageError(f"cannot create {directory}: {exc.strerror or exc}") from exc
-    report = ExportReport()
-    for done, rec in enumerate(records, 1):
+    for done, rec in enumerate(itertools.chain([first], chosen), 1):
         try:
             report.exported.append(
                 _export_one(

@@ -759,6 +759,10 @@ def _check_root(root: Path, *, create: bool) -> None:
 def _check_url_label(url: str) -> None:
     if not isinstance(url, str) or not url or url.isspace():  # (strip() would copy the URL)
         raise InvalidInputError("url must be a non-empty string")
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: bytes of a command line that are not UTF-8
+        raise InvalidInputError("url is not valid Unicode text") from None
 
 
 def _with_context(exc: MediaStoreError, where: str) -> MediaStoreError:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, StorageError
 from .base import BlobStore
 from .local import LocalBlobStore
-from .s3 import S3BlobStore
+from .s3 import S3BlobStore, check_bucket
 
 
 def open_blob_store(blob_url: str | None, root: Path, *, read_only: bool) -> BlobStore:
@@ -33,9 +33,24 @@ def open_blob_store(blob_url: str | None, root: Path, *, read_only: bool) -> Blo
     """
     if blob_url is None:
         return LocalBlobStore(root, read_only=read_only)
-    parts = urlsplit(blob_url)
-    if parts.scheme == "s3":
+    if urlsplit(blob_url).scheme == "s3":
         return S3BlobStore.from_url(blob_url, root, read_only=read_only)
+    path = _directory(blob_url)
+    if not read_only:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot make the blob directory {path}: {exc.strerror}") from exc
+    return LocalBlobStore(path, read_only=read_only)
+
+
+def _directory(blob_url: str) -> Path:
+    """The directory a blob URL names (a path or a ``file://`` URL), checked: not a file.
+
+    Raises:
+        InvalidInputError: another scheme, or something that is not a directory.
+    """
+    parts = urlsplit(blob_url)
     if parts.scheme == "file" and parts.netloc in ("", "localhost"):
         path = Path(unquote(parts.path))
     elif parts.scheme == "":
@@ -45,17 +60,21 @@ def open_blob_store(blob_url: str | None, root: Path, *, read_only: bool) -> Blo
             f"unsupported blob URL {blob_url!r}: give a directory or s3://bucket/prefix"
         )
     path = path.expanduser().resolve()
-    if not read_only:
-        path.mkdir(parents=True, exist_ok=True)
-    return LocalBlobStore(path, read_only=read_only)
+    if path.exists() and not path.is_dir():
+        raise InvalidInputError(f"blob location {path} is not a directory")
+    return path
 
 
 def canonical_blob_url(blob_url: str | None, root: Path) -> str:
-    """One spelling per blob store: a resolved directory, or ``s3://bucket/prefix``."""
+    """One spelling per blob store: a resolved directory, or ``s3://bucket/prefix``.
+
+    Raises:
+        InvalidInputError: an unsupported URL, a bad bucket name, a path that is a file.
+    """
     if blob_url is None:
         return str(Path(root).expanduser().resolve())
     parts = urlsplit(blob_url)
     if parts.scheme == "s3":
+        check_bucket(parts.netloc)
         return f"s3://{parts.netloc}/{parts.path.strip('/')}".rstrip("/")
-    path = unquote(parts.path) if parts.scheme == "file" else blob_url
-    return str(Path(path).expanduser().resolve())
+    return str(_directory(blob_url))

@@ -61,6 +61,7 @@ import io
 import logging
 import math
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -157,6 +158,29 @@ def _mirror_copy_condition(request: Any, **_: Any) -> None:
         request.headers["x-amz-copy-if-match"] = condition
 
 
+#: A bucket name S3 accepts: 3-63 lowercase letters, digits, dots and hyphens, a letter or
+#: digit at each end (no two dots in a row, not an IPv4 address: checked apart).
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def check_bucket(name: str) -> None:
+    """Refuse a bucket name S3 would refuse, before any request is made.
+
+    Raises:
+        InvalidInputError: credentials in the name, or a name S3's rules do not allow.
+    """
+    if "@" in name:
+        raise InvalidInputError(
+            "credentials do not belong in an s3:// URL: boto3 reads them "
+            "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws)"
+        )
+    if not _BUCKET.fullmatch(name) or ".." in name or re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name):
+        raise InvalidInputError(
+            f"invalid bucket name {name!r}: 3-63 lowercase letters, digits, dots and hyphens, "
+            "beginning and ending with a letter or digit"
+        )
+
+
 class S3BlobStore(LocalStaging):
     """Blobs as objects in a bucket, under ``prefix``; temp files in ``<root>/tmp``.
 
@@ -244,11 +268,7 @@ class S3BlobStore(LocalStaging):
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc:
             raise InvalidInputError(f"not an s3://bucket/prefix URL: {url!r}")
-        if "@" in parts.netloc:
-            raise InvalidInputError(
-                "credentials do not belong in an s3:// URL: boto3 reads them "
-                "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws)"
-            )
+        check_bucket(parts.netloc)
         options: dict[str, Any] = {}
         for name, value in parse_qsl(parts.query, keep_blank_values=True):
             if name not in URL_OPTIONS:

@@ -134,6 +134,15 @@ def _server_engine(url: str) -> Engine:
         ) from exc
 
 
+def _another_apps(cur: sqlite3.Cursor) -> bool:
+    """A database with tables but no schema version: not a catalog, so its journal mode is
+    not ours to change (the schema check then refuses it, changing nothing)."""
+    tables = {
+        name for (name,) in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    return bool(tables) and "alembic_version" not in tables
+
+
 def configure_sqlite(
     dbapi_conn: sqlite3.Connection, busy_timeout: float, synchronous: str | None = None
 ) -> None:
@@ -145,7 +154,7 @@ def configure_sqlite(
     cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     # Asking for WAL when the file is already in WAL mode can still wait on a lock; the
     # mode is persistent, so only the first connection to a new catalog needs to set it.
-    if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+    if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal" and not _another_apps(cur):
         cur.execute("PRAGMA journal_mode = WAL")
     cur.execute("PRAGMA foreign_keys = ON")
     # FULL: a commit is on disk when it returns, so an add that returned survives a power

@@ -8,7 +8,7 @@ import stat
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,12 +105,29 @@ def _unlisted(failures: list[OSError], top: Path) -> Iterator[Item]:
         yield Item(path, InvalidInputError(f"cannot read directory {path}: {err.strerror or err}"))
 
 
+def _is_directory(text: str) -> bool:
+    """A directory (not a link to one) is named; False for stdin and unreadable names."""
+    try:
+        return text != STDIN and stat.S_ISDIR(os.lstat(text).st_mode)
+    except OSError:
+        return False
+
+
 def _items(paths: tuple[str, ...], skip: Path) -> Iterator[Item | str]:
     """Paths named (given to add_file as they are: it says what is wrong with them) and the
     files found under directories, except those inside the store itself."""
     for text in paths:
         path = Path(text)
-        if text != STDIN and path.is_dir() and not path.is_symlink():
+        if text == STDIN:
+            yield Item(path)
+            continue
+        try:
+            found = path.lstat()
+        except OSError as exc:  # missing, a name too long, a component not a directory
+            why = "no such file" if isinstance(exc, FileNotFoundError) else exc.strerror
+            yield Item(path, InvalidInputError(f"{why}: {text}"))
+            continue
+        if stat.S_ISDIR(found.st_mode):
             yield from _walk(path, skip)
         else:
             yield Item(path)
@@ -147,7 +164,7 @@ def add(ctx: click.Context, paths: tuple[str, ...], url: str | None, as_json: bo
         check_url_label(url)
     added: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
-    named_one = len(paths) == 1 and (paths[0] == STDIN or not Path(paths[0]).is_dir())
+    named_one = len(paths) == 1 and not _is_directory(paths[0])
     tally = Tally(single=named_one)
     seen: set[str] = set()
     files: list[Item] = []
@@ -155,12 +172,16 @@ def add(ctx: click.Context, paths: tuple[str, ...], url: str | None, as_json: bo
     def how_far() -> str:
         return f"{tally.items} of {len(files)} file(s) done ({len(added)} added)"
 
-    with interruptible(ctx, how_far), open_store(ctx, create=True) as store:
-        items = list(_items(paths, store.root))
-        files = [i for i in items if isinstance(i, Item)]
-        if url and len(files) != 1:
-            raise click.UsageError("--url needs exactly one file")
-        before = store.lookup_url(url) if url else None
+    root = Path(state(ctx).settings().config.root).expanduser().resolve()
+    items = list(_items(paths, root))
+    files = [i for i in items if isinstance(i, Item)]
+    if url and len(files) != 1:
+        raise click.UsageError("--url needs exactly one file")
+    # no file to add (every path missing, say): no store is made for nothing
+    usable = any(item.error is None for item in files)
+    opened = open_store(ctx, create=True) if usable else nullcontext(None)
+    with interruptible(ctx, how_far), opened as store:
+        before = store.lookup_url(url) if url and store else None
         with progress_bar(len(files), "file", "adding") as bar:
             for item in items:
                 if isinstance(item, str):
@@ -170,6 +191,7 @@ def add(ctx: click.Context, paths: tuple[str, ...], url: str | None, as_json: bo
                 try:
                     if item.error is not None:
                         raise item.error
+                    assert store is not None, "opened when a file has no error"
                     rec, new = _add_one(store, item.path, url)
                 except MediaStoreError as exc:
                     tally.failed(exc.exit_code)

@@ -27,6 +27,8 @@ from .settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: The largest --limit: more rows than any catalog holds (a SQL integer is 64 bits).
+MAX_LIMIT = 1 << 62
 #: Exit status after a Ctrl-C: 128 + SIGINT, as a shell reports a process killed by it.
 EXIT_INTERRUPTED = 130
 #: Exit status of a batch in which some items failed.

@@ -18,6 +18,7 @@ from ..records import LIVE_STATUSES, MEDIA_TYPES, MediaRecord
 from ..store import MediaStore
 from ..units import format_size, parse_size, parse_when
 from .common import (
+    MAX_LIMIT,
     Parsed,
     Tally,
     echo_error,
@@ -148,7 +149,7 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
             metavar="TEXT",
             help="Some URL of the file contains TEXT (reads every URL row: a scan).",
         ),
-        click.option("--limit", type=click.IntRange(min=0), help="At most this many files."),
+        click.option("--limit", type=click.IntRange(0, MAX_LIMIT), help="At most this many files."),
     ]
     for option in reversed(options):
         func = option(func)

@@ -14,6 +14,7 @@ from ..errors import CorruptMediaError, MediaNotFoundError, MediaStoreError, Sch
 from ..store import MD5_PREFIX
 from ..units import format_size, parse_duration
 from .common import (
+    MAX_LIMIT,
     HowFar,
     Parsed,
     Tally,
@@ -35,7 +36,7 @@ DURATION = Parsed("duration", parse_duration)  # 90s, 30m, 12h, 7d, 2w
 @click.command()
 @click.argument("md5s", nargs=-1)
 @click.option("--older-than", type=DURATION, help="Only files not verified within this period.")
-@click.option("--limit", type=click.IntRange(min=0), help="Verify at most this many files.")
+@click.option("--limit", type=click.IntRange(0, MAX_LIMIT), help="Verify at most this many files.")
 @click.option(
     "--repair", is_flag=True, help="Download missing/corrupt files again from their URLs."
 )

@@ -1,0 +1,90 @@
+"""Bad input at the command line: one `error:` line, the documented exit code, and nothing
+created or changed (no store, no directory, no recorded move, no journal-mode switch)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import checker
+import pytest
+from clirun import error_line, run_cli
+
+from mediastore import MediaStore
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "media"
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    """A working directory holding a store (``cache/``) with the example media, a regular
+    file, and another application's SQLite database."""
+    work = tmp_path / "work"
+    work.mkdir()
+    with MediaStore(work / "cache") as store:
+        store.add_file(EXAMPLES / "logo.png", url="https://cdn.example/logo.png")
+    (work / "afile").write_text("not a directory")
+    with closing(sqlite3.connect(work / "other.sqlite")) as db:
+        db.execute("CREATE TABLE notes (text)")
+        db.commit()
+    return work
+
+
+CASES = {
+    "a path too long": (["add", "a" * 5000], 2, "File name too long"),
+    "a URL that is not UTF-8": (["get", "https://x.example/\udcff"], 2, "not valid Unicode"),
+    "--blobs naming a file": (["--blobs", "afile", "stats"], 2, "is not a directory"),
+    "a --limit past any integer": (["verify", "--limit", str(10**30)], 2, "--limit"),
+    "migrate-store to ftp": (["migrate-store", "--to", "ftp://x/y"], 2, "unsupported blob URL"),
+    "another app's database": (
+        ["--db", "sqlite:///other.sqlite", "add", str(EXAMPLES / "sunset.jpg")],
+        7,
+        "not a mediastore catalog",
+    ),
+    "export of an unknown md5": (
+        ["export", "newdir", "0123456789abcdef0123456789abcdef"],
+        5,
+        "no media with md5",
+    ),
+    "a 40-digit --max-file-size": (["--max-file-size", "9" * 40, "stats"], 2, "max_file_size"),
+    "a bucket name with capitals": (["--blobs", "s3://BAD_Bucket!", "stats"], 2, "bucket name"),
+    "a bucket name too short": (["--blobs", "s3://ab", "stats"], 2, "bucket name"),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_bad_input_is_one_error_and_changes_nothing(work: Path, case: str) -> None:
+    """Each bad input of CASES: its exit code, one error line saying what is wrong, the tree
+    of files unchanged (the store, the other database byte for byte, no new directory), and
+    no move recorded in the catalog."""
+    args, code, says = CASES[case]
+    before = checker.tree_snapshot(work)
+    other = hashlib.sha256((work / "other.sqlite").read_bytes()).hexdigest()
+    result = run_cli(*args, cwd=work)
+    assert result.returncode == code, result.stderr
+    assert says in error_line(result)
+    assert checker.tree_snapshot(work) == before
+    assert hashlib.sha256((work / "other.sqlite").read_bytes()).hexdigest() == other
+    with closing(sqlite3.connect(work / "other.sqlite")) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    with closing(checker.connect(checker.catalog_path(work / "cache"))) as db:
+        assert db.execute("SELECT count(*) FROM store_moves").fetchone() == (0,)
+
+
+def test_adding_a_missing_path_makes_no_store(tmp_path: Path) -> None:
+    """`add missing-path` where there is no store: exit 2, one line, and no ./cache."""
+    result = run_cli("add", "missing-path", cwd=tmp_path)
+    assert result.returncode == 2 and "no such file: missing-path" in error_line(result)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_good_paths_are_still_added(tmp_path: Path) -> None:
+    """The checks before opening the store leave good input alone: a directory and a file
+    named together are added into a new store."""
+    shutil.copytree(EXAMPLES, tmp_path / "media")
+    result = run_cli("add", "media", str(tmp_path / "media" / "logo.png"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "added 5 new file(s)" in result.stdout
