@@ -8,9 +8,9 @@ Create Date: 2026-12-08
 
 - ``store_id``: made once, here; the same id is written as a marker into the blob store
   that holds the catalog's files (``mediastore-store.json`` beside its ``media/``, on disk
-  or under an S3 prefix). A store whose blob location holds no marker, or another id, while the catalog
-  has rows, refuses to verify, gc, reindex or repair anything, so a second root on a shared
-  catalog cannot mark its rows missing;
+  or under an S3 prefix). A store whose blob location holds no marker, or another id,
+  while the catalog has rows, refuses to verify, gc, reindex or repair anything, so a
+  second root on a shared catalog cannot mark its rows missing;
 - ``blob_url``: the canonical URL of that blob store, for the message that says so.
 
 An existing catalog gets its id here, and its marker the first time a writable store opens
