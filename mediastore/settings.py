@@ -27,9 +27,9 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from ..config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig
-from ..errors import InvalidInputError
-from ..units import parse_size
+from .config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig
+from .errors import InvalidInputError
+from .units import parse_size
 
 SETTINGS_FILE = "mediastore.toml"
 ENV_PREFIX = "MEDIASTORE_"

@@ -1,4 +1,4 @@
-"""mediastore.cli.settings and the CLI's use of it: <root>/mediastore.toml, MEDIASTORE_*, flags."""
+"""mediastore.settings and the CLI's use of it: <root>/mediastore.toml, MEDIASTORE_*, flags."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 from mediastore import MediaStore, errors
 from mediastore import testing as t
 from mediastore.cli import main
-from mediastore.cli.settings import load_settings
+from mediastore.settings import load_settings
 
 CLEAN_ENV = {"MEDIASTORE_ROOT": None, "MEDIASTORE_DB_URL": None, "MEDIASTORE_MAX_FILE_SIZE": None,
              "MEDIASTORE_WORKERS": None, "MEDIASTORE_ALLOW_PRIVATE": None}  # fmt: skip

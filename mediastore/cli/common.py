@@ -22,8 +22,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..errors import MediaStoreError
+from ..settings import Settings, load_settings
 from ..store import MediaStore
-from .settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
