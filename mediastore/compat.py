@@ -4,8 +4,9 @@ A script written for ``media_cache`` switches with one import line::
 
     from mediastore.compat import *   # was: from media_cache import *
 
-The default store is ``MediaStore("cache")`` (relative to the working directory, as the old
-cache was), created on first use; :func:`set_default_store` replaces it.
+The default store is ``MediaStore()``: ``MEDIASTORE_ROOT``, else ``cache`` relative to the
+working directory (as the old cache was), with the settings the command reads; it is created
+on first use, and :func:`set_default_store` replaces it.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ _default_lock = threading.Lock()
 
 
 def default_store() -> MediaStore:
-    """The store the legacy functions use (``MediaStore("cache")`` unless set)."""
+    """The store the legacy functions use (``MediaStore()``: ``MEDIASTORE_ROOT`` or ``cache``,
+    with the command's settings, unless set)."""
     global _default
     with _default_lock:
         if _default is None:

@@ -1,10 +1,11 @@
 """Settings a user sets once: ``<root>/mediastore.toml``, the environment, then flags.
 
-The library never reads the environment or a settings file: the CLI calls
-:func:`load_settings`, which builds the :class:`~mediastore.StoreConfig` (and the CLI's own
-``workers``/``timeout``). Each setting comes from, in order of precedence:
+The command and a store opened without a configuration (``MediaStore()``, the legacy
+functions' default store) call :func:`load_settings`, which builds the
+:class:`~mediastore.StoreConfig` (and the command's own ``workers``/``timeout``), so one
+setting serves both. Each setting comes from, in order of precedence:
 
-1. a command-line flag;
+1. a command-line flag, or an argument given to ``MediaStore``;
 2. an environment variable ``MEDIASTORE_<NAME>`` (e.g. ``MEDIASTORE_MAX_FILE_SIZE=100M``);
 3. ``<root>/mediastore.toml`` (``max_file_size = "100M"``, ``workers = 8``...);
 4. the default.

@@ -20,7 +20,7 @@ from .blobs.base import BlobRef
 from .catalog import Catalog, MediaRow, UrlInfo, url_md5
 from .catalog.backup import backup_sqlite
 from .catalog.engine import sqlite_path
-from .config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig
+from .config import DEFAULT_MAX_WORKERS, DEFAULT_ROOT, DEFAULT_TIMEOUT, StoreConfig
 from .errors import (
     AmbiguousMD5Error,
     FileTooLargeError,
@@ -55,6 +55,7 @@ from .records import (
     TypeStats,
     VerifyReport,
 )
+from .settings import load_settings
 from .types import Progress
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class MediaStore:
             ``s3://bucket/prefix`` (``root`` then holds only the staging area ``tmp/``; see
             :func:`mediastore.blobs.s3.open_blob_store`).
         config: A full :class:`StoreConfig`; ``root``/``db_url``/``options`` override it.
+            Without one, the store reads the settings the command reads (the
+            ``MEDIASTORE_*`` variables, ``<root>/mediastore.toml``); arguments given win.
         **options: Any other :class:`StoreConfig` field, e.g. ``max_file_size=...``,
             ``verify_on_access=False``, ``allow_private_networks=True``.
 
@@ -96,10 +99,12 @@ class MediaStore:
         read_only: bool = False,
         **options: Any,
     ) -> None:
-        base = config or StoreConfig()
         unknown = set(options) - set(StoreConfig.__dataclass_fields__)
         if unknown:
             raise InvalidInputError(f"unknown MediaStore option(s): {', '.join(sorted(unknown))}")
+        if config is None:  # the settings the command reads: one setting serves both
+            config, blob_url = _configured(root, db_url, blob_url)
+        base = config
         overrides: dict[str, Any] = dict(options)
         if root is not None:
             overrides["root"] = Path(root)
@@ -739,6 +744,23 @@ class MediaStore:
             sidecar=sidecar,
             progress=progress,
         )
+
+
+def _configured(
+    root: str | Path | None, db_url: str | None, blob_url: str | None
+) -> tuple[StoreConfig, str | None]:
+    """The configuration of a store opened without one: ``MEDIASTORE_ROOT``,
+    ``MEDIASTORE_DB_URL``, ``MEDIASTORE_BLOB_URL``, then ``<root>/mediastore.toml`` and the
+    other ``MEDIASTORE_*`` variables, as the command reads them; arguments given win."""
+    environ = os.environ
+    where = Path(root if root is not None else environ.get("MEDIASTORE_ROOT") or DEFAULT_ROOT)
+    db = db_url if db_url is not None else environ.get("MEDIASTORE_DB_URL") or None
+    loaded = load_settings(where.expanduser(), db, environ=environ)
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    return loaded.config, blob_url if blob_url is not None else (
+        environ.get("MEDIASTORE_BLOB_URL") or None
+    )
 
 
 def _not_writable(root: Path, catalog_url: str) -> bool:
