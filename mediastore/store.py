@@ -755,6 +755,7 @@ def _configured(
     environ = os.environ
     where = Path(root if root is not None else environ.get("MEDIASTORE_ROOT") or DEFAULT_ROOT)
     db = db_url if db_url is not None else environ.get("MEDIASTORE_DB_URL") or None
+    _check_root(where.expanduser(), create=True)  # a file there is no place for settings
     loaded = load_settings(where.expanduser(), db, environ=environ)
     for warning in loaded.warnings:
         log.warning("%s", warning)
