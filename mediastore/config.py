@@ -47,7 +47,8 @@ class StoreConfig:
             read 256 KiB at a time, or in ``chunk_size`` if that is smaller).
         busy_timeout: Seconds a writer waits for another writer's lock before failing.
         verify_on_access: ``fetch`` re-hashes a cached file before returning it (else size only).
-        verify_deep: ``verify`` also decodes images fully and walks containers (``--deep``).
+        verify_deep: ``verify`` also decodes images fully and walks containers (``--deep``),
+            and so does every add: nothing that would fail ``verify --deep`` is stored.
         allow_private_networks: Lift the download address policy (intranets, tests on loopback).
         user_agent: User-Agent of downloads; ``None`` means ``mediastore/<version>``.
         per_host: A fixed cap on concurrent requests to one host in ``fetch_many``; ``None``

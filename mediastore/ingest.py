@@ -18,7 +18,7 @@ from .blobs.base import BlobStore, TempBlob
 from .config import DEFAULT_CHUNK_SIZE
 from .errors import FileTooLargeError
 from .formats.detect import HEAD_SIZE, MediaKind, kind_for_hint, sniff
-from .formats.probe import image_size
+from .formats.probe import decode_image, image_size
 from .formats.structure import Checker, ImageLayout, checker_for
 from .hashing import Digests
 from .types import ByteProgress
@@ -161,8 +161,9 @@ class _Typer:
     once the type is; afterwards each chunk goes straight to the check, in the same pass.
     """
 
-    def __init__(self, max_pixels: int) -> None:
+    def __init__(self, max_pixels: int, *, deep: bool = False) -> None:
         self._max_pixels = max_pixels
+        self._deep = deep
         self._head = bytearray()
         self.kind: MediaKind | None = None
         self._check: Checker | None = None
@@ -181,7 +182,7 @@ class _Typer:
 
     def _start(self) -> None:
         self.kind = sniff(bytes(self._head))
-        self._check = checker_for(self.kind, max_pixels=self._max_pixels)
+        self._check = checker_for(self.kind, max_pixels=self._max_pixels, deep=self._deep)
         self._check.feed(self._head)
         self._head = bytearray()
 
@@ -201,8 +202,14 @@ def stage(
     max_pixels: int,
     mime_hint: str | None = None,
     progress: ByteProgress | None = None,
+    deep: bool = False,
 ) -> Staged:
     """Stream ``chunks`` into a temp file, hashing as they pass, and check what arrived.
+
+    ``deep`` (the store's ``verify_deep``) holds new content to what ``verify --deep``
+    checks: containers are walked box by box in the same pass, and an image has every frame
+    decoded by Pillow (from memory when it came whole, else read back from the temp file,
+    which is still in the page cache), so nothing that would fail ``verify --deep`` is stored.
 
     The type is sniffed as soon as the first ``HEAD_SIZE`` bytes are in, so a large body that
     is not media (an HTML error page, a ZIP) is refused before it is read to the end. Each
@@ -222,7 +229,7 @@ def stage(
     sink = _Sink(temp)
     digests = sink.digests
     try:
-        typer = _Typer(max_pixels)
+        typer = _Typer(max_pixels, deep=deep)
         whole: bytes | None = None  # the content, when it arrived as one immutable chunk
         try:
             for count, chunk in enumerate(chunks):
@@ -244,6 +251,8 @@ def stage(
             # a small image that came in one chunk is probed from memory, not read back
             source = temp.path if whole is None else whole
             width, height = image_size(source, kind, max_pixels=max_pixels, layout=layout)
+            if deep:
+                decode_image(source, kind, layout)
         temp.sha256 = digests.sha256  # an object store sends it with the upload
         return Staged(
             temp=temp,

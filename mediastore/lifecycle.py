@@ -142,6 +142,7 @@ class Lifecycle:
             max_pixels=cfg.max_image_pixels,
             mime_hint=mime_hint,
             progress=progress,
+            deep=cfg.verify_deep,
         )
 
     def discard(self, staged: Staged) -> None:

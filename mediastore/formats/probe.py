@@ -187,6 +187,29 @@ def deep_check(fileobj: BinaryIO, kind: MediaKind, *, max_pixels: int) -> None:
     _decode_frames(fileobj, kind, fmt)
 
 
+def decode_image(source: str | Path | bytes, kind: MediaKind, layout: ImageLayout | None) -> None:
+    """Decode every frame of an image whose structure was checked (``verify_deep`` at ingest).
+
+    Args:
+        source: The image: a file's path, or its bytes.
+        kind: Its sniffed kind (an image kind).
+        layout: What its structure check found (frames above the pixel cap were refused).
+
+    Raises:
+        CorruptMediaError: pixel data that does not decode.
+        ImageTooLargeError: refused by Pillow's own guard.
+    """
+    fmt = _PIL_FORMATS[kind.extension]
+    if not _pillow_guard_allows(kind, layout, decode=True):
+        log.debug("%s canvas beyond Pillow's own limit: structure checked, not decoded", fmt)
+        return
+    if isinstance(source, bytes):
+        _decode_frames(io.BytesIO(source), kind, fmt)
+        return
+    with open(source, "rb") as fh:
+        _decode_frames(fh, kind, fmt)
+
+
 def _decode_frames(fileobj: BinaryIO, kind: MediaKind, fmt: str) -> None:
     frame = 0
     try:
