@@ -20,6 +20,7 @@
     │   └── SchemaOutdatedError                        catalog not at the migrations' head
     └── FetchError                       exit_code 8   a download failed; .url, .reason
         ├── BlockedURLError (ValueError)               scheme, credentials or address refused
+        ├── InvalidURLError (InvalidInputError)        not a URL: syntax, host, port; exit 2
         ├── UnresolvableHostError                      DNS gave no address
         ├── FetchConnectionError                       could not connect / connection dropped
         ├── DownloadTimeoutError                       per-read timeout or total deadline hit
@@ -188,7 +189,15 @@ class CorruptDownloadError(FetchError, CorruptMediaError):
 
 
 class BlockedURLError(FetchError, ValueError):
-    """The URL is refused: bad scheme or syntax, credentials, or a non-public address."""
+    """The URL is refused: a scheme other than http(s), credentials, or a non-public address."""
+
+
+class InvalidURLError(FetchError, InvalidInputError):
+    """The text is not a URL that can be fetched: no scheme or host, bad syntax, a bad port,
+    characters a URL cannot hold. Bad input (exit code 2), and a fetch failure (``url``,
+    ``reason``) where a download reports it."""
+
+    exit_code = 2
 
 
 class UnresolvableHostError(FetchError):

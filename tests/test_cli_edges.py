@@ -52,6 +52,7 @@ CASES = {
     "a 40-digit --max-file-size": (["--max-file-size", "9" * 40, "stats"], 2, "max_file_size"),
     "a bucket name with capitals": (["--blobs", "s3://BAD_Bucket!", "stats"], 2, "bucket name"),
     "a bucket name too short": (["--blobs", "s3://ab", "stats"], 2, "bucket name"),
+    "fetch of text that is no URL": (["fetch", "notaurl"], 2, "missing scheme"),
 }
 
 
@@ -72,6 +73,13 @@ def test_bad_input_is_one_error_and_changes_nothing(work: Path, case: str) -> No
         assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
     with closing(checker.connect(checker.catalog_path(work / "cache"))) as db:
         assert db.execute("SELECT count(*) FROM store_moves").fetchone() == (0,)
+
+
+def test_a_refused_scheme_is_a_blocked_download_not_bad_input(work: Path) -> None:
+    """A well-formed URL the policy refuses (ftp) is a failed download (exit 8), unlike text
+    that is no URL at all (exit 2, above)."""
+    result = run_cli("fetch", "ftp://x.example/a.jpg", cwd=work)
+    assert result.returncode == 8 and "scheme 'ftp' is not allowed" in error_line(result)
 
 
 def test_adding_a_missing_path_makes_no_store(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mediastore.errors import FetchError, InvalidInputError, MediaStoreError
+from mediastore.errors import FetchError, InvalidInputError, InvalidURLError
 from mediastore.net.policy import (
     ALLOWED_SCHEMES,
     BlockedURLError,
@@ -319,9 +319,9 @@ def test_blocked_reason_names_address_and_reason() -> None:
     ],
 )
 def test_disallowed_schemes_refused(url: str) -> None:
-    """Only http and https are allowed; a missing scheme is refused."""
+    """Only http and https are allowed; a missing scheme is refused (as no URL at all)."""
     assert {"http", "https"} == ALLOWED_SCHEMES
-    with pytest.raises(BlockedURLError):
+    with pytest.raises((BlockedURLError, InvalidURLError)):
         check_url(url, resolver=no_dns)
 
 
@@ -390,15 +390,16 @@ def test_disallowed_schemes_refused(url: str) -> None:
     ],
 )
 def test_malformed_urls_refused(url: str) -> None:
-    """Credentials, backslashes, control chars, bad hosts and bad ports are refused."""
-    with pytest.raises(BlockedURLError):
+    """Credentials, backslashes, control chars, bad hosts and bad ports are refused: the
+    policy's refusals as blocked, text that is no URL as invalid."""
+    with pytest.raises((BlockedURLError, InvalidURLError)):
         check_url(url, resolver=no_dns)
 
 
 def test_non_string_url_refused() -> None:
     """A URL that is not a string is refused, not parsed."""
     bad: Any = b"http://example.com/"
-    with pytest.raises(BlockedURLError):
+    with pytest.raises(InvalidURLError):
         check_url(bad, resolver=no_dns)
 
 
@@ -589,7 +590,7 @@ def test_allow_private_still_resolves() -> None:
 )
 def test_allow_private_keeps_syntax_checks(url: str) -> None:
     """allow_private=True never lifts scheme, credential or syntax checks."""
-    with pytest.raises(BlockedURLError):
+    with pytest.raises((BlockedURLError, InvalidURLError)):
         check_url(url, allow_private=True, resolver=no_dns)
 
 
@@ -645,13 +646,13 @@ MALFORMED_URLS = [
 
 
 @pytest.mark.parametrize("url", MALFORMED_URLS)
-def test_malformed_urls_are_blocked_url_errors(url: str) -> None:
-    """Every malformed URL is a BlockedURLError (a MediaStoreError), before any lookup, with a
-    message that can be printed."""
+def test_malformed_urls_are_invalid_url_errors(url: str) -> None:
+    """Every malformed URL is an InvalidURLError (bad input, exit 2, and a FetchError), before
+    any lookup, with a message that can be printed."""
     for check in (validate_url, parse_url, lambda u: check_url(u, resolver=no_dns)):
-        with pytest.raises(BlockedURLError) as info:
+        with pytest.raises(InvalidURLError) as info:
             check(url)
-        assert isinstance(info.value, MediaStoreError)
+        assert isinstance(info.value, InvalidInputError) and info.value.exit_code == 2
         str(info.value).encode("utf-8")  # printable: no lone surrogate left in it
 
 

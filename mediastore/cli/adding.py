@@ -17,7 +17,7 @@ from typing import IO, Any
 import click
 
 from ..config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT
-from ..errors import BlockedURLError, InvalidInputError, MediaStoreError
+from ..errors import BlockedURLError, InvalidInputError, InvalidURLError, MediaStoreError
 from ..net.hosts import DEFAULT_MAX_PER_HOST, DEFAULT_START
 from ..net.policy import validate_url
 from ..records import FetchResult, MediaRecord
@@ -137,7 +137,7 @@ def check_url_label(url: str) -> str:
     """Only an absolute http(s) URL may be recorded (``--url``): exit 2 otherwise."""
     try:
         return validate_url(url)
-    except BlockedURLError as exc:
+    except (BlockedURLError, InvalidURLError) as exc:
         raise InvalidInputError(f"--url {exc.url}: {exc.reason}") from exc
 
 

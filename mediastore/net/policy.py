@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Final, NoReturn, TypeAlias
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from ..errors import BlockedURLError, InvalidInputError, UnresolvableHostError
+from ..errors import BlockedURLError, InvalidInputError, InvalidURLError, UnresolvableHostError
 from ..types import Resolver
 
 __all__ = [
@@ -343,6 +343,10 @@ def _refuse(url: str, reason: str) -> NoReturn:
     raise BlockedURLError(url, reason)
 
 
+def _malformed(url: str, reason: str) -> NoReturn:
+    raise InvalidURLError(url, reason)
+
+
 # Unicode whitespace (what str.isspace() calls space) and category Cc (C0, DEL, C1): urlsplit
 # would silently strip or drop some of these (tab, CR, LF, leading spaces), so the URL it
 # parses would not be the URL that was given.
@@ -357,10 +361,12 @@ def _check_characters(url: str) -> None:
     except UnicodeEncodeError:
         # A lone surrogate (e.g. from os.fsdecode) can be neither percent-encoded nor sent,
         # nor even printed in the error message as it is.
-        _refuse(url.encode("utf-8", "backslashreplace").decode("ascii"), "URL is not valid Unicode")
+        _malformed(
+            url.encode("utf-8", "backslashreplace").decode("ascii"), "URL is not valid Unicode"
+        )
     bad = _CONTROL_OR_SPACE_RE.search(url)
     if bad is not None:
-        _refuse(url, f"control character or whitespace {bad.group()!r} in URL")
+        _malformed(url, f"control character or whitespace {bad.group()!r} in URL")
 
 
 def _split_authority(url: str, netloc: str) -> tuple[str, bool, str | None]:
@@ -368,10 +374,10 @@ def _split_authority(url: str, netloc: str) -> tuple[str, bool, str | None]:
     if netloc.startswith("["):
         end = netloc.find("]")
         if end == -1:
-            _refuse(url, "unterminated IPv6 literal")
+            _malformed(url, "unterminated IPv6 literal")
         rest = netloc[end + 1 :]
         if rest and not rest.startswith(":"):
-            _refuse(url, "unexpected characters after IPv6 literal")
+            _malformed(url, "unexpected characters after IPv6 literal")
         return netloc[1:end], True, rest[1:] if rest else None
     host, colon, port_text = netloc.partition(":")
     return host, False, port_text if colon else None
@@ -382,10 +388,10 @@ def _parse_port(url: str, scheme: str, port_text: str | None) -> int:
         return _DEFAULT_PORTS[scheme]  # "http://host:/" means the default port, as in browsers
     # isdigit() alone admits non-ASCII digits and int() admits "_" and "+": both ruled out.
     if not (port_text.isascii() and port_text.isdigit()) or len(port_text.lstrip("0")) > 5:
-        _refuse(url, f"invalid port {port_text!r}")
+        _malformed(url, f"invalid port {port_text!r}")
     port = int(port_text)
     if not 1 <= port <= 65535:
-        _refuse(url, f"invalid port {port_text!r}")
+        _malformed(url, f"invalid port {port_text!r}")
     return port
 
 
@@ -396,7 +402,7 @@ def _decode_host(url: str, raw: str) -> str:
     try:
         decoded = unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
-        _refuse(url, "host is not valid percent-encoded UTF-8")
+        _malformed(url, "host is not valid percent-encoded UTF-8")
     if decoded.isascii():
         return decoded.lower()
     try:
@@ -405,7 +411,7 @@ def _decode_host(url: str, raw: str) -> str:
         # as browsers also read it.
         return decoded.encode("idna").decode("ascii").lower()
     except UnicodeError:
-        _refuse(url, f"invalid international host name {decoded!r}")
+        _malformed(url, f"invalid international host name {decoded!r}")
 
 
 def parse_url(url: object) -> ParsedURL:
@@ -426,7 +432,7 @@ def parse_url(url: object) -> ParsedURL:
             (see :func:`check_url`).
     """
     if not isinstance(url, str):
-        _refuse(repr(url), "URL must be a string")
+        _malformed(repr(url), "URL must be a string")
     return _parse_str(url)
 
 
@@ -440,15 +446,15 @@ def _parse_str(url: str) -> ParsedURL:
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        raise BlockedURLError(url, f"malformed URL: {exc}") from exc
+        raise InvalidURLError(url, f"malformed URL: {exc}") from exc
     scheme = parts.scheme
     if not scheme:
-        _refuse(url, "missing scheme (only http and https are allowed)")
+        _malformed(url, "missing scheme (only http and https are allowed)")
     if scheme not in ALLOWED_SCHEMES:
         _refuse(url, f"scheme {scheme!r} is not allowed (only http and https)")
     netloc = parts.netloc
     if not netloc:
-        _refuse(url, "missing host")
+        _malformed(url, "missing host")
     # Browsers read "\" as "/" in http(s) URLs, so "http://a.com\@10.0.0.1/" means host a.com to
     # them but 10.0.0.1 to urlsplit; refusing removes the disagreement.
     if "\\" in netloc:
@@ -460,7 +466,7 @@ def _parse_str(url: str) -> ParsedURL:
     raw_host, bracketed, port_text = _split_authority(url, netloc)
     port = _parse_port(url, scheme, port_text)
     if not raw_host:
-        _refuse(url, "empty host")
+        _malformed(url, "empty host")
 
     if bracketed:
         # Percent-decoding never applies inside brackets (WHATWG), so "%" can only be a zone ID.
@@ -469,7 +475,7 @@ def _parse_str(url: str) -> ParsedURL:
         try:
             address6 = ipaddress.IPv6Address(raw_host)
         except ValueError:
-            _refuse(url, f"invalid IPv6 literal [{raw_host}]")
+            _malformed(url, f"invalid IPv6 literal [{raw_host}]")
         return ParsedURL(scheme, str(address6), port, address6, target)
 
     host = _decode_host(url, raw_host)
@@ -478,9 +484,9 @@ def _parse_str(url: str) -> ParsedURL:
     if address4 is not None:
         return ParsedURL(scheme, str(address4), port, address4, target)
     if _ends_in_number(host):
-        _refuse(url, f"invalid IPv4 address {host!r}")
+        _malformed(url, f"invalid IPv4 address {host!r}")
     if len(host.rstrip(".")) > _MAX_HOSTNAME or not _HOSTNAME_RE.fullmatch(host):
-        _refuse(url, f"invalid host name {host!r}")
+        _malformed(url, f"invalid host name {host!r}")
     return ParsedURL(scheme, host, port, None, target)
 
 
