@@ -1,5 +1,5 @@
-"""``python -m mediastore`` runs the CLI."""
+"""``python -m mediastore`` runs the command."""
 
-from .cli import main
+from .launch import main
 
 main()

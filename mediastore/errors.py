@@ -38,6 +38,10 @@ from __future__ import annotations
 
 from typing import Any
 
+#: Exit status of a command stopped by Ctrl-C: 128 + SIGINT, as a shell reports a process
+#: killed by it.
+EXIT_INTERRUPTED = 130
+
 
 class MediaStoreError(Exception):
     """Base class of every error mediastore raises on purpose."""

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = "mediastore"
-#: Underscore names that are public API of namedtuples and SQLAlchemy rows.
+#: Underscore names that are public API of namedtuples and SQLAlchemy rows (and os._exit).
 NAMEDTUPLE_API = frozenset(
-    {"_asdict", "_replace", "_fields", "_mapping", "_make", "_field_defaults"}
+    {"_asdict", "_replace", "_fields", "_mapping", "_make", "_field_defaults", "_exit"}
 )
 OWN = frozenset({"self", "cls"})
 ATTR_FUNCS = frozenset({"getattr", "setattr", "hasattr", "delattr"})
@@ -43,7 +43,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("facade", ("store",)),
     # programs and the API's front: the CLI, the child of a download process, the legacy
     # functions, the test helpers and the package's __init__
-    ("front", ("", "__main__", "cli.*", "net.child", "compat", "testing")),
+    ("front", ("", "__main__", "launch", "cli.*", "net.child", "compat", "testing")),
 )
 #: Packages of one layer that must not import each other (bytes and index stay apart).
 APART: tuple[tuple[str, str], ...] = (("blobs", "catalog"),)

@@ -22,10 +22,11 @@ from typing import Any
 import click
 
 from ..config import DEFAULT_MAX_FILE_SIZE, DEFAULT_ROOT
+from ..errors import EXIT_INTERRUPTED
 from ..units import format_size
 from ..version import __version__
 from .adding import add, fetch
-from .common import EXIT_INTERRUPTED, CliState, one_line
+from .common import CliState, one_line
 from .lookup import SIZE, cat, export, get, ls, show, stats
 from .maintain import backup, db, gc, import_legacy, migrate_store, reindex, rm, verify
 
@@ -72,8 +73,27 @@ def _log_to_stderr(level: int) -> None:
     logging.captureWarnings(True)
 
 
+class _Interrupted(click.ClickException):
+    """A Ctrl-C that no command reported itself: one ``interrupted`` line, exit 130 (click's
+    own handling would print an empty line first)."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self) -> None:
+        super().__init__("interrupted")
+
+    def show(self, file: Any = None) -> None:
+        click.echo("interrupted", err=True)
+
+
 class MediastoreGroup(click.Group):
     """Usage errors as one ``error:`` line too, like every other error."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
 
     def main(
         self,

@@ -21,7 +21,7 @@ import click
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..errors import MediaStoreError
+from ..errors import EXIT_INTERRUPTED, MediaStoreError
 from ..settings import Settings, load_settings
 from ..store import MediaStore
 
@@ -29,8 +29,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: The largest --limit: more rows than any catalog holds (a SQL integer is 64 bits).
 MAX_LIMIT = 1 << 62
-#: Exit status after a Ctrl-C: 128 + SIGINT, as a shell reports a process killed by it.
-EXIT_INTERRUPTED = 130
 #: Exit status of a batch in which some items failed.
 EXIT_SOME_FAILED = 1
 
