@@ -377,6 +377,6 @@ def _copy_to(target: Future[FetchResult]) -> Callable[[Future[FetchResult]], Non
 def _child_env() -> dict[str, str]:
     """The environment, with this mediastore's directory first on the child's import path."""
     env = dict(os.environ)
-    here = str(Path(__file__).resolve().parent.parent)
+    here = str(Path(__file__).resolve().parents[2])  # the directory holding the package
     env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
     return env
