@@ -309,9 +309,11 @@ def test_missing_postgres_driver_names_the_extra(
     assert not (tmp_path / "s").exists()
 
 
-def test_alembic_upgrade_head_from_the_repo_root(tmp_path: Path, catalog_url: str) -> None:
+def test_alembic_upgrade_head_from_the_repo_root(
+    tmp_path: Path, catalog_url: str, pytestconfig: pytest.Config
+) -> None:
     """The deploy step: ``alembic upgrade head`` with MEDIASTORE_DB_URL, then the store opens."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = pytestconfig.rootpath  # where pyproject.toml is
     env = {**os.environ, "MEDIASTORE_DB_URL": catalog_url}
     done = subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=repo, env=env,
