@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -73,6 +76,17 @@ def make_store(
 def lstore(make_store: Callable[..., MediaStore]) -> MediaStore:
     """A store allowed to download from loopback."""
     return make_store()
+
+
+@pytest.fixture
+def public_dir() -> Iterator[Path]:
+    """A directory ``nobody`` can traverse (pytest's tmp_path base is mode 700): see nobody.py."""
+    path = Path(tempfile.mkdtemp(prefix="mediastore-ro-"))
+    path.chmod(0o755)
+    yield path
+    for dirpath, _, _ in os.walk(path):
+        os.chmod(dirpath, 0o755)
+    shutil.rmtree(path)
 
 
 # --- Real PostgreSQL and Ceph RGW (S3) servers for the scale-out backends (issue 10) ---------

@@ -11,16 +11,14 @@ from pathlib import Path
 
 import checker
 import pytest
-import test_readonly
 from click.testing import CliRunner, Result
-from test_readonly import NOBODY, _run_as_nobody, needs_root
+from nobody import NOBODY, needs_root, run_as_nobody
 
 from mediastore import MediaStore
 from mediastore import testing as t
 from mediastore.cli import main
 
 CLEAN_ENV = {"MEDIASTORE_ROOT": None, "MEDIASTORE_DB_URL": None}
-public_dir = test_readonly.public_dir  # a directory nobody can traverse (a fixture)
 
 
 def run(root: Path, *args: str, input: bytes | str | None = None) -> Result:
@@ -202,7 +200,7 @@ def test_unreadable_paths_fail_alone_as_an_unprivileged_user(public_dir: Path) -
         result = run(store, "add", str(src))
         return {"exit": result.exit_code, "stdout": result.stdout, "stderr": result.stderr}
 
-    got = _run_as_nobody(checks)
+    got = run_as_nobody(checks)
     assert got["exit"] == 1, got
     err = str(got["stderr"]).splitlines()
     assert len(err) == 2, err
