@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
+from scripted import Handler, ScriptedServer
 
 from mediastore import MediaStore
 from mediastore.compat import set_default_store
@@ -46,6 +48,19 @@ def http(_module_http: HTTPServer) -> Iterator[HTTPServer]:
     yield _module_http
     _module_http.check_assertions()  # every request that arrived had a handler
     _module_http.check_handler_errors()
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[..., ScriptedServer]]:
+    """Starts scripted HTTP servers on loopback (scripted.py): ``scripted(handler, host=...)``
+    for a misbehaving or instrumented peer that pytest-httpserver cannot play. After the test
+    they are closed, and the test fails if a handler raised or a request had no route."""
+    with contextlib.ExitStack() as stack:
+
+        def start(handler: Handler | None = None, *, host: str = "127.0.0.1") -> ScriptedServer:
+            return stack.enter_context(ScriptedServer(handler, host=host))
+
+        yield start
 
 
 @pytest.fixture
