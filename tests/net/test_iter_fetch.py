@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
+from scripted import Reply, Request, ScriptedServer
 
 from mediastore import InvalidInputError, MediaStore
 from mediastore import testing as t
@@ -123,39 +123,16 @@ def test_bad_arguments_raise_at_the_call(store: MediaStore) -> None:
         store.iter_fetch(["http://x.test/"], per_host=0)
 
 
-class _Drip(BaseHTTPRequestHandler):
+@pytest.fixture
+def drip_url(scripted: Callable[..., ScriptedServer]) -> str:
     """A JPEG announced whole, then sent one byte every 0.1 s (a stalled CDN)."""
-
     body = t.noisy_jpeg(seed=99)
 
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "image/jpeg")
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        try:
-            for i in range(len(self.body)):
-                self.wfile.write(self.body[i : i + 1])
-                self.wfile.flush()
-                time.sleep(0.1)
-        except OSError:
-            pass  # the client went away, as it should
+    def drip(request: Request, reply: Reply) -> None:
+        reply.start(200, {"Content-Type": "image/jpeg"}, length=len(body))
+        reply.drip(body, 0.1)
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def drip_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Drip)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/drip.jpg"
-    finally:
-        server.shutdown()
-        server.server_close()
+    return scripted(drip).url("/drip.jpg")
 
 
 def test_closing_early_cancels_running_downloads(

@@ -12,15 +12,15 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import checker
 import pytest
 from interrupt import interrupt_when
+from scripted import Reply, Request, ScriptedServer
 
 from mediastore import MediaStore, errors
 from mediastore import testing as t
@@ -49,65 +49,41 @@ class _Behaviour:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _handler(behaviour: _Behaviour) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+def _answer(behaviour: _Behaviour) -> Callable[[Request, Reply], None]:
+    """Image ``/img/N.jpg`` after ``delay``: 429 once ``throttle_after`` has passed, then
+    whole (or dripped, from ``drip_from`` on)."""
 
-        def do_GET(self) -> None:
-            with behaviour.lock:
-                now = time.monotonic()
-                behaviour.arrivals.append((now, self.path))
-                throttle = behaviour.throttled_at is None and now > (
-                    behaviour.throttle_after or float("inf")
-                )  # fmt: skip
-                if throttle:
-                    behaviour.throttled_at = now
+    def answer(request: Request, reply: Reply) -> None:
+        with behaviour.lock:
+            now = time.monotonic()
+            behaviour.arrivals.append((now, request.target))
+            throttle = behaviour.throttled_at is None and now > (
+                behaviour.throttle_after or float("inf")
+            )  # fmt: skip
             if throttle:
-                self.send_response(429)
-                self.send_header("Retry-After", "1")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            time.sleep(behaviour.delay)
-            image = int(self.path.rsplit("/", 1)[1].split(".")[0])
-            body = t.noisy_jpeg((24, 16), seed=image)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if behaviour.drip_from is None or image < behaviour.drip_from:
-                self.wfile.write(body)
-                return
-            try:
-                for i in range(len(body)):
-                    self.wfile.write(body[i : i + 1])
-                    self.wfile.flush()
-                    time.sleep(0.2)
-            except OSError:
-                pass  # a cancelled download hung up
+                behaviour.throttled_at = now
+        if throttle:
+            reply.respond(429, headers={"Retry-After": "1"})
+            return
+        time.sleep(behaviour.delay)
+        image = int(request.path.rsplit("/", 1)[1].split(".")[0])
+        body = t.noisy_jpeg((24, 16), seed=image)
+        if behaviour.drip_from is None or image < behaviour.drip_from:
+            reply.respond(200, body, {"Content-Type": "image/jpeg"})
+            return
+        reply.start(200, {"Content-Type": "image/jpeg"}, length=len(body))
+        reply.drip(body, 0.2)  # until a cancelled download hangs up
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return Handler
+    return answer
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[..., tuple[str, _Behaviour]]]:
-    started: list[ThreadingHTTPServer] = []
-
+def serve(scripted: Callable[..., ScriptedServer]) -> Callable[..., tuple[str, _Behaviour]]:
     def start(**options: Any) -> tuple[str, _Behaviour]:
         behaviour = _Behaviour(**options)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(behaviour))
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        started.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}", behaviour
+        return scripted(_answer(behaviour)).base_url, behaviour
 
-    yield start
-    for server in started:
-        server.shutdown()
-        server.server_close()
+    return start
 
 
 def _urls(base: str, count: int) -> list[str]:
