@@ -13,13 +13,11 @@ import multiprocessing
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Engine, text
 
 from mediastore import InvalidInputError, MediaNotFoundError, MediaStore
 from mediastore import testing as t
@@ -31,14 +29,6 @@ URL = "https://cdn.example/p/{}.jpg"
 def _image(seed: int) -> bytes:
     """A distinct real JPEG per seed."""
     return t.image_bytes("JPEG", size=(16 + seed, 16), color=(seed * 30 % 256, 40, 90))
-
-
-@pytest.fixture
-def sql(catalog_url: str) -> Iterator[Engine]:
-    """A plain engine on the test's catalog, for checks that do not go through mediastore."""
-    engine = create_engine(catalog_url, poolclass=NullPool)
-    yield engine
-    engine.dispose()
 
 
 def _truth(engine: Engine) -> dict[str, Any]:

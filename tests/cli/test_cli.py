@@ -14,13 +14,6 @@ from mediastore.catalog.schema import head_revisions
 from mediastore.cli import main
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    """An empty store (read commands refuse a root that holds none)."""
-    MediaStore(tmp_path / "store").close()
-    return tmp_path / "store"
-
-
 def run(root: Path, *args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(main, ["--root", str(root), *args], input=input)
 

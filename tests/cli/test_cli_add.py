@@ -25,12 +25,6 @@ def run(root: Path, *args: str, input: bytes | str | None = None) -> Result:
     return CliRunner(env=CLEAN_ENV).invoke(main, ["--root", str(root), *args], input=input)
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    MediaStore(tmp_path / "store").close()
-    return tmp_path / "store"
-
-
 def _two_copies(tmp_path: Path) -> Path:
     src = tmp_path / "in"
     src.mkdir()

@@ -23,7 +23,7 @@ FAST, DRIPPED = t.noisy_jpeg(seed=8), t.noisy_jpeg(seed=7)
 
 
 @pytest.fixture
-def server(scripted: Callable[..., ScriptedServer]) -> ScriptedServer:
+def drip_server(scripted: Callable[..., ScriptedServer]) -> ScriptedServer:
     """``/fast.jpg`` whole at once; any other path a JPEG sent one byte every 0.2 s."""
 
     def drip(request: Request, reply: Reply) -> None:
@@ -47,11 +47,11 @@ def _temp_files(root: Path) -> list[Path]:
 
 @pytest.mark.parametrize("mode", [[], ["--jsonl"]])
 def test_sigint_stops_fetch_promptly_and_cleanly(
-    tmp_path: Path, server: ScriptedServer, mode: list[str]
+    tmp_path: Path, drip_server: ScriptedServer, mode: list[str]
 ) -> None:
     """SIGINT during dripping downloads: exit 130 within ~3 s, one line saying how far it
     got, no temp file left, and a store that verifies clean with what was done kept."""
-    base_url = server.base_url
+    base_url = drip_server.base_url
     root = tmp_path / "store"
     listing = tmp_path / "urls.txt"
     listing.write_text(
@@ -67,7 +67,11 @@ def test_sigint_stops_fetch_promptly_and_cleanly(
 
     # downloads are blocked mid-body once three drips have started
     ended = interrupt_when(
-        command, lambda _: _drips_started(server) >= 3, within=20, settle=0.5, check=in_progress
+        command,
+        lambda _: _drips_started(drip_server) >= 3,
+        within=20,
+        settle=0.5,
+        check=in_progress,
     )
     out, err = ended.out, ended.err
     assert ended.returncode == 130, err
