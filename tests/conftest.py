@@ -27,7 +27,7 @@ def store(tmp_path: Path) -> Iterator[MediaStore]:
 
 @pytest.fixture(autouse=True)
 def _no_default_store_leak() -> Iterator[None]:
-    """The seed-compatible functions' default store never outlives a test."""
+    """The default store of the legacy ``media_cache`` functions never outlives a test."""
     yield
     set_default_store(None)
 
@@ -104,7 +104,7 @@ def public_dir() -> Iterator[Path]:
     shutil.rmtree(path)
 
 
-# --- Real PostgreSQL and Ceph RGW (S3) servers for the scale-out backends (issue 10) ---------
+# --- Real PostgreSQL and Ceph RGW (S3) servers for the scale-out backends --------------------
 # Started once per session by tests/servers.py (or taken from MEDIASTORE_TEST_PG_URL /
 # MEDIASTORE_TEST_S3_ENDPOINT + keys), only when a test asks for them. Missing binaries skip
 # the test on a user's machine and fail it when CI is set.

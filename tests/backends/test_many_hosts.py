@@ -1,4 +1,4 @@
-"""Many hosts on one PostgreSQL catalog and one S3 bucket (issue 10's load test).
+"""Many hosts on one PostgreSQL catalog and one S3 bucket: a load test of the shared backends.
 
 Four processes, each with a local root of its own as separate hosts would have, share a
 PostgreSQL database and a bucket on the Ceph RADOS Gateway the tests start. They add and

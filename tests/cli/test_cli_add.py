@@ -1,4 +1,4 @@
-"""``mediastore add`` as a new user meets it (issue 13): what was new and what was already
+"""``mediastore add`` as a new user meets it: what was new and what was already
 stored, stdin, ``--url`` checks, entries that are not files, unreadable paths, one-line
 output whatever the names, and the exit-code rule."""
 

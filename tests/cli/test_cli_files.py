@@ -1,4 +1,4 @@
-"""Finding and getting files out through the CLI (issue 13): ``ls`` filters, MD5 prefixes,
+"""Finding and getting files out through the CLI: ``ls`` filters, MD5 prefixes,
 ``show``/``get`` output, ``cat``, ``export`` and ``rm --dry-run``/``--yes``."""
 
 from __future__ import annotations

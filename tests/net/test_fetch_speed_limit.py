@@ -48,7 +48,7 @@ def paced(bytes_per_second: int, seconds: float, piece: int) -> tuple[Handler, i
 
 
 def drip(interval: float, length: int = 100_000) -> Handler:
-    """The drip server of issue 11: the head, then one byte every ``interval`` seconds."""
+    """A server that drips: the head, then one byte every ``interval`` seconds, for ever."""
 
     def behaviour(request: Request, reply: Reply) -> None:
         reply.send(head(length))
@@ -172,7 +172,7 @@ def test_a_dripping_response_head_is_cut(scripted: Start) -> None:
 def test_a_whole_download_deadline_cuts_a_download_that_is_fast_enough(
     scripted: Start,
 ) -> None:
-    """deadline= (what the seed-compatible functions pass as their timeout) bounds the whole
+    """deadline= (what the legacy ``media_cache`` functions pass as their timeout) bounds the whole
     file even at a speed the low-speed check accepts."""
     behaviour, _ = paced(64 * 1024, 10, 4096)
     server = scripted(behaviour)

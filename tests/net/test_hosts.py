@@ -396,7 +396,7 @@ def run_workers(
 def test_a_rate_limited_host_gets_no_request_inside_its_retry_after_window(
     server: Callable[[Handler], Server],
 ) -> None:
-    """The 429 server of issue 11: two requests in flight allowed, 429 + Retry-After: 1
+    """A rate-limiting server: two requests in flight allowed, 429 + Retry-After: 1
     beyond. 16 workers store all 120 URLs, and no request arrives while a window the host
     announced is open (counted server-side; requests already on their way when the 429 left,
     within 50 ms of it, are not the client's choice)."""
@@ -432,7 +432,8 @@ def test_a_rate_limited_host_gets_no_request_inside_its_retry_after_window(
 
 def test_redirect_targets_are_limited_per_host(server: Callable[[Handler], Server]) -> None:
     """Four front hosts redirecting to one media host, 2 per host: the media host never has
-    more than 2 requests in flight (the seed's limiter let 8 through)."""
+    more than 2 requests in flight (a limiter counting the first hop's host would let 8
+    through)."""
 
     def media(_host: str, path: str) -> tuple[int, dict[str, str], bytes]:
         time.sleep(0.05)

@@ -1,4 +1,4 @@
-"""Read-only use (issue 9): a store the user may read but not write, and commands that never
+"""Read-only use: a store the user may read but not write, and commands that never
 create a store.
 
 The tests run as root, for whom mode 555 changes nothing, so the unprivileged part runs in a
