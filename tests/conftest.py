@@ -17,6 +17,33 @@ from scripted import Handler, ScriptedServer
 from mediastore import MediaStore
 from mediastore.compat import set_default_store
 
+#: Fixtures that start a test server, and fixture parameters that reach one at run time.
+_SERVER_FIXTURES = {"pg_server", "s3_server"}
+_SERVER_PARAMS = {"catalog_url": "postgresql", "backend_db": "postgresql", "blob_url": "s3"}
+#: Slow tests of a module whose content is edited elsewhere (it runs mypy in a subprocess).
+_SLOW_ELSEWHERE = {"tests/test_docs.py::test_downstream_project_type_checks"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers by what a test needs: ``stress`` for tests/stress/, ``backends`` for tests
+    that reach the PostgreSQL or RGW servers (through a fixture, or marked so by hand), and
+    ``slow`` for both and for the few listed above (the others carry @pytest.mark.slow)."""
+    stress = Path(__file__).parent / "stress"
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        if item.path.is_relative_to(stress):
+            item.add_marker(pytest.mark.stress)
+        if _SERVER_FIXTURES & set(item.fixturenames) or any(
+            params.get(name) == value for name, value in _SERVER_PARAMS.items()
+        ):
+            item.add_marker(pytest.mark.backends)
+        slow = item.nodeid in _SLOW_ELSEWHERE or item.get_closest_marker("stress") is not None
+        if slow or item.get_closest_marker("backends") is not None:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[MediaStore]:

@@ -177,6 +177,7 @@ def _writer(db_url: str, root: str, worker: int, rounds: int) -> None:
                     store.remove(rec.md5)
 
 
+@pytest.mark.slow
 def test_concurrent_writers_keep_counters_exact(
     tmp_path: Path, catalog_url: str, sql: Engine
 ) -> None:
@@ -299,6 +300,7 @@ def test_missing_postgres_driver_names_the_extra(
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_alembic_upgrade_head_from_the_repo_root(
     tmp_path: Path, catalog_url: str, pytestconfig: pytest.Config
 ) -> None:

@@ -126,6 +126,7 @@ def test_catalog_url_runs_on_both_databases(tmp_path: Path, catalog_url: str) ->
         assert store.stats().total_files == 1
 
 
+@pytest.mark.backends  # starts a PostgreSQL server of its own
 def test_a_server_we_start_is_stopped_by_pid_and_leaves_nothing() -> None:
     if servers.find_postgres_bindir() is None:
         servers.unavailable(f"PostgreSQL server binaries not found: {servers.PG_INSTALL_HINT}")

@@ -283,6 +283,7 @@ def test_store_refuses_0001_until_upgraded(tmp_path: Path) -> None:
         assert store.urls_for("a" * 32) == ["https://x.test/1", "https://x.test/2"]
 
 
+@pytest.mark.slow
 def test_alembic_command_line_from_repo_root(tmp_path: Path, pytestconfig: pytest.Config) -> None:
     """`alembic upgrade head` from the repo root migrates MEDIASTORE_DB_URL's catalog."""
     repo = pytestconfig.rootpath  # where pyproject.toml is

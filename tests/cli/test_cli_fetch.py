@@ -139,6 +139,7 @@ def test_fetch_missing_url_file_is_one_line_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_fetch_from_stdin_streams(tmp_path: Path, served: dict[str, str]) -> None:
     """With --from-file - and --jsonl, a URL's result is printed while stdin is still open:
     the input is read as it comes, not whole first."""

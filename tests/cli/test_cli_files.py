@@ -107,6 +107,7 @@ def test_ls_bad_filters_exit_2(
     assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_ls_streams_many_pages(tmp_path: Path) -> None:
     """More rows than a page (500): every one listed once, in order, as one JSON array."""
     root = tmp_path / "store"

@@ -18,6 +18,9 @@ from mediastore import MediaStore
 from mediastore import testing as t
 from mediastore.maintenance import IMPORT_BATCH
 
+#: Each test runs a real mediastore process until it is busy, then signals it (2 to 4 s).
+pytestmark = pytest.mark.slow
+
 #: /fast.jpg is sent whole; the other JPEGs one byte every 0.2 s (downloads blocked mid-body).
 FAST, DRIPPED = t.noisy_jpeg(seed=8), t.noisy_jpeg(seed=7)
 

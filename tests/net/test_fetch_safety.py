@@ -507,6 +507,7 @@ def _gzip_bomb(decoded_size: int) -> bytes:
     return b"".join(out)
 
 
+@pytest.mark.slow
 def test_gzip_bomb_is_cut_on_decoded_bytes_with_bounded_memory(
     make_store: Callable[..., MediaStore], scripted: Start
 ) -> None:
@@ -648,6 +649,7 @@ def drip(framing: str, body: bytes, burst: int = 8192) -> Handler:
     return behaviour
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framing", ["content-length", "chunked", "close-delimited"])
 def test_drip_feeding_server_is_cut_by_the_deadline(
     make_store: Callable[..., MediaStore], scripted: Start, framing: str
@@ -665,6 +667,7 @@ def test_drip_feeding_server_is_cut_by_the_deadline(
     assert_nothing_stored(store)
 
 
+@pytest.mark.slow
 def test_deadline_covers_the_body_fetched_again_after_a_break(
     make_store: Callable[..., MediaStore], scripted: Start
 ) -> None:
@@ -1004,6 +1007,7 @@ def test_a_redirect_to_an_unparseable_location_is_blocked(
         _open(session, server.url("/a.jpg"))
 
 
+@pytest.mark.slow
 def test_retry_after_is_waited_for_without_host_limits(
     http: HTTPServer, session: requests.Session
 ) -> None:

@@ -76,6 +76,7 @@ def test_the_defaults_are_two_kib_per_second_over_thirty_seconds() -> None:
     assert FetchSettings().speed_time == DEFAULT_SPEED_TIME
 
 
+@pytest.mark.slow
 def test_drip_server_is_cut_within_about_30_s_at_the_default_settings(
     scripted: Start,
 ) -> None:
@@ -91,6 +92,7 @@ def test_drip_server_is_cut_within_about_30_s_at_the_default_settings(
     assert len(server.requests) == 1
 
 
+@pytest.mark.slow
 def test_sixteen_kib_per_second_is_never_cut(
     scripted: Start,
 ) -> None:
@@ -102,6 +104,7 @@ def test_sixteen_kib_per_second_is_never_cut(
     assert download(server.url("/v.mp4"), settings) == total
 
 
+@pytest.mark.slow
 def test_sixteen_kib_per_second_in_bursts_is_never_cut(
     scripted: Start,
 ) -> None:
@@ -112,6 +115,7 @@ def test_sixteen_kib_per_second_in_bursts_is_never_cut(
     assert download(server.url("/v.mp4"), settings) == total
 
 
+@pytest.mark.slow
 def test_below_the_limit_is_cut_after_speed_time(
     scripted: Start,
 ) -> None:
@@ -125,6 +129,7 @@ def test_below_the_limit_is_cut_after_speed_time(
     assert "bytes/s" in info.value.reason
 
 
+@pytest.mark.slow
 def test_a_download_that_slows_down_later_is_cut(
     scripted: Start,
 ) -> None:
@@ -142,6 +147,7 @@ def test_a_download_that_slows_down_later_is_cut(
     assert time.monotonic() - start < 5
 
 
+@pytest.mark.slow
 def test_speed_limit_zero_turns_the_check_off(
     scripted: Start,
 ) -> None:
@@ -151,6 +157,7 @@ def test_speed_limit_zero_turns_the_check_off(
     assert download(server.url("/v.mp4"), settings) == total
 
 
+@pytest.mark.slow
 def test_a_dripping_response_head_is_cut(scripted: Start) -> None:
     """Header bytes one at a time pass every read timeout; the head deadline
     (connect + max(timeout, speed_time) = 2 s here) cuts them."""
@@ -169,6 +176,7 @@ def test_a_dripping_response_head_is_cut(scripted: Start) -> None:
     assert "no complete response" in info.value.reason
 
 
+@pytest.mark.slow
 def test_a_whole_download_deadline_cuts_a_download_that_is_fast_enough(
     scripted: Start,
 ) -> None:
@@ -183,6 +191,7 @@ def test_a_whole_download_deadline_cuts_a_download_that_is_fast_enough(
     assert "1 s deadline" in info.value.reason
 
 
+@pytest.mark.slow
 def test_no_deadline_by_default(scripted: Start) -> None:
     """Without deadline= nothing bounds a download that keeps moving fast enough."""
     behaviour, total = paced(256 * 1024, 3, 16 * 1024)

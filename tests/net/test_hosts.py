@@ -165,6 +165,7 @@ def test_retry_after_is_capped_at_a_minute() -> None:
         assert slot.report(429, 0.01, retry_after=3600) == 60.0
 
 
+@pytest.mark.slow
 def test_a_refused_level_is_probed_again_only_after_a_quiet_spell() -> None:
     """After a 429 at 4 in flight the limit regrows to 3, and to 4 only after PROBE_AFTER."""
     clock = Clock()
@@ -393,6 +394,7 @@ def run_workers(
             session.close()
 
 
+@pytest.mark.slow
 def test_a_rate_limited_host_gets_no_request_inside_its_retry_after_window(
     server: Callable[[Handler], Server],
 ) -> None:
@@ -430,6 +432,7 @@ def test_a_rate_limited_host_gets_no_request_inside_its_retry_after_window(
     assert len(tally.arrivals) < 2 * len(urls)
 
 
+@pytest.mark.slow
 def test_redirect_targets_are_limited_per_host(server: Callable[[Handler], Server]) -> None:
     """Four front hosts redirecting to one media host, 2 per host: the media host never has
     more than 2 requests in flight (a limiter counting the first hop's host would let 8

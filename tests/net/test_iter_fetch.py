@@ -129,6 +129,7 @@ def drip_url(scripted: Callable[..., ScriptedServer]) -> str:
     return scripted(drip).url("/drip.jpg")
 
 
+@pytest.mark.slow
 def test_closing_early_cancels_running_downloads(
     lstore: MediaStore, httpserver: HTTPServer, drip_url: str
 ) -> None:

@@ -107,6 +107,7 @@ def _check_catalog(root: Path, urls: list[str]) -> None:
     assert checker.temp_files(root) == []
 
 
+@pytest.mark.slow
 def test_a_large_batch_is_shared_with_a_child_process(
     make_store: Callable[..., MediaStore], serve: Any, caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
@@ -127,6 +128,7 @@ def test_a_large_batch_is_shared_with_a_child_process(
     _check_catalog(tmp_path / "s", urls)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("count", "options"),
     [
@@ -149,6 +151,7 @@ def test_these_batches_stay_in_this_process(
     assert _children_seen(caplog) == []
 
 
+@pytest.mark.slow
 def test_the_urls_of_a_killed_child_are_downloaded_here(
     make_store: Callable[..., MediaStore], serve: Any, caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
@@ -185,6 +188,7 @@ class _ArmOnReady(logging.Handler):
             self.behaviour.throttle_after = time.monotonic() + 0.3
 
 
+@pytest.mark.slow
 def test_a_host_that_throttles_one_process_is_paused_in_both(
     make_store: Callable[..., MediaStore], serve: Any
 ) -> None:
@@ -212,6 +216,7 @@ def test_a_host_that_throttles_one_process_is_paused_in_both(
     assert len(inside) <= 8, f"{len(inside)} requests inside the announced pause: {inside}"
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_child_too(serve: Any, tmp_path: Path) -> None:
     """SIGINT to `mediastore fetch` while both processes are blocked on dripping bodies:
     exit 130 within 3 s, no child left, no temp file, and a store that verifies. (A real
