@@ -15,7 +15,7 @@ import pytest
 
 from mediastore.catalog import schema
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The seed's media_cache functions keep working over the default store."""
+"""The legacy ``media_cache`` functions (mediastore.compat) keep working over the default store."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def default(tmp_path: Path) -> MediaStore:
 
 
 def test_md5_helpers(tmp_path: Path) -> None:
-    """calculate_md5 and calculate_md5_from_bytes agree with the seed's known hash."""
+    """calculate_md5 and calculate_md5_from_bytes agree with a known MD5."""
     assert mediastore.calculate_md5_from_bytes(b"test data") == "eb733a00c0c9d336e65691a37ab54293"
     f = tmp_path / "f"
     f.write_bytes(b"test data")
@@ -47,7 +47,7 @@ def test_detect_media_type(url: str, mime: str | None, expected: str | None) -> 
 
 
 def test_cache_path_find_verify_and_stats(default: MediaStore) -> None:
-    """Paths, lookups, verification and stats in the seed's shapes."""
+    """Paths, lookups, verification and stats in the shapes ``media_cache`` returned."""
     rec = default.add_bytes(t.image_bytes("PNG"))
     path = mediastore.get_media_cache_path("image", rec.md5, "png")
     assert path == rec.path

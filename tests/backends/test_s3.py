@@ -16,12 +16,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import servers
+from scripted import Reply, Request, ScriptedServer
 
 from mediastore import (
     HashCollisionError,
@@ -278,98 +279,98 @@ def test_same_content_added_at_once_in_one_store_leaves_no_temp_file(
     assert temp_files(store.root) == []
 
 
-class _ScriptedS3(BaseHTTPRequestHandler):
+@dataclass
+class FakeS3:
     """A loopback S3 endpoint: any bucket exists (HEAD, in ``region`` if set), each PUT gets
-    the next scripted answer ``(status, error code)``, and is kept with its headers and body."""
+    the next scripted answer ``(status, error code)``, and is kept with its headers and body.
 
-    answers: ClassVar[list[tuple[int, str]]] = []
-    seen: ClassVar[list[tuple[dict[str, str], bytes]]] = []
-    region: ClassVar[str | None] = None
+    Attributes:
+        url: The blob URL of a store on it.
+        answers: What the next PUTs are answered, in order.
+        seen: Each PUT's headers (as the client spelled them) and body.
+        region: The region HeadBucket names (none if None).
+    """
 
-    def do_HEAD(self) -> None:
-        self.send_response(200)
-        if self.region is not None:
-            self.send_header("x-amz-bucket-region", self.region)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+    url: str = "s3://any-bucket/store"
+    answers: list[tuple[int, str]] = field(default_factory=list)
+    seen: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    region: str | None = None
 
-    def do_PUT(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.seen.append((dict(self.headers.items()), body))
-        status, code = self.answers.pop(0)
-        error = f"<Error><Code>{code}</Code><Message>said {code}</Message></Error>".encode()
-        payload = error if code else b""
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+    def answer(self, request: Request, reply: Reply) -> None:
+        if request.method == "HEAD":
+            region = {} if self.region is None else {"x-amz-bucket-region": self.region}
+            reply.respond(200, headers=region)
+        elif request.method == "PUT":
+            self.seen.append((dict(request.headers.items()), request.body))
+            status, code = self.answers.pop(0)
+            error = f"<Error><Code>{code}</Code><Message>said {code}</Message></Error>".encode()
+            reply.respond(status, error if code else b"")
+        else:
+            reply.respond(501, b"only HEAD and PUT here")
 
 
 @pytest.fixture
-def scripted_s3(s3_env: servers.S3Bucket, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The loopback endpoint of _ScriptedS3 as AWS_ENDPOINT_URL (keys and region of s3_env)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ScriptedS3)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
-    _ScriptedS3.answers, _ScriptedS3.seen, _ScriptedS3.region = [], [], None
-    yield "s3://any-bucket/store"
-    server.shutdown()
-    server.server_close()
+def scripted_s3(
+    s3_env: servers.S3Bucket,
+    monkeypatch: pytest.MonkeyPatch,
+    scripted: Callable[..., ScriptedServer],
+) -> FakeS3:
+    """A FakeS3 on a scripted server, as AWS_ENDPOINT_URL (keys and region of s3_env)."""
+    fake = FakeS3()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", scripted(fake.answer).base_url)
+    return fake
 
 
 def test_a_signed_put_retries_what_is_transient_and_reports_the_rest(
-    tmp_path: Path, scripted_s3: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, scripted_s3: FakeS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The signed PUT signs its payload with the SHA-256, retries a 503 SlowDown and a 500
     (AWS_MAX_ATTEMPTS=3) and succeeds on the third attempt; an AccessDenied is not retried
     and is a StorageError naming code, status and message."""
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
     (tmp_path / "root").mkdir()
-    blobs = open_blob_store(scripted_s3, tmp_path / "root", read_only=False)
+    blobs = open_blob_store(scripted_s3.url, tmp_path / "root", read_only=False)
     assert isinstance(blobs, S3BlobStore)
     data = t.noisy_jpeg()
     ref = BlobRef(BY_EXTENSION["jpg"], hashlib.md5(data).hexdigest())
     sha256 = hashlib.sha256(data).hexdigest()
     try:
-        _ScriptedS3.answers = [(503, "SlowDown"), (500, "InternalError"), (200, "")]
+        scripted_s3.answers = [(503, "SlowDown"), (500, "InternalError"), (200, "")]
         blobs.upload(data, ref, md5=ref.md5, sha256=sha256, size=len(data))
-        assert len(_ScriptedS3.seen) == 3
-        for headers, body in _ScriptedS3.seen:
+        assert len(scripted_s3.seen) == 3
+        for headers, body in scripted_s3.seen:
             assert body == data and headers["x-amz-meta-sha256"] == sha256
             assert headers["X-Amz-Content-SHA256"] == sha256 and headers["If-None-Match"] == "*"
             assert headers["Content-MD5"] == b64md5(data)
             assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=")
-        _ScriptedS3.seen.clear()
-        _ScriptedS3.answers = [(403, "AccessDenied")]
+        scripted_s3.seen.clear()
+        scripted_s3.answers = [(403, "AccessDenied")]
         refused = r"/store/media/images/\w+\.jpg failed: AccessDenied \(HTTP 403\): said Acc"
         with pytest.raises(StorageError, match=refused):
             blobs.upload(data, ref, md5=ref.md5, sha256=sha256, size=len(data))
-        assert len(_ScriptedS3.seen) == 1 and _ScriptedS3.answers == []
+        assert len(scripted_s3.seen) == 1 and scripted_s3.answers == []
     finally:
         blobs.close()
 
 
 def test_a_bucket_in_another_region_gets_its_puts_from_the_client(
-    tmp_path: Path, scripted_s3: str
+    tmp_path: Path, scripted_s3: FakeS3
 ) -> None:
     """HeadBucket names another region than the client signs for (AWS does, RGW does not):
     content in memory goes by the client's put_object, which follows S3's redirects."""
-    _ScriptedS3.region = "eu-west-1"
+    scripted_s3.region = "eu-west-1"
     (tmp_path / "root").mkdir()
-    blobs = open_blob_store(scripted_s3, tmp_path / "root", read_only=False)
+    blobs = open_blob_store(scripted_s3.url, tmp_path / "root", read_only=False)
     assert isinstance(blobs, S3BlobStore)
     data = t.noisy_jpeg()
     ref = BlobRef(BY_EXTENSION["jpg"], hashlib.md5(data).hexdigest())
     try:
-        _ScriptedS3.answers = [(200, "")]
+        scripted_s3.answers = [(200, "")]
         blobs.upload(data, ref, md5=ref.md5, sha256=hashlib.sha256(data).hexdigest(),
                      size=len(data))  # fmt: skip
     finally:
         blobs.close()
-    [(headers, body)] = _ScriptedS3.seen
+    [(headers, body)] = scripted_s3.seen
     assert body == data and headers["User-Agent"].startswith("Boto3/")
 
 

@@ -10,6 +10,7 @@ import io
 import struct
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -18,18 +19,50 @@ from mediastore import CorruptMediaError, ImageTooLargeError, MediaStoreError, U
 from mediastore import testing as t
 from mediastore.formats.detect import GIF, JPEG, MP4, PDF, PNG, WEBM, WEBP, sniff
 from mediastore.formats.probe import deep_check
+from mediastore.formats.stream import ImageLayout
 from mediastore.formats.structure import check_file, checker_for
 
 CAP = 89_478_485
 
 
-def _check(data: bytes, *, chunk: int = 1 << 20, max_pixels: int = CAP, deep: bool = False) -> None:
-    """sniff + completeness check of ``data`` fed in chunks of ``chunk`` bytes."""
+def _check(
+    data: bytes, *, chunk: int = 1 << 20, max_pixels: int = CAP, deep: bool = False
+) -> ImageLayout | None:
+    """sniff + completeness check of ``data`` fed in chunks of ``chunk`` bytes; the layout
+    of an image (None for other kinds)."""
     kind = sniff(data[:4096])
     check = checker_for(kind, max_pixels=max_pixels, deep=deep)
     for start in range(0, len(data), chunk):
         check.feed(memoryview(data)[start : start + chunk])
-    check.finish()
+    return check.finish()
+
+
+def _assert_passes(data: bytes, *, chunk: int = 1 << 20, max_pixels: int = CAP) -> None:
+    """``data`` passes the completeness check: an image with the size Pillow reads from it,
+    anything else with no image layout."""
+    layout = _check(data, chunk=chunk, max_pixels=max_pixels)
+    if sniff(data[:4096]).media_type != "image":
+        assert layout is None
+        return
+    assert layout is not None and layout.frames >= 1
+    with Image.open(io.BytesIO(data)) as image:
+        assert (layout.width, layout.height) == image.size
+
+
+class _Reader(io.BytesIO):
+    """A file that remembers the furthest offset read from it."""
+
+    furthest = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self.furthest = max(self.furthest, self.tell())
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        count = super().readinto(buffer)
+        self.furthest = max(self.furthest, self.tell())
+        return count
 
 
 def _noisy(fmt: str, size: tuple[int, int] = (96, 64), **params: object) -> bytes:
@@ -68,15 +101,20 @@ VALID: dict[str, bytes] = {
 @pytest.mark.parametrize("name", sorted(VALID))
 @pytest.mark.parametrize("chunk", [1, 7, 1000, 1 << 20])
 def test_valid_media_pass_in_any_chunking(name: str, chunk: int) -> None:
-    """Whole files of every kind pass, however the stream is cut into chunks."""
-    _check(VALID[name], chunk=chunk)
+    """Whole files of every kind pass, however the stream is cut into chunks, with the same
+    layout."""
+    _assert_passes(VALID[name], chunk=chunk)
+    assert _check(VALID[name], chunk=chunk) == _check(VALID[name])
 
 
 @pytest.mark.parametrize("name", sorted(VALID))
 def test_valid_media_pass_the_deep_check(name: str) -> None:
-    """Whole files also pass the deep check (full decode of images, containers walked)."""
+    """Whole files also pass the deep check (full decode of images, containers walked),
+    which reads them to their last byte."""
     kind = sniff(VALID[name][:4096])
-    deep_check(io.BytesIO(VALID[name]), kind, max_pixels=CAP)
+    reader = _Reader(VALID[name])
+    deep_check(reader, kind, max_pixels=CAP)
+    assert reader.furthest == len(VALID[name])
 
 
 def _cut_points(size: int, count: int = 60) -> Iterator[int]:
@@ -237,7 +275,7 @@ def test_junk_prepended_is_refused(name: str) -> None:
 
 def test_a_few_junk_bytes_before_a_pdf_are_allowed_but_not_markup() -> None:
     """A PDF may follow a BOM or blank lines; after HTML or script it is a web page."""
-    _check(b"\r\n\xef\xbb\xbf" + VALID["pdf"])
+    _assert_passes(b"\r\n\xef\xbb\xbf" + VALID["pdf"])
     for prefix in (b"hello\n<html><script>var x = 1;</script>", b"<!-- -->"):
         with pytest.raises(UnsupportedMediaError):
             _check(prefix + VALID["pdf"])
@@ -260,7 +298,7 @@ def test_a_few_junk_bytes_before_a_pdf_are_allowed_but_not_markup() -> None:
 )  # fmt: skip
 def test_extra_bytes_after_a_complete_file_are_allowed(data: bytes) -> None:
     """Data after JPEG's EOI, PNG's IEND, GIF's trailer; zero padding after MP4/WebM."""
-    _check(data)
+    _assert_passes(data)
 
 
 @pytest.mark.parametrize(
@@ -345,7 +383,9 @@ def test_apng_frame_errors_are_refused(edit: str) -> None:
 
 def test_apng_edit_helper_keeps_a_valid_file_valid() -> None:
     """Re-joining the APNG's chunks unchanged gives a file that passes (the helper is sound)."""
-    _check(_png_join(_png_chunks(VALID["apng"])))
+    rejoined = _png_join(_png_chunks(VALID["apng"]))
+    assert rejoined == VALID["apng"]
+    _assert_passes(rejoined)
 
 
 def test_png_with_a_bad_crc_is_refused() -> None:
@@ -373,7 +413,7 @@ def test_png_broken_data_stream_is_refused() -> None:
     deep_broken[len(deep_broken) // 2 :] = bytes(len(deep_broken) - len(deep_broken) // 2)
     chunks[idat] = (b"IDAT", bytes(deep_broken))
     data = _png_join(chunks)
-    _check(data)  # structure is intact: the cheap check cannot see it
+    _assert_passes(data)  # structure is intact: the cheap check cannot see it
     with pytest.raises(CorruptMediaError, match="could not be decoded"):
         deep_check(io.BytesIO(data), PNG, max_pixels=CAP)
 
@@ -395,7 +435,7 @@ def test_gif_whose_second_frame_is_a_bomb_is_refused() -> None:
 
 def test_gif_frame_within_a_raised_cap_is_accepted() -> None:
     """The cap is the store's: a large frame passes when the cap allows it."""
-    _check(t.gif_with_frame(2000, 2000), max_pixels=4_000_000)
+    _assert_passes(t.gif_with_frame(2000, 2000), max_pixels=4_000_000)
     with pytest.raises(ImageTooLargeError):
         _check(t.gif_with_frame(2000, 2000), max_pixels=3_999_999)
 
@@ -431,7 +471,7 @@ def test_webp_dimensions_must_agree() -> None:
     )
     vp8x = b"VP8X" + struct.pack("<I", 10) + canvas
     good = b"RIFF" + struct.pack("<I", 4 + len(vp8x) + len(vp8l)) + b"WEBP" + vp8x + vp8l
-    _check(good)
+    _assert_passes(good)
     bad = bytearray(good)
     bad[24:27] = (94).to_bytes(3, "little")  # canvas height 95 instead of 96... width
     with pytest.raises(CorruptMediaError, match="disagrees"):
@@ -474,10 +514,10 @@ def test_mp4_layouts_real_files_use() -> None:
     data = VALID["mp4"]
     ftyp_end, mdat = _box_offsets(data, (b"moov",)), _box_offsets(data, (b"mdat",))
     ftyp, moov, mdat_box = data[:ftyp_end], data[ftyp_end:mdat], data[mdat:]
-    _check(ftyp + mdat_box + moov)
-    _check(ftyp + moov + struct.pack(">I", 0) + mdat_box[4:])
+    _assert_passes(ftyp + mdat_box + moov)
+    _assert_passes(ftyp + moov + struct.pack(">I", 0) + mdat_box[4:])
     large = struct.pack(">I", 1) + b"mdat" + struct.pack(">Q", len(mdat_box) + 8) + mdat_box[8:]
-    _check(ftyp + moov + t.box(b"free") + large)
+    _assert_passes(ftyp + moov + t.box(b"free") + large)
 
 
 def test_box_overrunning_its_parent_is_refused() -> None:
@@ -512,7 +552,7 @@ def test_webm_deep_check_walks_master_elements() -> None:
     info = data.index(b"\x15\x49\xa9\x66")
     assert data[info + 5 : info + 8] == b"\x2a\xd7\xb1"
     data[info + 8] += 1  # TimecodeScale's size: one byte more than Info holds
-    _check(bytes(data))
+    _assert_passes(bytes(data))
     with pytest.raises(CorruptMediaError, match="overruns its parent"):
         _check(bytes(data), deep=True)
 
@@ -522,7 +562,7 @@ def test_pdf_with_an_incremental_update_after_its_last_eof() -> None:
     """%%EOF not in the last 1 KiB is allowed before an incremental-update section."""
     pdf = VALID["pdf"]
     update = b"\n5 0 obj\n<< /Big (" + b"x" * 3000 + b") >>\nendobj\nxref\n0 1\ntrailer\n<< >>\n"
-    _check(pdf + update)
+    _assert_passes(pdf + update)
     with pytest.raises(CorruptMediaError, match="%%EOF"):
         _check(pdf + b"\n" + b"x" * 3000)
 

@@ -1,4 +1,4 @@
-"""The real servers of tests/servers.py (issue 10) are real and behave as ECOSYSTEM.md says.
+"""The servers of tests/servers.py are real, and behave as the backends rely on.
 
 - PostgreSQL: a throwaway cluster on 127.0.0.1, a new database per test, and a mediastore
   catalog on it (schema made by Alembic, add/get/stats).
@@ -110,7 +110,7 @@ def test_mediastore_catalog_on_postgres(tmp_path: Path, pg_url: str) -> None:
 
 
 def test_mediastore_long_url_on_postgres(tmp_path: Path, pg_url: str) -> None:
-    """A URL longer than PostgreSQL's btree row limit (~2.7 KB, issue 10) is stored and found."""
+    """A URL longer than PostgreSQL's btree row limit (~2.7 KB) is stored and found."""
     url = "https://cdn.example/p/" + "a" * 3000 + ".png"
     with mediastore.MediaStore(tmp_path / "store", db_url=pg_url) as store:
         rec = store.add_bytes(image_bytes("PNG"), url=url)
@@ -126,6 +126,7 @@ def test_catalog_url_runs_on_both_databases(tmp_path: Path, catalog_url: str) ->
         assert store.stats().total_files == 1
 
 
+@pytest.mark.backends  # starts a PostgreSQL server of its own
 def test_a_server_we_start_is_stopped_by_pid_and_leaves_nothing() -> None:
     if servers.find_postgres_bindir() is None:
         servers.unavailable(f"PostgreSQL server binaries not found: {servers.PG_INSTALL_HINT}")
@@ -312,4 +313,3 @@ def test_rgw16_does_not_check_sha256_checksums(s3_bucket: servers.S3Bucket) -> N
     head = s3.head_object(Bucket=name, Key="k", ChecksumMode="ENABLED")
     assert "ChecksumSHA256" not in head
     assert head["Metadata"] == {"sha256": hashlib.sha256(data).hexdigest()}
-

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
+from scripted import Reply, Request, ScriptedServer
 
 from mediastore import InvalidInputError, MediaStore
 from mediastore import testing as t
@@ -19,12 +19,6 @@ from mediastore.net.downloader import AHEAD_PER_WORKER
 
 def _temp_files(root: Path) -> list[Path]:
     return [p for p in (root / "tmp").rglob("*") if not p.is_dir()]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[MediaStore]:
-    with MediaStore(tmp_path / "s", allow_private_networks=True) as s:
-        yield s
 
 
 def _serve_images(httpserver: HTTPServer, count: int) -> list[str]:
@@ -37,7 +31,7 @@ def _serve_images(httpserver: HTTPServer, count: int) -> list[str]:
 
 
 def test_generator_is_read_lazily_within_the_bound(
-    store: MediaStore, httpserver: HTTPServer
+    lstore: MediaStore, httpserver: HTTPServer
 ) -> None:
     """A generator is consumed at most AHEAD_PER_WORKER x workers URLs ahead of the results."""
     urls = _serve_images(httpserver, 30)
@@ -50,7 +44,7 @@ def test_generator_is_read_lazily_within_the_bound(
             consumed += 1
             yield url
 
-    gen = store.iter_fetch(source(), max_workers=workers)
+    gen = lstore.iter_fetch(source(), max_workers=workers)
     assert consumed == 0  # nothing is read before iteration starts
     ahead: list[int] = []
     seen: list[str] = []
@@ -63,7 +57,7 @@ def test_generator_is_read_lazily_within_the_bound(
     assert consumed == len(urls)
 
 
-def test_results_come_while_the_input_is_slow(store: MediaStore, httpserver: HTTPServer) -> None:
+def test_results_come_while_the_input_is_slow(lstore: MediaStore, httpserver: HTTPServer) -> None:
     """A result is yielded while the generator is still waiting for its next URL (URLs piped
     in as an upstream job finds them)."""
     urls = _serve_images(httpserver, 2)
@@ -75,13 +69,13 @@ def test_results_come_while_the_input_is_slow(store: MediaStore, httpserver: HTT
         yield urls[1]
 
     results = []
-    for result in store.iter_fetch(source(), max_workers=4):
+    for result in lstore.iter_fetch(source(), max_workers=4):
         results.append(result.url)
         seen_first.set()
     assert results == urls
 
 
-def test_an_error_of_the_input_reaches_the_consumer(store: MediaStore) -> None:
+def test_an_error_of_the_input_reaches_the_consumer(lstore: MediaStore) -> None:
     """An exception raised by the input iterable propagates out of iter_fetch."""
 
     def source() -> Iterator[str]:
@@ -89,17 +83,17 @@ def test_an_error_of_the_input_reaches_the_consumer(store: MediaStore) -> None:
         raise RuntimeError("upstream failed")
 
     with pytest.raises(RuntimeError, match="upstream failed"):
-        list(store.iter_fetch(source(), max_workers=2))
+        list(lstore.iter_fetch(source(), max_workers=2))
 
 
 def test_results_cover_every_input_url_and_repeats_come_from_the_catalog(
-    store: MediaStore, httpserver: HTTPServer
+    lstore: MediaStore, httpserver: HTTPServer
 ) -> None:
     """One result per input URL; failures are carried; a URL repeated later is a cached hit."""
     urls = _serve_images(httpserver, 6)
     gone = httpserver.url_for("/gone")
     wanted = [*urls, gone, urls[0], "not a url", *urls]
-    results = list(store.iter_fetch(iter(wanted), max_workers=3))
+    results = list(lstore.iter_fetch(iter(wanted), max_workers=3))
     assert sorted(r.url for r in results) == sorted(wanted)
     failed = {r.url: r for r in results if not r.ok}
     assert set(failed) == {gone, "not a url"}
@@ -110,67 +104,45 @@ def test_results_cover_every_input_url_and_repeats_come_from_the_catalog(
     image_requests = [req for req, _ in httpserver.log if req.path.endswith(".jpg")]
     assert len(image_requests) == len(urls)
     for url in urls:
-        assert store.get_by_url(url) is not None
+        assert lstore.get_by_url(url) is not None
 
 
-def test_bad_arguments_raise_at_the_call(store: MediaStore) -> None:
+def test_bad_arguments_raise_at_the_call(lstore: MediaStore) -> None:
     """Out-of-range arguments raise InvalidInputError before anything is iterated."""
     with pytest.raises(InvalidInputError):
-        store.iter_fetch(["http://x.test/"], max_workers=0)
+        lstore.iter_fetch(["http://x.test/"], max_workers=0)
     with pytest.raises(InvalidInputError):
-        store.iter_fetch(["http://x.test/"], timeout=0)
+        lstore.iter_fetch(["http://x.test/"], timeout=0)
     with pytest.raises(InvalidInputError):
-        store.iter_fetch(["http://x.test/"], per_host=0)
-
-
-class _Drip(BaseHTTPRequestHandler):
-    """A JPEG announced whole, then sent one byte every 0.1 s (a stalled CDN)."""
-
-    body = t.noisy_jpeg(seed=99)
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "image/jpeg")
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        try:
-            for i in range(len(self.body)):
-                self.wfile.write(self.body[i : i + 1])
-                self.wfile.flush()
-                time.sleep(0.1)
-        except OSError:
-            pass  # the client went away, as it should
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        lstore.iter_fetch(["http://x.test/"], per_host=0)
 
 
 @pytest.fixture
-def drip_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Drip)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/drip.jpg"
-    finally:
-        server.shutdown()
-        server.server_close()
+def drip_url(scripted: Callable[..., ScriptedServer]) -> str:
+    """A JPEG announced whole, then sent one byte every 0.1 s (a stalled CDN)."""
+    body = t.noisy_jpeg(seed=99)
+
+    def drip(request: Request, reply: Reply) -> None:
+        reply.start(200, {"Content-Type": "image/jpeg"}, length=len(body))
+        reply.drip(body, 0.1)
+
+    return scripted(drip).url("/drip.jpg")
 
 
+@pytest.mark.slow
 def test_closing_early_cancels_running_downloads(
-    store: MediaStore, httpserver: HTTPServer, drip_url: str
+    lstore: MediaStore, httpserver: HTTPServer, drip_url: str
 ) -> None:
     """Stopping after the first result ends the dripping downloads within a second or so,
     leaving no temp file and no row for them."""
     fast = _serve_images(httpserver, 1)[0]
-    gen = store.iter_fetch([drip_url + "?1", drip_url + "?2", fast], max_workers=3)
+    gen = lstore.iter_fetch([drip_url + "?1", drip_url + "?2", fast], max_workers=3)
     first = next(gen)
     assert first.url == fast and first.ok
     time.sleep(0.3)  # the drips are mid-body now
     started = time.monotonic()
     gen.close()
     assert time.monotonic() - started < 1.5
-    assert _temp_files(store.root) == []
-    assert store.get_by_url(drip_url + "?1") is None
-    assert store.verify().all_ok
+    assert _temp_files(lstore.root) == []
+    assert lstore.get_by_url(drip_url + "?1") is None
+    assert lstore.verify().all_ok

@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from scripted import Reply, Request, ScriptedServer
 
 from mediastore import DownloadTimeoutError, FetchError, InvalidInputError
 from mediastore.net import hosts as hosts_module
@@ -165,6 +165,7 @@ def test_retry_after_is_capped_at_a_minute() -> None:
         assert slot.report(429, 0.01, retry_after=3600) == 60.0
 
 
+@pytest.mark.slow
 def test_a_refused_level_is_probed_again_only_after_a_quiet_spell() -> None:
     """After a 429 at 4 in flight the limit regrows to 3, and to 4 only after PROBE_AFTER."""
     clock = Clock()
@@ -327,61 +328,40 @@ class Tally:
     paths: list[str] = field(default_factory=list)
 
 
+@dataclass
 class Server:
-    """A threaded HTTP/1.1 server on 127.0.0.1: ``handler(host, path) -> (status, headers,
+    """A scripted server on 127.0.0.1 answering ``handler(host, path) -> (status, headers,
     body)``, called with the request counted in flight."""
 
-    def __init__(self, handler: Handler) -> None:
-        self.tally = Tally()
-        tally = self.tally
+    scripted: ScriptedServer
+    tally: Tally
 
-        class Handle(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def do_GET(self) -> None:
-                with tally.lock:
-                    tally.in_flight += 1
-                    tally.peak = max(tally.peak, tally.in_flight)
-                    tally.arrivals.append(time.monotonic())
-                    tally.paths.append(self.path)
-                try:
-                    status, headers, body = handler(self.headers.get("Host", ""), self.path)
-                finally:
-                    with tally.lock:
-                        tally.in_flight -= 1
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handle)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    @property
+    def port(self) -> int:
+        return self.scripted.port
 
 
 @pytest.fixture
-def server() -> Iterator[Callable[[Handler], Server]]:
-    started: list[Server] = []
-
+def server(scripted: Callable[..., ScriptedServer]) -> Callable[[Handler], Server]:
     def start(handler: Handler) -> Server:
-        started.append(Server(handler))
-        return started[-1]
+        tally = Tally()
 
-    yield start
-    for one in started:
-        one.close()
+        def answer(request: Request, reply: Reply) -> None:
+            with tally.lock:
+                tally.in_flight += 1
+                tally.peak = max(tally.peak, tally.in_flight)
+                tally.arrivals.append(time.monotonic())
+                tally.paths.append(request.target)
+            try:
+                status, headers, body = handler(request.headers.get("Host", ""), request.target)
+            finally:
+                with tally.lock:
+                    tally.in_flight -= 1
+            reply.respond(status, body, headers)
+
+        return Server(scripted(answer), tally)
+
+    return start
 
 
 def body_for(path: str) -> bytes:
@@ -414,10 +394,11 @@ def run_workers(
             session.close()
 
 
+@pytest.mark.slow
 def test_a_rate_limited_host_gets_no_request_inside_its_retry_after_window(
     server: Callable[[Handler], Server],
 ) -> None:
-    """The 429 server of issue 11: two requests in flight allowed, 429 + Retry-After: 1
+    """A rate-limiting server: two requests in flight allowed, 429 + Retry-After: 1
     beyond. 16 workers store all 120 URLs, and no request arrives while a window the host
     announced is open (counted server-side; requests already on their way when the 429 left,
     within 50 ms of it, are not the client's choice)."""
@@ -451,9 +432,11 @@ def test_a_rate_limited_host_gets_no_request_inside_its_retry_after_window(
     assert len(tally.arrivals) < 2 * len(urls)
 
 
+@pytest.mark.slow
 def test_redirect_targets_are_limited_per_host(server: Callable[[Handler], Server]) -> None:
     """Four front hosts redirecting to one media host, 2 per host: the media host never has
-    more than 2 requests in flight (the seed's limiter let 8 through)."""
+    more than 2 requests in flight (a limiter counting the first hop's host would let 8
+    through)."""
 
     def media(_host: str, path: str) -> tuple[int, dict[str, str], bytes]:
         time.sleep(0.05)

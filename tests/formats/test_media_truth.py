@@ -1,7 +1,9 @@
-"""Issue 12 through the public API: what add_bytes / add_file store and refuse.
+"""What add_bytes / add_file store and refuse, through the public API: valid media of every
+type (with harmless extra bytes too), cut or damaged files, and look-alikes that are not
+supported media (raw photos, audio, AVIF/HEIC, web pages wrapping a PDF).
 
-Each case of the issue is made here as a real file; a refusal must be a clear
-CorruptMediaError or UnsupportedMediaError and leave nothing stored.
+Each case is made here as a real file; a refusal must be a clear CorruptMediaError or
+UnsupportedMediaError and leave nothing stored.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Finding and getting files out through the CLI (issue 13): ``ls`` filters, MD5 prefixes,
+"""Finding and getting files out through the CLI: ``ls`` filters, MD5 prefixes,
 ``show``/``get`` output, ``cat``, ``export`` and ``rm --dry-run``/``--yes``."""
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ def test_ls_bad_filters_exit_2(
     assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_ls_streams_many_pages(tmp_path: Path) -> None:
     """More rows than a page (500): every one listed once, in order, as one JSON array."""
     root = tmp_path / "store"

@@ -14,13 +14,6 @@ from mediastore.catalog.schema import head_revisions
 from mediastore.cli import main
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    """An empty store (read commands refuse a root that holds none)."""
-    MediaStore(tmp_path / "store").close()
-    return tmp_path / "store"
-
-
 def run(root: Path, *args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(main, ["--root", str(root), *args], input=input)
 
@@ -36,7 +29,8 @@ def _media_dir(tmp_path: Path) -> Path:
 
 
 def test_add_directory_recursively_then_stats_json(root: Path, tmp_path: Path) -> None:
-    """add walks directories; stats --json reports the seed's keys."""
+    """add walks directories; stats --json reports the keys of the legacy ``media_cache``
+    get_cache_stats (total_files, by_type...)."""
     result = run(root, "add", str(_media_dir(tmp_path)))
     assert result.exit_code == 0, result.output
     assert "added 3 new file(s)" in result.output and "1 already stored" in result.output

@@ -12,15 +12,15 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import checker
 import pytest
 from interrupt import interrupt_when
+from scripted import Reply, Request, ScriptedServer
 
 from mediastore import MediaStore, errors
 from mediastore import testing as t
@@ -49,65 +49,41 @@ class _Behaviour:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _handler(behaviour: _Behaviour) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+def _answer(behaviour: _Behaviour) -> Callable[[Request, Reply], None]:
+    """Image ``/img/N.jpg`` after ``delay``: 429 once ``throttle_after`` has passed, then
+    whole (or dripped, from ``drip_from`` on)."""
 
-        def do_GET(self) -> None:
-            with behaviour.lock:
-                now = time.monotonic()
-                behaviour.arrivals.append((now, self.path))
-                throttle = behaviour.throttled_at is None and now > (
-                    behaviour.throttle_after or float("inf")
-                )  # fmt: skip
-                if throttle:
-                    behaviour.throttled_at = now
+    def answer(request: Request, reply: Reply) -> None:
+        with behaviour.lock:
+            now = time.monotonic()
+            behaviour.arrivals.append((now, request.target))
+            throttle = behaviour.throttled_at is None and now > (
+                behaviour.throttle_after or float("inf")
+            )  # fmt: skip
             if throttle:
-                self.send_response(429)
-                self.send_header("Retry-After", "1")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            time.sleep(behaviour.delay)
-            image = int(self.path.rsplit("/", 1)[1].split(".")[0])
-            body = t.noisy_jpeg((24, 16), seed=image)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if behaviour.drip_from is None or image < behaviour.drip_from:
-                self.wfile.write(body)
-                return
-            try:
-                for i in range(len(body)):
-                    self.wfile.write(body[i : i + 1])
-                    self.wfile.flush()
-                    time.sleep(0.2)
-            except OSError:
-                pass  # a cancelled download hung up
+                behaviour.throttled_at = now
+        if throttle:
+            reply.respond(429, headers={"Retry-After": "1"})
+            return
+        time.sleep(behaviour.delay)
+        image = int(request.path.rsplit("/", 1)[1].split(".")[0])
+        body = t.noisy_jpeg((24, 16), seed=image)
+        if behaviour.drip_from is None or image < behaviour.drip_from:
+            reply.respond(200, body, {"Content-Type": "image/jpeg"})
+            return
+        reply.start(200, {"Content-Type": "image/jpeg"}, length=len(body))
+        reply.drip(body, 0.2)  # until a cancelled download hangs up
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return Handler
+    return answer
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[..., tuple[str, _Behaviour]]]:
-    started: list[ThreadingHTTPServer] = []
-
+def serve(scripted: Callable[..., ScriptedServer]) -> Callable[..., tuple[str, _Behaviour]]:
     def start(**options: Any) -> tuple[str, _Behaviour]:
         behaviour = _Behaviour(**options)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(behaviour))
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        started.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}", behaviour
+        return scripted(_answer(behaviour)).base_url, behaviour
 
-    yield start
-    for server in started:
-        server.shutdown()
-        server.server_close()
+    return start
 
 
 def _urls(base: str, count: int) -> list[str]:
@@ -131,6 +107,7 @@ def _check_catalog(root: Path, urls: list[str]) -> None:
     assert checker.temp_files(root) == []
 
 
+@pytest.mark.slow
 def test_a_large_batch_is_shared_with_a_child_process(
     make_store: Callable[..., MediaStore], serve: Any, caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
@@ -151,6 +128,7 @@ def test_a_large_batch_is_shared_with_a_child_process(
     _check_catalog(tmp_path / "s", urls)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("count", "options"),
     [
@@ -173,6 +151,7 @@ def test_these_batches_stay_in_this_process(
     assert _children_seen(caplog) == []
 
 
+@pytest.mark.slow
 def test_the_urls_of_a_killed_child_are_downloaded_here(
     make_store: Callable[..., MediaStore], serve: Any, caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
@@ -209,6 +188,7 @@ class _ArmOnReady(logging.Handler):
             self.behaviour.throttle_after = time.monotonic() + 0.3
 
 
+@pytest.mark.slow
 def test_a_host_that_throttles_one_process_is_paused_in_both(
     make_store: Callable[..., MediaStore], serve: Any
 ) -> None:
@@ -236,6 +216,7 @@ def test_a_host_that_throttles_one_process_is_paused_in_both(
     assert len(inside) <= 8, f"{len(inside)} requests inside the announced pause: {inside}"
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_child_too(serve: Any, tmp_path: Path) -> None:
     """SIGINT to `mediastore fetch` while both processes are blocked on dripping bodies:
     exit 130 within 3 s, no child left, no temp file, and a store that verifies. (A real

@@ -24,8 +24,6 @@ from mediastore.catalog.engine import make_engine
 from mediastore.catalog.models import metadata
 from mediastore.cli import main as cli_main
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def _dump(db: Path) -> list[str]:
     """The database's schema and rows as SQL text (independent of WAL checkpoints)."""
@@ -285,15 +283,17 @@ def test_store_refuses_0001_until_upgraded(tmp_path: Path) -> None:
         assert store.urls_for("a" * 32) == ["https://x.test/1", "https://x.test/2"]
 
 
-def test_alembic_command_line_from_repo_root(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_alembic_command_line_from_repo_root(tmp_path: Path, pytestconfig: pytest.Config) -> None:
     """`alembic upgrade head` from the repo root migrates MEDIASTORE_DB_URL's catalog."""
+    repo = pytestconfig.rootpath  # where pyproject.toml is
     url = f"sqlite:///{tmp_path / 'deploy.sqlite3'}"
     env = {**os.environ, "MEDIASTORE_DB_URL": url}
     alembic = [sys.executable, "-m", "alembic"]
     subprocess.run(
-        [*alembic, "upgrade", "head"], cwd=REPO, env=env, check=True, capture_output=True
+        [*alembic, "upgrade", "head"], cwd=repo, env=env, check=True, capture_output=True
     )
-    check = subprocess.run([*alembic, "check"], cwd=REPO, env=env, capture_output=True, text=True)
+    check = subprocess.run([*alembic, "check"], cwd=repo, env=env, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     with MediaStore(tmp_path, db_url=url) as store:
         assert store.stats().total_files == 0

@@ -1,4 +1,4 @@
-"""Nothing lost under concurrency (issue 9): the six scenarios, on real processes and files.
+"""Nothing lost under concurrency: six scenarios, on real processes and files.
 
 Each scenario runs several ``MediaStore`` objects (in forked processes, or threads) on one
 root with the real SQLite catalog, and judges the outcome with :mod:`checker`, which reads
@@ -265,8 +265,9 @@ def test_rm_racing_an_add_of_the_same_content(tmp_path: Path) -> None:
 # --- 2. a failed commit must not delete another writer's file --------------------------------
 LOCKSTEP_WRITERS = 6
 LOCKSTEP_ROUNDS = 250
-#: The issue saw lock failures at 20 ms; on a fast disk 20 ms gives one or two in a run, so the
-#: writers wait 5 ms ("a few milliseconds"): about 3% of the adds fail to get the lock.
+#: How long a writer waits for the catalog's lock. At 20 ms a fast disk sees one or two lock
+#: failures in a run; at 5 ms about 3% of the adds fail to get the lock, enough to exercise
+#: the failed-commit path every run.
 BUSY = 0.005
 
 

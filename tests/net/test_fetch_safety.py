@@ -3,24 +3,21 @@ redirect hop, DNS rebinding, proxies), TLS, size limits, gzip bombs, truncated b
 drip-feeding and stalled servers, non-media bodies; none of them may leave anything behind.
 
 Every server is real and bound to a loopback address by the test run. A fake resolver only
-ever answers loopback addresses. Broken servers are small threaded stdlib socket servers
-(:class:`RawServer`), since a well-behaved framework cannot lie about Content-Length.
+ever answers loopback addresses. Broken servers are scripted servers (tests/scripted.py)
+sending raw bytes, since a well-behaved framework cannot lie about Content-Length.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import logging
 import socket
 import ssl
-import threading
 import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ import pytest
 import requests
 import trustme
 from pytest_httpserver import HTTPServer
+from scripted import Handler, Reply, Request, Start
 from werkzeug import Response
 
 from mediastore import (
@@ -58,91 +56,7 @@ from mediastore.testing import assert_nothing_stored, files_under
 JPEG = "image/jpeg"
 
 
-# --- a raw socket server for misbehaving peers -----------------------------------------------
-Behaviour = Callable[[socket.socket, threading.Event], None]
-
-
-class RawServer:
-    """A threaded TCP server on ``host`` that runs ``behaviour(conn, stop)`` per connection.
-
-    It reads the request head first and records it; ``connections`` counts every accepted
-    connection (a guard test asserts it stays 0). :meth:`close` stops everything.
-    """
-
-    def __init__(self, behaviour: Behaviour | None = None, host: str = "127.0.0.1") -> None:
-        self.behaviour = behaviour or (lambda conn, stop: None)
-        self.host = host
-        self.stop = threading.Event()
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self._lock = threading.Lock()
-        self._conns: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._listener = socket.create_server((host, 0))
-        self._listener.settimeout(0.05)
-        self.port: int = self._listener.getsockname()[1]
-        self._acceptor = threading.Thread(target=self._accept, daemon=True)
-        self._acceptor.start()
-
-    def url(self, path: str = "/a.jpg", host: str | None = None) -> str:
-        return f"http://{host or self.host}:{self.port}{path}"
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conn.settimeout(None)
-            worker = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            with self._lock:
-                self.connections += 1
-                self._conns.append(conn)
-                self._threads.append(worker)
-            worker.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = conn.recv(4096)
-                if not data:
-                    return
-                head += data
-            with self._lock:
-                self.requests.append(head)
-            self.behaviour(conn, self.stop)
-
-    def close(self) -> None:
-        self.stop.set()
-        self._acceptor.join(5)
-        self._listener.close()
-        with self._lock:
-            conns, threads = list(self._conns), list(self._threads)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        for worker in threads:
-            worker.join(5)
-
-
-@pytest.fixture
-def raw_server() -> Iterator[Callable[..., RawServer]]:
-    """Starts :class:`RawServer` instances; all are closed after the test."""
-    started: list[RawServer] = []
-
-    def start(behaviour: Behaviour | None = None, host: str = "127.0.0.1") -> RawServer:
-        server = RawServer(behaviour, host)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.close()
-
-
+# --- misbehaving peers: scripted servers sending raw bytes -----------------------------------
 def head(status: str = "200 OK", **headers: str | int) -> bytes:
     """A response head; keyword names use _ for - (Content_Length -> Content-Length)."""
     lines = [f"HTTP/1.1 {status}", "Connection: close"]
@@ -150,11 +64,11 @@ def head(status: str = "200 OK", **headers: str | int) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def respond(data: bytes) -> Behaviour:
-    """A behaviour that sends ``data`` (head and body) and closes."""
+def respond(data: bytes) -> Handler:
+    """A handler that sends ``data`` (head and body) and closes."""
 
-    def behaviour(conn: socket.socket, _stop: threading.Event) -> None:
-        conn.sendall(data)
+    def behaviour(request: Request, reply: Reply) -> None:
+        reply.send(data)
 
     return behaviour
 
@@ -276,11 +190,11 @@ def test_url_with_credentials_is_blocked(
 def test_proxies_in_the_environment_are_ignored(
     http: HTTPServer,
     lstore: MediaStore,
-    raw_server: Callable[..., RawServer],
+    scripted: Start,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """HTTP(S)_PROXY / ALL_PROXY are not used: the target gets the request, the proxy nothing."""
-    proxy = raw_server(respond(head("502 Bad Gateway", Content_Length=0)))
+    proxy = scripted(respond(head("502 Bad Gateway", Content_Length=0)))
     proxy_url = f"http://127.0.0.1:{proxy.port}"
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.setenv(name, proxy_url)
@@ -315,10 +229,10 @@ def test_netrc_credentials_are_not_sent(
 
 # --- 5. redirect hops go through the same guard ----------------------------------------------
 def test_redirect_to_a_refused_address_is_blocked_before_connecting(
-    http: HTTPServer, make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+    http: HTTPServer, make_store: Callable[..., MediaStore], scripted: Start
 ) -> None:
     """A redirect to 127.0.0.2 under a policy refusing it raises BlockedURLError, no connect."""
-    inner = raw_server(respond(head(Content_Length=0)), host="127.0.0.2")
+    inner = scripted(respond(head(Content_Length=0)), host="127.0.0.2")
     store = make_store(allow_private_networks=False, address_policy=only("127.0.0.1"))
     http.expect_request("/go").respond_with_response(
         Response(status=302, headers={"Location": inner.url("/secret")})
@@ -348,10 +262,10 @@ def test_redirect_to_a_url_with_credentials_is_blocked(
 
 
 def test_redirect_from_an_allowed_name_to_a_refused_name_is_blocked(
-    http: HTTPServer, make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+    http: HTTPServer, make_store: Callable[..., MediaStore], scripted: Start
 ) -> None:
     """Default policy (plus 127.0.0.1 for the test): a hop to a name on 127.0.0.3 is refused."""
-    inner = raw_server(respond(head(Content_Length=0)), host="127.0.0.3")
+    inner = scripted(respond(head(Content_Length=0)), host="127.0.0.3")
     calls: list[str] = []
     store = make_store(
         allow_private_networks=False,
@@ -530,19 +444,19 @@ def test_https_with_an_untrusted_ca_is_refused(
 
 # --- 9. size limits --------------------------------------------------------------------------
 def test_honest_content_length_over_the_limit_fails_before_the_body(
-    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+    make_store: Callable[..., MediaStore], scripted: Start
 ) -> None:
     """Content-Length above max_file_size fails at once, without waiting for the body."""
 
-    def headers_then_silence(conn: socket.socket, stop: threading.Event) -> None:
-        conn.sendall(head(Content_Type=JPEG, Content_Length=10_000_000) + t.noisy_jpeg()[:100])
-        stop.wait(10)  # a client reading the body would hit its 5 s read timeout
+    def headers_then_silence(request: Request, reply: Reply) -> None:
+        reply.send(head(Content_Type=JPEG, Content_Length=10_000_000) + t.noisy_jpeg()[:100])
+        reply.wait(10)  # a client reading the body would hit its 5 s read timeout
 
-    server = raw_server(headers_then_silence)
+    server = scripted(headers_then_silence)
     store = make_store(max_file_size=100_000)
     start = time.monotonic()
     with pytest.raises(DownloadTooLargeError) as info:
-        store.fetch(server.url(), timeout=5)
+        store.fetch(server.url("/a.jpg"), timeout=5)
     assert time.monotonic() - start < 2
     assert "10000000" in info.value.reason
     assert isinstance(info.value, FileTooLargeError)
@@ -551,13 +465,13 @@ def test_honest_content_length_over_the_limit_fails_before_the_body(
 
 
 def test_lying_small_content_length_is_not_read_past(
-    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+    make_store: Callable[..., MediaStore], scripted: Start
 ) -> None:
     """A Content-Length smaller than what is sent: only the declared bytes count."""
     media = t.mp4_bytes(payload=48_000, seed=4)  # complete: the store refuses a cut MP4
     body = media + t.mp4_bytes(payload=250_000, seed=5)
     declared = len(media)
-    server = raw_server(respond(head(Content_Type="video/mp4", Content_Length=declared) + body))
+    server = scripted(respond(head(Content_Type="video/mp4", Content_Length=declared) + body))
     store = make_store(max_file_size=100_000)
     rec = store.fetch(server.url("/v.mp4"), timeout=2)
     assert rec.size == declared
@@ -567,7 +481,7 @@ def test_lying_small_content_length_is_not_read_past(
 
 @pytest.mark.parametrize("framing", ["chunked", "close-delimited"])
 def test_body_without_content_length_over_the_limit_is_cut(
-    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer], framing: str
+    make_store: Callable[..., MediaStore], scripted: Start, framing: str
 ) -> None:
     """A body with no Content-Length is counted while streaming and cut at max_file_size."""
     body = t.mp4_bytes(payload=400_000, seed=5)
@@ -575,7 +489,7 @@ def test_body_without_content_length_over_the_limit_is_cut(
         reply = head(Content_Type="video/mp4", Transfer_Encoding="chunked") + chunked(body)
     else:
         reply = head(Content_Type="video/mp4") + body
-    server = raw_server(respond(reply))
+    server = scripted(respond(reply))
     store = make_store(max_file_size=100_000, chunk_size=16_384)
     with pytest.raises(DownloadTooLargeError):
         store.fetch(server.url("/v.mp4"), timeout=2)
@@ -593,13 +507,14 @@ def _gzip_bomb(decoded_size: int) -> bytes:
     return b"".join(out)
 
 
+@pytest.mark.slow
 def test_gzip_bomb_is_cut_on_decoded_bytes_with_bounded_memory(
-    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+    make_store: Callable[..., MediaStore], scripted: Start
 ) -> None:
     """A small gzip body inflating far past max_file_size fails; memory stays bounded."""
     bomb = _gzip_bomb(256 << 20)  # 256 MiB decoded
     assert len(bomb) < 512 * 1024
-    server = raw_server(
+    server = scripted(
         respond(
             head(Content_Type="video/mp4", Content_Encoding="gzip", Content_Length=len(bomb)) + bomb
         )
@@ -642,7 +557,7 @@ def _deflate(data: bytes, wbits: int) -> bytes:
 )
 def test_complete_compressed_bodies_are_stored(
     make_store: Callable[..., MediaStore],
-    raw_server: Callable[..., RawServer],
+    scripted: Start,
     encoding: str,
     pack: Callable[[bytes], bytes],
 ) -> None:
@@ -650,7 +565,7 @@ def test_complete_compressed_bodies_are_stored(
     data = t.mp4_bytes(payload=60_000, seed=13)
     packed = pack(data)
     reply = head(Content_Type="video/mp4", Content_Encoding=encoding, Content_Length=len(packed))
-    server = raw_server(respond(reply + packed))
+    server = scripted(respond(reply + packed))
     store = make_store()
     rec = store.fetch(server.url("/v.mp4"), timeout=2)
     assert rec.path.read_bytes() == data
@@ -659,7 +574,7 @@ def test_complete_compressed_bodies_are_stored(
 
 @pytest.mark.parametrize("framing", ["content-length", "close-delimited"])
 def test_gzip_stream_cut_short_is_truncated(
-    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer], framing: str
+    make_store: Callable[..., MediaStore], scripted: Start, framing: str
 ) -> None:
     """A gzip stream that stops before its end is TruncatedDownloadError, not a short file."""
     packed = gzip.compress(t.mp4_bytes(payload=60_000, seed=14))[:-500]
@@ -667,7 +582,7 @@ def test_gzip_stream_cut_short_is_truncated(
         reply = head(Content_Type="video/mp4", Content_Encoding="gzip", Content_Length=len(packed))
     else:
         reply = head(Content_Type="video/mp4", Content_Encoding="gzip")
-    server = raw_server(respond(reply + packed))
+    server = scripted(respond(reply + packed))
     store = make_store()
     with pytest.raises(TruncatedDownloadError) as info:
         store.fetch(server.url("/v.mp4"), timeout=2)
@@ -677,13 +592,11 @@ def test_gzip_stream_cut_short_is_truncated(
 
 # --- 10. truncated bodies --------------------------------------------------------------------
 def test_body_shorter_than_its_content_length_is_truncated(
-    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+    make_store: Callable[..., MediaStore], scripted: Start
 ) -> None:
     """Content-Length 10000 with 5000 bytes then close: TruncatedDownloadError, nothing kept."""
     body = t.mp4_bytes(payload=20_000, seed=8)
-    server = raw_server(
-        respond(head(Content_Type="video/mp4", Content_Length=10_000) + body[:5000])
-    )
+    server = scripted(respond(head(Content_Type="video/mp4", Content_Length=10_000) + body[:5000]))
     store = make_store()
     with pytest.raises(TruncatedDownloadError) as info:
         store.fetch(server.url("/v.mp4"), timeout=2)
@@ -693,18 +606,18 @@ def test_body_shorter_than_its_content_length_is_truncated(
 
 
 def test_truncated_body_then_complete_body_succeeds(
-    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+    make_store: Callable[..., MediaStore], scripted: Start
 ) -> None:
     """A body cut once is fetched again and the complete second copy is stored."""
     body = t.mp4_bytes(payload=20_000, seed=9)
     sent = []
 
-    def flaky(conn: socket.socket, _stop: threading.Event) -> None:
+    def flaky(request: Request, reply: Reply) -> None:
         sent.append(1)
-        reply = head(Content_Type="video/mp4", Content_Length=len(body))
-        conn.sendall(reply + (body[:5000] if len(sent) == 1 else body))
+        answer = head(Content_Type="video/mp4", Content_Length=len(body))
+        reply.send(answer + (body[:5000] if len(sent) == 1 else body))
 
-    server = raw_server(flaky)
+    server = scripted(flaky)
     store = make_store()
     rec = store.fetch(server.url("/v.mp4"), timeout=2)
     assert rec.path.read_bytes() == body
@@ -713,35 +626,36 @@ def test_truncated_body_then_complete_body_succeeds(
 
 
 # --- 11. slow servers ------------------------------------------------------------------------
-def drip(framing: str, body: bytes, burst: int = 8192) -> Behaviour:
+def drip(framing: str, body: bytes, burst: int = 8192) -> Handler:
     """Send the head and ``burst`` bytes at once, then one byte every 0.2 s."""
 
-    def behaviour(conn: socket.socket, stop: threading.Event) -> None:
+    def behaviour(request: Request, reply: Reply) -> None:
         if framing == "content-length":
-            conn.sendall(head(Content_Type="video/mp4", Content_Length=len(body)))
+            reply.send(head(Content_Type="video/mp4", Content_Length=len(body)))
         elif framing == "chunked":
-            conn.sendall(head(Content_Type="video/mp4", Transfer_Encoding="chunked"))
+            reply.send(head(Content_Type="video/mp4", Transfer_Encoding="chunked"))
         else:
-            conn.sendall(head(Content_Type="video/mp4"))
+            reply.send(head(Content_Type="video/mp4"))
 
         def send(piece: bytes) -> None:
-            conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if framing == "chunked" else piece)
+            reply.send(b"%x\r\n%s\r\n" % (len(piece), piece) if framing == "chunked" else piece)
 
         send(body[:burst])
         for i in range(burst, len(body)):
-            if stop.wait(0.2):
+            if reply.wait(0.2):
                 return
             send(body[i : i + 1])
 
     return behaviour
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framing", ["content-length", "chunked", "close-delimited"])
 def test_drip_feeding_server_is_cut_by_the_deadline(
-    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer], framing: str
+    make_store: Callable[..., MediaStore], scripted: Start, framing: str
 ) -> None:
     """One byte per 0.2 s never trips the 5 s read timeout; the 1 s deadline cuts it."""
-    server = raw_server(drip(framing, t.mp4_bytes(payload=20_000, seed=10)))
+    server = scripted(drip(framing, t.mp4_bytes(payload=20_000, seed=10)))
     store = make_store(download_deadline=1.0)
     start = time.monotonic()
     with pytest.raises(DownloadTimeoutError) as info:
@@ -753,22 +667,23 @@ def test_drip_feeding_server_is_cut_by_the_deadline(
     assert_nothing_stored(store)
 
 
+@pytest.mark.slow
 def test_deadline_covers_the_body_fetched_again_after_a_break(
-    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+    make_store: Callable[..., MediaStore], scripted: Start
 ) -> None:
     """A body cut after 0.8 s is fetched again within the same 1 s deadline, not a new one."""
     body = t.mp4_bytes(payload=20_000, seed=15)
     attempts: list[float] = []
 
-    def slow_break_then_drip(conn: socket.socket, stop: threading.Event) -> None:
+    def slow_break_then_drip(request: Request, reply: Reply) -> None:
         attempts.append(time.monotonic())
         if len(attempts) == 1:
-            conn.sendall(head(Content_Type="video/mp4", Content_Length=len(body)) + body[:5000])
-            stop.wait(0.8)  # then close: a truncated body, after most of the deadline
+            reply.send(head(Content_Type="video/mp4", Content_Length=len(body)) + body[:5000])
+            reply.wait(0.8)  # then close: a truncated body, after most of the deadline
             return
-        drip("content-length", body)(conn, stop)
+        drip("content-length", body)(request, reply)
 
-    server = raw_server(slow_break_then_drip)
+    server = scripted(slow_break_then_drip)
     store = make_store(download_deadline=1.0)
     start = time.monotonic()
     with pytest.raises(DownloadTimeoutError) as info:
@@ -780,30 +695,30 @@ def test_deadline_covers_the_body_fetched_again_after_a_break(
 
 
 def test_server_that_never_answers_times_out(
-    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+    make_store: Callable[..., MediaStore], scripted: Start
 ) -> None:
     """No response head within timeout=0.5 raises DownloadTimeoutError."""
-    server = raw_server(lambda conn, stop: stop.wait(10) and None)
+    server = scripted(lambda request, reply: reply.wait(10) and None)
     store = make_store(retries=0)
     start = time.monotonic()
     with pytest.raises(DownloadTimeoutError) as info:
-        store.fetch(server.url(), timeout=0.5)
+        store.fetch(server.url("/a.jpg"), timeout=0.5)
     assert time.monotonic() - start < 3
     assert "timeout" in info.value.reason
     assert_nothing_stored(store)
 
 
 def test_server_that_stalls_mid_body_times_out(
-    make_store: Callable[..., MediaStore], raw_server: Callable[..., RawServer]
+    make_store: Callable[..., MediaStore], scripted: Start
 ) -> None:
     """A body that stops flowing for longer than timeout=0.5 raises DownloadTimeoutError."""
     body = t.mp4_bytes(payload=20_000, seed=11)
 
-    def stall(conn: socket.socket, stop: threading.Event) -> None:
-        conn.sendall(head(Content_Type="video/mp4", Content_Length=len(body)) + body[:6000])
-        stop.wait(10)
+    def stall(request: Request, reply: Reply) -> None:
+        reply.send(head(Content_Type="video/mp4", Content_Length=len(body)) + body[:6000])
+        reply.wait(10)
 
-    server = raw_server(stall)
+    server = scripted(stall)
     store = make_store(retries=0)
     start = time.monotonic()
     with pytest.raises(DownloadTimeoutError):
@@ -952,14 +867,14 @@ def test_open_url_needs_a_guarded_session() -> None:
         _open(plain, "http://example.com/")
 
 
-def _pieces(body: bytes, parts: int, **headers: str | int) -> Behaviour:
+def _pieces(body: bytes, parts: int, **headers: str | int) -> Handler:
     """Sends the head, then ``body`` in ``parts`` writes with a pause between them."""
 
-    def behaviour(conn: socket.socket, _stop: threading.Event) -> None:
-        conn.sendall(head(**headers))
+    def behaviour(request: Request, reply: Reply) -> None:
+        reply.send(head(**headers))
         step = -(-len(body) // parts)
         for start in range(0, len(body), step):
-            conn.sendall(body[start : start + step])
+            reply.send(body[start : start + step])
             time.sleep(0.05)
 
     return behaviour
@@ -971,28 +886,26 @@ def _chunks_of(session: requests.Session, url: str, chunk_size: int) -> list[byt
 
 
 def test_a_body_within_one_chunk_is_yielded_whole_however_it_arrives(
-    session: requests.Session, raw_server: Callable[..., RawServer]
+    session: requests.Session, scripted: Start
 ) -> None:
     """A body with a Content-Length of at most chunk_size, sent in 4 pieces, comes out as one
     bytes object (so ingest writes it once and probes it from memory); a larger one streams."""
     body = t.noisy_jpeg((160, 120))
-    server = raw_server(_pieces(body, 4, Content_Length=len(body)))
-    chunks = _chunks_of(session, server.url(), chunk_size=len(body))
+    server = scripted(_pieces(body, 4, Content_Length=len(body)))
+    chunks = _chunks_of(session, server.url("/a.jpg"), chunk_size=len(body))
     assert len(chunks) == 1 and type(chunks[0]) is bytes and chunks[0] == body
-    streamed = _chunks_of(session, server.url(), chunk_size=len(body) // 8)
+    streamed = _chunks_of(session, server.url("/a.jpg"), chunk_size=len(body) // 8)
     assert len(streamed) > 1 and b"".join(streamed) == body
 
 
-def test_a_small_body_cut_short_yields_nothing(
-    session: requests.Session, raw_server: Callable[..., RawServer]
-) -> None:
+def test_a_small_body_cut_short_yields_nothing(session: requests.Session, scripted: Start) -> None:
     """The whole body is handed on only once complete: one that ends short yields no bytes."""
     body = t.noisy_jpeg((160, 120))
-    server = raw_server(_pieces(body[:-100], 3, Content_Length=len(body)))
+    server = scripted(_pieces(body[:-100], 3, Content_Length=len(body)))
     got: list[bytes] = []
     with (
         pytest.raises(TruncatedDownloadError),
-        open_url(session, server.url(), timeout=2, chunk_size=1 << 20) as resp,
+        open_url(session, server.url("/a.jpg"), timeout=2, chunk_size=1 << 20) as resp,
     ):
         got.extend(resp.chunks)
     assert got == []
@@ -1020,17 +933,17 @@ def test_retries_log_no_urllib3_warning_and_no_internal_names(
 
 def test_a_urllib3_warning_about_broken_headers_is_one_line(
     session: requests.Session,
-    raw_server: Callable[..., RawServer],
+    scripted: Start,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Headers urllib3 cannot parse: its warning (which carries a traceback) is one line."""
     body = b"\xff\xd8 not checked here"
-    server = raw_server(
+    server = scripted(
         respond(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n bad continuation\r\nno colon here\r\n"
                 b"\r\n%s" % (len(body), body))
     )  # fmt: skip
     caplog.set_level(logging.WARNING)
-    _open(session, server.url())
+    _open(session, server.url("/a.jpg"))
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings, "urllib3 did not warn: the test proves nothing"
     for record in warnings:
@@ -1071,10 +984,10 @@ def test_a_checked_route_is_looked_up_again_after_its_ttl(
 
 
 def test_a_redirect_hop_is_checked_even_when_its_host_was_seen(
-    http: HTTPServer, raw_server: Callable[..., RawServer]
+    http: HTTPServer, scripted: Start
 ) -> None:
     """Cached routes never skip the policy: a refused hop is refused every time."""
-    inner = raw_server(respond(head(Content_Length=0)), host="127.0.0.2")
+    inner = scripted(respond(head(Content_Length=0)), host="127.0.0.2")
     settings = FetchSettings(address_policy=only("127.0.0.1"))
     http.expect_request("/go").respond_with_response(
         Response(status=302, headers={"Location": inner.url("/secret")})
@@ -1087,13 +1000,14 @@ def test_a_redirect_hop_is_checked_even_when_its_host_was_seen(
 
 
 def test_a_redirect_to_an_unparseable_location_is_blocked(
-    session: requests.Session, raw_server: Callable[..., RawServer]
+    session: requests.Session, scripted: Start
 ) -> None:
-    server = raw_server(respond(head("302 Found", Location="http://[::1/x", Content_Length=0)))
+    server = scripted(respond(head("302 Found", Location="http://[::1/x", Content_Length=0)))
     with pytest.raises(BlockedURLError):
-        _open(session, server.url())
+        _open(session, server.url("/a.jpg"))
 
 
+@pytest.mark.slow
 def test_retry_after_is_waited_for_without_host_limits(
     http: HTTPServer, session: requests.Session
 ) -> None:
@@ -1108,34 +1022,17 @@ def test_retry_after_is_waited_for_without_host_limits(
 
 
 def test_a_chunked_body_read_to_its_end_keeps_the_connection_alive(
-    session: requests.Session,
+    session: requests.Session, scripted: Start
 ) -> None:
     """Three chunked downloads from one host in one session ride one connection."""
-    connections: list[int] = []
 
-    class Chunked(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def chunked_body(request: Request, reply: Reply) -> None:
+        reply.start(200, chunked=True)
+        for piece in (b"abc", b"def", b"g"):
+            reply.write(piece)
+        reply.end()
 
-        def setup(self) -> None:
-            super().setup()
-            connections.append(1)
-
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            self.wfile.write(chunked(b"abcdefg", size=3))
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Chunked)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        for _ in range(3):
-            assert _open(session, f"http://127.0.0.1:{server.server_address[1]}/x") == b"abcdefg"
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert len(connections) == 1
+    server = scripted(chunked_body)
+    for _ in range(3):
+        assert _open(session, server.url("/x")) == b"abcdefg"
+    assert server.connections == 1

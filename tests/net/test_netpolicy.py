@@ -627,8 +627,8 @@ def test_system_resolver_failure_is_unresolvable(monkeypatch: pytest.MonkeyPatch
 
 # --- validate_url: the first check on a user's URL ------------------------------------------
 
-#: The malformed URLs of issue 11 (and kin): each once raised a bare ValueError or
-#: UnicodeEncodeError from urlsplit or from encoding.
+#: Malformed URLs that each once raised a bare ValueError or UnicodeEncodeError from urlsplit
+#: or from encoding, instead of a BlockedURLError.
 MALFORMED_URLS = [
     "http://[127.0.0.1]:1337/",
     "http://[[example.net]]:1337/",

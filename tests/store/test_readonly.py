@@ -1,4 +1,4 @@
-"""Read-only use (issue 9): a store the user may read but not write, and commands that never
+"""Read-only use: a store the user may read but not write, and commands that never
 create a store.
 
 The tests run as root, for whom mode 555 changes nothing, so the unprivileged part runs in a
@@ -13,33 +13,22 @@ import contextlib
 import hashlib
 import json
 import os
-import select
-import shutil
-import signal
 import stat
-import tempfile
-import time
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import checker
 import pytest
 from click.testing import CliRunner
+from nobody import NOBODY, needs_root, run_as_nobody
 
 from mediastore import MediaStore, errors
 from mediastore import testing as t
 from mediastore.cli import main
 
-NOBODY = 65534
-CHILD_TIMEOUT = 60.0
 CATALOG_FILES = ("catalog.sqlite3", "catalog.sqlite3-wal", "catalog.sqlite3-shm")
 CLEAN_ENV = {"MEDIASTORE_ROOT": None, "MEDIASTORE_DB_URL": None}
-
-needs_root = pytest.mark.skipif(
-    os.geteuid() != 0, reason="dropping to an unprivileged user needs root"
-)
 
 
 def _md5(data: bytes) -> str:
@@ -122,17 +111,6 @@ def test_read_only_commands_never_create_a_store(tmp_path: Path, command: list[s
 
 
 # --- a store this user can read but not write -------------------------------------------------
-@pytest.fixture
-def public_dir() -> Iterator[Path]:
-    """A directory ``nobody`` can traverse (pytest's tmp_path base is mode 700)."""
-    path = Path(tempfile.mkdtemp(prefix="mediastore-ro-"))
-    path.chmod(0o755)
-    yield path
-    for dirpath, _, _ in os.walk(path):
-        os.chmod(dirpath, 0o755)
-    shutil.rmtree(path)
-
-
 def _warm_up(scratch: Path) -> None:
     """Run every path the unprivileged child will take once here, so that the lazy imports
     (stdlib, Pillow plugins, click, Alembic's scripts) are done before it loses access."""
@@ -168,50 +146,6 @@ def _lock_down(root: Path) -> None:
         for name in dirnames:
             os.chmod(os.path.join(dirpath, name), 0o555)
     root.chmod(0o555)
-
-
-def _run_as_nobody(checks: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Fork, drop to nobody, run ``checks`` and return what it returned (JSON over a pipe)."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        code = 0
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            payload = checks()
-        except BaseException:
-            payload = {"crash": traceback.format_exc()}
-            code = 1
-        try:
-            data = json.dumps(payload, default=str).encode()
-            while data:
-                data = data[os.write(write_end, data) :]
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + CHILD_TIMEOUT
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([read_end], [], [], deadline - time.monotonic())
-            if not ready:
-                break
-            chunk = os.read(read_end, 1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(read_end)
-    if time.monotonic() >= deadline:
-        os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    result: dict[str, Any] = json.loads(b"".join(chunks) or b"{}")
-    assert "crash" not in result, result.get("crash")
-    assert os.waitstatus_to_exitcode(status) == 0, (status, result)
-    return result
 
 
 def _attempt(fn: Callable[[], Any]) -> dict[str, Any]:
@@ -324,7 +258,7 @@ def test_a_store_this_user_cannot_write(public_dir: Path, wal: str, how: str) ->
             assert not os.path.exists(f"{checker.catalog_path(root)}-shm")
         options = {"read_only": True} if how == "read_only=True" else {}
 
-        got = _run_as_nobody(_unprivileged_checks(root, options, urls[0], good))
+        got = run_as_nobody(_unprivileged_checks(root, options, urls[0], good))
 
         after = _state(root)
     finally:

@@ -399,6 +399,7 @@ def test_no_retries_means_one_request(
     assert hits(http) == 1
 
 
+@pytest.mark.slow
 def test_429_retry_after_is_obeyed(http: HTTPServer, lstore: MediaStore) -> None:
     """A 429 with Retry-After: 1 is retried after about a second, then succeeds."""
     data = t.noisy_jpeg(seed=17)

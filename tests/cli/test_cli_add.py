@@ -1,4 +1,4 @@
-"""``mediastore add`` as a new user meets it (issue 13): what was new and what was already
+"""``mediastore add`` as a new user meets it: what was new and what was already
 stored, stdin, ``--url`` checks, entries that are not files, unreadable paths, one-line
 output whatever the names, and the exit-code rule."""
 
@@ -11,26 +11,18 @@ from pathlib import Path
 
 import checker
 import pytest
-import test_readonly
 from click.testing import CliRunner, Result
-from test_readonly import NOBODY, _run_as_nobody, needs_root
+from nobody import NOBODY, needs_root, run_as_nobody
 
 from mediastore import MediaStore
 from mediastore import testing as t
 from mediastore.cli import main
 
 CLEAN_ENV = {"MEDIASTORE_ROOT": None, "MEDIASTORE_DB_URL": None}
-public_dir = test_readonly.public_dir  # a directory nobody can traverse (a fixture)
 
 
 def run(root: Path, *args: str, input: bytes | str | None = None) -> Result:
     return CliRunner(env=CLEAN_ENV).invoke(main, ["--root", str(root), *args], input=input)
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    MediaStore(tmp_path / "store").close()
-    return tmp_path / "store"
 
 
 def _two_copies(tmp_path: Path) -> Path:
@@ -202,7 +194,7 @@ def test_unreadable_paths_fail_alone_as_an_unprivileged_user(public_dir: Path) -
         result = run(store, "add", str(src))
         return {"exit": result.exit_code, "stdout": result.stdout, "stderr": result.stderr}
 
-    got = _run_as_nobody(checks)
+    got = run_as_nobody(checks)
     assert got["exit"] == 1, got
     err = str(got["stderr"]).splitlines()
     assert len(err) == 2, err

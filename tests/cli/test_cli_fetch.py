@@ -1,4 +1,5 @@
-"""`mediastore fetch` and the seed's download wrappers, against a loopback HTTP server."""
+"""`mediastore fetch` and the legacy ``media_cache`` download wrappers, against a loopback HTTP
+server."""
 
 from __future__ import annotations
 
@@ -90,8 +91,8 @@ def test_fetch_needs_urls_and_sane_options(tmp_path: Path) -> None:
     assert _fetch(tmp_path, "--timeout", "-1", "http://x.test/").exit_code == 2
 
 
-def test_seed_download_wrappers(tmp_path: Path, served: dict[str, str]) -> None:
-    """The seed's download wrappers return its dict shapes."""
+def test_legacy_download_wrappers(tmp_path: Path, served: dict[str, str]) -> None:
+    """The legacy ``media_cache`` download wrappers return its dict shapes."""
     mediastore.set_default_store(MediaStore(tmp_path, allow_private_networks=True))
     one = mediastore.download_and_cache_media(served["a.jpg"], media_type="image")
     assert {
@@ -138,6 +139,7 @@ def test_fetch_missing_url_file_is_one_line_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_fetch_from_stdin_streams(tmp_path: Path, served: dict[str, str]) -> None:
     """With --from-file - and --jsonl, a URL's result is printed while stdin is still open:
     the input is read as it comes, not whole first."""

@@ -6,63 +6,42 @@ import json
 import sqlite3
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from contextlib import closing
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from interrupt import Interrupted, interrupt_when
+from scripted import Reply, Request, ScriptedServer
 
 from mediastore import MediaStore
 from mediastore import testing as t
 from mediastore.maintenance import IMPORT_BATCH
 
+#: Each test runs a real mediastore process until it is busy, then signals it (2 to 4 s).
+pytestmark = pytest.mark.slow
 
-class _Handler(BaseHTTPRequestHandler):
-    """``/fast.jpg`` whole at once; anything else a JPEG sent one byte every 0.2 s."""
-
-    body = t.noisy_jpeg(seed=7)
-    fast = t.noisy_jpeg(seed=8)
-    started = 0
-    lock = threading.Lock()
-
-    def do_GET(self) -> None:
-        body = self.fast if self.path == "/fast.jpg" else self.body
-        self.send_response(200)
-        self.send_header("Content-Type", "image/jpeg")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if body is self.fast:
-            self.wfile.write(body)
-            return
-        with _Handler.lock:
-            _Handler.started += 1
-        try:
-            for i in range(len(body)):
-                self.wfile.write(body[i : i + 1])
-                self.wfile.flush()
-                time.sleep(0.2)
-        except OSError:
-            pass  # the client hung up: what a cancelled download does
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+#: /fast.jpg is sent whole; the other JPEGs one byte every 0.2 s (downloads blocked mid-body).
+FAST, DRIPPED = t.noisy_jpeg(seed=8), t.noisy_jpeg(seed=7)
 
 
 @pytest.fixture
-def base_url() -> Iterator[str]:
-    _Handler.started = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def drip_server(scripted: Callable[..., ScriptedServer]) -> ScriptedServer:
+    """``/fast.jpg`` whole at once; any other path a JPEG sent one byte every 0.2 s."""
+
+    def drip(request: Request, reply: Reply) -> None:
+        reply.start(200, {"Content-Type": "image/jpeg"}, length=len(DRIPPED))
+        reply.drip(DRIPPED, 0.2)
+
+    server = scripted(drip)
+    server.route(
+        "/fast.jpg", lambda request, reply: reply.respond(200, FAST, {"Content-Type": "image/jpeg"})
+    )
+    return server
+
+
+def _drips_started(server: ScriptedServer) -> int:
+    return sum(1 for request in server.requests if request.path != "/fast.jpg")
 
 
 def _temp_files(root: Path) -> list[Path]:
@@ -71,10 +50,11 @@ def _temp_files(root: Path) -> list[Path]:
 
 @pytest.mark.parametrize("mode", [[], ["--jsonl"]])
 def test_sigint_stops_fetch_promptly_and_cleanly(
-    tmp_path: Path, base_url: str, mode: list[str]
+    tmp_path: Path, drip_server: ScriptedServer, mode: list[str]
 ) -> None:
     """SIGINT during dripping downloads: exit 130 within ~3 s, one line saying how far it
     got, no temp file left, and a store that verifies clean with what was done kept."""
+    base_url = drip_server.base_url
     root = tmp_path / "store"
     listing = tmp_path / "urls.txt"
     listing.write_text(
@@ -90,7 +70,11 @@ def test_sigint_stops_fetch_promptly_and_cleanly(
 
     # downloads are blocked mid-body once three drips have started
     ended = interrupt_when(
-        command, lambda _: _Handler.started >= 3, within=20, settle=0.5, check=in_progress
+        command,
+        lambda _: _drips_started(drip_server) >= 3,
+        within=20,
+        settle=0.5,
+        check=in_progress,
     )
     out, err = ended.out, ended.err
     assert ended.returncode == 130, err

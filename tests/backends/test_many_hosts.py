@@ -1,4 +1,4 @@
-"""Many hosts on one PostgreSQL catalog and one S3 bucket (issue 10's load test).
+"""Many hosts on one PostgreSQL catalog and one S3 bucket: a load test of the shared backends.
 
 Four processes, each with a local root of its own as separate hosts would have, share a
 PostgreSQL database and a bucket on the Ceph RADOS Gateway the tests start. They add and
@@ -22,15 +22,13 @@ import json
 import multiprocessing
 import os
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import servers
 from pytest_httpserver import HTTPServer
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Engine, text
 
 from mediastore import MediaNotFoundError, MediaStore
 from mediastore import testing as t
@@ -48,13 +46,6 @@ def _image(seed: int) -> bytes:
 
 def _kept_url(content: int, n: int) -> str:
     return f"https://cdn.example/kept/{content}/{n}.jpg"
-
-
-@pytest.fixture
-def sql(pg_url: str) -> Iterator[Engine]:
-    engine = create_engine(pg_url, poolclass=NullPool)
-    yield engine
-    engine.dispose()
 
 
 def _host(number: int, root: str, db_url: str, blob_url: str, served: str, log: str) -> None:
@@ -86,8 +77,9 @@ def _host(number: int, root: str, db_url: str, blob_url: str, served: str, log: 
             out.flush()
 
 
+@pytest.mark.parametrize("catalog_url", ["postgresql"], indirect=True)  # sql reads it too
 def test_four_hosts_share_one_catalog_and_one_bucket(
-    tmp_path: Path, pg_url: str, sql: Engine, s3_env: servers.S3Bucket, http: HTTPServer
+    tmp_path: Path, catalog_url: str, sql: Engine, s3_env: servers.S3Bucket, http: HTTPServer
 ) -> None:
     for content in range(KEPT):
         http.expect_request(f"/kept/{content}.jpg").respond_with_data(
@@ -100,7 +92,7 @@ def test_four_hosts_share_one_catalog_and_one_bucket(
     hosts = [
         ctx.Process(
             target=_host,
-            args=(n, str(tmp_path / f"host{n}"), pg_url, blob_url, served, str(logs[n])),
+            args=(n, str(tmp_path / f"host{n}"), catalog_url, blob_url, served, str(logs[n])),
         )
         for n in range(HOSTS)
     ]
@@ -109,7 +101,7 @@ def test_four_hosts_share_one_catalog_and_one_bucket(
     for p in hosts:
         p.join(300)
     assert [p.exitcode for p in hosts] == [0] * HOSTS
-    with MediaStore(tmp_path / "final", db_url=pg_url, blob_url=blob_url) as store:
+    with MediaStore(tmp_path / "final", db_url=catalog_url, blob_url=blob_url) as store:
         final = store.gc()
         assert final.counters_repaired == {}
         report_dict = final.to_dict()

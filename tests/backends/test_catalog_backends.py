@@ -13,13 +13,11 @@ import multiprocessing
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Engine, text
 
 from mediastore import InvalidInputError, MediaNotFoundError, MediaStore
 from mediastore import testing as t
@@ -31,14 +29,6 @@ URL = "https://cdn.example/p/{}.jpg"
 def _image(seed: int) -> bytes:
     """A distinct real JPEG per seed."""
     return t.image_bytes("JPEG", size=(16 + seed, 16), color=(seed * 30 % 256, 40, 90))
-
-
-@pytest.fixture
-def sql(catalog_url: str) -> Iterator[Engine]:
-    """A plain engine on the test's catalog, for checks that do not go through mediastore."""
-    engine = create_engine(catalog_url, poolclass=NullPool)
-    yield engine
-    engine.dispose()
 
 
 def _truth(engine: Engine) -> dict[str, Any]:
@@ -187,6 +177,7 @@ def _writer(db_url: str, root: str, worker: int, rounds: int) -> None:
                     store.remove(rec.md5)
 
 
+@pytest.mark.slow
 def test_concurrent_writers_keep_counters_exact(
     tmp_path: Path, catalog_url: str, sql: Engine
 ) -> None:
@@ -309,9 +300,12 @@ def test_missing_postgres_driver_names_the_extra(
     assert not (tmp_path / "s").exists()
 
 
-def test_alembic_upgrade_head_from_the_repo_root(tmp_path: Path, catalog_url: str) -> None:
+@pytest.mark.slow
+def test_alembic_upgrade_head_from_the_repo_root(
+    tmp_path: Path, catalog_url: str, pytestconfig: pytest.Config
+) -> None:
     """The deploy step: ``alembic upgrade head`` with MEDIASTORE_DB_URL, then the store opens."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = pytestconfig.rootpath  # where pyproject.toml is
     env = {**os.environ, "MEDIASTORE_DB_URL": catalog_url}
     done = subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=repo, env=env,

@@ -1,5 +1,6 @@
-"""Public API failures are MediaStoreErrors (issue 13): bad options, bad arguments, a catalog
-file of garbage bytes and a catalog at a revision this mediastore does not know."""
+"""Public API failures are MediaStoreErrors, and the CLI shows each as one line with its exit
+code: bad options, bad arguments, a catalog file of garbage bytes and a catalog at a revision
+this mediastore does not know."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Randomized stress test of the blob lifecycle (issue 9): every operation at once, then an
+"""Randomized stress test of the blob lifecycle: every operation at once, then an
 independent check of what every process says was acknowledged.
 
 3 processes x 3 threads (one ``MediaStore`` per process, shared by its threads) run
