@@ -25,10 +25,11 @@
         ├── FetchConnectionError                       could not connect / connection dropped
         ├── DownloadTimeoutError                       per-read timeout or total deadline hit
         ├── TooManyRedirectsError                      more than max_redirects hops
-        ├── HTTPStatusError                            non-2xx final status; .status
+        ├── HTTPStatusError                            final status not 200 (304); .status
         ├── TruncatedDownloadError                     body shorter than its Content-Length
         ├── DownloadTooLargeError (FileTooLargeError)  over max_file_size
-        └── RefusedContentError (UnsupportedMediaError) body is not supported media
+        ├── RefusedContentError (UnsupportedMediaError) body is not supported media
+        └── CorruptDownloadError (CorruptMediaError)   body is damaged or incomplete media
 
 Third-party exceptions (SQLAlchemy, OSError, Pillow, requests) are wrapped where they enter
 mediastore, with the original chained as ``__cause__``.

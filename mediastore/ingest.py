@@ -1,6 +1,6 @@
 """The one ingest path: stream -> type and structure check, hash, temp file -> checks. Files,
 bytes, downloads, legacy imports and repairs all come through :func:`stage`; the store then
-moves the staged file into place and commits its row (:meth:`MediaStore._commit`).
+moves the staged file into place and commits its row (:mod:`mediastore.lifecycle`).
 """
 
 from __future__ import annotations

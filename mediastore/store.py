@@ -72,9 +72,10 @@ class MediaStore:
     Args:
         root: Store directory (``media/``, ``tmp/``, ``quarantine/``, default catalog).
         db_url: SQLAlchemy URL of the catalog; default ``sqlite:///<root>/catalog.sqlite3``.
-        blob_url: Where the bytes go: None (``<root>/media``), a directory, or
+        blob_url: Where the bytes go: None (the root itself: ``<root>/media/...``), a
+            directory (the same layout under it), or
             ``s3://bucket/prefix`` (``root`` then holds only the staging area ``tmp/``; see
-            :func:`mediastore.blobs.s3.open_blob_store`).
+            :func:`mediastore.blobs.open_blob_store`).
         config: A full :class:`StoreConfig`; ``root``/``db_url``/``options`` override it.
             Without one, the store reads the settings the command reads (the
             ``MEDIASTORE_*`` variables, ``<root>/mediastore.toml``); arguments given win.
@@ -301,8 +302,8 @@ class MediaStore:
         """Fetch many URLs in parallel: one :class:`FetchResult` per input URL, in input order.
 
         A URL repeated in the input is fetched once; one URL's failure never stops the others;
-        each worker thread keeps its own session (connections are reused); at most
-        each host's concurrency starts at ``config.per_host_start`` (6) and grows to
+        each worker thread keeps its own session (connections are reused); each host's
+        concurrency starts at ``config.per_host_start`` (6) and grows to
         ``config.per_host_max`` (16) while it answers promptly; a 429/503 or Retry-After slows
         the whole host down. ``per_host`` (or ``config.per_host``) caps it; every host a
         redirect leads to is limited too. ``deadline`` bounds each whole download.
@@ -328,7 +329,7 @@ class MediaStore:
     ) -> Generator[FetchResult, None, None]:
         """Fetch any number of URLs, yielding each :class:`FetchResult` as it completes.
 
-        ``urls`` may be a generator of millions: it is read lazily, with at most about twice
+        ``urls`` may be a generator of millions: it is read lazily, with at most three times
         ``max_workers`` URLs taken and not yet yielded, and memory stays constant (a URL seen
         before is settled by the catalog: already stored, it is a cached hit). Results come
         in completion order, one per input URL. Hosts are limited as in :meth:`fetch_many`.

@@ -2,15 +2,47 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
+from scripted import Handler, ScriptedServer
 
 from mediastore import MediaStore
 from mediastore.compat import set_default_store
+
+#: Fixtures that start a test server, and fixture parameters that reach one at run time.
+_SERVER_FIXTURES = {"pg_server", "s3_server"}
+_SERVER_PARAMS = {"catalog_url": "postgresql", "backend_db": "postgresql", "blob_url": "s3"}
+#: Slow tests of a module whose content is edited elsewhere (it runs mypy in a subprocess).
+_SLOW_ELSEWHERE = {"tests/test_docs.py::test_downstream_project_type_checks"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers by what a test needs: ``stress`` for tests/stress/, ``backends`` for tests
+    that reach the PostgreSQL or RGW servers (through a fixture, or marked so by hand), and
+    ``slow`` for both and for the few listed above (the others carry @pytest.mark.slow)."""
+    stress = Path(__file__).parent / "stress"
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        if item.path.is_relative_to(stress):
+            item.add_marker(pytest.mark.stress)
+        if _SERVER_FIXTURES & set(item.fixturenames) or any(
+            params.get(name) == value for name, value in _SERVER_PARAMS.items()
+        ):
+            item.add_marker(pytest.mark.backends)
+        slow = item.nodeid in _SLOW_ELSEWHERE or item.get_closest_marker("stress") is not None
+        if slow or item.get_closest_marker("backends") is not None:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
@@ -22,7 +54,7 @@ def store(tmp_path: Path) -> Iterator[MediaStore]:
 
 @pytest.fixture(autouse=True)
 def _no_default_store_leak() -> Iterator[None]:
-    """The seed-compatible functions' default store never outlives a test."""
+    """The default store of the legacy ``media_cache`` functions never outlives a test."""
     yield
     set_default_store(None)
 
@@ -43,6 +75,19 @@ def http(_module_http: HTTPServer) -> Iterator[HTTPServer]:
     yield _module_http
     _module_http.check_assertions()  # every request that arrived had a handler
     _module_http.check_handler_errors()
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[..., ScriptedServer]]:
+    """Starts scripted HTTP servers on loopback (scripted.py): ``scripted(handler, host=...)``
+    for a misbehaving or instrumented peer that pytest-httpserver cannot play. After the test
+    they are closed, and the test fails if a handler raised or a request had no route."""
+    with contextlib.ExitStack() as stack:
+
+        def start(handler: Handler | None = None, *, host: str = "127.0.0.1") -> ScriptedServer:
+            return stack.enter_context(ScriptedServer(handler, host=host))
+
+        yield start
 
 
 @pytest.fixture
@@ -75,7 +120,18 @@ def lstore(make_store: Callable[..., MediaStore]) -> MediaStore:
     return make_store()
 
 
-# --- Real PostgreSQL and Ceph RGW (S3) servers for the scale-out backends (issue 10) ---------
+@pytest.fixture
+def public_dir() -> Iterator[Path]:
+    """A directory ``nobody`` can traverse (pytest's tmp_path base is mode 700): see nobody.py."""
+    path = Path(tempfile.mkdtemp(prefix="mediastore-ro-"))
+    path.chmod(0o755)
+    yield path
+    for dirpath, _, _ in os.walk(path):
+        os.chmod(dirpath, 0o755)
+    shutil.rmtree(path)
+
+
+# --- Real PostgreSQL and Ceph RGW (S3) servers for the scale-out backends --------------------
 # Started once per session by tests/servers.py (or taken from MEDIASTORE_TEST_PG_URL /
 # MEDIASTORE_TEST_S3_ENDPOINT + keys), only when a test asks for them. Missing binaries skip
 # the test on a user's machine and fail it when CI is set.

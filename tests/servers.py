@@ -1,4 +1,4 @@
-"""Real servers for the scale-out tests (issue 10): a throwaway PostgreSQL and a one-host Ceph RGW.
+"""Real servers for the scale-out backends' tests: a throwaway PostgreSQL, a one-host Ceph RGW.
 
 Everything listens on 127.0.0.1 only, on free ports, with its data in a fresh temporary
 directory that is removed when the server stops. Nothing here touches the network beyond

@@ -1,5 +1,5 @@
-"""Blobs in an S3-compatible bucket (:class:`S3BlobStore`), and :func:`open_blob_store`, which
-picks the blob store a URL names (a directory, or ``s3://bucket/prefix``).
+"""Blobs in an S3-compatible bucket (:class:`S3BlobStore`, opened for an ``s3://bucket/prefix``
+URL by :func:`mediastore.blobs.open_blob_store`).
 
 Keys mirror the disk layout, so a bucket reads like a store: ``<prefix>/media/images/<md5>.jpg``
 (:attr:`BlobRef.key` under the prefix), quarantined objects under ``<prefix>/quarantine/``.

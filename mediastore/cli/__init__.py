@@ -37,7 +37,8 @@ failed (one item given: its own code); 130 interrupted (Ctrl-C).
 
 \b
 Settings: flags, then MEDIASTORE_* environment variables (MEDIASTORE_MAX_FILE_SIZE,
-MEDIASTORE_WORKERS, MEDIASTORE_PER_HOST, MEDIASTORE_TIMEOUT, MEDIASTORE_ALLOW_PRIVATE),
+MEDIASTORE_MAX_IMAGE_PIXELS, MEDIASTORE_WORKERS, MEDIASTORE_PER_HOST, MEDIASTORE_TIMEOUT,
+MEDIASTORE_BUSY_TIMEOUT, MEDIASTORE_ALLOW_PRIVATE),
 then <root>/mediastore.toml (never allow_private), then defaults.
 
 \b
@@ -149,7 +150,7 @@ class MediastoreGroup(click.Group):
     default=None,
     envvar="MEDIASTORE_BLOB_URL",
     help="Where the bytes live: a directory or s3://bucket/prefix (env MEDIASTORE_BLOB_URL); "
-    "default <root>/media.",
+    "default: the root (files under its media/).",
 )
 @click.option(
     "--max-file-size",

@@ -83,6 +83,7 @@ def verify(
                 limit=limit,
                 repair=repair,
                 deep=deep or None,
+                timeout=settings.timeout,
             )
     if as_json:
         emit_json(report.to_dict())
@@ -187,8 +188,9 @@ def reindex(ctx: click.Context, as_json: bool) -> None:
 
     Files are re-hashed and recorded at their content's address. Rows are never dropped:
     one whose file is gone is marked missing, one whose file no longer matches is marked
-    corrupt (the file quarantined), and their URLs are kept for `verify --repair`. Files not
-    at their content's address are quarantined, as `gc` does (reported, exit 1).
+    corrupt (the file quarantined), and their URLs are kept for `verify --repair`. A file not
+    at its content's address is recorded at its own address when it is valid content and
+    the misplaced copy quarantined, as `gc` does (reported, exit 1).
     """
     # a lost catalog is what reindex is for: it is made again when the store's files are here
     holds_files = (state(ctx).root / "media").is_dir() or state(ctx).blob_url is not None

@@ -19,7 +19,7 @@ What running the catalog on PostgreSQL from many hosts needs:
 
 Every existing row is keyed and counted here. A later migration that rebuilds ``media``
 or ``media_urls`` with SQLite's batch mode drops their triggers with the old table and must
-create them again (tests/test_migrations.py checks they exist at head).
+create them again (a test checks that they exist at head).
 
 Downgrading restores the unique indexes on ``url`` and ``url_md5``, which fails if the
 catalog now holds URLs too long for them (PostgreSQL) or two URLs with one MD5.
