@@ -36,7 +36,7 @@ import mediastore
 from mediastore import MediaStore, MediaStoreError, StoreConfig, compat, errors
 from mediastore.cli import main
 from mediastore.cli.common import EXIT_INTERRUPTED, EXIT_SOME_FAILED
-from mediastore.cli.settings import ENV_PREFIX, SETTINGS
+from mediastore.settings import ENV_PREFIX, SETTINGS
 
 #: The repository's root: the nearest folder above this file with a ``pyproject.toml``.
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())

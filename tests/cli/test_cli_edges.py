@@ -15,7 +15,8 @@ from clirun import error_line, run_cli
 
 from mediastore import MediaStore
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "media"
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
+EXAMPLES = REPO / "examples" / "media"
 
 
 @pytest.fixture
