@@ -309,6 +309,7 @@ def gc(life: Lifecycle, *, dry_run: bool = False) -> GcReport:
     rows = catalog.by_md5_many([md5 for entry in entries if (md5 := _address_md5(entry))])
     adopted: list[str] = []
     quarantined: list[tuple[str, str]] = []
+    relocated: list[tuple[str, str]] = []
     returned: list[tuple[str, str]] = []  # (md5, identity) of intact files of rows not ok
     for entry in entries:
         owner = _address_md5(entry)
@@ -319,11 +320,12 @@ def gc(life: Lifecycle, *, dry_run: bool = False) -> GcReport:
         found = _classify(life, entry, dry_run=dry_run)
         if found.action == "recorded":
             adopted.append(str(found.md5))
-        elif found.action in ("moved", "stray", "damaged"):
-            if found.action == "moved":
-                adopted.append(str(found.md5))
+        elif found.action == "moved":  # recorded at its own address; this copy set aside
+            adopted.append(str(found.md5))
             if dry_run or _set_aside(life, entry, found):
-                quarantined.append((blobs.describe(entry), found.reason))
+                relocated.append((blobs.describe(entry), str(found.md5)))
+        elif found.action in ("stray", "damaged") and (dry_run or _set_aside(life, entry, found)):
+            quarantined.append((blobs.describe(entry), found.reason))
     restored = [md5 for md5, _ in returned] if dry_run else life.revive(returned)
     missing = _rows_without_files(life)
     if not dry_run:
@@ -336,6 +338,7 @@ def gc(life: Lifecycle, *, dry_run: bool = False) -> GcReport:
         temp_removed=temp,
         adopted=adopted,
         quarantined=quarantined,
+        relocated=relocated,
         marked_missing=missing,
         restored=restored,
         collected=collected,

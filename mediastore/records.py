@@ -236,6 +236,9 @@ class GcReport:
     temp_removed: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    #: (path, md5) of valid files found in a wrong directory: each is counted in ``adopted``
+    #: (recorded at its own address) and its misplaced copy was quarantined
+    relocated: list[tuple[str, str]] = field(default_factory=list)
     marked_missing: list[str] = field(default_factory=list)
     #: rows that were missing or corrupt whose intact file is back: ``ok`` again
     restored: list[str] = field(default_factory=list)
@@ -255,6 +258,7 @@ class GcReport:
             "temp_removed": self.temp_removed,
             "adopted": self.adopted,
             "quarantined": [{"path": p, "reason": r} for p, r in self.quarantined],
+            "relocated": [{"path": p, "md5": m} for p, m in self.relocated],
             "marked_missing": self.marked_missing,
             "restored": self.restored,
             "collected": self.collected,

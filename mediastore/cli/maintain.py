@@ -238,13 +238,17 @@ def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
     verb = "would " if dry_run else ""
     click.echo(
         f"{verb}remove {len(report.temp_removed)} temp file(s); {verb}adopt "
-        f"{len(report.adopted)} file(s); {verb}quarantine {len(report.quarantined)} file(s); "
+        f"{len(report.adopted)} file(s)"
+        + (f" ({len(report.relocated)} from a wrong directory)" if report.relocated else "")
+        + f"; {verb}quarantine {len(report.quarantined)} other file(s); "
         f"{verb}mark {len(report.marked_missing)} row(s) missing; "
         f"{verb}restore {len(report.restored)} row(s) whose file is back; "
         f"deleted {len(report.collected)} file(s) of removed content"
     )
     for path, reason in report.quarantined:
         click.echo(f"quarantine: {one_line(path)}: {one_line(reason)}")
+    for path, md5 in report.relocated:
+        click.echo(f"relocated: {one_line(path)}: recorded as {md5}, this copy quarantined")
     for md5 in report.marked_missing:
         click.echo(f"missing: {md5}")
     for md5 in report.restored:

@@ -185,7 +185,9 @@ def test_gc_cleans_up_after_crashes(tmp_path: Path) -> None:
         assert in_use.path.exists()
         assert set(report.adopted) == {orphan.md5, *valid_strays}  # valid content is kept
         assert store.get_by_md5(orphan.md5) is not None and orphan.path.exists()
-        assert {p for p, _ in report.quarantined} == {str(misnamed), str(wrong)}
+        # each planted file counted once: both adopted, their misplaced copies relocated
+        assert {p for p, _ in report.relocated} == {str(misnamed), str(wrong)}
+        assert report.quarantined == []
         assert not misnamed.exists() and not wrong.exists()
         assert len(t.files_under(store.root / "quarantine")) == 2
         assert report.marked_missing == [lost.md5]
@@ -196,6 +198,7 @@ def test_gc_cleans_up_after_crashes(tmp_path: Path) -> None:
         clean = store.gc()
         assert clean.temp_removed == []
         assert (clean.adopted, clean.quarantined, clean.marked_missing) == ([], [], [])
+        assert clean.relocated == []
 
 
 def test_cli_gc_dry_run(tmp_path: Path) -> None:
