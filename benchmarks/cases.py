@@ -185,6 +185,13 @@ CASES: tuple[CaseSpec, ...] = (
         target=None, unit=FILES_S,
     ),
     CaseSpec(
+        key="adds-deep", group="deep", title="add {images} images from 8 threads, deep",
+        mediastore="add_file from 8 threads with verify_deep (every image decoded at ingest)",
+        reference="the same add_file without verify_deep: the ratio is what the deep check "
+        "costs per image",
+        target=None, unit=FILES_S,
+    ),
+    CaseSpec(
         key="legacy", group="legacy", title="import {legacy} legacy images",
         mediastore="import_legacy (fresh store each run)",
         reference="`md5sum` over the same files",
@@ -461,6 +468,7 @@ class Bench:
             "stats": self._stats,
             "verify": self._verify,
             "adds": self._adds,
+            "deep": self._deep,
             "legacy": self._legacy,
             "latency": self._latency,
             "ratelimit": self._ratelimit,
@@ -728,6 +736,28 @@ class Bench:
             {k: v for k, v in refs.items() if k in keys},
             lambda: paths,
             bytes_per_item=total / count,
+        )
+
+    def _deep(self, keys: set[str]) -> Group:
+        self.image_names  # noqa: B018 (made on first use)
+        directory = self.wd.images
+        paths = files_in(directory)
+
+        def adds(deep: bool) -> Callable[[int], Measurement]:
+            def side(i: int) -> Measurement:
+                root = self.wd.run_dir(f"deep-{deep}-store-{i}")
+                spec = {"op": "add_concurrent", "root": str(root), "directory": str(directory)}
+                m = run_worker({**spec, "threads": 8, "deep": deep}, self.trace)
+                _expect(m.amount == len(paths), f"added {m.amount:.0f} of {len(paths)}")
+                return m
+
+            return side
+
+        refs = {"adds-deep": Side("add_file x 8 threads, not deep", adds(False))}
+        return Group(
+            Side("add_file x 8 threads, deep", adds(True)),
+            {k: v for k, v in refs.items() if k in keys},
+            lambda: paths,
         )
 
     def _legacy(self, keys: set[str]) -> Group:

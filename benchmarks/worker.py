@@ -61,12 +61,12 @@ def _lines(path: str) -> list[str]:
     return Path(path).read_text(encoding="utf-8").split()
 
 
-def _open_store(root: str, *, defaults: bool = False) -> Any:
+def _open_store(root: str, *, defaults: bool = False, deep: bool = False) -> Any:
     from mediastore import MediaStore
 
     if defaults:
         return MediaStore(root, allow_private_networks=True)
-    return MediaStore(root, **STORE_OPTIONS)
+    return MediaStore(root, **STORE_OPTIONS, verify_deep=deep)
 
 
 def _timed(call: Callable[[], Any]) -> tuple[float, int, Any]:
@@ -185,10 +185,11 @@ def op_import_legacy(root: str, directory: str) -> Result:
     }
 
 
-def op_add_concurrent(root: str, directory: str, threads: int) -> Result:
-    """``add_file`` of every file of ``directory`` from ``threads`` threads, one store."""
+def op_add_concurrent(root: str, directory: str, threads: int, deep: bool = False) -> Result:
+    """``add_file`` of every file of ``directory`` from ``threads`` threads, one store
+    (``deep``: with ``verify_deep``, every image decoded at ingest)."""
     paths = sorted(str(p) for p in Path(directory).iterdir())
-    with _open_store(root) as store:
+    with _open_store(root, deep=deep) as store:
 
         def run() -> int:
             with ThreadPoolExecutor(threads) as pool:

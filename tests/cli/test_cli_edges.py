@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sqlite3
+import struct
 from contextlib import closing
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from clirun import error_line, run_cli
 
 from mediastore import MediaStore
+from mediastore import testing as t
 
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 EXAMPLES = REPO / "examples" / "media"
@@ -97,3 +99,23 @@ def test_good_paths_are_still_added(tmp_path: Path) -> None:
     result = run_cli("add", "media", str(tmp_path / "media" / "logo.png"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "added 5 new file(s)" in result.stdout
+
+
+def _malformed_mpo_jpeg() -> bytes:
+    """A JPEG whose MPF segment (APP2) is malformed: Pillow reads it as a plain JPEG, with a
+    UserWarning about a malformed MPO file and one about corrupt EXIF data."""
+    app2 = b"MPF\x00MM\x00\x2a\x00\x00\x00\x08\x00\x03\xb0\x00\x00\x07\x00\x00\x00\x040100"
+    app2 += b"\x00" * 20
+    jpeg = t.noisy_jpeg((32, 32), seed=1)
+    return jpeg[:2] + b"\xff\xe2" + struct.pack(">H", len(app2) + 2) + app2 + jpeg[2:]
+
+
+def test_no_third_party_warning_reaches_the_user(tmp_path: Path) -> None:
+    """A file Pillow warns about while reading it: `add` and `verify --deep` succeed and write
+    nothing on stderr (no UserWarning text, no source line of Pillow's)."""
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(_malformed_mpo_jpeg())
+    added = run_cli("add", str(photo), cwd=tmp_path)
+    assert added.returncode == 0 and added.stderr == ""
+    deep = run_cli("verify", "--deep", cwd=tmp_path)
+    assert deep.returncode == 0 and "1 ok" in deep.stdout and deep.stderr == ""
