@@ -477,8 +477,14 @@ class LifecycleModel(RuleBasedStateMachine):
 
     @rule()
     def verify(self) -> None:
+        """Intact files are ok; every damaged one is reported as its row says (a file
+        quarantined earlier as corrupt stays corrupt, a lost one missing), none restored."""
         report = self.store.verify()
-        assert sorted(report.ok) == self._stored_ok() and report.corrupt == [], report
+        assert sorted(report.ok) == self._stored_ok() and report.restored == [], report
+        damaged = sorted(m for m, s in self.status.items() if s == "damaged")
+        assert sorted(report.corrupt + report.missing) == damaged, report
+        rows = checker.media_rows(checker.catalog_path(self.root))
+        assert all(rows[m]["status"] == "corrupt" for m in report.corrupt), report
 
     @rule()
     def reindex(self) -> None:
