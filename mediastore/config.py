@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InvalidInputError
+from .identity import Rule
 from .types import Resolver
 
 DEFAULT_ROOT = "cache"
@@ -74,6 +75,8 @@ class StoreConfig:
             over (capped at the CPU count; 1: this process's threads only). Each gets its
             share of the workers and of every host's limits. A config holding a function
             (``resolver``, ``address_policy``) that cannot be pickled keeps to one process.
+        identity_rules: URL identity rules tried before the built-in ones (see
+            :mod:`mediastore.identity`; ``[[rules]]`` in ``mediastore.toml``).
     """
 
     root: Path = Path(DEFAULT_ROOT)
@@ -104,6 +107,7 @@ class StoreConfig:
     per_host_max: int = 16
     host_rate: float | None = None
     fetch_processes: int = DEFAULT_FETCH_PROCESSES
+    identity_rules: tuple[Rule, ...] = ()
 
     def __post_init__(self) -> None:
         _check_fields(self)

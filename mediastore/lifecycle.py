@@ -21,7 +21,7 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from .blobs.base import BlobRef, BlobStore, Location
@@ -37,6 +37,7 @@ from .catalog import (
 from .config import StoreConfig
 from .errors import HashCollisionError, MediaNotFoundError, MediaStoreError, StorageError
 from .formats.detect import BY_EXTENSION
+from .identity import Identities
 from .ingest import Chunks, Staged, stage
 from .records import (
     STATUS_BROKEN,
@@ -101,11 +102,26 @@ class Lifecycle:
         self.blobs = blobs
         self.catalog = catalog
         self.config = config
+        #: the URL identity rules in use: user rules first, then the built-in ones
+        self.identities = Identities.with_user_rules(config.identity_rules)
         self.read_only = blobs.read_only or catalog.read_only
         self._writer: _Writer | None = None
         self._writer_lock = threading.Lock()
         self._batch_lock = threading.Lock()
         self._group = GroupCommit(self.commit_many)
+
+    def identified(self, info: UrlInfo) -> UrlInfo:
+        """``info`` with the identity, variant, rank and expiry its URL has, if a rule says."""
+        found = self.identities.of(info.url) if info.url is not None else None
+        if found is None:
+            return info
+        return replace(
+            info,
+            identity=found.digest,
+            variant=found.variant,
+            rank=found.rank,
+            expires_at=found.expires_at,
+        )
 
     def close(self) -> None:
         with self._writer_lock:
@@ -386,7 +402,7 @@ class _Batch:
             entries = [
                 Recording(
                     media=_new_media(self.batch[i].staged),
-                    urls=self.batch[i].urls,
+                    urls=[self.life.identified(info) for info in self.batch[i].urls],
                     placed=self.batch[i].staged.md5 in self.placed,
                     adopt=self.batch[i].adopt,
                 )

@@ -30,9 +30,12 @@ from sqlalchemy.exc import ArgumentError
 
 from .config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig
 from .errors import InvalidInputError
+from .identity import Rule, rule_from_mapping
 from .units import parse_size
 
 SETTINGS_FILE = "mediastore.toml"
+#: The settings file's array of URL identity rules (``[[rules]]``).
+RULES = "rules"
 ENV_PREFIX = "MEDIASTORE_"
 #: Keys that may never come from the settings file (see the module docstring).
 NOT_FROM_FILE = frozenset({"allow_private", "allow_private_networks"})
@@ -147,13 +150,25 @@ def read_settings_file(path: Path) -> tuple[dict[str, Any], list[str]]:
             f"{ENV_PREFIX}ALLOW_PRIVATE=1 or the library call, never by a file in the store"
         )
         del data[key]
-    unknown = sorted(set(data) - set(SETTINGS))
+    unknown = sorted(set(data) - set(SETTINGS) - {RULES})
     if unknown:
         raise InvalidInputError(
             f"settings file {path}: unknown setting(s) {', '.join(unknown)} "
-            f"(known: {', '.join(sorted(set(SETTINGS) - NOT_FROM_FILE))})"
+            f"(known: {', '.join(sorted(set(SETTINGS) - NOT_FROM_FILE))}, [[{RULES}]])"
         )
     return data, warnings
+
+
+def identity_rules(data: dict[str, Any], path: Path) -> tuple[Rule, ...]:
+    """The ``[[rules]]`` of a settings file (see :mod:`mediastore.identity`).
+
+    Raises:
+        InvalidInputError: a rule that is not a table, or a bad rule (named).
+    """
+    found = data.get(RULES, [])
+    if not isinstance(found, list) or not all(isinstance(r, dict) for r in found):
+        raise InvalidInputError(f"settings file {path}: [[{RULES}]] must be tables")
+    return tuple(rule_from_mapping(spec, str(path)) for spec in found)
 
 
 def load_settings(
@@ -197,7 +212,13 @@ def load_settings(
         for name, (_, target) in SETTINGS.items()
         if target is not None and name in values
     }
-    config = StoreConfig(root=root, db_url=check_db_url(db_url) if db_url else None, **overrides)
+    rules = identity_rules(from_file, path)
+    config = StoreConfig(
+        root=root,
+        db_url=check_db_url(db_url) if db_url else None,
+        identity_rules=rules,
+        **overrides,
+    )
     return Settings(
         config=config,
         workers=values.get("workers", DEFAULT_MAX_WORKERS),

@@ -357,18 +357,35 @@ class MediaStore:
     def get_by_url(self, url: str) -> MediaRecord | None:
         """The stored media for ``url``, or None if unknown or its file is missing/corrupt.
 
-        When the catalog has no row for ``url``, the legacy cache is consulted: a legacy file
+        When the catalog has no row for ``url``, a stored URL of the same identity and variant
+        answers it (a signature that rotated: see :mod:`mediastore.identity`), and the URL is
+        recorded; else the legacy cache is consulted: a legacy file
         already imported (found by the URL's MD5) gets its URL recorded; one not imported yet
         is ingested now (the legacy file itself is left in place). Later lookups are plain
         catalog hits. A read-only store only reads the catalog.
         """
         _check_url_label(url)
         row = self.catalog.by_url(url)
+        if row is None:
+            row = self._identity_lookup(url)
         if row is None and not self.read_only:
             row = self._legacy_lookup(url)
         if row is None or row.status != STATUS_OK:
             return None
         return self.lifecycle.record(row, url)
+
+    def _identity_lookup(self, url: str) -> MediaRow | None:
+        """Stored content of a URL of the same identity and variant (a rotated signature,
+        say); the URL is recorded for it, so the next lookup is an exact hit."""
+        found = self.lifecycle.identities.of(url)
+        if found is None:
+            return None
+        row = self.catalog.by_identity(found.digest, found.variant)
+        if row is not None and not self.read_only:
+            info = self.lifecycle.identified(UrlInfo(url=url))
+            if not self.catalog.attach_url(row.md5, info, datetime.now(UTC)):
+                return None
+        return row
 
     def _legacy_lookup(self, url: str) -> MediaRow | None:
         """A legacy row for ``url`` (its URL now recorded), or its legacy file ingested now."""

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
 import importlib.metadata
@@ -373,8 +374,17 @@ def test_the_layers_described_are_the_architecture_tests() -> None:
     ``test_architecture.LAYERS``, in the same order."""
     found = list((REPO / "tests").rglob("test_architecture.py"))
     assert len(found) == 1, found
-    source = _read(found[0])
-    layers = re.findall(r'^\s+\("(\w+)", \(', source, flags=re.MULTILINE)
+    tree = ast.parse(_read(found[0]))
+    values = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(node.target, ast.Name)
+        and node.target.id == "LAYERS"
+        and node.value is not None
+    ]
+    assert len(values) == 1, "LAYERS is one annotated constant of test_architecture.py"
+    layers = [name for name, _ in ast.literal_eval(values[0])]
     table = _section(_read(DOCS / "architecture.md"), "Layers")
     assert re.findall(r"^\| (\w+) \| `", table, flags=re.MULTILINE) == layers
 

@@ -116,6 +116,13 @@ media_urls = Table(
     # HTTP validators from the last download, for conditional revalidation
     Column("etag", String(512)),
     Column("last_modified", String(64)),
+    # URL identity (0007): the SHA-256 of the identity a rule gave the URL, its variant and
+    # the variant's rank, and when the URL expires; all NULL where no rule matched
+    Column("identity", String(64)),
+    Column("variant", Text),
+    Column("variant_rank", Integer),
+    Column("expires_at", UTCDateTime()),
+    Index("ix_media_urls_identity", "identity", "variant"),
     CheckConstraint("source IN ('url', 'legacy')", name="source_known"),
     CheckConstraint("url IS NOT NULL OR source = 'legacy'", name="url_or_legacy"),
 )

@@ -330,6 +330,35 @@ class Catalog:
         """
         return self._point("url_key", BY_URL, legacy_url_key(key))
 
+    def by_identity(self, identity: str, variant: str | None) -> MediaRow | None:
+        """Stored content (``ok``) that a URL of this identity and variant names, if any.
+
+        One indexed read, by (identity, variant) on the URL rows.
+        """
+        same = _urls.c.variant.is_(None) if variant is None else _urls.c.variant == variant
+        stmt = (
+            select(*MEDIA_COLS)
+            .join_from(_urls, _media, _urls.c.md5 == _media.c.md5)
+            .where(_urls.c.identity == identity, same, _media.c.status == STATUS_OK)
+            .limit(1)
+        )
+        with self._read() as conn:
+            row = conn.execute(stmt).first()
+        return row_of(row) if row else None
+
+    def attach_url(self, md5: str, info: UrlInfo, now: datetime) -> bool:
+        """Record one more URL for stored content (found by its identity); False, and
+        nothing recorded, when the content is no longer ``ok`` (removed meanwhile, say)."""
+
+        def body(conn: Connection) -> bool:
+            row = _rows_in(conn, [md5]).get(md5)
+            if row is None or row.status != STATUS_OK:
+                return False
+            self._upsert_urls(conn, [(md5, info)], now)
+            return True
+
+        return self._transact(body)
+
     def claim_legacy_url(self, key: str, url: str) -> None:
         """Fill in the URL of a legacy row now that a lookup named it (unless it is known)."""
         new_key = url_key(url)
@@ -597,6 +626,7 @@ class Catalog:
                     "last_fetched_at": info.fetched_at,
                     "etag": info.etag,
                     "last_modified": info.last_modified,
+                    **_identity_values(info),
                 }
                 continue
             if existing.md5 != md5:
@@ -873,9 +903,20 @@ class Catalog:
             last = rows[-1].md5
 
 
+def _identity_values(info: UrlInfo) -> dict[str, Any]:
+    return {
+        "identity": info.identity,
+        "variant": info.variant,
+        "variant_rank": info.rank,
+        "expires_at": info.expires_at,
+    }
+
+
 def _url_update(md5: str, info: UrlInfo, current_url: str | None) -> dict[str, Any]:
     """Column values that record ``info`` on an existing URL row."""
     values: dict[str, Any] = {"md5": md5}
+    if info.identity is not None:  # the rules of this store say what the URL is
+        values.update(_identity_values(info))
     if current_url is None and info.url is not None:
         values["url"] = info.url  # a legacy row learns its URL
     if info.fetched_at is not None:  # a download: its validators replace the old ones

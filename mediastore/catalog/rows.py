@@ -60,6 +60,8 @@ class UrlInfo:
     """A URL to record against content, with the HTTP validators of its download.
 
     A legacy import knows only the URL's MD5: ``url`` is None and ``url_md5`` is given.
+    ``identity`` (a SHA-256), ``variant``, ``rank`` and ``expires_at`` are what a URL identity
+    rule says of the URL (see :mod:`mediastore.identity`), None where none matched.
     """
 
     url: str | None
@@ -67,6 +69,10 @@ class UrlInfo:
     fetched_at: datetime | None = None
     etag: str | None = None
     last_modified: str | None = None
+    identity: str | None = None
+    variant: str | None = None
+    rank: int | None = None
+    expires_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if not self.url_md5:

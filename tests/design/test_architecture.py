@@ -34,7 +34,20 @@ ATTR_FUNCS = frozenset({"getattr", "setattr", "hasattr", "delattr"})
 #: modules. A module imports only from its own layer and those below; a new module is placed
 #: here on purpose (an unplaced module fails the test).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("version", "errors", "types", "records", "config", "hashing", "units", "settings")),
+    (
+        "base",
+        (
+            "version",
+            "errors",
+            "types",
+            "records",
+            "config",
+            "hashing",
+            "units",
+            "settings",
+            "identity",
+        ),
+    ),
     ("formats", ("formats.*",)),
     ("storage", ("blobs.*", "catalog.*")),
     ("ingest", ("ingest", "lifecycle", "verify", "listing", "export", "ownership")),

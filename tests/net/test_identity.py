@@ -1,0 +1,267 @@
+"""URL identity: URLs of one asset and variant are one stored file, found with no request.
+
+A LinkedIn-shaped CDN runs on loopback (the CDN's host names resolve to 127.0.0.1 through the
+store's resolver); every request it answers is counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+
+import checker
+import pytest
+from alembic import command as alembic_command
+from clirun import error_line, run_cli
+from pytest_httpserver import HTTPServer
+from sqlalchemy import create_engine, text
+from werkzeug import Request, Response
+
+from mediastore import InvalidInputError, MediaStore
+from mediastore import testing as t
+from mediastore.catalog.schema import alembic_config
+from mediastore.identity import Identities, rule_from_mapping
+
+IMAGE = "https://media.licdn.com/dms/image/v2/{asset}/{cls}/{cls}/{page}/1700000000000?e={e}&v=beta&t={sig}"
+VIDEO = "https://dms.licdn.com/playlist/vid/v2/{asset}/{cls}/0/1700000000000?e={e}&v=beta&t={sig}"
+
+
+def image_url(asset: str, cls: str, sig: str, *, page: int = 0, e: int = 1767225600) -> str:
+    return IMAGE.format(asset=asset, cls=cls, page=page, e=e, sig=sig)
+
+
+RULES = Identities()
+
+
+# --- the rules ------------------------------------------------------------------------------
+def test_a_rotated_signature_is_the_same_identity_and_variant() -> None:
+    """e= and t= change, the identity and the variant do not; http and other ports agree."""
+    one = RULES.of(image_url("D4E22AQF", "feedshare-shrink_800", "sigA"))
+    two = RULES.of(image_url("D4E22AQF", "feedshare-shrink_800", "sigB", e=1800000000))
+    plain = RULES.of(image_url("D4E22AQF", "feedshare-shrink_800", "x").replace("https:", "http:"))
+    assert one is not None and two is not None and plain is not None
+    assert one.digest == two.digest == plain.digest
+    assert one.variant == two.variant == "feedshare-shrink_800" and one.rank == 800
+
+
+def test_sizes_are_variants_and_rank_by_their_largest_number() -> None:
+    """One asset in three classes: one identity, three variants ranked 800 < 1280 < 2048."""
+    found = [
+        RULES.of(image_url("A1", cls, "s"))
+        for cls in ("feedshare-shrink_800", "feedshare-shrink_1280", "feedshare-shrink_2048_1536")
+    ]
+    assert len({f.digest for f in found if f}) == 1
+    assert [f.rank for f in found if f] == [800, 1280, 2048]
+
+
+def test_document_pages_are_different_pictures() -> None:
+    """feedshare-document-images: the segment after the class is the page, so pages 1 and 2
+    are two identities, while one page's 480 and 1920 classes are variants of one."""
+    page1 = RULES.of(image_url("DOC", "feedshare-document-images_800", "s", page=1))
+    page2 = RULES.of(image_url("DOC", "feedshare-document-images_800", "s", page=2))
+    page1_big = RULES.of(image_url("DOC", "feedshare-document-images_1920", "s", page=1))
+    assert page1 and page2 and page1_big
+    assert page1.digest != page2.digest and page1.digest == page1_big.digest
+    assert page1.variant != page1_big.variant
+
+
+def test_videos_progressive_renditions_and_thumbnails() -> None:
+    """MP4 renditions are variants of one video, ranked by height; its thumbnail is another
+    picture; an HLS playlist is no media and matches no rule."""
+    low = RULES.of(VIDEO.format(asset="V1", cls="mp4-640p-30fp-crf28", e=1, sig="a"))
+    high = RULES.of(VIDEO.format(asset="V1", cls="mp4-720p-30fp-crf28", e=1, sig="b"))
+    thumb = RULES.of(VIDEO.format(asset="V1", cls="thumbnail-shrink_720_1280", e=1, sig="c"))
+    assert low and high and thumb
+    assert low.digest == high.digest != thumb.digest
+    assert (low.rank, high.rank) == (640, 720)
+    assert RULES.of(VIDEO.format(asset="V1", cls="hls-720p", e=1, sig="d")) is None
+
+
+@pytest.mark.parametrize(
+    ("e", "expected"),
+    [(2147483647, None), (1767225600, datetime(2026, 1, 1, tzinfo=UTC)), ("soon", None)],
+)
+def test_expiry_is_read_from_e(e: object, expected: datetime | None) -> None:
+    """e= is a Unix time; 2147483647 means never (no expiry); a non-number is none."""
+    found = RULES.of(image_url("A", "feedshare-shrink_800", "s", e=e))  # type: ignore[arg-type]
+    assert found is not None and found.expires_at == expected
+
+
+def test_other_urls_have_no_identity() -> None:
+    """Hosts no rule names, other paths, other schemes: no identity."""
+    assert RULES.of("https://cdn.example/p/1.jpg") is None
+    assert RULES.of("https://media.licdn.com/other/path.jpg") is None
+    assert RULES.of("ftp://media.licdn.com/dms/image/v2/A/c/c/0/1") is None
+
+
+def test_a_generic_rule_drops_the_parameters_it_names() -> None:
+    """A user rule without a path: signatures, expiries and utm_* drop out, the rest stays."""
+    rule = rule_from_mapping(
+        {"name": "cdn", "hosts": ["*.cdn.example"], "drop": ["sig", "exp", "utm_*"]}, "test"
+    )
+    rules = Identities.with_user_rules([rule])
+    a = rules.of("https://img.cdn.example/p/1.jpg?w=800&sig=1&exp=2&utm_source=x")
+    b = rules.of("http://img.cdn.example:8080/p/1.jpg?sig=9&w=800")
+    c = rules.of("https://img.cdn.example/p/1.jpg?w=1600&sig=1")
+    assert a and b and c and a.digest == b.digest != c.digest
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ({"name": "BAD NAME", "hosts": "x"}, "'name'"),
+        ({"name": "r", "hosts": []}, "'hosts'"),
+        ({"name": "r", "hosts": "x", "path": "(unclosed"}, "bad path pattern"),
+        ({"name": "r", "hosts": "x", "path": "^/(?P<a>x)$", "variant": "size"}, "'variant'"),
+        ({"name": "r", "hosts": "x", "path": "^/x$", "rank": 3}, "'rank'"),
+        ({"name": "r", "hosts": "x"}, "give 'path'"),
+        ({"name": "r", "hosts": "x", "drop": ["s"], "colour": "red"}, "unknown key"),
+    ],
+)
+def test_a_bad_rule_is_refused_naming_it(spec: dict[str, object], says: str) -> None:
+    """Each mistake is one InvalidInputError that names the rule (or its bad name)."""
+    with pytest.raises(InvalidInputError, match=re.escape(says)):
+        rule_from_mapping(spec, "mediastore.toml")
+
+
+def test_a_bad_rule_in_the_settings_file_is_exit_2(tmp_path: Path) -> None:
+    """The command refuses a store whose mediastore.toml has a bad rule: one line, exit 2."""
+    root = tmp_path / "s"
+    root.mkdir()
+    (root / "mediastore.toml").write_text('[[rules]]\nname = "cdn"\nhosts = "x"\npath = "("\n')
+    result = run_cli("--root", str(root), "stats")
+    assert result.returncode == 2 and "identity rule 'cdn'" in error_line(result)
+
+
+# --- on a CDN -------------------------------------------------------------------------------
+@pytest.fixture
+def cdn(http: HTTPServer) -> HTTPServer:
+    """A LinkedIn-shaped CDN: each path (query ignored) answers its own JPEG."""
+
+    def answer(request: Request) -> Response:
+        seed = int(hashlib.md5(request.path.encode()).hexdigest()[:8], 16)
+        return Response(t.noisy_jpeg((48, 32), seed=seed), content_type="image/jpeg")
+
+    http.expect_request(re.compile(r"^/dms/image/.*")).respond_with_handler(answer)
+    return http
+
+
+@pytest.fixture
+def licdn(make_store: Callable[..., MediaStore]) -> Callable[..., MediaStore]:
+    """Stores whose downloads reach the loopback CDN under LinkedIn's host names."""
+
+    def make(name: str = "s", **options: object) -> MediaStore:
+        return make_store(name, resolver=lambda host, port: ["127.0.0.1"], **options)
+
+    return make
+
+
+def _on(cdn: HTTPServer, url: str) -> str:
+    return url.replace("https://media.licdn.com", f"http://media.licdn.com:{cdn.port}")
+
+
+def test_a_rescrape_with_rotated_signatures_sends_no_request(
+    cdn: HTTPServer, licdn: Callable[..., MediaStore]
+) -> None:
+    """10 assets x 3 sizes fetched: 30 requests. The same URLs with new signatures: every
+    lookup hits, fetch_many sends no request, and each new URL is recorded exactly."""
+    store = licdn()
+    classes = ("feedshare-shrink_800", "feedshare-shrink_1280", "feedshare-shrink_2048_1536")
+    first = [_on(cdn, image_url(f"A{i}", c, f"old{i}")) for i in range(10) for c in classes]
+    assert all(r.ok for r in store.fetch_many(first))
+    assert len(cdn.log) == 30
+    again = [
+        _on(cdn, image_url(f"A{i}", c, f"new{i}", e=1800000000)) for i in range(10) for c in classes
+    ]
+    records = [store.get_by_url(url) for url in again[:5]]
+    assert all(records) and len(cdn.log) == 30
+    results = store.fetch_many(again)
+    assert all(r.ok and r.from_cache for r in results) and len(cdn.log) == 30
+    assert [r.record.md5 for r in results if r.record] == [
+        r.record.md5 for r in store.fetch_many(first) if r.record
+    ]
+    assert store.catalog.by_url(again[-1]) is not None  # recorded: an exact hit next time
+    assert store.stats().total_files == 30
+
+
+def test_document_pages_are_each_downloaded(
+    cdn: HTTPServer, licdn: Callable[..., MediaStore]
+) -> None:
+    """Pages 1 and 2 of one document are two requests and two files; page 1 again with a
+    new signature is none."""
+    store = licdn()
+    cls = "feedshare-document-images_800"
+    pages = [_on(cdn, image_url("DOC", cls, "s", page=p)) for p in (1, 2)]
+    assert all(r.ok for r in store.fetch_many(pages)) and len(cdn.log) == 2
+    assert store.stats().total_files == 2
+    assert store.fetch(_on(cdn, image_url("DOC", cls, "rotated", page=1))).md5
+    assert len(cdn.log) == 2
+
+
+def test_a_user_rule_from_the_settings_file(
+    cdn: HTTPServer, tmp_path: Path, make_store: Callable[..., MediaStore]
+) -> None:
+    """A rule in mediastore.toml (a path pattern with the asset and size as groups, the
+    signature dropped) makes a rotated URL of another host a hit; what MediaStore reads
+    from the file is what the command reads."""
+    root = tmp_path / "u"
+    root.mkdir()
+    (root / "mediastore.toml").write_text(
+        "[[rules]]\n"
+        'name = "example-cdn"\n'
+        'hosts = ["img.cdn.example"]\n'
+        'path = "^/dms/image/(?P<asset>[^/]+)/(?P<size>[^/]+)/.*$"\n'
+        'variant = "size"\n'
+    )
+    store = make_store("u", resolver=lambda host, port: ["127.0.0.1"])
+    assert store.config.identity_rules[0].name == "example-cdn"
+    url = f"http://img.cdn.example:{cdn.port}/dms/image/X1/w800/w800/0/1?sig=a"
+    store.fetch(url)
+    store.fetch(url.replace("sig=a", "sig=b"))
+    assert len(cdn.log) == 1
+
+
+@pytest.mark.slow
+def test_rotated_signatures_on_postgresql(
+    cdn: HTTPServer, licdn: Callable[..., MediaStore], pg_url: str
+) -> None:
+    """The same on a PostgreSQL catalog: the identity columns hold, read with plain SQL."""
+    store = licdn(db_url=pg_url)
+    url = _on(cdn, image_url("PG1", "feedshare-shrink_800", "a"))
+    store.fetch(url)
+    rotated = url.replace("t=a", "t=b")
+    assert store.fetch(rotated).md5 and len(cdn.log) == 1
+    engine = create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT identity, variant FROM media_urls")).all()
+    finally:
+        engine.dispose()
+    assert len(rows) == 2 and len({r for r in rows}) == 1 and rows[0][1] == "feedshare-shrink_800"
+
+
+def test_an_upgrade_gives_existing_urls_their_identity(tmp_path: Path) -> None:
+    """A catalog from before revision 0007 (its URLs without identity columns): `db upgrade`
+    backfills the identity of every URL a built-in rule covers, and leaves the others NULL
+    (read with plain sqlite3); a rotated URL is then a hit."""
+    root = tmp_path / "s"
+    url = image_url("OLD1", "feedshare-shrink_800", "a")
+    with MediaStore(root) as store:
+        md5 = store.add_bytes(t.noisy_jpeg(seed=3), url=url).md5
+        store.add_bytes(t.noisy_jpeg(seed=4), url="https://cdn.example/x.jpg")
+    db_url = f"sqlite:///{checker.catalog_path(root)}"
+    alembic_command.downgrade(alembic_config(db_url), "0006")
+    upgraded = run_cli("--root", str(root), "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    with closing(checker.connect(checker.catalog_path(root))) as db:
+        rows = dict(db.execute("SELECT url, identity FROM media_urls").fetchall())
+    expected = RULES.of(url)
+    assert expected is not None
+    assert rows == {url: expected.digest, "https://cdn.example/x.jpg": None}
+    with MediaStore(root) as store:
+        found = store.get_by_url(url.replace("t=a", "t=b"))
+        assert found is not None and found.md5 == md5
