@@ -357,7 +357,8 @@ class Catalog:
             self._upsert_urls(conn, [(md5, info)], now)
             return True
 
-        return self._transact(body)
+        # not synced to the disk: a power cut may lose the row, which the identity finds again
+        return self._transact(body, durable=False)
 
     def claim_legacy_url(self, key: str, url: str) -> None:
         """Fill in the URL of a legacy row now that a lookup named it (unless it is known)."""

@@ -17,6 +17,9 @@ from clirun import error_line, run_cli
 from mediastore import MediaStore
 from mediastore import testing as t
 
+#: each test runs the command in subprocesses: seconds, not milliseconds
+pytestmark = pytest.mark.slow
+
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 EXAMPLES = REPO / "examples" / "media"
 

@@ -19,6 +19,9 @@ from mediastore import testing as t
 from mediastore.blobs.base import MARKER_KEY
 from mediastore.catalog.schema import alembic_config
 
+#: each test runs the command in subprocesses: seconds, not milliseconds
+pytestmark = pytest.mark.slow
+
 
 def _statuses(db_url: str) -> dict[str, str]:
     """md5 -> status, read with plain SQL."""

@@ -23,6 +23,9 @@ import mediastore
 from mediastore import MediaStore
 from mediastore import testing as t
 
+#: each test runs the command in subprocesses: seconds, not milliseconds
+pytestmark = pytest.mark.slow
+
 URL = "https://cdn.example/p/1.jpg"
 
 
