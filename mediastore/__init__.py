@@ -73,6 +73,7 @@ if TYPE_CHECKING:
         ReindexReport,
         StoreStats,
         TypeStats,
+        Variant,
         VerifyReport,
     )
     from .store import MediaStore
@@ -123,6 +124,7 @@ _HOMES: dict[str, str] = {
     "TooManyRedirectsError": "errors",
     "TruncatedDownloadError": "errors",
     "TypeStats": "records",
+    "Variant": "records",
     "UnresolvableHostError": "errors",
     "UnsupportedMediaError": "errors",
     "VerifyReport": "records",
@@ -207,6 +209,7 @@ __all__ = [
     "TypeStats",
     "UnresolvableHostError",
     "UnsupportedMediaError",
+    "Variant",
     "VerifyReport",
     "__version__",
 ]

@@ -387,3 +387,18 @@ class BackupReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {"path": self.path, "size": self.size, "files": self.files, "urls": self.urls}
+
+
+class Variant(NamedTuple):
+    """One stored variant (a size or rendition) of an asset: see :meth:`MediaStore.variants`.
+
+    Attributes:
+        variant: The variant's name (``feedshare-shrink_800``), or None for a rule without
+            variants.
+        rank: How large it is by its rule (higher is larger), or None.
+        record: The stored file, looked up by ``record.url``, one URL of this variant.
+    """
+
+    variant: str | None
+    rank: int | None
+    record: MediaRecord

@@ -53,6 +53,7 @@ from .records import (
     ReindexReport,
     StoreStats,
     TypeStats,
+    Variant,
     VerifyReport,
 )
 from .settings import load_settings
@@ -62,6 +63,8 @@ log = logging.getLogger(__name__)
 
 #: An md5 prefix ``resolve_md5`` accepts: at least 6 hex characters, as git asks of commits.
 MD5_PREFIX = re.compile(r"[0-9a-f]{6,31}")
+#: A whole MD5, as text.
+MD5_TEXT = re.compile(r"[0-9a-f]{32}")
 #: Candidates an ambiguous prefix's error lists.
 AMBIGUOUS_SHOWN = 5
 
@@ -354,8 +357,12 @@ class MediaStore:
         )
 
     # --- lookups -------------------------------------------------------------------------
-    def get_by_url(self, url: str) -> MediaRecord | None:
+    def get_by_url(self, url: str, *, variant: str | None = None) -> MediaRecord | None:
         """The stored media for ``url``, or None if unknown or its file is missing/corrupt.
+
+        ``variant="any"`` asks for the best stored variant of the URL's asset instead (the
+        highest rank, then the most pixels; see :meth:`variants`), whichever size ``url``
+        names; without stored variants it is the exact answer.
 
         When the catalog has no row for ``url``, a stored URL of the same identity and variant
         answers it (a signature that rotated: see :mod:`mediastore.identity`), and the URL is
@@ -363,8 +370,18 @@ class MediaStore:
         already imported (found by the URL's MD5) gets its URL recorded; one not imported yet
         is ingested now (the legacy file itself is left in place). Later lookups are plain
         catalog hits. A read-only store only reads the catalog.
+
+        Raises:
+            InvalidInputError: ``url`` is not a non-empty string; ``variant`` is not None or
+                ``"any"``.
         """
         _check_url_label(url)
+        if variant is not None:
+            if variant != "any":
+                raise InvalidInputError(f'variant must be None or "any", got {variant!r}')
+            best = self.variants(url)
+            if best:
+                return best[0].record
         row = self.catalog.by_url(url)
         if row is None:
             row = self._identity_lookup(url)
@@ -373,6 +390,35 @@ class MediaStore:
         if row is None or row.status != STATUS_OK:
             return None
         return self.lifecycle.record(row, url)
+
+    def variants(self, url_or_md5: str) -> list[Variant]:
+        """The stored variants of the asset a URL names (or a stored file belongs to), largest
+        first: by rank, then by pixels. Empty when no identity rule covers it.
+
+        Raises:
+            InvalidInputError: not a URL or an MD5 (a prefix is not enough here).
+        """
+        _check_url_label(url_or_md5)
+        if MD5_TEXT.fullmatch(url_or_md5.strip().lower()):
+            identity = self.catalog.identity_of(normalize_md5(url_or_md5))
+        else:
+            found = self.lifecycle.identities.of(url_or_md5)
+            identity = found.digest if found is not None else None
+        if identity is None:
+            return []
+        found_rows = self.catalog.identity_rows(identity)
+        stored = [
+            Variant(variant, rank, self.lifecycle.record(row, url))
+            for variant, rank, url, row in found_rows
+        ]
+        return sorted(
+            stored,
+            key=lambda v: (
+                -1 if v.rank is None else v.rank,
+                (v.record.width or 0) * (v.record.height or 0),
+            ),
+            reverse=True,
+        )
 
     def _identity_lookup(self, url: str) -> MediaRow | None:
         """Stored content of a URL of the same identity and variant (a rotated signature,

@@ -346,6 +346,32 @@ class Catalog:
             row = conn.execute(stmt).first()
         return row_of(row) if row else None
 
+    def identity_rows(self, identity: str) -> list[tuple[str | None, int | None, str, MediaRow]]:
+        """(variant, rank, a URL, the row) of each stored (``ok``) file that a URL of this
+        identity names, one per content, in no particular order."""
+        stmt = (
+            select(_urls.c.variant, _urls.c.variant_rank, _urls.c.url, *MEDIA_COLS)
+            .join_from(_urls, _media, _urls.c.md5 == _media.c.md5)
+            .where(_urls.c.identity == identity, _media.c.status == STATUS_OK)
+            .order_by(_urls.c.id)
+        )
+        found: dict[str, tuple[str | None, int | None, str, MediaRow]] = {}
+        with self._read() as conn:
+            for row in conn.execute(stmt):
+                variant, rank, url, *media = row
+                found.setdefault(media[0], (variant, rank, url, MediaRow(*media)))
+        return list(found.values())
+
+    def identity_of(self, md5: str) -> str | None:
+        """The identity some URL of this content has, if any."""
+        stmt = (
+            select(_urls.c.identity)
+            .where(_urls.c.md5 == md5, _urls.c.identity.is_not(None))
+            .limit(1)
+        )
+        with self._read() as conn:
+            return conn.execute(stmt).scalar()
+
     def attach_url(self, md5: str, info: UrlInfo, now: datetime) -> bool:
         """Record one more URL for stored content (found by its identity); False, and
         nothing recorded, when the content is no longer ``ok`` (removed meanwhile, say)."""

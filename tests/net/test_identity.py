@@ -265,3 +265,31 @@ def test_an_upgrade_gives_existing_urls_their_identity(tmp_path: Path) -> None:
     with MediaStore(root) as store:
         found = store.get_by_url(url.replace("t=a", "t=b"))
         assert found is not None and found.md5 == md5
+
+
+def test_variants_of_an_asset_largest_first(
+    cdn: HTTPServer, licdn: Callable[..., MediaStore]
+) -> None:
+    """Three sizes of one asset stored: variants() of any of its URLs (or of one file's MD5)
+    lists the three, largest first; get_by_url(variant="any") of a URL of the smallest size,
+    with a new signature, is the largest file, with no request; a URL no rule covers has no
+    variants; a bad variant argument is InvalidInputError."""
+    store = licdn()
+    classes = ("feedshare-shrink_800", "feedshare-shrink_2048_1536", "feedshare-shrink_1280")
+    urls = [_on(cdn, image_url("V1", c, "s")) for c in classes]
+    records = [r.record for r in store.fetch_many(urls)]
+    assert all(records) and len(cdn.log) == 3
+    listed = store.variants(urls[0])
+    assert [v.variant for v in listed] == [
+        "feedshare-shrink_2048_1536",
+        "feedshare-shrink_1280",
+        "feedshare-shrink_800",
+    ]
+    assert [v.rank for v in listed] == [2048, 1280, 800]
+    assert store.variants(records[0].md5) == listed  # type: ignore[union-attr]
+    best = store.get_by_url(_on(cdn, image_url("V1", classes[0], "rotated")), variant="any")
+    assert best is not None and best.md5 == records[1].md5  # type: ignore[union-attr]
+    assert len(cdn.log) == 3
+    assert store.variants("https://cdn.example/p/1.jpg") == []
+    with pytest.raises(InvalidInputError, match="variant"):
+        store.get_by_url(urls[0], variant="largest")
