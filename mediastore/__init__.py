@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         UnsupportedMediaError,
     )
     from .formats.detect import MediaKind
+    from .identity import Identity, Rule
     from .listing import MediaFilter
     from .records import (
         BackupReport,
@@ -116,6 +117,8 @@ _HOMES: dict[str, str] = {
     "RefusedContentError": "errors",
     "ReindexReport": "records",
     "Resolver": "types",
+    "Rule": "identity",
+    "Identity": "identity",
     "SchemaOutdatedError": "errors",
     "StorageError": "errors",
     "StoreConfig": "config",
@@ -182,6 +185,7 @@ __all__ = [
     "GcReport",
     "HTTPStatusError",
     "HashCollisionError",
+    "Identity",
     "ImageTooLargeError",
     "InvalidInputError",
     "InvalidMD5Error",
@@ -199,6 +203,7 @@ __all__ = [
     "RefusedContentError",
     "ReindexReport",
     "Resolver",
+    "Rule",
     "SchemaOutdatedError",
     "StorageError",
     "StoreConfig",

@@ -33,6 +33,7 @@ from .errors import (
 from .export import export_records
 from .formats.detect import BY_EXTENSION
 from .hashing import normalize_md5
+from .identity import Identity, Rule
 from .ingest import Chunks, bytes_chunks, file_chunks, read_chunks
 from .lifecycle import Lifecycle, ref_of
 from .listing import MediaFilter
@@ -390,6 +391,17 @@ class MediaStore:
         if row is None or row.status != STATUS_OK:
             return None
         return self.lifecycle.record(row, url)
+
+    def identity(self, url: str) -> Identity | None:
+        """What the store's identity rules say of ``url`` (its identity, variant, rank and
+        expiry), or None when no rule covers it."""
+        _check_url_label(url)
+        return self.lifecycle.identities.of(url)
+
+    @property
+    def identity_rules(self) -> tuple[Rule, ...]:
+        """The URL identity rules in use, in the order they are tried (the user's first)."""
+        return self.lifecycle.identities.rules
 
     def variants(self, url_or_md5: str) -> list[Variant]:
         """The stored variants of the asset a URL names (or a stored file belongs to), largest

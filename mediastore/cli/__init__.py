@@ -27,7 +27,7 @@ from ..units import format_size
 from ..version import __version__
 from .adding import add, fetch
 from .common import CliState, one_line
-from .lookup import SIZE, cat, export, get, ls, show, stats
+from .lookup import SIZE, cat, export, get, ls, rules, show, stats
 from .maintain import backup, db, gc, import_legacy, migrate_store, reindex, rm, verify
 
 EPILOG = """\b
@@ -186,6 +186,7 @@ for command in (
     cat,
     export,
     stats,
+    rules,
     verify,
     import_legacy,
     reindex,

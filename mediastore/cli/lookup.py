@@ -13,8 +13,9 @@ import click
 
 from ..errors import MediaNotFoundError, MediaStoreError, StorageError
 from ..export import NAME_BY
+from ..identity import Identities, Identity
 from ..listing import MediaFilter
-from ..records import LIVE_STATUSES, MEDIA_TYPES, MediaRecord
+from ..records import LIVE_STATUSES, MEDIA_TYPES, MediaRecord, Variant
 from ..store import MediaStore
 from ..units import format_size, parse_size, parse_when
 from .common import (
@@ -29,6 +30,7 @@ from .common import (
     one_line,
     open_store,
     progress_bar,
+    state,
 )
 
 
@@ -121,10 +123,100 @@ def show(ctx: click.Context, md5: str, as_json: bool) -> None:
         rec = find(store, md5)
         urls = store.urls_for(rec.md5)
         where = store.location(rec)
+        identities = {url: store.identity(url) for url in urls}
+        variants = store.variants(rec.md5)
     if as_json:
-        emit_json(record_json(rec, urls))
-    else:
-        show_record(rec, urls, where)
+        emit_json(
+            {
+                **record_json(rec, urls),
+                "url_details": [_url_json(url, identities[url]) for url in urls],
+                "variants": [_variant_json(v) for v in variants],
+            }
+        )
+        return
+    show_record(rec, [], where)
+    for url in urls:
+        found = identities[url]
+        click.echo(f"{'url':<11}{one_line(url)}")
+        if found is not None:
+            size = f", variant {found.variant}" if found.variant else ""
+            click.echo(f"{'':<11}identity {found.digest[:12]}{size}; {_expiry(found)}")
+    for v in variants if len(variants) > 1 else []:
+        dims = f"{v.record.width}x{v.record.height}" if v.record.width else "-"
+        mark = "  (this file)" if v.record.md5 == rec.md5 else ""
+        click.echo(f"{'variant':<11}{v.variant} (rank {v.rank}) {dims} {v.record.md5}{mark}")
+
+
+def _expiry(found: Identity) -> str:
+    when = found.expires_at
+    return "never expires" if when is None else f"expires {when.isoformat()}"
+
+
+def _url_json(url: str, found: Identity | None) -> dict[str, Any]:
+    if found is None:
+        return {"url": url, "identity": None}
+    expires = found.expires_at.isoformat() if found.expires_at else None
+    return {
+        "url": url,
+        "identity": found.digest,
+        "variant": found.variant,
+        "rank": found.rank,
+        "expires_at": expires,
+    }
+
+
+def _variant_json(v: Variant) -> dict[str, Any]:
+    rec = v.record
+    return {
+        "variant": v.variant,
+        "rank": v.rank,
+        "md5": rec.md5,
+        "width": rec.width,
+        "height": rec.height,
+        "url": rec.url,
+    }
+
+
+@click.command()
+@json_option
+@click.pass_context
+@errors
+def rules(ctx: click.Context, as_json: bool) -> None:
+    """List the URL identity rules in use, in the order they are tried (yours first).
+
+    A rule says which URLs name one asset and which size (variant) of it: a URL never seen
+    whose identity and variant a stored URL shares is answered from the store, with no
+    request. Your rules come from [[rules]] in <root>/mediastore.toml.
+    """
+    mine = state(ctx).settings().config.identity_rules  # no store needed to read them
+    found = Identities.with_user_rules(mine).rules
+    user = len(mine)
+    listed = [
+        {
+            "name": rule.name,
+            "source": "settings" if i < user else "built-in",
+            "hosts": list(rule.hosts),
+            "path": rule.path.pattern if rule.path is not None else None,
+            "variant": rule.variant,
+            "rank": rule.rank if isinstance(rule.rank, str) else list(rule.rank),
+            "drop": list(rule.drop),
+            "expiry": rule.expiry,
+        }
+        for i, rule in enumerate(found)
+    ]
+    if as_json:
+        emit_json(listed)
+        return
+    for item, rule in zip(listed, found, strict=True):
+        click.echo(f"{rule.name} ({item['source']}): hosts {', '.join(rule.hosts)}")
+        if rule.path is not None:
+            click.echo(f"  path {rule.path.pattern}")
+        if rule.drop:
+            click.echo(f"  drops {', '.join(rule.drop)}")
+        if rule.variant:
+            click.echo(f"  variant <{rule.variant}>, ranked by {item['rank']}")
+        if rule.expiry:
+            click.echo(f"  expiry from ?{rule.expiry}=")
 
 
 #: ``500K``, ``100M``, ``1G``; an ISO date/time (UTC unless it says otherwise) or ``7d`` ago

@@ -7,6 +7,7 @@ store's resolver); every request it answers is counted.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable
 from contextlib import closing
@@ -293,3 +294,39 @@ def test_variants_of_an_asset_largest_first(
     assert store.variants("https://cdn.example/p/1.jpg") == []
     with pytest.raises(InvalidInputError, match="variant"):
         store.get_by_url(urls[0], variant="largest")
+
+
+def test_the_rules_command_lists_the_users_rules_first(tmp_path: Path) -> None:
+    """`mediastore rules --json`: the settings file's rule, then the built-in ones."""
+    root = tmp_path / "s"
+    root.mkdir()
+    (root / "mediastore.toml").write_text(
+        '[[rules]]\nname = "signed-host"\nhosts = "*.media.example"\ndrop = ["sig"]\n'
+    )
+    result = run_cli("--root", str(root), "rules", "--json")
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert [(r["name"], r["source"]) for r in listed] == [
+        ("signed-host", "settings"),
+        ("linkedin-image", "built-in"),
+        ("linkedin-video", "built-in"),
+    ]
+    assert listed[0]["drop"] == ["sig"] and listed[1]["expiry"] == "e"
+
+
+def test_show_says_each_urls_identity_expiry_and_the_stored_variants(tmp_path: Path) -> None:
+    """`show` of a file stored for two LinkedIn URLs of one size, beside another size: each URL
+    with its identity and expiry (a date, or never for e=2147483647), and both variants."""
+    root = tmp_path / "s"
+    small, big = t.noisy_jpeg((40, 30), seed=1), t.noisy_jpeg((80, 60), seed=2)
+    with MediaStore(root) as store:
+        rec = store.add_bytes(small, url=image_url("S1", "feedshare-shrink_800", "a"))
+        store.add_bytes(small, url=image_url("S1", "feedshare-shrink_800", "b", e=2147483647))
+        store.add_bytes(big, url=image_url("S1", "feedshare-shrink_1280", "c"))
+    shown = run_cli("--root", str(root), "show", rec.md5)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert sum("variant feedshare-shrink_800; expires 2026-01-01" in line for line in lines) == 1
+    assert sum("never expires" in line for line in lines) == 1
+    variants = [line.split()[1] for line in lines if line.startswith("variant ")]
+    assert variants == ["feedshare-shrink_1280", "feedshare-shrink_800"]
