@@ -20,6 +20,7 @@ import os
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import verify
@@ -407,6 +408,19 @@ def reindex(life: Lifecycle, *, progress: Progress | None = None) -> ReindexRepo
 
 
 # --- repair ----------------------------------------------------------------------------------
+def _by_expiry(life: Lifecycle, urls: list[str]) -> tuple[list[str], list[str]]:
+    """``urls`` split into those that have not expired (by their identity rule) and those
+    that have."""
+    now = datetime.now(UTC)
+    fresh: list[str] = []
+    expired: list[str] = []
+    for url in urls:
+        found = life.identities.of(url)
+        when = found.expires_at if found is not None else None
+        (expired if when is not None and when <= now else fresh).append(url)
+    return fresh, expired
+
+
 def repair(
     life: Lifecycle, downloader: Downloader, md5: str, *, timeout: float, broken: bool = False
 ) -> Repaired:
@@ -420,8 +434,10 @@ def repair(
     urls = life.catalog.urls_for(md5)
     if not urls:
         return Repaired(False, "no URL recorded for it")
-    reasons: list[str] = []
-    for url in urls:
+    fresh, expired = _by_expiry(life, urls)
+    # an expired URL is tried only when no fresh one is recorded (a CDN refuses it anyway)
+    reasons = [f"{url}: expired, not tried" for url in expired] if fresh else []
+    for url in fresh or expired:
         try:
             outcome = downloader.download(url, timeout=timeout)
         except FetchError as exc:

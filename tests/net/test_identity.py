@@ -330,3 +330,22 @@ def test_show_says_each_urls_identity_expiry_and_the_stored_variants(tmp_path: P
     assert sum("never expires" in line for line in lines) == 1
     variants = [line.split()[1] for line in lines if line.startswith("variant ")]
     assert variants == ["feedshare-shrink_1280", "feedshare-shrink_800"]
+
+
+def test_repair_skips_an_expired_url_when_a_fresh_one_is_recorded(
+    cdn: HTTPServer, licdn: Callable[..., MediaStore]
+) -> None:
+    """A file known by an expired URL (e= in the past) and a fresh one of the same asset:
+    when the file is lost, verify --repair downloads it from the fresh URL only."""
+    store = licdn()
+    expired = _on(cdn, image_url("R1", "feedshare-shrink_800", "old", e=1600000000))
+    fresh = _on(cdn, image_url("R1", "feedshare-shrink_800", "new", e=2147483647))
+    rec = store.fetch(expired)
+    assert store.get_by_url(fresh) is not None and len(cdn.log) == 1
+    assert sorted(store.urls_for(rec.md5)) == sorted([expired, fresh])
+    assert rec.path is not None
+    rec.path.unlink()
+    report = store.verify(repair=True)
+    assert report.repaired == [rec.md5]
+    asked = [request.query_string.decode() for request, _ in cdn.log]
+    assert len(asked) == 2 and "t=new" in asked[1]
