@@ -27,6 +27,9 @@ DEFAULT_MAX_REDIRECTS = 5
 DEFAULT_BUSY_TIMEOUT = 30.0
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 0.5
+#: A day: a post's media that answered 404 or 410 rarely comes back within one, and a second
+#: scrape the same day then spends no request on it; 0 remembers nothing.
+DEFAULT_FAILURE_TTL = 86400.0
 
 
 def default_db_url(root: str | Path) -> str:
@@ -75,6 +78,9 @@ class StoreConfig:
             over (capped at the CPU count; 1: this process's threads only). Each gets its
             share of the workers and of every host's limits. A config holding a function
             (``resolver``, ``address_policy``) that cannot be pickled keeps to one process.
+        failure_ttl: Seconds a URL's permanent failure (404, 410, refused or corrupt
+            content) is remembered: a fetch of it within them fails from memory, with no
+            request (0: never remembered; ``refresh=True`` always asks again).
         identity_rules: URL identity rules tried before the built-in ones (see
             :mod:`mediastore.identity`; ``[[rules]]`` in ``mediastore.toml``).
     """
@@ -108,6 +114,7 @@ class StoreConfig:
     host_rate: float | None = None
     fetch_processes: int = DEFAULT_FETCH_PROCESSES
     identity_rules: tuple[Rule, ...] = ()
+    failure_ttl: float = DEFAULT_FAILURE_TTL
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -123,7 +130,7 @@ class StoreConfig:
 _POSITIVE_INTS = ("max_image_pixels", "max_file_size", "chunk_size", "per_host_start",
                   "per_host_max", "per_host", "fetch_processes")  # fmt: skip
 _NONNEGATIVE_INTS = ("max_redirects", "retries")
-_NONNEGATIVE_REALS = ("busy_timeout", "backoff_factor", "speed_limit")
+_NONNEGATIVE_REALS = ("busy_timeout", "backoff_factor", "speed_limit", "failure_ttl")
 _POSITIVE_REALS = ("speed_time", "download_deadline", "host_rate")
 _OPTIONAL = frozenset({"per_host", "download_deadline", "host_rate"})
 #: The largest value each field accepts: past these a typo, not a wish (1 PiB files...).

@@ -215,3 +215,16 @@ store_info = Table(
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+#: The last permanent download failure of a URL (revision 0008): 404/410, refused or corrupt
+#: content; within the store's ``failure_ttl`` a fetch of it fails from memory.
+url_failures = Table(
+    "url_failures",
+    metadata,
+    Column("url_key", String(64), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("error", String(40), nullable=False),
+    Column("status", Integer),
+    Column("reason", Text, nullable=False),
+    Column("failed_at", UTCDateTime(), nullable=False),
+)

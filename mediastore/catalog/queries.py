@@ -47,6 +47,7 @@ from .models import media_urls as _urls
 from .models import moved_blobs as _moved
 from .models import store_info as _info
 from .models import store_moves as _moves
+from .models import url_failures as _failures
 from .models import url_history as _history
 from .reads import BY_MD5, BY_URL, OLDEST_VERIFIED, point_reads
 from .rows import (
@@ -371,6 +372,37 @@ class Catalog:
         )
         with self._read() as conn:
             return conn.execute(stmt).scalar()
+
+    def failure(self, url: str) -> tuple[str, int | None, str, datetime] | None:
+        """(error class, HTTP status, reason, when) of ``url``'s last permanent failure."""
+        stmt = select(
+            _failures.c.error, _failures.c.status, _failures.c.reason, _failures.c.failed_at
+        ).where(_failures.c.url_key == url_key(url))
+        with self._read() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else (row[0], row[1], row[2], row[3])
+
+    def remember_failure(
+        self, url: str, error: str, status: int | None, reason: str, now: datetime
+    ) -> None:
+        """Record ``url``'s permanent failure (replacing an older one); not synced to the disk:
+        a failure lost to a power cut costs one request again."""
+        key = url_key(url)
+        values = {"url": url, "error": error, "status": status, "reason": reason, "failed_at": now}
+
+        def body(conn: Connection) -> None:
+            done = conn.execute(
+                update(_failures).where(_failures.c.url_key == key).values(**values)
+            )
+            if not done.rowcount:
+                conn.execute(insert(_failures).values(url_key=key, **values))
+
+        self._transact(body, durable=False)
+
+    def forget_failure(self, url: str) -> None:
+        """Drop ``url``'s remembered failure (it succeeded)."""
+        stmt = delete(_failures).where(_failures.c.url_key == url_key(url))
+        self._transact(lambda conn: conn.execute(stmt), durable=False)
 
     def attach_url(self, md5: str, info: UrlInfo, now: datetime) -> bool:
         """Record one more URL for stored content (found by its identity); False, and

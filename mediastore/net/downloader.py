@@ -32,6 +32,7 @@ from ..errors import (
     DownloadTooLargeError,
     FetchError,
     FileTooLargeError,
+    HTTPStatusError,
     InvalidInputError,
     MediaStoreError,
     RefusedContentError,
@@ -50,6 +51,8 @@ from .processes import CANCELLED, Lanes, LaneSetup, picklable
 
 log = logging.getLogger(__name__)
 
+#: HTTP statuses that mean the URL is gone for good: remembered (see ``failure_ttl``).
+PERMANENT_STATUSES = frozenset({404, 410})
 #: The store's lookup of a URL (catalog, then the legacy cache).
 Lookup = Callable[[str], "MediaRecord | None"]
 #: URLs submitted to :meth:`Downloader.iter_fetch`'s workers and not yet yielded, per worker:
@@ -250,6 +253,54 @@ class Downloader:
         cached = self.cached(url)
         if cached is not None and not refresh:
             return cached
+        failed_before = self._remembered(url, refresh=refresh)
+        try:
+            got = self._obtain_body(url, cached, timeout, sessions, hosts, deadline, cancel)
+        except (HTTPStatusError, RefusedContentError, CorruptDownloadError) as exc:
+            self._remember(url, exc)
+            raise
+        if failed_before and not self._life.read_only:
+            self._life.catalog.forget_failure(url)
+        return got
+
+    def _remembered(self, url: str, *, refresh: bool) -> bool:
+        """Whether ``url`` has a remembered failure; it fails from memory when that failure
+        is within ``failure_ttl`` and ``refresh`` does not ask again.
+
+        Raises:
+            HTTPStatusError, RefusedContentError, CorruptDownloadError: as it failed, its
+                reason saying that no request was sent.
+        """
+        ttl = self._config.failure_ttl
+        found = self._life.catalog.failure(url) if ttl > 0 else None
+        if found is None:
+            return False
+        error, status, reason, when = found
+        if refresh or (_now() - when).total_seconds() >= ttl:
+            return True
+        said = f"{reason} (remembered from {when:%Y-%m-%d %H:%M} UTC: no request sent)"
+        if error == "HTTPStatusError" and status is not None:
+            raise HTTPStatusError(url, status, said)
+        raise (CorruptDownloadError if error == "CorruptDownloadError" else RefusedContentError)(
+            url, said
+        )
+
+    def _remember(self, url: str, exc: FetchError) -> None:
+        status = exc.status if isinstance(exc, HTTPStatusError) else None
+        permanent = status in PERMANENT_STATUSES if status is not None else True
+        if permanent and self._config.failure_ttl > 0 and not self._life.read_only:
+            self._life.catalog.remember_failure(url, type(exc).__name__, status, exc.reason, _now())
+
+    def _obtain_body(
+        self,
+        url: str,
+        cached: MediaRecord | None,
+        timeout: float,
+        sessions: Sessions | None,
+        hosts: HostLimits | None,
+        deadline: float | None,
+        cancel: Cancel | None,
+    ) -> MediaRecord | tuple[Staged, list[UrlInfo]]:
         validators = self._life.catalog.url_validators(url) if cached is not None else (None, None)
         session = (sessions or self.sessions).get()
         # the deadline bounds the whole download: a body fetched again after a break gets
