@@ -61,6 +61,16 @@ def _positive_float(value: Any, what: str) -> float:
     return number
 
 
+def _seconds_or_zero(value: Any, what: str) -> float:
+    try:
+        number = float(value) if isinstance(value, str | int) else value
+    except ValueError:
+        number = None
+    if isinstance(value, bool) or not isinstance(number, float) or not number >= 0:
+        raise InvalidInputError(f"{what} must be a number of seconds (0: off), got {value!r}")
+    return number
+
+
 def _size(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidInputError(f"{what} must be a size like 100M, got {value!r}")
@@ -89,6 +99,7 @@ SETTINGS: dict[str, tuple[Callable[[Any, str], Any], str | None]] = {
     "per_host": (_positive_int, "per_host"),
     "timeout": (_positive_float, None),
     "busy_timeout": (_positive_float, "busy_timeout"),
+    "failure_ttl": (_seconds_or_zero, "failure_ttl"),
     "allow_private": (_flag, "allow_private_networks"),
 }
 

@@ -38,7 +38,7 @@ failed (one item given: its own code); 130 interrupted (Ctrl-C).
 \b
 Settings: flags, then MEDIASTORE_* environment variables (MEDIASTORE_MAX_FILE_SIZE,
 MEDIASTORE_MAX_IMAGE_PIXELS, MEDIASTORE_WORKERS, MEDIASTORE_PER_HOST, MEDIASTORE_TIMEOUT,
-MEDIASTORE_BUSY_TIMEOUT, MEDIASTORE_ALLOW_PRIVATE),
+MEDIASTORE_BUSY_TIMEOUT, MEDIASTORE_FAILURE_TTL, MEDIASTORE_ALLOW_PRIVATE),
 then <root>/mediastore.toml (never allow_private), then defaults.
 
 \b

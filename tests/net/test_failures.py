@@ -6,12 +6,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import closing
+from pathlib import Path
 
 import checker
 import pytest
 from pytest_httpserver import HTTPServer
 
-from mediastore import HTTPStatusError, MediaStore, RefusedContentError
+from mediastore import HTTPStatusError, InvalidInputError, MediaStore, RefusedContentError
 from mediastore import testing as t
 
 
@@ -89,3 +90,22 @@ def test_a_failure_is_forgotten_after_its_ttl_and_on_success(
         with pytest.raises(HTTPStatusError):
             never.fetch(http.url_for("/never.jpg"))
     assert _hits(http, "/never.jpg") == 2 and _failures(never) == []
+
+
+def test_failure_ttl_from_the_settings_file_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """failure_ttl is a setting like the others: mediastore.toml, then MEDIASTORE_FAILURE_TTL
+    over it; a negative value is refused naming it."""
+    root = tmp_path / "s"
+    root.mkdir()
+    (root / "mediastore.toml").write_text("failure_ttl = 60\n")
+    monkeypatch.delenv("MEDIASTORE_FAILURE_TTL", raising=False)
+    with MediaStore(root) as store:
+        assert store.config.failure_ttl == 60.0
+    monkeypatch.setenv("MEDIASTORE_FAILURE_TTL", "0")
+    with MediaStore(root) as store:
+        assert store.config.failure_ttl == 0.0
+    monkeypatch.setenv("MEDIASTORE_FAILURE_TTL", "-1")
+    with pytest.raises(InvalidInputError, match="failure_ttl"):
+        MediaStore(root)
