@@ -37,7 +37,7 @@ from .catalog import (
 from .config import StoreConfig
 from .errors import HashCollisionError, MediaNotFoundError, MediaStoreError, StorageError
 from .formats.detect import BY_EXTENSION
-from .identity import Identities
+from .identity import Identities, Identity
 from .ingest import Chunks, Staged, stage
 from .records import (
     STATUS_BROKEN,
@@ -110,9 +110,11 @@ class Lifecycle:
         self._batch_lock = threading.Lock()
         self._group = GroupCommit(self.commit_many)
 
-    def identified(self, info: UrlInfo) -> UrlInfo:
-        """``info`` with the identity, variant, rank and expiry its URL has, if a rule says."""
-        found = self.identities.of(info.url) if info.url is not None else None
+    def identified(self, info: UrlInfo, found: Identity | None = None) -> UrlInfo:
+        """``info`` with the identity, variant, rank and expiry its URL has, if a rule says
+        (``found``: that identity, when the caller has it already)."""
+        if found is None and info.url is not None:
+            found = self.identities.of(info.url)
         if found is None:
             return info
         return replace(

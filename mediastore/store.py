@@ -440,7 +440,7 @@ class MediaStore:
             return None
         row = self.catalog.by_identity(found.digest, found.variant)
         if row is not None and not self.read_only:
-            info = self.lifecycle.identified(UrlInfo(url=url))
+            info = self.lifecycle.identified(UrlInfo(url=url), found)
             if not self.catalog.attach_url(row.md5, info, datetime.now(UTC)):
                 return None
         return row

@@ -390,14 +390,7 @@ class Catalog:
         key = url_key(url)
         values = {"url": url, "error": error, "status": status, "reason": reason, "failed_at": now}
 
-        def body(conn: Connection) -> None:
-            done = conn.execute(
-                update(_failures).where(_failures.c.url_key == key).values(**values)
-            )
-            if not done.rowcount:
-                conn.execute(insert(_failures).values(url_key=key, **values))
-
-        self._transact(body, durable=False)
+        self._transact(lambda conn: _set_row(conn, _failures.c.url_key, key, values), durable=False)
 
     def forget_failure(self, url: str) -> None:
         """Drop ``url``'s remembered failure (it succeeded)."""
@@ -728,9 +721,7 @@ class Catalog:
 
     @staticmethod
     def _set_info(conn: Connection, name: str, value: str) -> None:
-        done = conn.execute(update(_info).where(_info.c.name == name).values(value=value))
-        if not done.rowcount:
-            conn.execute(insert(_info).values(name=name, value=value))
+        _set_row(conn, _info.c.name, name, {"value": value})
 
     def some_live_rows(self, count: int) -> list[MediaRow]:
         """Up to ``count`` rows of stored content (ok, missing, corrupt or broken)."""
@@ -960,6 +951,16 @@ class Catalog:
             if len(rows) < page:
                 return
             last = rows[-1].md5
+
+
+def _set_row(conn: Connection, key: Any, value: str, values: dict[str, Any]) -> None:
+    """Update the row whose ``key`` column is ``value``, or insert it, in the caller's write
+    transaction (on PostgreSQL a concurrent insert of the same key is a unique violation,
+    and the transaction runs again)."""
+    table = key.table
+    done = conn.execute(update(table).where(key == value).values(**values))
+    if not done.rowcount:
+        conn.execute(insert(table).values({key.name: value, **values}))
 
 
 def _identity_values(info: UrlInfo) -> dict[str, Any]:
