@@ -71,7 +71,9 @@ def test_framed_responses_keep_the_connection_and_raw_bytes_close_it(scripted: S
         reply.end()
 
     def raw(request: Request, reply: Reply) -> None:
-        reply.send(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nraw")
+        # Says Connection: close itself: otherwise the client may reuse the socket
+        # before the server's close reaches it.
+        reply.send(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nraw")
 
     server = scripted(ok(b"whole"))
     server.route("/chunked", chunked)
