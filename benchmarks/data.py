@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mediastore import MediaStore
+from mediastore.identity import Identities
 from mediastore.testing import mp4_header, noisy_jpeg
 
 from .config import MIB, STORE_OPTIONS
@@ -153,9 +154,13 @@ _SHARED_EVERY = 20
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
-def catalog_url(i: int) -> str:
-    """The ``i``-th URL of the big catalog."""
-    return f"https://cdn.example/media/{i}"
+def catalog_url(i: int, signature: str = "s") -> str:
+    """The ``i``-th URL of the big catalog: a signed CDN URL of the shape the built-in LinkedIn
+    rule knows, so that a lookup with another ``signature`` is a rotated one."""
+    return (
+        f"https://media.licdn.com/dms/image/v2/D4E22AQ{i:011d}/feedshare-shrink_800/"
+        f"feedshare-shrink_800/0/1700000000000?e=2147483647&v=beta&t={signature}{i}"
+    )
 
 
 def catalog_media_rows(rows: int) -> Iterator[tuple[object, ...]]:
@@ -185,13 +190,17 @@ def catalog_media_rows(rows: int) -> Iterator[tuple[object, ...]]:
 
 def catalog_url_rows(rows: int) -> Iterator[tuple[object, ...]]:
     start = datetime(2024, 1, 1, tzinfo=UTC)
+    rules = Identities()
     for i in range(rows):
         # 1 in 20 URLs shares the content of the URL before it
         media = i - 1 if i % _SHARED_EVERY == _SHARED_EVERY - 1 else i
         url = catalog_url(i)
         seen = (start + timedelta(seconds=i * 7)).strftime(_TIME_FORMAT)
         key = hashlib.sha256(url.encode()).hexdigest()
-        yield (url, key, md5_hex(url), "url", md5_hex(f"media-{media}"), seen)
+        found = rules.of(url)
+        assert found is not None, url
+        identity = (found.digest, found.variant, found.rank)
+        yield (url, key, md5_hex(url), "url", md5_hex(f"media-{media}"), seen, *identity)
 
 
 def build_catalog(store_root: Path, rows: int) -> None:
@@ -218,8 +227,8 @@ def build_catalog(store_root: Path, rows: int) -> None:
             sorted(catalog_media_rows(rows)),
         )
         con.executemany(
-            "INSERT INTO media_urls (url, url_key, url_md5, source, md5, first_seen_at) "
-            "VALUES (?,?,?,?,?,?)",
+            "INSERT INTO media_urls (url, url_key, url_md5, source, md5, first_seen_at, "
+            "identity, variant, variant_rank) VALUES (?,?,?,?,?,?,?,?,?)",
             catalog_url_rows(rows),
         )
         con.execute("COMMIT")
@@ -236,13 +245,14 @@ def build_catalog(store_root: Path, rows: int) -> None:
         )
 
 
-def lookup_sample(rows: int, count: int) -> list[str]:
-    """``count`` existing URLs of the big catalog, in random order (repeats if count > rows)."""
+def lookup_sample(rows: int, count: int, signature: str = "s") -> list[str]:
+    """``count`` existing URLs of the big catalog, in random order (repeats if count > rows),
+    signed with ``signature`` (another one than the catalog's: rotated URLs of its assets)."""
     rng = random.Random(11)
     picks: list[int] = []
     while len(picks) < count:
         picks.extend(rng.sample(range(rows), min(rows, count - len(picks))))
-    return [catalog_url(i) for i in picks]
+    return [catalog_url(i, signature) for i in picks]
 
 
 def write_lines(path: Path, lines: Sequence[str]) -> Path:

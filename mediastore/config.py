@@ -83,6 +83,9 @@ class StoreConfig:
             request (0: never remembered; ``refresh=True`` always asks again).
         identity_rules: URL identity rules tried before the built-in ones (see
             :mod:`mediastore.identity`; ``[[rules]]`` in ``mediastore.toml``).
+        variants: What a batch fetch does with several sizes of one asset: ``"each"``
+            (default: every URL is its own download) or ``"largest"`` (only the
+            highest-ranked size is downloaded, and answers the others).
     """
 
     root: Path = Path(DEFAULT_ROOT)
@@ -115,6 +118,7 @@ class StoreConfig:
     fetch_processes: int = DEFAULT_FETCH_PROCESSES
     identity_rules: tuple[Rule, ...] = ()
     failure_ttl: float = DEFAULT_FAILURE_TTL
+    variants: str = "each"
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -123,6 +127,23 @@ class StoreConfig:
     def catalog_url(self) -> str:
         """The catalog URL actually used."""
         return self.db_url or default_db_url(self.root)
+
+
+#: What a batch fetch may do with several sizes of one asset (see ``StoreConfig.variants``).
+VARIANT_POLICIES = ("each", "largest")
+
+
+def check_variants(policy: object, what: str = "variants") -> str:
+    """A batch fetch's variant policy, checked (``what`` names where it came from).
+
+    Raises:
+        InvalidInputError: not one of :data:`VARIANT_POLICIES`.
+    """
+    if policy not in VARIANT_POLICIES:
+        raise InvalidInputError(
+            f"{what} must be one of {', '.join(VARIANT_POLICIES)}, got {policy!r}"
+        )
+    return str(policy)
 
 
 #: Fields and the smallest value each accepts (``None`` allowed where the name is in
@@ -179,6 +200,7 @@ def _check_fields(cfg: StoreConfig) -> None:
                 most = _MAXIMA[name]
                 shown = f"{int(most):,}" if isinstance(value, int) else f"{most:g}"
                 raise InvalidInputError(f"{name} must be at most {shown}, got {value!r}")
+    check_variants(cfg.variants)
     if cfg.per_host_start > cfg.per_host_max:
         raise InvalidInputError(
             f"per_host_start ({cfg.per_host_start}) is above per_host_max ({cfg.per_host_max})"

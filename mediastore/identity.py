@@ -26,10 +26,11 @@ tried first.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -59,11 +60,11 @@ class Identity:
     variant: str | None = None
     rank: int | None = None
     expires_at: datetime | None = None
+    #: The SHA-256 of :attr:`key` (fixed length, for the catalog's index).
+    digest: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def digest(self) -> str:
-        """The SHA-256 of :attr:`key` (fixed length, for the catalog's index)."""
-        return hashlib.sha256(self.key.encode("utf-8")).hexdigest()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "digest", hashlib.sha256(self.key.encode("utf-8")).hexdigest())
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,24 +93,23 @@ class Rule:
     expiry: str | None = None
 
     def matches_host(self, host: str) -> bool:
-        return any(fnmatch.fnmatchcase(host, pattern) for pattern in self.hosts)
+        return _hosts_pattern(self.hosts).fullmatch(host) is not None
 
     def identify(self, host: str, path: str, query: str) -> Identity | None:
         """The identity of a URL whose host this rule serves, or None if its path does not
         match."""
-        params = parse_qsl(query, keep_blank_values=True)
-        expires = _expiry(params, self.expiry)
         if self.path is None:
+            params = parse_qsl(query, keep_blank_values=True)
             kept = sorted((k, v) for k, v in params if not self._dropped(k))
             key = f"{self.name}:{host}{path}" + (f"?{urlencode(kept)}" if kept else "")
-            return Identity(key, expires_at=expires)
+            return Identity(key, expires_at=_expiry(query, self.expiry))
         found = self.path.fullmatch(path)
         if found is None:
             return None
         groups = {k: v for k, v in found.groupdict().items() if v is not None}
         variant = groups.pop(self.variant, None) if self.variant else None
         key = f"{self.name}:" + "/".join(f"{k}={v}" for k, v in sorted(groups.items()))
-        return Identity(key, variant, self._rank(variant), expires)
+        return Identity(key, variant, self._rank(variant), _expiry(query, self.expiry))
 
     def _dropped(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.drop)
@@ -123,14 +123,26 @@ class Rule:
         return self.rank.index(variant) if variant in self.rank else -1
 
 
-def _expiry(params: Sequence[tuple[str, str]], name: str | None) -> datetime | None:
+def _expiry(query: str, name: str | None) -> datetime | None:
+    """The time in the query parameter ``name`` (the first one of digits only), if any.
+
+    The query is not decoded: a value of digits needs no decoding, and a name that needs
+    it is not one a rule can give (see :func:`rule_from_mapping`).
+    """
     if name is None:
         return None
-    for key, value in params:
-        if key == name and value.isdigit():
+    prefix = name + "="
+    for part in query.split("&"):
+        if part.startswith(prefix) and (value := part[len(prefix) :]).isdigit():
             seconds = int(value)
             return None if seconds >= NEVER else datetime.fromtimestamp(seconds, UTC)
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _hosts_pattern(hosts: tuple[str, ...]) -> re.Pattern[str]:
+    """One expression for a rule's host globs (matching them one by one costs more)."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(glob)})" for glob in hosts))
 
 
 def _pattern(text: str, rule: str) -> re.Pattern[str]:
@@ -209,8 +221,13 @@ def rule_from_mapping(spec: Mapping[str, Any], where: str) -> Rule:
     elif rank != "number":
         raise InvalidInputError(f"{what}: 'rank' must be \"number\" or a list of variants")
     expiry = spec.get("expiry")
-    if expiry is not None and not isinstance(expiry, str):
-        raise InvalidInputError(f"{what}: 'expiry' must be a query parameter name")
+    if expiry is not None and not (
+        isinstance(expiry, str) and re.fullmatch(r"[A-Za-z0-9_.~-]+", expiry)
+    ):
+        raise InvalidInputError(
+            f"{what}: 'expiry' must be a query parameter name (letters, digits, '_', '.', "
+            f"'~' or '-'), got {expiry!r}"
+        )
     if pattern is None and not drop:
         raise InvalidInputError(f"{what}: give 'path' (with named groups) or 'drop'")
     return Rule(name, tuple(h.lower() for h in hosts), pattern, tuple(drop), variant, rank, expiry)
@@ -241,3 +258,27 @@ class Identities:
                 if found is not None:
                     return found
         return None
+
+    def largest(self, urls: Iterable[str]) -> dict[str, str]:
+        """For URLs of one asset in several sizes, the URL of the highest-ranked size that
+        answers each of the others (the first such URL, when several have that rank).
+
+        Only URLs a rule gives a ranked variant are collapsed; each URL of another asset,
+        or of the top size, maps to nothing.
+        """
+        best: dict[str, tuple[int, str]] = {}
+        members: dict[str, list[str]] = {}
+        for url in urls:
+            found = self.of(url)
+            if found is None or found.rank is None:
+                continue
+            members.setdefault(found.digest, []).append(url)
+            top = best.get(found.digest)
+            if top is None or found.rank > top[0]:
+                best[found.digest] = (found.rank, url)
+        return {
+            url: best[digest][1]
+            for digest, group in members.items()
+            for url in group
+            if url != best[digest][1]
+        }

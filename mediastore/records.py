@@ -185,12 +185,18 @@ class StoreStats:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FetchResult:
-    """Outcome of one URL in :meth:`MediaStore.fetch_many`: a record or an error."""
+    """Outcome of one URL in :meth:`MediaStore.fetch_many`: a record or an error.
+
+    ``variant_of``: with ``variants="largest"``, the URL of the larger size of the same
+    asset that was fetched instead of this one (whose record and error this result carries);
+    this URL's own size was not downloaded, and it is not recorded as a URL of that file.
+    """
 
     url: str
     record: MediaRecord | None = None
     error: Exception | None = None
     from_cache: bool = False
+    variant_of: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -203,6 +209,7 @@ class FetchResult:
             "url": self.url,
             "ok": self.ok,
             "from_cache": self.from_cache,
+            "variant_of": self.variant_of,
             "error": str(self.error) if self.error else None,
             "error_type": type(self.error).__name__ if self.error else None,
             "record": self.record.to_dict() if self.record else None,

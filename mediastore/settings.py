@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from .config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig
+from .config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig, check_variants
 from .errors import InvalidInputError
 from .identity import Rule, rule_from_mapping
 from .units import parse_size
@@ -100,6 +100,7 @@ SETTINGS: dict[str, tuple[Callable[[Any, str], Any], str | None]] = {
     "timeout": (_positive_float, None),
     "busy_timeout": (_positive_float, "busy_timeout"),
     "failure_ttl": (_seconds_or_zero, "failure_ttl"),
+    "variants": (check_variants, "variants"),
     "allow_private": (_flag, "allow_private_networks"),
 }
 

@@ -302,6 +302,7 @@ class MediaStore:
         progress: Progress | None = None,
         per_host: int | None = None,
         deadline: float | None = None,
+        variants: str | None = None,
     ) -> list[FetchResult]:
         """Fetch many URLs in parallel: one :class:`FetchResult` per input URL, in input order.
 
@@ -312,6 +313,15 @@ class MediaStore:
         the whole host down. ``per_host`` (or ``config.per_host``) caps it; every host a
         redirect leads to is limited too. ``deadline`` bounds each whole download.
         ``progress(done, total)`` is called as each distinct URL completes.
+
+        ``variants`` (default ``config.variants``): ``"largest"`` downloads, of the URLs of
+        one asset in several sizes (by the identity rules), only the highest-ranked one; the
+        others' results carry its record and name it in ``variant_of``. ``"each"``: every
+        URL is its own download.
+
+        Raises:
+            InvalidInputError: ``max_workers``, ``timeout``, ``per_host`` or ``variants``
+                out of range.
         """
         return self._get_downloader().fetch_many(
             urls,
@@ -320,6 +330,7 @@ class MediaStore:
             progress=progress,
             per_host=per_host,
             deadline=deadline,
+            variants=self.config.variants if variants is None else variants,
         )
 
     def iter_fetch(
@@ -330,6 +341,7 @@ class MediaStore:
         timeout: float = DEFAULT_TIMEOUT,
         per_host: int | None = None,
         deadline: float | None = None,
+        variants: str | None = None,
     ) -> Generator[FetchResult, None, None]:
         """Fetch any number of URLs, yielding each :class:`FetchResult` as it completes.
 
@@ -346,15 +358,24 @@ class MediaStore:
             timeout: Seconds a single read (or connect, at most 10 s) may wait.
             per_host: Cap on concurrent requests to one host (default: adaptive).
             deadline: Seconds each whole download may take (None: no total limit).
+            variants: ``"largest"`` (default ``config.variants``): as in :meth:`fetch_many`;
+                the input is then read whole before the first download (every size of an
+                asset must be seen before the largest is chosen).
 
         Yields:
             One :class:`FetchResult` per input URL, as each completes.
 
         Raises:
-            InvalidInputError: ``max_workers``, ``timeout`` or ``per_host`` out of range.
+            InvalidInputError: ``max_workers``, ``timeout``, ``per_host`` or ``variants``
+                out of range.
         """
         return self._get_downloader().iter_fetch(
-            urls, max_workers=max_workers, timeout=timeout, per_host=per_host, deadline=deadline
+            urls,
+            max_workers=max_workers,
+            timeout=timeout,
+            per_host=per_host,
+            deadline=deadline,
+            variants=self.config.variants if variants is None else variants,
         )
 
     # --- lookups -------------------------------------------------------------------------
@@ -440,9 +461,14 @@ class MediaStore:
             return None
         row = self.catalog.by_identity(found.digest, found.variant)
         if row is not None and not self.read_only:
-            info = self.lifecycle.identified(UrlInfo(url=url), found)
-            if not self.catalog.attach_url(row.md5, info, datetime.now(UTC)):
-                return None
+            info = UrlInfo(
+                url=url,
+                identity=found.digest,
+                variant=found.variant,
+                rank=found.rank,
+                expires_at=found.expires_at,
+            )
+            self.catalog.attach_url(row.md5, info)
         return row
 
     def _legacy_lookup(self, url: str) -> MediaRow | None:
@@ -667,6 +693,7 @@ class MediaStore:
             raise InvalidInputError(
                 "backup copies a SQLite catalog; copy a PostgreSQL catalog with pg_dump"
             )
+        self.catalog.flush_urls()
         return backup_sqlite(path, Path(dest).expanduser(), self.config.busy_timeout)
 
     def gc(self, *, dry_run: bool = False) -> GcReport:

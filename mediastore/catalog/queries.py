@@ -49,7 +49,15 @@ from .models import store_info as _info
 from .models import store_moves as _moves
 from .models import url_failures as _failures
 from .models import url_history as _history
-from .reads import BY_MD5, BY_URL, OLDEST_VERIFIED, point_reads
+from .pending import PendingUrls
+from .reads import (
+    BY_IDENTITY,
+    BY_MD5,
+    BY_PLAIN_IDENTITY,
+    BY_URL,
+    OLDEST_VERIFIED,
+    point_reads,
+)
 from .rows import (
     MEDIA_COLS,
     MediaRow,
@@ -239,8 +247,11 @@ class Catalog:
         )
         self._points = point_reads(self.engine, path, busy_timeout, read_only=read_only)
         self._write_lock = threading.Lock()
+        #: URLs found by identity, waiting to be recorded (:meth:`attach_url`)
+        self.pending = PendingUrls(self._attach_urls)
 
     def close(self) -> None:
+        self.pending.close()
         if self._points is not None:
             self._points.close()
         self._relaxed.dispose()
@@ -336,20 +347,24 @@ class Catalog:
 
         One indexed read, by (identity, variant) on the URL rows.
         """
-        same = _urls.c.variant.is_(None) if variant is None else _urls.c.variant == variant
-        stmt = (
-            select(*MEDIA_COLS)
-            .join_from(_urls, _media, _urls.c.md5 == _media.c.md5)
-            .where(_urls.c.identity == identity, same, _media.c.status == STATUS_OK)
-            .limit(1)
-        )
+        if variant is None:
+            name, stmt, params = "plain_identity", BY_PLAIN_IDENTITY, {"identity": identity}
+        else:
+            name, stmt = "identity", BY_IDENTITY
+            params = {"identity": identity, "variant": variant}
+        if self._points is not None:
+            try:
+                return self._points.first(name, params)
+            except self._points.error as exc:
+                raise CatalogError(f"catalog {self._where}: read failed: {exc}") from exc
         with self._read() as conn:
-            row = conn.execute(stmt).first()
+            row = conn.execute(stmt, params).first()
         return row_of(row) if row else None
 
     def identity_rows(self, identity: str) -> list[tuple[str | None, int | None, str, MediaRow]]:
         """(variant, rank, a URL, the row) of each stored (``ok``) file that a URL of this
         identity names, one per content, in no particular order."""
+        self.flush_urls()
         stmt = (
             select(_urls.c.variant, _urls.c.variant_rank, _urls.c.url, *MEDIA_COLS)
             .join_from(_urls, _media, _urls.c.md5 == _media.c.md5)
@@ -365,6 +380,7 @@ class Catalog:
 
     def identity_of(self, md5: str) -> str | None:
         """The identity some URL of this content has, if any."""
+        self.flush_urls()
         stmt = (
             select(_urls.c.identity)
             .where(_urls.c.md5 == md5, _urls.c.identity.is_not(None))
@@ -397,19 +413,37 @@ class Catalog:
         stmt = delete(_failures).where(_failures.c.url_key == url_key(url))
         self._transact(lambda conn: conn.execute(stmt), durable=False)
 
-    def attach_url(self, md5: str, info: UrlInfo, now: datetime) -> bool:
-        """Record one more URL for stored content (found by its identity); False, and
-        nothing recorded, when the content is no longer ``ok`` (removed meanwhile, say)."""
+    def attach_url(self, md5: str, info: UrlInfo) -> None:
+        """Record one more URL for stored content (found by its identity), soon: a writer
+        thread records such URLs in batches (see :class:`PendingUrls`); :meth:`flush_urls`
+        writes them now."""
+        self.pending.add(md5, info)
 
-        def body(conn: Connection) -> bool:
-            row = _rows_in(conn, [md5]).get(md5)
-            if row is None or row.status != STATUS_OK:
-                return False
-            self._upsert_urls(conn, [(md5, info)], now)
-            return True
+    def flush_urls(self) -> None:
+        """Record the URLs :meth:`attach_url` holds. Each read of URL rows other than the
+        point lookups does this first, so that it sees the URLs lookups have found; never
+        call it inside a write transaction (the writer thread may be waiting for it)."""
+        self.pending.flush()
 
-        # not synced to the disk: a power cut may lose the row, which the identity finds again
-        return self._transact(body, durable=False)
+    def _attach_urls(self, entries: Sequence[tuple[str, UrlInfo]], now: datetime) -> None:
+        """Record URLs that are not known yet, for content that is still ``ok``, in one
+        statement run for each (see :data:`_ATTACH_URL`)."""
+        params = [
+            {
+                "b_url": info.url,
+                "b_url_key": info.key,
+                "b_url_md5": info.url_md5,
+                "b_md5": md5,
+                "b_now": now,
+                "b_identity": info.identity,
+                "b_variant": info.variant,
+                "b_rank": info.rank,
+                "b_expires_at": info.expires_at,
+            }
+            for md5, info in entries
+        ]
+        # not synced to the disk: a power cut may lose the rows, which the identity finds again
+        self._transact(lambda conn: conn.execute(_ATTACH_URL, params), durable=False)
 
     def claim_legacy_url(self, key: str, url: str) -> None:
         """Fill in the URL of a legacy row now that a lookup named it (unless it is known)."""
@@ -423,11 +457,13 @@ class Catalog:
         self._transact(lambda conn: conn.execute(stmt))
 
     def urls_for(self, md5: str) -> list[str]:
+        self.flush_urls()
         with self._read() as conn:
             return list(conn.execute(_URLS_FOR, {"md5": md5}).scalars())
 
     def url_validators(self, url: str) -> tuple[str | None, str | None]:
         """ETag and Last-Modified recorded for ``url`` at its last download."""
+        self.flush_urls()
         stmt = select(_urls.c.etag, _urls.c.last_modified).where(_urls.c.url_key == url_key(url))
         with self._read() as conn:
             row = conn.execute(stmt).first()
@@ -459,6 +495,7 @@ class Catalog:
 
     def existing_url_keys(self, keys: Sequence[str]) -> set[str]:
         """Which of these URL hashes are recorded (queried in batches)."""
+        self.flush_urls()
         found: set[str] = set()
         with self._read() as conn:
             for start in range(0, len(keys), IN_BATCH):
@@ -846,6 +883,7 @@ class Catalog:
         SQLite through the point-read connections (the engine's set-up would cost more
         than both statements).
         """
+        self.flush_urls()
         if self._points is not None:
             try:
                 sums, oldest = self._points.stats()
@@ -921,6 +959,7 @@ class Catalog:
         any length streams and never holds a transaction open. ``url_contains`` is a
         ``LIKE '%text%'`` on the URL table (escaped), which reads every URL row.
         """
+        self.flush_urls()
         conditions = [_media.c.status == status if status else _media.c.status != STATUS_REMOVED]
         if media_type is not None:
             conditions.append(_media.c.media_type == media_type)
@@ -961,6 +1000,40 @@ def _set_row(conn: Connection, key: Any, value: str, values: dict[str, Any]) -> 
     done = conn.execute(update(table).where(key == value).values(**values))
     if not done.rowcount:
         conn.execute(insert(table).values({key.name: value, **values}))
+
+
+#: A URL found by identity, recorded unless the URL is known (a download of it says more
+#: than an identity) or its content is no longer ``ok`` (removed meanwhile, say).
+_ATTACH_URL = _urls.insert().from_select(
+    [
+        "url",
+        "url_key",
+        "url_md5",
+        "source",
+        "md5",
+        "first_seen_at",
+        "identity",
+        "variant",
+        "variant_rank",
+        "expires_at",
+    ],
+    select(
+        bindparam("b_url", type_=_urls.c.url.type),
+        bindparam("b_url_key", type_=_urls.c.url_key.type),
+        bindparam("b_url_md5", type_=_urls.c.url_md5.type),
+        literal("url", _urls.c.source.type),
+        _media.c.md5,
+        bindparam("b_now", type_=UTCDateTime()),
+        bindparam("b_identity", type_=_urls.c.identity.type),
+        bindparam("b_variant", type_=_urls.c.variant.type),
+        bindparam("b_rank", type_=_urls.c.variant_rank.type),
+        bindparam("b_expires_at", type_=UTCDateTime()),
+    ).where(
+        _media.c.md5 == bindparam("b_md5"),
+        _media.c.status == STATUS_OK,
+        ~select(_urls.c.id).where(_urls.c.url_key == bindparam("b_url_key")).exists(),
+    ),
+)
 
 
 def _identity_values(info: UrlInfo) -> dict[str, Any]:

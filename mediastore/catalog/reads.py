@@ -16,7 +16,7 @@ from sqlalchemy import (
     select,
 )
 
-from ..records import STATUS_REMOVED
+from ..records import STATUS_OK, STATUS_REMOVED
 from .engine import IN_BATCH, is_sqlite, open_sqlite
 from .models import media as _media
 from .models import media_urls as _urls
@@ -33,6 +33,28 @@ BY_URL = (
     .where(_urls.c.url_key == bindparam("url_key"))
 )
 
+# A URL of the same identity and variant whose content is stored; variant None is its own
+# statement (IS NULL), so that each is one indexed read on (identity, variant).
+BY_IDENTITY = (
+    select(*MEDIA_COLS)
+    .join_from(_urls, _media, _urls.c.md5 == _media.c.md5)
+    .where(
+        _urls.c.identity == bindparam("identity"),
+        _urls.c.variant == bindparam("variant"),
+        _media.c.status == STATUS_OK,
+    )
+    .limit(1)
+)
+BY_PLAIN_IDENTITY = (
+    select(*MEDIA_COLS)
+    .join_from(_urls, _media, _urls.c.md5 == _media.c.md5)
+    .where(
+        _urls.c.identity == bindparam("identity"),
+        _urls.c.variant.is_(None),
+        _media.c.status == STATUS_OK,
+    )
+    .limit(1)
+)
 
 COUNTER_SUMS = select(
     _counters.c.name, func.sum(_counters.c.count), func.sum(_counters.c.bytes)
@@ -63,23 +85,42 @@ class PointReads:
         self.sqlite = is_sqlite(engine)
         self.error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.sql = {
-            name: str(stmt.compile(dialect=engine.dialect))
-            for name, stmt in (("md5", BY_MD5), ("url_key", BY_URL))
-        }
+        self.sql: dict[str, str] = {}
+        # name -> (parameter names in SQLite's order, the values a statement fixes itself)
+        self._binds: dict[str, tuple[list[str], dict[str, Any]]] = {}
+        for name, stmt in (
+            ("md5", BY_MD5),
+            ("url_key", BY_URL),
+            ("identity", BY_IDENTITY),
+            ("plain_identity", BY_PLAIN_IDENTITY),
+        ):
+            compiled = stmt.compile(dialect=engine.dialect)
+            self.sql[name] = str(compiled)
+            self._binds[name] = (list(compiled.positiontup or ()), dict(compiled.params))
         # statements without parameters: their constants are written into the SQL
         for name, stmt in (("counters", COUNTER_SUMS), ("oldest", OLDEST_VERIFIED)):
             compiled = stmt.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
             self.sql[name] = str(compiled)
 
     def one(self, name: str, value: str) -> MediaRow | None:
+        """The row of the statement ``name`` whose one parameter (named ``name``) is ``value``."""
+        return self._first(name, (value,) if self.sqlite else {name: value})
+
+    def first(self, name: str, params: dict[str, str]) -> MediaRow | None:
+        """The first row of the statement ``name`` with these parameters (the others it
+        fixes itself: a status, a limit)."""
+        order, fixed = self._binds[name]
+        if self.sqlite:
+            return self._first(name, tuple(params.get(key, fixed[key]) for key in order))
+        return self._first(name, fixed | params)
+
+    def _first(self, name: str, params: tuple[str, ...] | dict[str, str]) -> MediaRow | None:
         try:  # self._cursor(), inline: this is the path of every lookup
             cursor = self._idle.get_nowait()
         except queue.Empty:
             cursor = self._connect().cursor()
         try:
-            row = cursor.execute(self.sql[name], (value,) if self.sqlite else {name: value})
-            row = row.fetchone()
+            row = cursor.execute(self.sql[name], params).fetchone()
         except BaseException:
             cursor.connection.close()
             raise

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import click
 
-from ..config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT
+from ..config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, VARIANT_POLICIES
 from ..errors import BlockedURLError, InvalidInputError, InvalidURLError, MediaStoreError
 from ..net.hosts import DEFAULT_MAX_PER_HOST, DEFAULT_START
 from ..net.policy import validate_url
@@ -267,7 +267,7 @@ class _FetchTally:
     """Counts for the summary of ``fetch``, kept as results stream by."""
 
     def __init__(self, *, single: bool) -> None:
-        self.urls = self.fetched = self.cached = self.failed = self.bytes = 0
+        self.urls = self.fetched = self.cached = self.failed = self.bytes = self.larger = 0
         self.exits = Tally(single=single)
 
     def add(self, result: FetchResult) -> None:
@@ -277,7 +277,9 @@ class _FetchTally:
             self.exits.failed(error_code(result.error))
             return
         self.exits.ok()
-        if result.from_cache:
+        if result.variant_of is not None:
+            self.larger += 1
+        elif result.from_cache:
             self.cached += 1
         else:
             self.fetched += 1
@@ -294,6 +296,7 @@ class _FetchTally:
             "urls": self.urls,
             "fetched": self.fetched,
             "cached": self.cached,
+            "answered_by_larger": self.larger,
             "failed": self.failed,
             "bytes": self.bytes,
             "seconds": round(seconds, 3),
@@ -340,6 +343,14 @@ def _failure_line(result: FetchResult) -> str:
     help="Allow private, loopback and link-local addresses (intranets only; env "
     "MEDIASTORE_ALLOW_PRIVATE=1, never from mediastore.toml).",
 )
+@click.option(
+    "--variants",
+    type=click.Choice(VARIANT_POLICIES),
+    default=None,
+    help="Several sizes of one asset (by the identity rules): 'each' downloads every URL, "
+    "'largest' only the largest size, which answers the others (the whole list is read "
+    "first) [default: each; env MEDIASTORE_VARIANTS, or variants in mediastore.toml].",
+)
 @json_option
 @click.option(
     "--jsonl",
@@ -357,6 +368,7 @@ def fetch(
     per_host: int | None,
     timeout: float | None,
     allow_private: bool,
+    variants: str | None,
     as_json: bool,
     as_jsonl: bool,
 ) -> None:
@@ -371,9 +383,8 @@ def fetch(
         raise click.UsageError("--json and --jsonl are exclusive")
     if not urls and not from_file:
         raise click.UsageError("give URLs as arguments or with --from-file")
-    settings = with_private(
-        state(ctx).settings(workers=workers, per_host=per_host, timeout=timeout), allow_private
-    )
+    flags = {"workers": workers, "per_host": per_host, "timeout": timeout, "variants": variants}
+    settings = with_private(state(ctx).settings(**flags), allow_private)
     stream = _open_url_file(from_file) if from_file else None
     started = time.monotonic()
     single = len(urls) == 1 and not from_file
@@ -390,7 +401,6 @@ def fetch(
                 bar.update(done - bar.n)
                 tally.urls = done  # what a Ctrl-C reports; the counts are made at the end
 
-            # one document in input order: the whole list is the output anyway
             results = store.fetch_many(
                 _urls(urls, stream),
                 max_workers=settings.workers,
@@ -418,7 +428,7 @@ def fetch(
                         echo_error(_failure_line(result))
     summary = tally.summary(time.monotonic() - started)
     if as_json:
-        summary["urls"] = len(results)
+        summary["urls"] = len(results)  # repeats included
         emit_json({"summary": summary, "results": [r.to_dict() for r in results]})
         for result in {r.url: r for r in results if not r.ok}.values():
             echo_error(_failure_line(result))
@@ -427,7 +437,8 @@ def fetch(
     else:
         click.echo(
             f"fetched {summary['fetched']}, already cached {summary['cached']}, "
-            f"failed {summary['failed']}; {format_size(summary['bytes'])} in "
+            + (f"answered by a larger size {tally.larger}, " if tally.larger else "")
+            + f"failed {summary['failed']}; {format_size(summary['bytes'])} in "
             f"{summary['seconds']:.1f} s"
         )
     tally.exits.exit(ctx)

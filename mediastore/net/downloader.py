@@ -18,14 +18,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 import requests
 
 from .. import verify
 from ..blobs.base import BlobRef
 from ..catalog import UrlInfo
-from ..config import StoreConfig
+from ..config import StoreConfig, check_variants
 from ..errors import (
     CorruptDownloadError,
     CorruptMediaError,
@@ -161,6 +161,24 @@ class Sessions:
             sessions, self._all = self._all, []
         for session in sessions:
             session.close()
+
+
+def _answered(url: str, by: FetchResult) -> FetchResult:
+    """The result of ``url``, answered by the larger size ``by`` fetched in its place."""
+    return FetchResult(
+        url=url, record=by.record, error=by.error, from_cache=by.from_cache, variant_of=by.url
+    )
+
+
+def _with_answers(
+    results: Generator[FetchResult, None, None], answers: dict[str, list[str]]
+) -> Generator[FetchResult, None, None]:
+    """Each result, then the results of the URLs it answers (closing this closes them)."""
+    with closing(results):
+        for result in results:
+            yield result
+            for url in answers.pop(result.url, ()):
+                yield _answered(url, result)
 
 
 class Downloader:
@@ -428,20 +446,25 @@ class Downloader:
         progress: Progress | None = None,
         per_host: int | None = None,
         deadline: float | None = None,
+        variants: str = "each",
     ) -> list[FetchResult]:
         """One result per input URL, in input order; duplicates are fetched once.
 
         Each host's concurrency adapts (see :class:`~mediastore.net.hosts.HostLimits`); an
-        explicit ``per_host`` (or ``config.per_host``) caps it.
+        explicit ``per_host`` (or ``config.per_host``) caps it. ``variants="largest"``
+        fetches only the largest size of each asset (see :meth:`collapse`).
         """
         wanted = list(urls)
         times = Counter(wanted)  # progress counts the URLs given, repeats included
-        unique = list(times)
+        answered_by = self.collapse(times, variants)
+        answers: dict[str, list[str]] = {}
+        for url, top in answered_by.items():
+            answers.setdefault(top, []).append(url)
         done: dict[str, FetchResult] = {}
         finished = 0
         # iter_fetch's workers, cancellation and cleanup; the order is restored here
         results = self.iter_fetch(
-            unique,
+            [url for url in times if url not in answered_by],
             max_workers=max_workers,
             timeout=timeout,
             per_host=per_host,
@@ -449,11 +472,38 @@ class Downloader:
         )
         with closing(results):
             for result in results:
-                done[result.url] = result
-                finished += times[result.url]
+                for url in (result.url, *answers.get(result.url, ())):
+                    done[url] = result if url == result.url else _answered(url, result)
+                    finished += times[url]
                 if progress is not None:
                     progress(finished, len(wanted))
         return [done[url] for url in wanted]
+
+    def iter_largest(
+        self, urls: Iterable[str], **options: Any
+    ) -> Generator[FetchResult, None, None]:
+        """:meth:`iter_fetch` under ``variants="largest"``: the list is read whole first (the
+        sizes of an asset must all be seen before the largest is chosen); each URL a larger
+        size answers is yielded right after that size's result."""
+        given = list(urls)
+        answered_by = self.collapse(given, "largest")
+        answers: dict[str, list[str]] = {}
+        for url in given:
+            if url in answered_by:
+                answers.setdefault(answered_by[url], []).append(url)
+        results = self.iter_fetch([u for u in given if u not in answered_by], **options)
+        return _with_answers(results, answers)
+
+    def collapse(self, urls: Iterable[str], variants: str) -> dict[str, str]:
+        """URL -> the URL of a larger size of its asset that answers it, under the policy
+        ``variants`` (``"largest"``; ``"each"`` collapses nothing).
+
+        Raises:
+            InvalidInputError: an unknown policy.
+        """
+        if check_variants(variants) == "each":
+            return {}
+        return self._life.identities.largest(u for u in urls if isinstance(u, str))
 
     def iter_fetch(
         self,
@@ -466,6 +516,7 @@ class Downloader:
         cancel: Cancel | None = None,
         hosts: HostLimits | None = None,
         spread: bool = True,
+        variants: str = "each",
     ) -> Generator[FetchResult, None, None]:
         """Yield one result per input URL as each completes; bounded work, constant memory.
 
@@ -480,7 +531,20 @@ class Downloader:
         A large batch is spread over ``config.fetch_processes`` processes (see
         :mod:`mediastore.net.processes`), each with its share of the workers and host limits, unless
         ``spread`` is False or ``hosts`` (limits made by the caller) is given.
+
+        ``variants="largest"``: see :meth:`iter_largest`.
         """
+        if check_variants(variants) == "largest":
+            return self.iter_largest(
+                urls,
+                max_workers=max_workers,
+                timeout=timeout,
+                per_host=per_host,
+                deadline=deadline,
+                cancel=cancel,
+                hosts=hosts,
+                spread=spread,
+            )
         if max_workers < 1:
             raise InvalidInputError(f"max_workers must be at least 1, got {max_workers}")
         _check_timeout(timeout)

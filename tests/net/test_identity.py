@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable
 from contextlib import closing
 from datetime import UTC, datetime
@@ -185,8 +186,53 @@ def test_a_rescrape_with_rotated_signatures_sends_no_request(
     assert [r.record.md5 for r in results if r.record] == [
         r.record.md5 for r in store.fetch_many(first) if r.record
     ]
-    assert store.catalog.by_url(again[-1]) is not None  # recorded: an exact hit next time
     assert store.stats().total_files == 30
+    md5s = {url: r.record.md5 for url, r in zip(first, results, strict=True) if r.record}
+    store.close()  # the URLs found by identity are written by now
+    recorded = checker.url_map(checker.catalog_path(store.root))
+    assert {url: recorded.get(url) for url in again} == {
+        new: md5s[old] for new, old in zip(again, first, strict=True)
+    }
+
+
+def test_urls_found_by_identity_are_recorded_within_a_second(
+    cdn: HTTPServer, licdn: Callable[..., MediaStore]
+) -> None:
+    """Without a close, a rotated URL's row appears (plain sqlite3) within the writer's
+    delay; the store stays open and usable meanwhile."""
+    store = licdn()
+    md5 = store.fetch(_on(cdn, image_url("W1", "feedshare-shrink_800", "a"))).md5
+    rotated = _on(cdn, image_url("W1", "feedshare-shrink_800", "b"))
+    assert store.get_by_url(rotated) is not None
+    deadline = time.monotonic() + 10
+    while checker.url_map(checker.catalog_path(store.root)).get(rotated) is None:
+        assert time.monotonic() < deadline, "the rotated URL was never recorded"
+        time.sleep(0.05)
+    assert checker.url_map(checker.catalog_path(store.root))[rotated] == md5
+    assert len(cdn.log) == 1
+
+
+def test_a_url_found_by_identity_never_overrides_what_happened_meanwhile(
+    cdn: HTTPServer, licdn: Callable[..., MediaStore]
+) -> None:
+    """A rotated URL looked up (answered by identity) and then downloaded as other bytes
+    before the writer runs keeps the download's content; a rotated URL of content removed
+    before the writer runs is not recorded at all."""
+    store = licdn()
+    kept = _on(cdn, image_url("K1", "feedshare-shrink_800", "a"))
+    gone = _on(cdn, image_url("K2", "feedshare-shrink_800", "a"))
+    store.fetch(kept)
+    gone_md5 = store.fetch(gone).md5
+    rotated_kept = _on(cdn, image_url("K1", "feedshare-shrink_800", "b"))
+    rotated_gone = _on(cdn, image_url("K2", "feedshare-shrink_800", "b"))
+    assert store.get_by_url(rotated_kept) is not None
+    assert store.get_by_url(rotated_gone) is not None
+    other = store.add_bytes(t.noisy_jpeg(seed=99), url=rotated_kept)
+    store.remove(gone_md5)
+    store.close()
+    recorded = checker.url_map(checker.catalog_path(store.root))
+    assert recorded[rotated_kept] == other.md5
+    assert rotated_gone not in recorded
 
 
 def test_document_pages_are_each_downloaded(
@@ -236,6 +282,7 @@ def test_rotated_signatures_on_postgresql(
     store.fetch(url)
     rotated = url.replace("t=a", "t=b")
     assert store.fetch(rotated).md5 and len(cdn.log) == 1
+    store.close()  # the rotated URL, found by identity, is written by now
     engine = create_engine(pg_url)
     try:
         with engine.connect() as conn:
@@ -349,3 +396,110 @@ def test_repair_skips_an_expired_url_when_a_fresh_one_is_recorded(
     assert report.repaired == [rec.md5]
     asked = [request.query_string.decode() for request, _ in cdn.log]
     assert len(asked) == 2 and "t=new" in asked[1]
+
+
+# --- variants="largest" ---------------------------------------------------------------------
+SIZES = ("feedshare-shrink_800", "feedshare-shrink_2048_1536", "feedshare-shrink_1280")
+
+
+def test_largest_fetches_one_size_per_asset_and_answers_the_others(
+    cdn: HTTPServer, licdn: Callable[..., MediaStore]
+) -> None:
+    """3 assets x 3 sizes with variants="largest": 3 requests, each for the 2048 size; the
+    other URLs' results carry its record and name it in variant_of; an exact lookup of a
+    smaller size stays None (its bytes were never stored), variant="any" gives the largest."""
+    store = licdn()
+    urls = [_on(cdn, image_url(f"L{i}", c, "s")) for i in range(3) for c in SIZES]
+    results = store.fetch_many(urls, variants="largest")
+    assert [r.url for r in results] == urls and all(r.ok for r in results)
+    assert sorted(cdn.log[i][0].path for i in range(len(cdn.log))) == sorted(
+        f"/dms/image/v2/L{i}/{SIZES[1]}/{SIZES[1]}/0/1700000000000" for i in range(3)
+    )
+    by_url = {r.url: r for r in results}
+    for i in range(3):
+        small, top, middle = (_on(cdn, image_url(f"L{i}", c, "s")) for c in SIZES)
+        assert by_url[top].variant_of is None
+        for url in (small, middle):
+            assert by_url[url].variant_of == top
+            assert by_url[url].record == by_url[top].record
+            assert store.get_by_url(url) is None
+            best = store.get_by_url(url, variant="any")
+            assert best is not None and best.md5 == by_url[top].record.md5  # type: ignore[union-attr]
+    assert store.stats().total_files == 3
+
+
+def test_largest_from_the_config_applies_to_iter_fetch_and_a_failure_answers_all(
+    cdn: HTTPServer, licdn: Callable[..., MediaStore]
+) -> None:
+    """StoreConfig(variants="largest"): iter_fetch yields one result per input URL, the
+    smaller sizes after the largest; when the largest size fails (404), its smaller sizes
+    carry that failure; "each" (the argument) overrides the config."""
+    store = licdn(variants="largest")
+    cdn.expect_request(re.compile(r"^/dms/image/v2/GONE/.*")).respond_with_data(b"", 404)
+    cdn.handlers.insert(0, cdn.handlers.pop())  # before the catch-all image handler
+    gone = [_on(cdn, image_url("GONE", c, "s")) for c in SIZES]
+    kept = [_on(cdn, image_url("KEPT", c, "s")) for c in SIZES]
+    results = list(store.iter_fetch(gone + kept))
+    assert sorted(r.url for r in results) == sorted(gone + kept)
+    assert len(cdn.log) == 2
+    for r in results:
+        if r.url in gone:
+            assert not r.ok and "404" in str(r.error)
+            assert r.variant_of == (None if r.url == gone[1] else gone[1])
+    order = [r.url for r in results]
+    assert order.index(kept[1]) < order.index(kept[0]) and order.index(kept[1]) < order.index(
+        kept[2]
+    )
+    store.fetch_many(kept, variants="each")
+    assert len(cdn.log) == 4  # the two smaller sizes of KEPT, now each downloaded
+
+
+def test_a_bad_variant_policy_is_refused_before_any_request(
+    cdn: HTTPServer, licdn: Callable[..., MediaStore], tmp_path: Path
+) -> None:
+    """variants="biggest" as an argument or in the config: InvalidInputError naming the
+    choices; no request sent."""
+    store = licdn()
+    with pytest.raises(InvalidInputError, match="each, largest"):
+        store.fetch_many([_on(cdn, image_url("B1", SIZES[0], "s"))], variants="biggest")
+    with pytest.raises(InvalidInputError, match="each, largest"):
+        store.iter_fetch([], variants="biggest")
+    with pytest.raises(InvalidInputError, match="variants must be one of each, largest"):
+        MediaStore(tmp_path / "other", variants="biggest")
+    assert len(cdn.log) == 0
+
+
+def test_fetch_variants_largest_on_the_command_line(http: HTTPServer, tmp_path: Path) -> None:
+    """A user rule in mediastore.toml (sizes as path segments on a loopback host) and
+    `fetch --variants largest --json`: one request, the summary counts the two answered by
+    the larger size; `variants = "largest"` in the file does the same; a bad value in the
+    file or the flag is exit 2 naming it, with no request."""
+    http.expect_request(re.compile(r"^/img/.*")).respond_with_handler(
+        lambda request: Response(
+            t.noisy_jpeg((40, 30), seed=len(request.path)), content_type="image/jpeg"
+        )
+    )
+    root = tmp_path / "s"
+    root.mkdir()
+    rule = (
+        '[[rules]]\nname = "sized"\nhosts = "127.0.0.1"\n'
+        'path = "/img/(?P<asset>[a-z0-9]+)/(?P<size>[0-9]+)\\\\.jpg"\nvariant = "size"\n'
+    )
+    (root / "mediastore.toml").write_text(rule)
+    urls = [http.url_for(f"/img/a1/{size}.jpg") for size in (100, 400, 200)]
+    base = ("--root", str(root), "fetch", "--allow-private", "--json")
+    done = run_cli(*base, "--variants", "largest", *urls)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["summary"]["fetched"] == 1 and report["summary"]["answered_by_larger"] == 2
+    assert [r["variant_of"] for r in report["results"]] == [urls[1], None, urls[1]]
+    assert [request.path for request, _ in http.log] == ["/img/a1/400.jpg"]
+    (root / "mediastore.toml").write_text('variants = "largest"\n' + rule)
+    again = run_cli(*base, *(u.replace("a1", "b2") for u in urls))
+    assert again.returncode == 0 and json.loads(again.stdout)["summary"]["fetched"] == 1
+    (root / "mediastore.toml").write_text('variants = "biggest"\n' + rule)
+    bad = run_cli(*base, urls[0])
+    assert bad.returncode == 2 and "variants" in error_line(bad)
+    flag = run_cli("--root", str(root), "fetch", "--variants", "huge", urls[0])
+    assert flag.returncode == 2 and "huge" in flag.stderr
+    assert len(http.log) == 2
