@@ -396,6 +396,39 @@ class BackupReport:
         return {"path": self.path, "size": self.size, "files": self.files, "urls": self.urls}
 
 
+class Failure(NamedTuple):
+    """A URL's remembered permanent failure: see :meth:`MediaStore.failures`.
+
+    Attributes:
+        url: The URL.
+        error: The error class it failed with (``HTTPStatusError``, ``RefusedContentError``,
+            ``CorruptDownloadError``).
+        status: The HTTP status (404, 410), or None.
+        reason: What the error said.
+        failed_at: When (UTC).
+        asks_again_at: When a fetch of it sends a request again (``failed_at`` plus the
+            store's ``failure_ttl``; None when failures are not remembered).
+    """
+
+    url: str
+    error: str
+    status: int | None
+    reason: str
+    failed_at: datetime
+    asks_again_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (times in ISO 8601)."""
+        return {
+            "url": self.url,
+            "error": self.error,
+            "status": self.status,
+            "reason": self.reason,
+            "failed_at": self.failed_at.isoformat(),
+            "asks_again_at": self.asks_again_at.isoformat() if self.asks_again_at else None,
+        }
+
+
 class Variant(NamedTuple):
     """One stored variant (a size or rendition) of an asset: see :meth:`MediaStore.variants`.
 

@@ -46,6 +46,7 @@ from .records import (
     STATUS_REMOVED,
     BackupReport,
     ExportReport,
+    Failure,
     FetchResult,
     GcReport,
     LegacyImportReport,
@@ -268,6 +269,7 @@ class MediaStore:
         timeout: float = DEFAULT_TIMEOUT,
         refresh: bool = False,
         deadline: float | None = None,
+        retry_failed: bool = False,
     ) -> MediaRecord:
         """The media at ``url``: from the store when present and intact, else downloaded.
 
@@ -284,13 +286,15 @@ class MediaStore:
             refresh: Revalidate a cached URL with the server.
             deadline: Seconds the whole download may take (default
                 ``config.download_deadline``, None: no total limit).
+            retry_failed: Ask again for a URL whose permanent failure is remembered (see
+                ``failure_ttl``); ``refresh`` does too.
 
         Raises:
             FetchError: a subclass naming the URL and the reason (blocked, HTTP status,
                 timeout, too large, truncated, refused content...). Nothing is stored then.
         """
         return self._get_downloader().fetch(
-            url, timeout=timeout, refresh=refresh, deadline=deadline
+            url, timeout=timeout, refresh=refresh, deadline=deadline, retry_failed=retry_failed
         )[0]
 
     def fetch_many(
@@ -303,6 +307,7 @@ class MediaStore:
         per_host: int | None = None,
         deadline: float | None = None,
         variants: str | None = None,
+        retry_failed: bool = False,
     ) -> list[FetchResult]:
         """Fetch many URLs in parallel: one :class:`FetchResult` per input URL, in input order.
 
@@ -317,7 +322,8 @@ class MediaStore:
         ``variants`` (default ``config.variants``): ``"largest"`` downloads, of the URLs of
         one asset in several sizes (by the identity rules), only the highest-ranked one; the
         others' results carry its record and name it in ``variant_of``. ``"each"``: every
-        URL is its own download.
+        URL is its own download. ``retry_failed``: ask again for URLs whose permanent failure
+        is remembered (see ``failure_ttl``), instead of failing them from memory.
 
         Raises:
             InvalidInputError: ``max_workers``, ``timeout``, ``per_host`` or ``variants``
@@ -331,6 +337,7 @@ class MediaStore:
             per_host=per_host,
             deadline=deadline,
             variants=self.config.variants if variants is None else variants,
+            retry_failed=retry_failed,
         )
 
     def iter_fetch(
@@ -342,6 +349,7 @@ class MediaStore:
         per_host: int | None = None,
         deadline: float | None = None,
         variants: str | None = None,
+        retry_failed: bool = False,
     ) -> Generator[FetchResult, None, None]:
         """Fetch any number of URLs, yielding each :class:`FetchResult` as it completes.
 
@@ -361,6 +369,7 @@ class MediaStore:
             variants: ``"largest"`` (default ``config.variants``): as in :meth:`fetch_many`;
                 the input is then read whole before the first download (every size of an
                 asset must be seen before the largest is chosen).
+            retry_failed: As in :meth:`fetch_many`.
 
         Yields:
             One :class:`FetchResult` per input URL, as each completes.
@@ -376,6 +385,7 @@ class MediaStore:
             per_host=per_host,
             deadline=deadline,
             variants=self.config.variants if variants is None else variants,
+            retry_failed=retry_failed,
         )
 
     # --- lookups -------------------------------------------------------------------------
@@ -412,6 +422,26 @@ class MediaStore:
         if row is None or row.status != STATUS_OK:
             return None
         return self.lifecycle.record(row, url)
+
+    def failures(self, *, limit: int | None = None) -> list[Failure]:
+        """The URLs whose permanent failure (404, 410, refused or corrupt content) is
+        remembered, latest first: within ``failure_ttl`` of ``failed_at`` a fetch of one
+        fails from memory, with no request (``retry_failed=True`` asks again).
+
+        Raises:
+            InvalidInputError: ``limit`` is not a positive integer.
+        """
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise InvalidInputError(f"limit must be a positive integer, got {limit!r}")
+        ttl = self.config.failure_ttl
+        return [
+            Failure(
+                url, error, status, reason, when, when + timedelta(seconds=ttl) if ttl else None
+            )
+            for url, error, status, reason, when in self.catalog.failures(limit)
+        ]
 
     def identity(self, url: str) -> Identity | None:
         """What the store's identity rules say of ``url`` (its identity, variant, rank and

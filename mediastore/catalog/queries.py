@@ -398,6 +398,24 @@ class Catalog:
             row = conn.execute(stmt).first()
         return None if row is None else (row[0], row[1], row[2], row[3])
 
+    def failures(
+        self, limit: int | None = None
+    ) -> list[tuple[str, str, int | None, str, datetime]]:
+        """(url, error class, HTTP status, reason, when) of remembered failures, latest first."""
+        stmt = (
+            select(
+                _failures.c.url,
+                _failures.c.error,
+                _failures.c.status,
+                _failures.c.reason,
+                _failures.c.failed_at,
+            )
+            .order_by(_failures.c.failed_at.desc(), _failures.c.url_key)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [(r[0], r[1], r[2], r[3], r[4]) for r in conn.execute(stmt)]
+
     def remember_failure(
         self, url: str, error: str, status: int | None, reason: str, now: datetime
     ) -> None:

@@ -27,7 +27,7 @@ from ..units import format_size
 from ..version import __version__
 from .adding import add, fetch
 from .common import CliState, one_line
-from .lookup import SIZE, cat, export, get, ls, rules, show, stats
+from .lookup import SIZE, cat, export, failures, get, ls, rules, show, stats
 from .maintain import backup, db, gc, import_legacy, migrate_store, reindex, rm, verify
 
 EPILOG = """\b
@@ -187,6 +187,7 @@ for command in (
     export,
     stats,
     rules,
+    failures,
     verify,
     import_legacy,
     reindex,

@@ -351,6 +351,12 @@ def _failure_line(result: FetchResult) -> str:
     "'largest' only the largest size, which answers the others (the whole list is read "
     "first) [default: each; env MEDIASTORE_VARIANTS, or variants in mediastore.toml].",
 )
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Ask again for URLs whose failure (404, 410, refused or corrupt content) is "
+    "remembered, instead of failing them from memory.",
+)
 @json_option
 @click.option(
     "--jsonl",
@@ -369,6 +375,7 @@ def fetch(
     timeout: float | None,
     allow_private: bool,
     variants: str | None,
+    retry_failed: bool,
     as_json: bool,
     as_jsonl: bool,
 ) -> None:
@@ -407,6 +414,7 @@ def fetch(
                 timeout=settings.timeout,
                 per_host=settings.config.per_host,
                 progress=progress,
+                retry_failed=retry_failed,
             )
             tally = _FetchTally(single=single)
             for result in {r.url: r for r in results}.values():  # a repeated URL counts once
@@ -417,6 +425,7 @@ def fetch(
                 max_workers=settings.workers,
                 timeout=settings.timeout,
                 per_host=settings.config.per_host,
+                retry_failed=retry_failed,
             )
             with closing(streamed):
                 for result in streamed:

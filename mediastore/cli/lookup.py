@@ -219,6 +219,37 @@ def rules(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"  expiry from ?{rule.expiry}=")
 
 
+@click.command()
+@click.option(
+    "--limit", type=click.IntRange(1, MAX_LIMIT), help="List at most this many (the latest)."
+)
+@json_option
+@click.pass_context
+@errors
+def failures(ctx: click.Context, limit: int | None, as_json: bool) -> None:
+    """List the URLs whose failure is remembered, latest first.
+
+    A URL that failed for good (404, 410, refused or corrupt content) is not requested again
+    within failure_ttl (a setting, default a day): a fetch of it fails from memory. fetch
+    --retry-failed asks again.
+    """
+    with open_store(ctx) as store:
+        found = store.failures(limit=limit)
+    if as_json:
+        emit_json([f.to_dict() for f in found])
+        return
+    for failure in found:
+        again = (
+            f"asks again after {failure.asks_again_at:%Y-%m-%d %H:%M} UTC"
+            if failure.asks_again_at
+            else "not remembered (failure_ttl 0)"
+        )
+        click.echo(f"{failure.url}")
+        click.echo(f"  {failure.reason}; {failure.failed_at:%Y-%m-%d %H:%M} UTC, {again}")
+    if not found:
+        click.echo("no failures remembered")
+
+
 #: ``500K``, ``100M``, ``1G``; an ISO date/time (UTC unless it says otherwise) or ``7d`` ago
 SIZE = Parsed("size", parse_size)
 WHEN = Parsed("date", parse_when)

@@ -115,6 +115,7 @@ def main() -> int:
                 max_workers=setup.max_workers,
                 timeout=setup.timeout,
                 deadline=setup.deadline,
+                retry_failed=setup.retry_failed,
                 cancel=cancel,
                 hosts=hosts,
                 spread=False,

@@ -227,10 +227,13 @@ class Downloader:
         deadline: float | None = None,
         cancel: Cancel | None = None,
         gate: threading.Semaphore | None = None,
+        retry_failed: bool = False,
     ) -> tuple[MediaRecord, bool]:
         """The record for ``url`` and whether it came from the cache (no body downloaded).
 
         ``deadline``: seconds for the whole download (default ``config.download_deadline``).
+        ``retry_failed``: ask again for a URL whose failure is remembered (as ``refresh``
+        does, without revalidating a cached URL).
         ``cancel``: the batch's :class:`Cancel`; once cancelled, the download fails.
         ``gate``: held from the lookup until the body is staged, not during the commit.
         """
@@ -247,6 +250,7 @@ class Downloader:
                 hosts=hosts,
                 deadline=deadline,
                 cancel=cancel,
+                retry_failed=retry_failed,
             )
         if isinstance(got, MediaRecord):
             return got, True
@@ -266,12 +270,13 @@ class Downloader:
         hosts: HostLimits | None,
         deadline: float | None,
         cancel: Cancel | None,
+        retry_failed: bool = False,
     ) -> MediaRecord | tuple[Staged, list[UrlInfo]]:
         """The cached record of ``url``, or its body downloaded and staged (not committed)."""
         cached = self.cached(url)
         if cached is not None and not refresh:
             return cached
-        failed_before = self._remembered(url, refresh=refresh)
+        failed_before = self._remembered(url, refresh=refresh or retry_failed)
         try:
             got = self._obtain_body(url, cached, timeout, sessions, hosts, deadline, cancel)
         except (HTTPStatusError, RefusedContentError, CorruptDownloadError) as exc:
@@ -447,6 +452,7 @@ class Downloader:
         per_host: int | None = None,
         deadline: float | None = None,
         variants: str = "each",
+        retry_failed: bool = False,
     ) -> list[FetchResult]:
         """One result per input URL, in input order; duplicates are fetched once.
 
@@ -469,6 +475,7 @@ class Downloader:
             timeout=timeout,
             per_host=per_host,
             deadline=deadline,
+            retry_failed=retry_failed,
         )
         with closing(results):
             for result in results:
@@ -517,6 +524,7 @@ class Downloader:
         hosts: HostLimits | None = None,
         spread: bool = True,
         variants: str = "each",
+        retry_failed: bool = False,
     ) -> Generator[FetchResult, None, None]:
         """Yield one result per input URL as each completes; bounded work, constant memory.
 
@@ -544,6 +552,7 @@ class Downloader:
                 cancel=cancel,
                 hosts=hosts,
                 spread=spread,
+                retry_failed=retry_failed,
             )
         if max_workers < 1:
             raise InvalidInputError(f"max_workers must be at least 1, got {max_workers}")
@@ -558,6 +567,7 @@ class Downloader:
             deadline=deadline,
             cancel=cancel if cancel is not None else Cancel(),
             processes=processes,
+            retry_failed=retry_failed,
         )
 
     def _iter_fetch(
@@ -570,6 +580,7 @@ class Downloader:
         deadline: float | None,
         cancel: Cancel,
         processes: int,
+        retry_failed: bool = False,
     ) -> Generator[FetchResult, None, None]:
         sessions = Sessions(self.settings)
         # Twice the threads, of which max_workers download at a time: a thread whose body is
@@ -590,6 +601,7 @@ class Downloader:
                 deadline=deadline,
                 cancel=cancel,
                 gate=downloading,
+                retry_failed=retry_failed,
             )
 
         pool = ThreadPoolExecutor(
@@ -597,12 +609,16 @@ class Downloader:
         )
 
         def shrink(lanes: int) -> None:  # this process's share once children join the batch
-            share = self._lane_setup(lanes, max_workers, timeout, deadline, hosts)
+            share = self._lane_setup(lanes, max_workers, timeout, deadline, hosts, retry_failed)
             hosts.resize(share.start, share.max_per_host, share.rate)
             _shrink_gate(downloading, max_workers - max(1, max_workers // lanes))
 
         setup = (
-            (lambda lanes: self._lane_setup(lanes, max_workers, timeout, deadline, hosts))
+            (
+                lambda lanes: self._lane_setup(
+                    lanes, max_workers, timeout, deadline, hosts, retry_failed
+                )
+            )
             if processes > 1
             else None
         )
@@ -647,6 +663,7 @@ class Downloader:
         deadline: float | None,
         cancel: Cancel,
         gate: threading.Semaphore,
+        retry_failed: bool,
     ) -> FetchResult:
         """``url`` fetched, its failure carried in the result rather than raised."""
         try:
@@ -659,6 +676,7 @@ class Downloader:
                 deadline=deadline,
                 cancel=cancel,
                 gate=gate,
+                retry_failed=retry_failed,
             )
         except MediaStoreError as exc:
             log.info("fetch failed: %s", exc)
@@ -682,6 +700,7 @@ class Downloader:
         timeout: float,
         deadline: float | None,
         hosts: HostLimits,
+        retry_failed: bool,
     ) -> LaneSetup:
         return LaneSetup(
             config=self._config,
@@ -693,6 +712,7 @@ class Downloader:
             max_per_host=max(1, hosts.max_per_host // lanes),
             rate=None if hosts.rate is None else hosts.rate / lanes,
             log_level=logging.getLogger("mediastore").getEffectiveLevel(),
+            retry_failed=retry_failed,
         )
 
     def _host_limits(self, per_host: int | None) -> HostLimits:

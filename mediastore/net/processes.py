@@ -68,6 +68,7 @@ class LaneSetup:
     max_per_host: int
     rate: float | None
     log_level: int
+    retry_failed: bool = False
     version: str = __version__
 
 

@@ -3,6 +3,7 @@ from memory within failure_ttl, with no request; refresh asks again; a success f
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from contextlib import closing
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import checker
 import pytest
+from clirun import run_cli
 from pytest_httpserver import HTTPServer
 
 from mediastore import HTTPStatusError, InvalidInputError, MediaStore, RefusedContentError
@@ -109,3 +111,75 @@ def test_failure_ttl_from_the_settings_file_and_the_environment(
     monkeypatch.setenv("MEDIASTORE_FAILURE_TTL", "-1")
     with pytest.raises(InvalidInputError, match="failure_ttl"):
         MediaStore(root)
+
+
+def test_retry_failed_asks_again_in_a_batch_and_on_the_command_line(
+    http: HTTPServer, lstore: MediaStore
+) -> None:
+    """fetch_many/iter_fetch/fetch with retry_failed=True ask again for a remembered URL
+    (and remember it again when it fails again); `fetch --retry-failed` does the same, a
+    plain `fetch` does not; a URL that now serves an image is stored and forgotten."""
+    http.expect_request("/gone.jpg").respond_with_data("no", status=404)
+    url = http.url_for("/gone.jpg")
+    with pytest.raises(HTTPStatusError):
+        lstore.fetch(url)
+    (again,) = lstore.fetch_many([url], retry_failed=True)
+    assert "no request sent" not in str(again.error) and _hits(http, "/gone.jpg") == 2
+    (streamed,) = list(lstore.iter_fetch([url], retry_failed=True))
+    assert not streamed.ok and _hits(http, "/gone.jpg") == 3
+    with pytest.raises(HTTPStatusError):
+        lstore.fetch(url, retry_failed=True)
+    assert _hits(http, "/gone.jpg") == 4 and _failures(lstore) == [(url, "HTTPStatusError")]
+    root = str(lstore.root)
+    lstore.close()
+    plain = run_cli("--root", root, "fetch", "--allow-private", url)
+    assert plain.returncode == 8 and "no request sent" in plain.stderr
+    assert _hits(http, "/gone.jpg") == 4
+    http.clear()
+    http.expect_request("/gone.jpg").respond_with_data(
+        t.noisy_jpeg(seed=8), content_type="image/jpeg"
+    )
+    retried = run_cli("--root", root, "fetch", "--allow-private", "--retry-failed", url)
+    assert retried.returncode == 0, retried.stderr
+    assert _hits(http, "/gone.jpg") == 1
+    with closing(checker.connect(checker.catalog_path(root))) as db:
+        assert db.execute("SELECT count(*) FROM url_failures").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM media_urls WHERE url = ?", (url,)).fetchone() == (
+            1,
+        )
+
+
+def test_the_failures_command_lists_them_latest_first(http: HTTPServer, lstore: MediaStore) -> None:
+    """store.failures() and `mediastore failures [--json] [--limit N]`: each remembered URL
+    with its reason and when a fetch asks again (failed_at + failure_ttl); an empty store
+    says so; --limit 0 is a usage error (exit 2)."""
+    root = str(lstore.root)
+    assert lstore.failures() == []
+    http.expect_request("/a.jpg").respond_with_data("no", status=404)
+    http.expect_request("/b.jpg").respond_with_data("no", status=410)
+    first, second = http.url_for("/a.jpg"), http.url_for("/b.jpg")
+    for url in (first, second):
+        with pytest.raises(HTTPStatusError):
+            lstore.fetch(url)
+        time.sleep(0.01)
+    listed = lstore.failures()
+    assert [(f.url, f.status) for f in listed] == [(second, 410), (first, 404)]
+    assert all(
+        f.asks_again_at is not None and (f.asks_again_at - f.failed_at).total_seconds() == 86400
+        for f in listed
+    )
+    assert [f.url for f in lstore.failures(limit=1)] == [second]
+    with pytest.raises(InvalidInputError, match="limit"):
+        lstore.failures(limit=0)
+    lstore.close()
+    shown = run_cli("--root", root, "failures", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert [(f["url"], f["status"]) for f in json.loads(shown.stdout)] == [
+        (second, 410),
+        (first, 404),
+    ]
+    text = run_cli("--root", root, "failures", "--limit", "1")
+    assert text.returncode == 0 and text.stdout.splitlines()[0] == second
+    assert "HTTP 410" in text.stdout and "asks again after" in text.stdout
+    bad = run_cli("--root", root, "failures", "--limit", "0")
+    assert bad.returncode == 2
