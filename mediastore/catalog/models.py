@@ -228,3 +228,12 @@ url_failures = Table(
     Column("reason", Text, nullable=False),
     Column("failed_at", UTCDateTime(), nullable=False),
 )
+
+#: Hosts that asked for a pause (revision 0009: 429/503 with Retry-After) and until when, so
+#: that a new run does not contact them before then either.
+host_pauses = Table(
+    "host_pauses",
+    metadata,
+    Column("host", String(255), primary_key=True),
+    Column("until", UTCDateTime(), nullable=False),
+)

@@ -42,6 +42,7 @@ from .engine import (
     sqlite_path,
 )
 from .models import UTCDateTime
+from .models import host_pauses as _pauses
 from .models import media as _media
 from .models import media_urls as _urls
 from .models import moved_blobs as _moved
@@ -68,6 +69,7 @@ from .rows import (
     legacy_url_key,
     row_of,
     url_key,
+    utc,
 )
 from .schema import ensure_schema
 
@@ -425,6 +427,23 @@ class Catalog:
         values = {"url": url, "error": error, "status": status, "reason": reason, "failed_at": now}
 
         self._transact(lambda conn: _set_row(conn, _failures.c.url_key, key, values), durable=False)
+
+    def pause_host(self, host: str, until: datetime) -> None:
+        """Remember that ``host`` asked to be left alone until ``until`` (a later pause
+        recorded meanwhile stays); not synced to the disk, as failures are not."""
+
+        def body(conn: Connection) -> None:
+            known = conn.execute(select(_pauses.c.until).where(_pauses.c.host == host)).scalar()
+            if known is None or utc(known) < until:
+                _set_row(conn, _pauses.c.host, host, {"until": until})
+
+        self._transact(body, durable=False)
+
+    def host_pauses(self, now: datetime) -> dict[str, datetime]:
+        """Hosts that asked to be left alone until after ``now``, and until when."""
+        stmt = select(_pauses.c.host, _pauses.c.until).where(_pauses.c.until > now)
+        with self._read() as conn:
+            return {host: until for host, until in conn.execute(stmt)}
 
     def forget_failure(self, url: str) -> None:
         """Drop ``url``'s remembered failure (it succeeded)."""

@@ -17,8 +17,9 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, nullcontext
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import requests
 
@@ -45,7 +46,7 @@ from ..lifecycle import Lifecycle
 from ..records import FetchResult, MediaRecord
 from ..types import Progress
 from .client import BODY_ATTEMPTS, Deadline, FetchSettings, make_session, open_url
-from .hosts import HostLimits
+from .hosts import PAUSE_MAX, HostLimits
 from .policy import validate_url
 from .processes import CANCELLED, Lanes, LaneSetup, picklable
 
@@ -325,6 +326,8 @@ class Downloader:
         cancel: Cancel | None,
     ) -> MediaRecord | tuple[Staged, list[UrlInfo]]:
         validators = self._life.catalog.url_validators(url) if cached is not None else (None, None)
+        if hosts is None:  # a batch's limits hold the remembered pauses
+            self._wait_remembered(url)
         session = (sessions or self.sessions).get()
         # the deadline bounds the whole download: a body fetched again after a break gets
         # the time that is left, not a fresh deadline of its own
@@ -622,16 +625,26 @@ class Downloader:
             if processes > 1
             else None
         )
+
+        def pause_here(host: str, seconds: float) -> None:  # a child lane met a throttle
+            hosts.pause(host, seconds)
+            self._remember_pause(host, seconds)
+
+        def pause_everywhere(host: str, seconds: float) -> None:  # this process met one
+            lanes.broadcast_pause(host, seconds)
+            self._remember_pause(host, seconds)
+
         lanes = Lanes(
             lambda url: pool.submit(one, url),
             processes=processes,
             setup=setup,
             expected=len(urls) if isinstance(urls, Sized) else None,
             on_spread=shrink,
-            pause_local=hosts.pause,
+            pause_local=pause_here,
         )
         if processes > 1:  # limits given by a caller (a lane's child) keep their own hook
-            hosts.on_pause = lanes.broadcast_pause
+            hosts.on_pause = pause_everywhere
+        self._pause_remembered(hosts)
         feeder = _Feeder(urls, lanes.submit, cancel, AHEAD_PER_WORKER * max_workers)
         finished = False
         try:
@@ -719,11 +732,45 @@ class Downloader:
         """Adaptive per-host limits; a ``per_host`` given (or configured) caps them."""
         cap = self._config.per_host if per_host is None else per_host
         cfg = self._config
-        if cap is None:
-            return HostLimits(cfg.per_host_start, cfg.per_host_max, cfg.host_rate)
-        if not isinstance(cap, int) or cap < 1:
+        if cap is not None and (not isinstance(cap, int) or cap < 1):
             raise InvalidInputError(f"per_host must be at least 1, got {cap!r}")
-        return HostLimits(min(cfg.per_host_start, cap), cap, cfg.host_rate)
+        start, most = (
+            (cfg.per_host_start, cfg.per_host_max)
+            if cap is None
+            else (
+                min(cfg.per_host_start, cap),
+                cap,
+            )
+        )
+        return HostLimits(start, most, cfg.host_rate, on_pause=self._remember_pause)
+
+    # --- pauses hosts asked for, remembered across runs --------------------------------------
+    def _remember_pause(self, host: str, seconds: float) -> None:
+        """Record that ``host`` asked for a pause (a 429/503 with Retry-After, or a throttle),
+        so that a new run leaves it alone too. A failure to record costs only politeness."""
+        if self._life.read_only or seconds <= 0:
+            return
+        try:
+            self._life.catalog.pause_host(host, _now() + timedelta(seconds=seconds))
+        except MediaStoreError as exc:
+            log.warning("pause of %s not remembered: %s", host, exc)
+
+    def _pause_remembered(self, hosts: HostLimits) -> None:
+        """Pause in ``hosts`` each host whose remembered pause has not ended yet."""
+        now = _now()
+        for host, until in self._life.catalog.host_pauses(now).items():
+            log.info("%s asked for a pause until %s UTC: waiting for it", host, f"{until:%H:%M:%S}")
+            hosts.pause(host, (until - now).total_seconds())
+
+    def _wait_remembered(self, url: str) -> None:
+        """A single download waits out its host's remembered pause (at most PAUSE_MAX)."""
+        host = (urlsplit(url).hostname or "").lower()
+        now = _now()
+        until = self._life.catalog.host_pauses(now).get(host)
+        if until is not None:
+            wait = min(PAUSE_MAX, (until - now).total_seconds())
+            log.info("%s asked for a pause: waiting %.1f s before %s", host, wait, url)
+            time.sleep(wait)
 
 
 _END = object()

@@ -4,6 +4,8 @@ from memory within failure_ttl, with no request; refresh asks again; a success f
 from __future__ import annotations
 
 import json
+import re
+import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import closing
@@ -13,6 +15,7 @@ import checker
 import pytest
 from clirun import run_cli
 from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from mediastore import HTTPStatusError, InvalidInputError, MediaStore, RefusedContentError
 from mediastore import testing as t
@@ -183,3 +186,39 @@ def test_the_failures_command_lists_them_latest_first(http: HTTPServer, lstore: 
     assert "HTTP 410" in text.stdout and "asks again after" in text.stdout
     bad = run_cli("--root", root, "failures", "--limit", "0")
     assert bad.returncode == 2
+
+
+@pytest.mark.slow
+def test_a_hosts_retry_after_is_remembered_across_runs(
+    http: HTTPServer, make_store: Callable[..., MediaStore]
+) -> None:
+    """A 429 with Retry-After: 2 in one run (a store closed after it): a new store's batch
+    and a new store's single fetch send nothing to that host before the pause ends; the
+    pause is a host_pauses row (plain sqlite3)."""
+    arrivals: dict[str, float] = {}
+
+    def throttled(request: Request) -> Response:
+        arrivals[request.path] = time.monotonic()
+        if request.path == "/first.jpg":
+            return Response("slow down", status=429, headers={"Retry-After": "2"})
+        return Response(t.noisy_jpeg(seed=len(request.path)), content_type="image/jpeg")
+
+    http.expect_request(re.compile(r"^/.*\.jpg$")).respond_with_handler(throttled)
+    first = make_store("s", retries=0)
+    (failed,) = first.fetch_many([http.url_for("/first.jpg")])
+    assert isinstance(failed.error, HTTPStatusError) and failed.error.status == 429
+    first.close()
+    with closing(checker.connect(checker.catalog_path(first.root))) as db:
+        assert [host for (host,) in db.execute("SELECT host FROM host_pauses")] == ["127.0.0.1"]
+    second = make_store("s", retries=0)
+    (done,) = second.fetch_many([http.url_for("/second.jpg")])
+    assert done.ok
+    assert arrivals["/second.jpg"] - arrivals["/first.jpg"] >= 1.5
+    second.close()
+    with closing(sqlite3.connect(checker.catalog_path(first.root))) as db:  # paused again
+        db.execute("UPDATE host_pauses SET until = datetime('now', '+2 seconds')")
+        db.commit()
+    third = make_store("s", retries=0)
+    began = time.monotonic()
+    assert third.fetch(http.url_for("/third.jpg")).md5
+    assert arrivals["/third.jpg"] - began >= 1.0

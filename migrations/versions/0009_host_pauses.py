@@ -1,0 +1,36 @@
+"""host pauses remembered: a host that asked for a pause (429/503 with Retry-After)
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-08
+
+A host that answered 429 or 503 with ``Retry-After`` asked every client to wait. Within a
+run, downloads already wait it out; ``host_pauses`` keeps the time until which each such
+host asked to be left alone, so that a new run (another process, the next cron job) does
+not send it a request before then either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0009"
+down_revision: str | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "host_pauses",
+        sa.Column("host", sa.String(length=255), nullable=False),
+        sa.Column("until", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("host", name=op.f("pk_host_pauses")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("host_pauses")
