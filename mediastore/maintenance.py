@@ -45,6 +45,7 @@ from .records import (
     STATUS_REMOVED,
     GcReport,
     LegacyImportReport,
+    ReidentifyReport,
     ReindexReport,
 )
 from .types import Progress
@@ -459,3 +460,39 @@ def repair(
         log.info("repaired %s from %s", md5, url)
         return Repaired(True, replaced_by=row.md5 if row.md5 != md5 else None)
     return Repaired(False, "; ".join(reasons))
+
+
+#: URL rows read and updated per transaction by :func:`reidentify`.
+REIDENTIFY_PAGE = 2000
+
+
+def reidentify(life: Lifecycle, *, progress: Progress | None = None) -> ReidentifyReport:
+    """Give every recorded URL the identity, variant, rank and expiry the rules in use say
+    (a rule added or changed after its URLs were recorded), a page of rows per transaction.
+
+    Online and resumable: each page is read and updated on its own, and a rerun finds
+    nothing left to change where the previous run got. ``progress(done, total)`` counts URL
+    rows; the total is the highest row id (an estimate: ids of removed rows are gaps).
+    """
+    identities = life.identities
+    urls = changed = 0
+    after = 0
+    total = life.catalog.last_url_id()
+    while page := life.catalog.url_identities(after, REIDENTIFY_PAGE):
+        changes = []
+        for row_id, url, recorded in page:
+            found = identities.of(url)
+            now = (
+                (found.digest, found.variant, found.rank, found.expires_at)
+                if found is not None
+                else (None, None, None, None)
+            )
+            if now != recorded:
+                changes.append((row_id, now))
+        life.catalog.set_url_identities(changes)
+        urls += len(page)
+        changed += len(changes)
+        after = page[-1][0]
+        if progress is not None:
+            progress(min(after, total), total)
+    return ReidentifyReport(urls=urls, changed=changed)

@@ -303,6 +303,19 @@ class ReindexReport:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReidentifyReport:
+    """Outcome of :meth:`MediaStore.reidentify`: URLs read, and those whose identity,
+    variant, rank or expiry changed under the rules in use."""
+
+    urls: int = 0
+    changed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"urls": self.urls, "changed": self.changed}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExportedFile:
     """One file :meth:`MediaStore.export` wrote (or found there already).
 

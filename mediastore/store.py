@@ -52,6 +52,7 @@ from .records import (
     LegacyImportReport,
     MediaRecord,
     MoveReport,
+    ReidentifyReport,
     ReindexReport,
     StoreStats,
     TypeStats,
@@ -733,6 +734,19 @@ class MediaStore:
         """
         ownership.refuse(self.foreign_blobs, "gc")
         return maintenance.gc(self.lifecycle, dry_run=dry_run)
+
+    def reidentify(self, *, progress: Progress | None = None) -> ReidentifyReport:
+        """Give every recorded URL the identity the rules in use say: after a rule was added
+        to ``mediastore.toml`` (or changed), the URLs recorded before it are known by it too.
+
+        Online (other processes may keep working) and resumable (each page of rows is its
+        own transaction; a rerun changes only what is left). ``progress(done, total)``
+        counts URL rows.
+
+        Raises:
+            ReadOnlyStoreError: the store is read-only and some URL needs a change.
+        """
+        return maintenance.reidentify(self.lifecycle, progress=progress)
 
     def reindex(self, *, progress: Progress | None = None) -> ReindexReport:
         """Rebuild the media rows from the files on disk (lost or restored catalog)."""

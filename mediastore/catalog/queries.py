@@ -428,6 +428,40 @@ class Catalog:
 
         self._transact(lambda conn: _set_row(conn, _failures.c.url_key, key, values), durable=False)
 
+    def url_identities(self, after: int, limit: int) -> list[tuple[int, str, UrlIdentity]]:
+        """(id, url, (identity, variant, rank, expiry)) of up to ``limit`` URL rows with an
+        id above ``after``, by id (legacy rows without a URL are left out)."""
+        self.flush_urls()
+        stmt = (
+            select(
+                _urls.c.id,
+                _urls.c.url,
+                _urls.c.identity,
+                _urls.c.variant,
+                _urls.c.variant_rank,
+                _urls.c.expires_at,
+            )
+            .where(_urls.c.id > after, _urls.c.url.is_not(None))
+            .order_by(_urls.c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [(r[0], r[1], (r[2], r[3], r[4], r[5])) for r in conn.execute(stmt)]
+
+    def last_url_id(self) -> int:
+        """The highest URL row id (0 for none): the extent of a walk by id."""
+        with self._read() as conn:
+            return int(conn.execute(select(func.max(_urls.c.id))).scalar() or 0)
+
+    def set_url_identities(self, changes: Sequence[tuple[int, UrlIdentity]]) -> None:
+        """Give URL rows (by id) their identity, variant, rank and expiry, in one transaction."""
+        params = [
+            {"b_id": row_id, "identity": i, "variant": v, "variant_rank": r, "expires_at": e}
+            for row_id, (i, v, r, e) in changes
+        ]
+        if params:
+            self._transact(lambda conn: conn.execute(_SET_IDENTITY, params))
+
     def pause_host(self, host: str, until: datetime) -> None:
         """Remember that ``host`` asked to be left alone until ``until`` (a later pause
         recorded meanwhile stays); not synced to the disk, as failures are not."""
@@ -1038,6 +1072,20 @@ def _set_row(conn: Connection, key: Any, value: str, values: dict[str, Any]) -> 
     if not done.rowcount:
         conn.execute(insert(table).values({key.name: value, **values}))
 
+
+#: What an identity rule says of a URL row: (identity, variant, rank, expiry).
+UrlIdentity = tuple[str | None, str | None, int | None, datetime | None]
+
+_SET_IDENTITY = (
+    update(_urls)
+    .where(_urls.c.id == bindparam("b_id"))
+    .values(
+        identity=bindparam("identity"),
+        variant=bindparam("variant"),
+        variant_rank=bindparam("variant_rank"),
+        expires_at=bindparam("expires_at"),
+    )
+)
 
 #: A URL found by identity, recorded unless the URL is known (a download of it says more
 #: than an identity) or its content is no longer ``ok`` (removed meanwhile, say).

@@ -28,7 +28,17 @@ from ..version import __version__
 from .adding import add, fetch
 from .common import CliState, one_line
 from .lookup import SIZE, cat, export, failures, get, ls, rules, show, stats
-from .maintain import backup, db, gc, import_legacy, migrate_store, reindex, rm, verify
+from .maintain import (
+    backup,
+    db,
+    gc,
+    import_legacy,
+    migrate_store,
+    reidentify,
+    reindex,
+    rm,
+    verify,
+)
 
 EPILOG = """\b
 Exit codes: 0 ok; 2 bad input; 3 unsupported content; 4 corrupt content; 5 not found;
@@ -191,6 +201,7 @@ for command in (
     verify,
     import_legacy,
     reindex,
+    reidentify,
     backup,
     gc,
     rm,

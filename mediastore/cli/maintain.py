@@ -180,6 +180,26 @@ def import_legacy(ctx: click.Context, directory: Path | None, as_json: bool) -> 
 @json_option
 @click.pass_context
 @errors
+def reidentify(ctx: click.Context, as_json: bool) -> None:
+    """Give every recorded URL the identity the rules in use say.
+
+    After a rule is added to (or changed in) [[rules]] of mediastore.toml, the URLs recorded
+    before it get their identity, variant and expiry, so that rotated URLs of their assets
+    are answered from the store. Online and resumable: a page of URLs per transaction;
+    run it again after an interruption.
+    """
+    with open_store(ctx) as store, bar_progress("reidentifying", "url") as progress:
+        report = store.reidentify(progress=progress)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        click.echo(f"read {report.urls} URL(s): {report.changed} given a new identity")
+
+
+@click.command()
+@json_option
+@click.pass_context
+@errors
 def reindex(ctx: click.Context, as_json: bool) -> None:
     """Rebuild the catalog's media rows from the files on disk (lost or restored catalog).
 

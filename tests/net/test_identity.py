@@ -503,3 +503,29 @@ def test_fetch_variants_largest_on_the_command_line(http: HTTPServer, tmp_path: 
     flag = run_cli("--root", str(root), "fetch", "--variants", "huge", urls[0])
     assert flag.returncode == 2 and "huge" in flag.stderr
     assert len(http.log) == 2
+
+
+def test_reidentify_gives_urls_recorded_before_a_rule_their_identity(tmp_path: Path) -> None:
+    """URLs of a host no rule covered are stored; a rule for it is then added to
+    mediastore.toml: `reidentify --json` gives each its identity (plain sqlite3), a URL with
+    a rotated signature is then a hit, and a second run changes nothing."""
+    root = tmp_path / "s"
+    urls = [f"https://img.cdn.example/p/{i}.jpg?sig=a{i}" for i in range(5)]
+    with MediaStore(root) as store:
+        md5s = [store.add_bytes(t.noisy_jpeg(seed=i), url=u).md5 for i, u in enumerate(urls)]
+    (root / "mediastore.toml").write_text(
+        '[[rules]]\nname = "cdn"\nhosts = "*.cdn.example"\ndrop = ["sig"]\n'
+    )
+    with MediaStore(root) as store:
+        assert store.get_by_url(urls[0].replace("sig=a0", "sig=b")) is None
+    first = run_cli("--root", str(root), "reidentify", "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == {"urls": 5, "changed": 5}
+    with closing(checker.connect(checker.catalog_path(root))) as db:
+        rows = db.execute("SELECT url, identity FROM media_urls ORDER BY id").fetchall()
+    assert [u for u, _ in rows] == urls and all(identity for _, identity in rows)
+    with MediaStore(root) as store:
+        found = store.get_by_url(urls[3].replace("sig=a3", "sig=zz"))
+        assert found is not None and found.md5 == md5s[3]
+    again = run_cli("--root", str(root), "reidentify", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout) == {"urls": 6, "changed": 0}
