@@ -161,6 +161,15 @@ CASES: tuple[CaseSpec, ...] = (
         target=None, unit=LOOKUPS_S,
     ),
     CaseSpec(
+        key="lookup-rotated", group="rotated",
+        title="lookups of rotated URLs on a {rows}-URL catalog",
+        mediastore="get_by_url, {lookups} random assets of the catalog under a signature "
+        "never seen (answered by identity; the URLs recorded by the writer thread)",
+        reference="raw `sqlite3` point lookups of the catalog's own URLs (one indexed read "
+        "each, as in the lookup case)",
+        target=0.5, unit=LOOKUPS_S,
+    ),
+    CaseSpec(
         key="stats", group="stats", title="stats() on {rows} media rows",
         mediastore="stats()",
         reference="Catalog.stats's 2 statements (counters summed) via raw `sqlite3`",
@@ -465,6 +474,7 @@ class Bench:
             "download": self._download,
             "images": self._images,
             "lookup": self._lookup,
+            "rotated": self._lookup_rotated,
             "stats": self._stats,
             "verify": self._verify,
             "adds": self._adds,
@@ -648,6 +658,36 @@ class Bench:
             "lookup": Side("sqlite3", raw(False)),
             "lookup-mmap": Side("sqlite3 + mmap", raw(True)),
         }
+        return Group(
+            Side("get_by_url", mediastore),
+            {k: v for k, v in refs.items() if k in keys},
+            self.catalog_files,
+        )
+
+    def _lookup_rotated(self, keys: set[str]) -> Group:
+        root = self.catalog
+        db = root / "catalog.sqlite3"
+        rows, count = self.scale.catalog_rows, self.scale.lookups
+        exact = data.write_lines(self.wd.state / "lookup-urls.txt", data.lookup_sample(rows, count))
+
+        def mediastore(i: int) -> Measurement:
+            # a signature of its own per run: each run's URLs are new to the catalog
+            rotated = data.lookup_sample(rows, count, signature=f"run{i}-")
+            urls_file = data.write_lines(self.wd.state / f"rotated-{i}.txt", rotated)
+            m = run_worker(
+                {"op": "get_by_url", "root": str(root), "urls_file": str(urls_file)}, self.trace
+            )
+            _expect(m.detail["errors"] == 0, f"get_by_url missed {m.detail['errors']} URLs")
+            return m
+
+        def raw(i: int) -> Measurement:
+            m = run_worker(
+                {"op": "sqlite_lookup", "db": str(db), "urls_file": str(exact)}, self.trace
+            )
+            _expect(m.detail["errors"] == 0, f"sqlite3 missed {m.detail['errors']} URLs")
+            return m
+
+        refs = {"lookup-rotated": Side("sqlite3", raw)}
         return Group(
             Side("get_by_url", mediastore),
             {k: v for k, v in refs.items() if k in keys},

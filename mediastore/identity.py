@@ -115,12 +115,7 @@ class Rule:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.drop)
 
     def _rank(self, variant: str | None) -> int | None:
-        if variant is None:
-            return None
-        if self.rank == "number":
-            numbers = [int(n) for n in _NUMBER.findall(variant)]
-            return max(numbers) if numbers else 0
-        return self.rank.index(variant) if variant in self.rank else -1
+        return None if variant is None else _rank(self.rank, variant)
 
 
 def _expiry(query: str, name: str | None) -> datetime | None:
@@ -137,6 +132,39 @@ def _expiry(query: str, name: str | None) -> datetime | None:
             seconds = int(value)
             return None if seconds >= NEVER else datetime.fromtimestamp(seconds, UTC)
     return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _rank(rank: str | tuple[str, ...], variant: str) -> int:
+    """A variant's rank: its largest number, or its place in the rule's list (-1: absent).
+    Cached: a store meets few variant names, many times each."""
+    if rank == "number":
+        numbers = [int(n) for n in _NUMBER.findall(variant)]
+        return max(numbers) if numbers else 0
+    return rank.index(variant) if variant in rank else -1
+
+
+#: An http(s) URL in the form most are given (a lower-case host, no credentials, nothing to
+#: clean up): split by one match, several times faster than urlsplit, which the rest takes.
+_PLAIN_URL = re.compile(
+    r"https?://([a-z0-9.-]+)(?::[0-9]{1,5})?(/[^?#\s]*)?(?:\?([^#\s]*))?(?:#\S*)?"
+)
+
+
+def _split(url: str) -> tuple[str, str, str] | None:
+    """(host in lower case, path, query) of an http(s) URL, or None for any other text."""
+    plain = _PLAIN_URL.fullmatch(url)
+    if plain is not None:
+        host, path, query = plain.groups()
+        return host, path or "/", query or ""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    return host, parts.path or "/", parts.query
 
 
 @functools.lru_cache(maxsize=256)
@@ -245,16 +273,13 @@ class Identities:
 
     def of(self, url: str) -> Identity | None:
         """The identity of ``url`` by the first rule whose host and path match, else None."""
-        try:
-            parts = urlsplit(url)
-            host = (parts.hostname or "").lower()
-        except ValueError:
+        parts = _split(url)
+        if parts is None:
             return None
-        if parts.scheme not in ("http", "https") or not host:
-            return None
+        host, path, query = parts
         for rule in self.rules:
             if rule.matches_host(host):
-                found = rule.identify(host, parts.path or "/", parts.query)
+                found = rule.identify(host, path, query)
                 if found is not None:
                     return found
         return None

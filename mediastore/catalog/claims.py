@@ -22,6 +22,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from .engine import IN_BATCH, insert_rows
+from .models import fetch_leases as _leases
 from .models import intents as _intents
 from .models import writers as _writers
 
@@ -137,3 +138,29 @@ def held(conn: Connection, md5s: Sequence[str]) -> set[str]:
 
 def writer_count(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(_writers)).scalar_one())
+
+
+def take_lease(conn: Connection, key: str, token: str, seconds: int) -> bool:
+    """Hold the lease ``key`` for ``seconds`` (by the database's clock) unless another
+    holder's lease on it has not run out; True when it is held by ``token`` now."""
+    held = conn.execute(select(_leases.c.until).where(_leases.c.key == key)).scalar()
+    now = conn.execute(select(db_epoch())).scalar_one()
+    if held is not None and held >= now:
+        return False
+    values = {"token": token, "until": now + seconds}
+    if held is None:
+        conn.execute(insert(_leases).values(key=key, **values))
+    else:
+        conn.execute(update(_leases).where(_leases.c.key == key).values(**values))
+    return True
+
+
+def drop_lease(conn: Connection, key: str, token: str) -> None:
+    """End the lease ``key`` if ``token`` still holds it."""
+    conn.execute(delete(_leases).where(_leases.c.key == key, _leases.c.token == token))
+
+
+def lease_held(conn: Connection, key: str) -> bool:
+    """Whether some holder's lease on ``key`` has not run out."""
+    held = conn.execute(select(_leases.c.until).where(_leases.c.key == key)).scalar()
+    return held is not None and held >= conn.execute(select(db_epoch())).scalar_one()

@@ -237,3 +237,13 @@ host_pauses = Table(
     Column("host", String(255), primary_key=True),
     Column("until", UTCDateTime(), nullable=False),
 )
+
+#: One download at a time of the bytes an asset's URLs name (revision 0009): the lease's
+#: key, its holder's token, and until when it holds (seconds, by the database's clock).
+fetch_leases = Table(
+    "fetch_leases",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("token", String(32), nullable=False),
+    Column("until", BigInteger, nullable=False),
+)

@@ -462,6 +462,20 @@ class Catalog:
         if params:
             self._transact(lambda conn: conn.execute(_SET_IDENTITY, params))
 
+    def take_lease(self, key: str, token: str, seconds: int) -> bool:
+        """Hold the download lease ``key`` (see :func:`claims.take_lease`); not synced to the
+        disk: a lease lost to a power cut only lets a second download start."""
+        return self._transact(
+            lambda conn: claims.take_lease(conn, key, token, seconds), durable=False
+        )
+
+    def drop_lease(self, key: str, token: str) -> None:
+        self._transact(lambda conn: claims.drop_lease(conn, key, token), durable=False)
+
+    def lease_held(self, key: str) -> bool:
+        with self._read() as conn:
+            return claims.lease_held(conn, key)
+
     def pause_host(self, host: str, until: datetime) -> None:
         """Remember that ``host`` asked to be left alone until ``until`` (a later pause
         recorded meanwhile stays); not synced to the disk, as failures are not."""

@@ -45,8 +45,10 @@ from ..ingest import Staged
 from ..lifecycle import Lifecycle
 from ..records import FetchResult, MediaRecord
 from ..types import Progress
+from . import leases
 from .client import BODY_ATTEMPTS, Deadline, FetchSettings, make_session, open_url
 from .hosts import PAUSE_MAX, HostLimits
+from .leases import Lease, lease_key
 from .policy import validate_url
 from .processes import CANCELLED, Lanes, LaneSetup, picklable
 
@@ -255,11 +257,14 @@ class Downloader:
             )
         if isinstance(got, MediaRecord):
             return got, True
-        staged, infos = got
-        if cancel is not None and cancel.cancelled:
-            self._life.discard(staged)
-            cancel.check(url)
-        return self._life.record(self._life.commit(staged, infos), url), False
+        staged, infos, lease = got
+        try:  # the lease holds until the file is recorded: a waiter then finds it
+            if cancel is not None and cancel.cancelled:
+                self._life.discard(staged)
+                cancel.check(url)
+            return self._life.record(self._life.commit(staged, infos), url), False
+        finally:
+            lease.release()
 
     def _obtain(
         self,
@@ -272,20 +277,40 @@ class Downloader:
         deadline: float | None,
         cancel: Cancel | None,
         retry_failed: bool = False,
-    ) -> MediaRecord | tuple[Staged, list[UrlInfo]]:
-        """The cached record of ``url``, or its body downloaded and staged (not committed)."""
+    ) -> MediaRecord | tuple[Staged, list[UrlInfo], Lease]:
+        """The cached record of ``url``, or its body downloaded and staged (not committed),
+        with the lease its download holds (see :mod:`mediastore.net.leases`)."""
         cached = self.cached(url)
         if cached is not None and not refresh:
             return cached
         failed_before = self._remembered(url, refresh=refresh or retry_failed)
+        lease = self._lease(url, cancel) if cached is None else Lease()
+        if isinstance(lease, MediaRecord):  # stored meanwhile by the lease's holder
+            return lease
         try:
             got = self._obtain_body(url, cached, timeout, sessions, hosts, deadline, cancel)
         except (HTTPStatusError, RefusedContentError, CorruptDownloadError) as exc:
+            lease.release()
             self._remember(url, exc)
+            raise
+        except BaseException:
+            lease.release()
             raise
         if failed_before and not self._life.read_only:
             self._life.catalog.forget_failure(url)
-        return got
+        if isinstance(got, MediaRecord):
+            lease.release()
+            return got
+        return (*got, lease)
+
+    def _lease(self, url: str, cancel: Cancel | None) -> Lease | MediaRecord:
+        """The lease on the bytes ``url`` names, when an identity rule covers it (other URLs
+        need none); or the record a holder stored while this one waited."""
+        found = self._life.identities.of(url)
+        if found is None or self._life.read_only:
+            return Lease()
+        check = (lambda: cancel.check(url)) if cancel is not None else (lambda: None)
+        return leases.acquire(self._life.catalog, lease_key(found), lambda: self.cached(url), check)
 
     def _remembered(self, url: str, *, refresh: bool) -> bool:
         """Whether ``url`` has a remembered failure; it fails from memory when that failure

@@ -1,4 +1,4 @@
-"""host pauses remembered: a host that asked for a pause (429/503 with Retry-After)
+"""host pauses remembered, and download leases
 
 Revision ID: 0009
 Revises: 0008
@@ -8,6 +8,12 @@ A host that answered 429 or 503 with ``Retry-After`` asked every client to wait.
 run, downloads already wait it out; ``host_pauses`` keeps the time until which each such
 host asked to be left alone, so that a new run (another process, the next cron job) does
 not send it a request before then either.
+
+``fetch_leases`` lets one process at a time download the bytes one asset's URLs name (two
+importers meeting rotated URLs of one picture at once): the first takes a lease on the
+asset's identity, the others wait for it to end and then find the file stored. A lease
+ends when its download is recorded or failed, or at ``until`` (the database's clock, in
+seconds) when its holder died.
 """
 
 from __future__ import annotations
@@ -30,7 +36,15 @@ def upgrade() -> None:
         sa.Column("until", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("host", name=op.f("pk_host_pauses")),
     )
+    op.create_table(
+        "fetch_leases",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("token", sa.String(length=32), nullable=False),
+        sa.Column("until", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_fetch_leases")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("fetch_leases")
     op.drop_table("host_pauses")
