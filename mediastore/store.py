@@ -492,14 +492,7 @@ class MediaStore:
             return None
         row = self.catalog.by_identity(found.digest, found.variant)
         if row is not None and not self.read_only:
-            info = UrlInfo(
-                url=url,
-                identity=found.digest,
-                variant=found.variant,
-                rank=found.rank,
-                expires_at=found.expires_at,
-            )
-            self.catalog.attach_url(row.md5, info)
+            self.catalog.attach_url(row.md5, url, found)
         return row
 
     def _legacy_lookup(self, url: str) -> MediaRow | None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from ..errors import MediaStoreError
+from ..identity import Identity
 from .rows import UrlInfo
 
 log = logging.getLogger(__name__)
@@ -43,17 +44,19 @@ class PendingUrls:
         self._batch = batch
         self._delay = delay
         self._limit = limit
-        self._changed = threading.Condition()
-        self._held: dict[str, tuple[str, UrlInfo]] = {}  # by URL key: each URL once
+        self._changed = threading.Condition(threading.Lock())
+        self._held: dict[str, tuple[str, Identity]] = {}  # URL -> (md5, its identity)
         self._writer: threading.Thread | None = None
         self._closing = False
         self._write_lock = threading.Lock()  # one batch written at a time
 
-    def add(self, md5: str, info: UrlInfo) -> None:
+    def add(self, md5: str, url: str, found: Identity) -> None:
+        """Hold ``url`` (found by the identity ``found``) to record for ``md5``; its row is
+        made by the writer, off the lookup's path."""
         with self._changed:
             if self._closing or len(self._held) >= self._limit:
                 return
-            self._held.setdefault(info.key, (md5, info))
+            self._held.setdefault(url, (md5, found))
             if self._writer is None:
                 self._writer = threading.Thread(
                     target=self._run, name="mediastore-urls", daemon=True
@@ -67,7 +70,7 @@ class PendingUrls:
         read that follows sees every URL handed over before it."""
         with self._write_lock:
             with self._changed:
-                held, self._held = list(self._held.values()), {}
+                held, self._held = self._held, {}
             self._write_unlocked(held)
 
     def close(self) -> None:
@@ -87,20 +90,33 @@ class PendingUrls:
                     self._changed.wait()
                 if len(self._held) < self._batch and not self._closing:
                     self._changed.wait(self._delay)
-                held, self._held = list(self._held.values()), {}
+                held, self._held = self._held, {}
                 closing = self._closing
             self._write(held)
             if closing:
                 return
 
-    def _write(self, held: list[tuple[str, UrlInfo]]) -> None:
+    def _write(self, held: dict[str, tuple[str, Identity]]) -> None:
         with self._write_lock:
             self._write_unlocked(held)
 
-    def _write_unlocked(self, held: list[tuple[str, UrlInfo]]) -> None:
+    def _write_unlocked(self, held: dict[str, tuple[str, Identity]]) -> None:
         if not held:
             return
+        entries = [
+            (
+                md5,
+                UrlInfo(
+                    url=url,
+                    identity=found.digest,
+                    variant=found.variant,
+                    rank=found.rank,
+                    expires_at=found.expires_at,
+                ),
+            )
+            for url, (md5, found) in held.items()
+        ]
         try:
-            self._record(held, datetime.now(UTC))
+            self._record(entries, datetime.now(UTC))
         except MediaStoreError as exc:
             log.warning("%d URL(s) found by identity not recorded: %s", len(held), exc)

@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..errors import CatalogError, HashCollisionError, InvalidInputError, ReadOnlyStoreError
+from ..identity import Identity
 from ..records import STATUS_OK, STATUS_REMOVED
 from . import claims
 from .counters import count_dedup, counter_sums, recount
@@ -498,11 +499,11 @@ class Catalog:
         stmt = delete(_failures).where(_failures.c.url_key == url_key(url))
         self._transact(lambda conn: conn.execute(stmt), durable=False)
 
-    def attach_url(self, md5: str, info: UrlInfo) -> None:
+    def attach_url(self, md5: str, url: str, found: Identity) -> None:
         """Record one more URL for stored content (found by its identity), soon: a writer
         thread records such URLs in batches (see :class:`PendingUrls`); :meth:`flush_urls`
         writes them now."""
-        self.pending.add(md5, info)
+        self.pending.add(md5, url, found)
 
     def flush_urls(self) -> None:
         """Record the URLs :meth:`attach_url` holds. Each read of URL rows other than the
