@@ -16,6 +16,7 @@ from pathlib import Path
 import checker
 import pytest
 from pytest_httpserver import HTTPServer
+from sqlalchemy import create_engine, text
 from werkzeug import Request, Response
 
 from mediastore import MediaStore
@@ -110,3 +111,33 @@ def test_a_failed_download_ends_its_lease_and_the_waiter_asks_itself(
     results = store.fetch_many([_url(http, "a"), _url(http, "b")])
     assert not any(r.ok for r in results)
     assert sorted(asked) == ["a", "b"]
+
+
+@pytest.mark.slow
+def test_two_processes_on_a_postgresql_catalog_download_once(
+    http: HTTPServer, slow_cdn: list[str], tmp_path: Path, pg_url: str
+) -> None:
+    """The same race with the catalog on PostgreSQL (the lease by the server's clock): one
+    request, one file, both URLs recorded (plain SQL)."""
+    script = _FETCH.replace("MediaStore(root,", "MediaStore(root, db_url=sys.argv[3],")
+    MediaStore(tmp_path / "s", db_url=pg_url).close()
+    urls = [_url(http, "one"), _url(http, "two")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path / "s"), url, pg_url],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for url in urls
+    ]
+    outs = [proc.communicate(timeout=60)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outs
+    assert len({json.loads(out)["md5"] for out in outs}) == 1 and slow_cdn == [ASSET]
+    engine = create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            recorded = conn.execute(text("SELECT url, md5 FROM media_urls")).all()
+            leases = conn.execute(text("SELECT count(*) FROM fetch_leases")).scalar()
+    finally:
+        engine.dispose()
+    assert sorted(url for url, _ in recorded) == sorted(urls) and leases == 0
