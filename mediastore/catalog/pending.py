@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -14,38 +15,41 @@ from .rows import UrlInfo
 log = logging.getLogger(__name__)
 
 #: URLs written in one transaction, at most.
-BATCH = 256
-#: Seconds a URL waits at most before the writer records it.
-DELAY = 1.0
-#: URLs held at most; more are not held until the writer has caught up.
+BATCH = 512
+#: Seconds without a new URL after which the writer records what is held.
+QUIET = 0.25
+#: URLs held at most; more are let go until the writer has recorded these.
 LIMIT = 8192
 
 Record = Callable[[Sequence[tuple[str, UrlInfo]], datetime], None]
 
 
 class PendingUrls:
-    """URLs to record for stored content, written in batches by a thread of their own.
+    """URLs to record for stored content, written by a thread of their own when lookups
+    pause.
 
     A lookup that finds a URL's content through its identity could record the URL itself,
     but writing a URL row into a large catalog costs as much as hundreds of lookups (an
-    insert into each index of ``media_urls``, at a random page). What is held here is only
-    a shortcut and a fresher URL for repairs (the identity finds the content again), so
-    lookups hand it over and go on: a writer thread records it in batches of :data:`BATCH`,
-    :data:`DELAY` seconds after the first at the latest. When the writer falls behind by
-    :data:`LIMIT` URLs, further ones are let go (their next lookup offers them again).
-    :meth:`close` writes what is held. A write that fails is logged, never raised into a
-    lookup.
+    insert into each index of ``media_urls``, at a random page), and a writer thread that
+    wrote while lookups run would still halve them (the database's and the interpreter's
+    time are shared). What is held here is only a shortcut and a fresher URL for repairs
+    (the identity finds the content again), so it waits: the writer records it once no URL
+    has come for :data:`QUIET` seconds, in batches of :data:`BATCH` (going back to waiting
+    as soon as lookups resume), and :meth:`close` and :meth:`flush` record what is left.
+    At most :data:`LIMIT` URLs are held; more are let go (their next lookup offers them
+    again). A write that fails is logged, never raised into a lookup.
     """
 
     def __init__(
-        self, record: Record, *, batch: int = BATCH, delay: float = DELAY, limit: int = LIMIT
+        self, record: Record, *, batch: int = BATCH, quiet: float = QUIET, limit: int = LIMIT
     ) -> None:
         self._record = record
         self._batch = batch
-        self._delay = delay
+        self._quiet = quiet
         self._limit = limit
         self._changed = threading.Condition(threading.Lock())
         self._held: dict[str, tuple[str, Identity]] = {}  # URL -> (md5, its identity)
+        self._last_add = 0.0  # time.monotonic() of the last URL handed over
         self._writer: threading.Thread | None = None
         self._closing = False
         self._write_lock = threading.Lock()  # one batch written at a time
@@ -57,13 +61,14 @@ class PendingUrls:
             if self._closing or len(self._held) >= self._limit:
                 return
             self._held.setdefault(url, (md5, found))
+            self._last_add = time.monotonic()
             if self._writer is None:
                 self._writer = threading.Thread(
                     target=self._run, name="mediastore-urls", daemon=True
                 )
                 self._writer.start()
-            if len(self._held) >= self._batch:
-                self._changed.notify()
+            elif len(self._held) == 1:
+                self._changed.notify()  # the writer sleeps until something is held
 
     def flush(self) -> None:
         """Write what is held now, in this thread, after a batch the writer is writing: a
@@ -86,15 +91,24 @@ class PendingUrls:
     def _run(self) -> None:
         while True:
             with self._changed:
-                if not self._held and not self._closing:
-                    self._changed.wait()
-                if len(self._held) < self._batch and not self._closing:
-                    self._changed.wait(self._delay)
-                held, self._held = self._held, {}
-                closing = self._closing
-            self._write(held)
-            if closing:
-                return
+                while not self._closing and not self._quiet_now():
+                    self._changed.wait(self._wait_time())
+                if self._closing:
+                    return  # close() writes what is left, in its own thread
+                batch = dict(list(self._held.items())[: self._batch])
+                for url in batch:
+                    del self._held[url]
+            self._write(batch)
+
+    def _quiet_now(self) -> bool:
+        """Something is held, and no URL came for QUIET seconds (the lock is held)."""
+        return bool(self._held) and time.monotonic() - self._last_add >= self._quiet
+
+    def _wait_time(self) -> float | None:
+        """How long to sleep before looking again (None: until a URL comes)."""
+        if not self._held:
+            return None
+        return max(0.0, self._quiet - (time.monotonic() - self._last_add))
 
     def _write(self, held: dict[str, tuple[str, Identity]]) -> None:
         with self._write_lock:

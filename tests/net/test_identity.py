@@ -195,11 +195,11 @@ def test_a_rescrape_with_rotated_signatures_sends_no_request(
     }
 
 
-def test_urls_found_by_identity_are_recorded_within_a_second(
+def test_urls_found_by_identity_are_recorded_when_lookups_pause(
     cdn: HTTPServer, licdn: Callable[..., MediaStore]
 ) -> None:
-    """Without a close, a rotated URL's row appears (plain sqlite3) within the writer's
-    delay; the store stays open and usable meanwhile."""
+    """Without a close, a rotated URL's row appears (plain sqlite3) soon after lookups
+    pause; the store stays open and usable meanwhile."""
     store = licdn()
     md5 = store.fetch(_on(cdn, image_url("W1", "feedshare-shrink_800", "a"))).md5
     rotated = _on(cdn, image_url("W1", "feedshare-shrink_800", "b"))
