@@ -1,20 +1,37 @@
-"""Completeness checks of WebM (Matroska) files."""
+"""Completeness checks of WebM (Matroska) files, and their metadata.
+
+The metadata comes from Info (TimecodeScale, Duration, DateUTC; read whole when at most
+64 KiB), each TrackEntry (TrackNumber, TrackType, CodecID, DefaultDuration and Video's
+PixelWidth/PixelHeight/DisplayWidth/DisplayHeight/DisplayUnit) and the header of every block
+in the Clusters (a few bytes each: track, timecode, lacing). The first video track (in Tracks
+order) is the one described; the first audio track gives the audio codec.
+
+A file without Info's Duration (ffmpeg writing to a pipe, browsers' MediaRecorder) gets the
+end of its last block as its duration: the largest Cluster timecode plus block timecode, plus
+that block's BlockDuration, or its track's DefaultDuration, when either is declared (else the
+block's start: the duration then falls short by at most one block).
+"""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import UnsupportedMediaError
+from ..errors import CorruptMediaError, UnsupportedMediaError
 from .stream import (
+    EPOCH_2001,
     NEED,
     NEED_OR_EOF,
     REST,
     ZEROS,
+    MediaMetadata,
     Parser,
     Request,
     StreamCheck,
+    bit_rate,
+    since,
 )
 
 # --- WebM --------------------------------------------------------------------------------------
@@ -42,10 +59,47 @@ def _ebml_name(elem: int) -> str:
     return _EBML_NAMES.get(elem, f"element 0x{elem:X}")
 
 
+_INFO, _TIMECODE, _SIMPLE_BLOCK, _BLOCK_GROUP, _BLOCK, _BLOCK_DURATION = (
+    0x1549A966, 0xE7, 0xA3, 0xA0, 0xA1, 0x9B,
+)  # fmt: skip
+_MAX_INFO = 1 << 16  # an Info larger than this is not read
+_MAX_VIDEO = 4096  # nor a track's Video element larger than this
+_MAX_TRACKS = 64  # tracks whose DefaultDuration is kept
+
+
+@dataclass(slots=True)
+class _Track:
+    """What a TrackEntry says."""
+
+    number: int = 0
+    kind: int = 0  # TrackType: 1 video, 2 audio
+    codec: str = ""
+    default_duration: int = 0  # nanoseconds per frame
+    video: bytes = b""  # the Video element's content
+
+
 @dataclass(slots=True)
 class _Matroska:
     segment: bool = False
     tracks: list[int] | None = None
+    scale: int = 1_000_000  # TimecodeScale: nanoseconds per timecode tick
+    duration: float | None = None  # Info's Duration, in ticks
+    date: int = 0  # DateUTC: nanoseconds since 2001
+    video: _Track | None = None
+    audio: _Track | None = None
+    defaults: dict[int, int] = field(default_factory=dict)  # track number -> DefaultDuration
+    cluster_time: int = 0  # the Cluster's timecode, in ticks
+    frames: int = 0  # of the video track
+    end_ns: int = 0  # the end of the last block seen
+    unreadable_blocks: bool = False  # a Cluster whose elements did not fit: frames unknown
+
+    def add_track(self, track: _Track) -> None:
+        if track.kind == 1 and self.video is None:
+            self.video = track
+        elif track.kind == 2 and self.audio is None:
+            self.audio = track
+        if track.default_duration and len(self.defaults) < _MAX_TRACKS:
+            self.defaults[track.number] = track.default_duration
 
 
 def _read_id(
@@ -120,7 +174,7 @@ def _segment(c: StreamCheck, movie: _Matroska, end: int | None) -> Parser:
         if end is not None and size != _UNKNOWN and c.pos + size > end:
             raise c.corrupt(f"element 0x{elem:X} at byte {c.pos} overruns its Segment")
         if elem == _CLUSTER and size == _UNKNOWN:
-            elem = yield from _live_cluster(c, end)
+            elem = yield from _live_cluster(c, movie, end)
             if elem < 0 and live:
                 return
             continue
@@ -128,6 +182,10 @@ def _segment(c: StreamCheck, movie: _Matroska, end: int | None) -> Parser:
             raise c.corrupt(f"could not be parsed: element 0x{elem:X} of unknown size")
         if elem == _TRACKS:
             yield from _tracks(c, movie, c.pos + size)
+        elif elem == _INFO and size <= _MAX_INFO:
+            _info(c, movie, (yield from c.need(size, "inside its Info")))
+        elif elem == _CLUSTER:
+            yield from _cluster(c, movie, c.pos + size)
         elif c.deep and elem in _EBML_MASTERS:
             yield from _ebml_children(c, elem, c.pos + size)
         else:
@@ -135,7 +193,9 @@ def _segment(c: StreamCheck, movie: _Matroska, end: int | None) -> Parser:
         elem = -1
 
 
-def _live_cluster(c: StreamCheck, end: int | None) -> Generator[Request, Any, int]:
+def _live_cluster(
+    c: StreamCheck, movie: _Matroska, end: int | None
+) -> Generator[Request, Any, int]:
     """Pass over an unknown-size Cluster; return the ID that ends it (-1: the end)."""
     where = "inside a Cluster"
     while end is None or c.pos < end:
@@ -145,8 +205,128 @@ def _live_cluster(c: StreamCheck, end: int | None) -> Generator[Request, Any, in
         size = yield from _read_size(c, where)
         if size == _UNKNOWN or (end is not None and c.pos + size > end):
             raise c.corrupt(f"could not be parsed: block 0x{elem:X} at byte {c.pos} overruns")
-        yield from c.skip(size, where)
+        if elem == _BLOCK_GROUP:
+            yield from _block_group(c, movie, c.pos + size)
+        else:
+            yield from _cluster_child(c, movie, elem, size, where)
     return -1
+
+
+def _cluster(c: StreamCheck, movie: _Matroska, end: int) -> Parser:
+    """A Cluster of known size: note its timecode and its blocks.
+
+    The check used to pass over such a Cluster (a deep check walked its children), so a
+    child that does not fit only stops the count here, and the deep check still refuses it.
+    """
+    where = "inside its Cluster"
+    while c.pos < end:
+        header = yield from _bounded_header(c, _CLUSTER, end)
+        if header is None:
+            movie.unreadable_blocks = True
+            break
+        elem, size = header
+        if elem == _BLOCK_GROUP:
+            yield from _block_group(c, movie, c.pos + size)
+        else:
+            yield from _cluster_child(c, movie, elem, size, where)
+    yield from c.skip(end - c.pos, where)
+
+
+def _block_group(c: StreamCheck, movie: _Matroska, end: int) -> Parser:
+    """A BlockGroup: its Block's header and its BlockDuration."""
+    where = "inside a BlockGroup"
+    block: tuple[int, int, int] | None = None
+    duration = None
+    while c.pos < end:
+        header = yield from _bounded_header(c, _BLOCK_GROUP, end)
+        if header is None:
+            movie.unreadable_blocks = True
+            break
+        elem, size = header
+        data = yield from c.need(min(size, 16), where)
+        yield from c.skip(size - len(data), where)
+        if elem == _BLOCK:
+            block = _block_header(data)
+        elif elem == _BLOCK_DURATION and size <= 8:
+            duration = int.from_bytes(data, "big")
+    yield from c.skip(end - c.pos, where)
+    if block is not None:
+        _count_block(movie, block, duration)
+
+
+def _cluster_child(c: StreamCheck, movie: _Matroska, elem: int, size: int, where: str) -> Parser:
+    """A child of a Cluster other than a BlockGroup: a Timecode or a SimpleBlock is read."""
+    if elem == _TIMECODE and size <= 8:
+        movie.cluster_time = int.from_bytes((yield from c.need(size, where)), "big")
+    elif elem == _SIMPLE_BLOCK:
+        data = yield from c.need(min(size, 16), where)
+        yield from c.skip(size - len(data), where)
+        block = _block_header(data)
+        if block is None:
+            movie.unreadable_blocks = True
+        else:
+            _count_block(movie, block, None)
+    else:
+        yield from c.skip(size, where)
+
+
+def _bounded_header(
+    c: StreamCheck, parent: int, end: int
+) -> Generator[Request, Any, tuple[int, int] | None]:
+    """(ID, size) of the next child of a master element ending at ``end``, reading nothing
+    past ``end``; None (or, in a deep check, CorruptMediaError) when the child does not fit."""
+    first = (yield from c.need(1, f"inside its {_ebml_name(parent)}"))[0]
+    width = 9 - first.bit_length() if first else 9
+    size = None
+    if width <= 4 and c.pos + width - 1 < end:
+        rest = yield from c.need(width - 1, "inside an element ID")
+        size = yield from _bounded_size(c, end)
+    if size is not None and size != _UNKNOWN and c.pos + size <= end:
+        return int.from_bytes(bytes([first]) + rest, "big"), size
+    if c.deep:
+        raise c.corrupt(f"element at byte {c.pos} overruns its parent 0x{parent:X}")
+    return None
+
+
+def _bounded_size(c: StreamCheck, end: int) -> Generator[Request, Any, int | None]:
+    """An element size read without passing ``end`` (None if it cannot be)."""
+    if c.pos >= end:
+        return None
+    first = (yield from c.need(1, "inside an element size"))[0]
+    width = 9 - first.bit_length() if first else 9
+    if width > 8 or c.pos + width - 1 > end:
+        return None
+    rest = yield from c.need(width - 1, "inside an element size")
+    value = int.from_bytes(bytes([first & (0xFF >> width)]) + rest, "big")
+    return _UNKNOWN if value == (1 << (7 * width)) - 1 else value
+
+
+def _block_header(data: bytes) -> tuple[int, int, int] | None:
+    """(track number, signed timecode, frames) of a (Simple)Block's header, or None."""
+    if not data or not data[0]:
+        return None
+    width = 9 - data[0].bit_length()
+    if len(data) < width + 3:
+        return None
+    track = int.from_bytes(bytes([data[0] & (0xFF >> width)]) + data[1:width], "big")
+    timecode, flags = struct.unpack_from(">hB", data, width)
+    frames = 1
+    if flags & 0x06:  # laced: the frame count minus one follows
+        if len(data) < width + 4:
+            return None
+        frames = data[width + 3] + 1
+    return track, timecode, frames
+
+
+def _count_block(movie: _Matroska, block: tuple[int, int, int], duration: int | None) -> None:
+    """Count a video block's frames; move the end of the file's blocks."""
+    track, timecode, frames = block
+    if movie.video is not None and track == movie.video.number:
+        movie.frames += frames
+    end = (movie.cluster_time + timecode + (duration or 0)) * movie.scale
+    if duration is None:
+        end += movie.defaults.get(track, 0)
+    movie.end_ns = max(movie.end_ns, end)
 
 
 def _tracks(c: StreamCheck, movie: _Matroska, end: int) -> Parser:
@@ -162,15 +342,35 @@ def _tracks(c: StreamCheck, movie: _Matroska, end: int) -> Parser:
             yield from c.skip(size, where)
             continue
         entry_end = c.pos + size
+        track = _Track()
         while c.pos < entry_end:
             sub = yield from _read_id(c, where)
             sub_size = yield from _read_size(c, where)
             if sub_size == _UNKNOWN or c.pos + sub_size > entry_end:
                 raise c.corrupt(f"track entry element at byte {c.pos} overruns its track")
             if sub == _TRACK_TYPE and 0 < sub_size <= 8:
-                movie.tracks.append(int.from_bytes((yield from c.need(sub_size, where)), "big"))
+                track.kind = int.from_bytes((yield from c.need(sub_size, where)), "big")
+                movie.tracks.append(track.kind)
+            elif sub in _TRACK_FIELDS and sub_size <= _TRACK_FIELDS[sub]:
+                _track_field(track, sub, (yield from c.need(sub_size, where)))
             else:
                 yield from c.skip(sub_size, where)
+        movie.add_track(track)
+
+
+#: TrackEntry children read for metadata, and their largest size read.
+_TRACK_FIELDS = {0xD7: 8, 0x86: 64, 0x23E383: 8, 0xE0: _MAX_VIDEO}
+
+
+def _track_field(track: _Track, elem: int, data: bytes) -> None:
+    if elem == 0xD7:
+        track.number = int.from_bytes(data, "big")
+    elif elem == 0x86:
+        track.codec = data.rstrip(b"\x00").decode("ascii", "replace")
+    elif elem == 0x23E383:
+        track.default_duration = int.from_bytes(data, "big")
+    else:
+        track.video = data
 
 
 def _ebml_children(c: StreamCheck, parent: int, end: int) -> Parser:
@@ -188,6 +388,11 @@ def _ebml_children(c: StreamCheck, parent: int, end: int) -> Parser:
 
 
 def _webm_final(c: StreamCheck, movie: _Matroska) -> None:
+    _webm_checks(c, movie)
+    c.metadata = _webm_metadata(movie, c.pos)
+
+
+def _webm_checks(c: StreamCheck, movie: _Matroska) -> None:
     if not movie.segment:
         raise c.corrupt("has no Segment (no content after its header): truncated?")
     if movie.tracks is None:
@@ -200,3 +405,124 @@ def _webm_final(c: StreamCheck, movie: _Matroska) -> None:
         f"{c.name} has no video track (track types: {sorted(set(movie.tracks))}); audio-only "
         "files are not supported"
     )
+
+
+# --- metadata ----------------------------------------------------------------------------------
+def _elements(data: bytes, base: int, parent: int) -> tuple[dict[int, bytes], str | None]:
+    """The children of a master element held in ``data`` (the first of each ID), and what
+    is wrong with them if they do not tile it (``base``: the offset of ``data`` in the file)."""
+    found: dict[int, bytes] = {}
+    at = 0
+    while at < len(data):
+        elem, at_size = _vint(data, at, keep_marker=True)
+        size, at_data = _vint(data, at_size, keep_marker=False)
+        if elem is None or size is None or at_data + size > len(data):
+            return found, f"element at byte {base + at} overruns its parent 0x{parent:X}"
+        found.setdefault(elem, data[at_data : at_data + size])
+        at = at_data + size
+    return found, None
+
+
+def _vint(data: bytes, at: int, *, keep_marker: bool) -> tuple[int | None, int]:
+    """(value, offset after it) of an EBML variable-size integer (an ID keeps its marker)."""
+    if at >= len(data) or not data[at]:
+        return None, at
+    width = 9 - data[at].bit_length()
+    if at + width > len(data) or (keep_marker and width > 4):
+        return None, at
+    first = data[at] if keep_marker else data[at] & (0xFF >> width)
+    return int.from_bytes(bytes([first]) + data[at + 1 : at + width], "big"), at + width
+
+
+def _info(c: StreamCheck, movie: _Matroska, data: bytes) -> None:
+    """Info's TimecodeScale, Duration and DateUTC (a deep check also wants it tiled)."""
+    found, wrong = _elements(data, c.pos - len(data), _INFO)
+    if wrong is not None and c.deep:
+        raise CorruptMediaError(wrong)
+    scale = int.from_bytes(found.get(0x2AD7B1, b""), "big")
+    if scale:
+        movie.scale = scale
+    duration = found.get(0x4489, b"")
+    if len(duration) in (4, 8):
+        (movie.duration,) = struct.unpack(">f" if len(duration) == 4 else ">d", duration)
+    date = found.get(0x4461, b"")
+    if len(date) == 8:
+        (movie.date,) = struct.unpack(">q", date)
+
+
+_VIDEO_CODECS = {
+    "V_VP8": "vp8", "V_VP9": "vp9", "V_AV1": "av1", "V_MPEG4/ISO/AVC": "h264",
+    "V_MPEGH/ISO/HEVC": "hevc", "V_MPEG4/ISO/ASP": "mpeg4", "V_MPEG4/ISO/SP": "mpeg4",
+    "V_MPEG4/ISO/AP": "mpeg4", "V_THEORA": "theora", "V_MPEG2": "mpeg2video",
+    "V_MJPEG": "mjpeg", "V_PRORES": "prores",
+}  # fmt: skip
+_AUDIO_CODECS = {
+    "A_OPUS": "opus", "A_VORBIS": "vorbis", "A_MPEG/L3": "mp3", "A_MPEG/L2": "mp2",
+    "A_FLAC": "flac", "A_AC3": "ac3", "A_EAC3": "eac3", "A_DTS": "dts", "A_ALAC": "alac",
+    "A_PCM/INT/LIT": "pcm_s16le", "A_PCM/FLOAT/IEEE": "pcm_f32le",
+}  # fmt: skip
+
+
+def _codec(codec: str, table: dict[str, str]) -> str | None:
+    if codec.startswith("A_AAC"):  # A_AAC, A_AAC/MPEG4/LC...
+        return "aac"
+    return table.get(codec)
+
+
+def _webm_metadata(movie: _Matroska, size: int) -> MediaMetadata:
+    """The metadata Info, Tracks and the blocks declared."""
+    duration = _webm_duration(movie)
+    video, audio = movie.video, movie.audio
+    if video is None:
+        return MediaMetadata(duration=duration, bit_rate=bit_rate(size, duration))
+    width, height, display = _video_size(video.video)
+    frames = None if movie.unreadable_blocks else movie.frames
+    rate = 1e9 / video.default_duration if video.default_duration else None
+    if rate is None and frames and duration:
+        rate = frames / duration
+    return MediaMetadata(
+        width=width,
+        height=height,
+        display_width=display[0],
+        display_height=display[1],
+        duration=duration,
+        frames=frames,
+        frame_rate=rate,
+        video_codec=_codec(video.codec, _VIDEO_CODECS),
+        has_audio=audio is not None,
+        audio_codec=None if audio is None else _codec(audio.codec, _AUDIO_CODECS),
+        bit_rate=bit_rate(size, duration),
+        creation_time=since(EPOCH_2001, movie.date / 1e9),
+    )
+
+
+def _webm_duration(movie: _Matroska) -> float | None:
+    """Seconds: Info's Duration, else the end of the last block (see the module's doc)."""
+    if movie.duration is not None and movie.duration > 0:
+        return movie.duration * movie.scale / 1e9
+    if movie.unreadable_blocks or not movie.end_ns:
+        return None
+    return movie.end_ns / 1e9
+
+
+def _video_size(
+    video: bytes,
+) -> tuple[int | None, int | None, tuple[int | None, int | None]]:
+    """(PixelWidth, PixelHeight, displayed size) of a track's Video element.
+
+    DisplayWidth/DisplayHeight in pixels (DisplayUnit 0, the default) are the displayed
+    size; in another unit they are only its aspect ratio, applied to the height.
+    """
+    found, _wrong = _elements(video, 0, 0xE0)
+    width = int.from_bytes(found.get(0xB0, b""), "big") or None
+    height = int.from_bytes(found.get(0xBA, b""), "big") or None
+    shown_w = int.from_bytes(found.get(0x54B0, b""), "big")
+    shown_h = int.from_bytes(found.get(0x54BA, b""), "big")
+    unit = int.from_bytes(found.get(0x54B2, b""), "big")
+    if not width or not height:
+        return width, height, (None, None)
+    if not shown_w or not shown_h:
+        return width, height, (width, height)
+    if unit == 0:
+        return width, height, (shown_w, shown_h)
+    return width, height, (max(1, round(height * shown_w / shown_h)), height)
