@@ -1,4 +1,14 @@
-"""Completeness checks of the image formats: JPEG, PNG (and APNG), GIF and WebP."""
+"""Completeness checks of the image formats (JPEG, PNG and APNG, GIF, WebP), and their metadata.
+
+The metadata: frames and their total duration (GIF Graphic Control delays, APNG ``fcTL``
+delays, WebP ``ANMF`` durations), and the EXIF orientation and DateTimeOriginal of a JPEG's
+APP1 ``Exif`` segment, a PNG's ``eXIf`` chunk or a WebP's ``EXIF`` chunk (each at most 64 KiB,
+read as it passes and parsed here, never raising: unreadable EXIF gives None).
+
+GIF delays follow the browsers (Chromium and Firefox): a frame delay of 0 or 1 centisecond,
+or a frame without a Graphic Control Extension, plays for 10 centiseconds. APNG and WebP
+delays are counted as declared.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +16,8 @@ import struct
 import zlib
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import Any, NamedTuple
 
 from ..errors import CorruptMediaError
 from .stream import (
@@ -18,6 +29,7 @@ from .stream import (
     SOF,
     SUBBLOCKS,
     ImageLayout,
+    MediaMetadata,
     Parser,
     Request,
     StreamCheck,
@@ -26,13 +38,14 @@ from .stream import (
 
 # --- JPEG --------------------------------------------------------------------------------------
 
-_WANT_HEADER = frozenset(SOF | {0xDA})  # before the frame header: SOF and SOS
+_WANT_HEADER = frozenset(SOF | {0xDA, 0xE1})  # before the frame header: SOF, SOS and APP1
 _WANT_SCAN = frozenset({0xDA})  # afterwards: scans only
 
 
 def parse_jpeg(c: StreamCheck) -> Parser:
     yield from c.need(2, "inside its SOI marker")
     sized = scanned = False
+    exif = _NO_EXIF
     header_end = "before any image data (header could not be parsed)"
     while True:
         msg = "before its EOI marker" if scanned else header_end
@@ -41,6 +54,7 @@ def parse_jpeg(c: StreamCheck) -> Parser:
         if marker == 0xD9:
             if not scanned:
                 raise c.corrupt("could not be parsed: EOI marker before any image data")
+            c.metadata = _image_metadata(c, exif)
             yield (REST, ANY)
             return
         if marker == 0x01:  # TEM: no length
@@ -59,6 +73,9 @@ def parse_jpeg(c: StreamCheck) -> Parser:
             scanned = True
             yield from c.skip(length - 2, where)
             continue
+        if marker == 0xE1:
+            exif = yield from _jpeg_app1(c, length - 2, where, exif)
+            continue
         body = yield from c.need(length - 2, where)  # the first SOF: the frame header
         if len(body) < 6:
             raise c.corrupt("could not be parsed: frame header (SOF) too short")
@@ -67,6 +84,137 @@ def parse_jpeg(c: StreamCheck) -> Parser:
             raise c.corrupt(f"could not be parsed: frame header declares {width}x{height}")
         c.set_image(width, height)
         sized = True
+
+
+def _jpeg_app1(
+    c: StreamCheck, size: int, where: str, exif: _Exif
+) -> Generator[Request, Any, _Exif]:
+    """An APP1 segment: the first one that holds EXIF is read (XMP and others are skipped)."""
+    if exif is not _NO_EXIF or size < 6:
+        yield from c.skip(size, where)
+        return exif
+    head = yield from c.need(6, where)
+    if head != b"Exif\x00\x00":
+        yield from c.skip(size - 6, where)
+        return exif
+    return read_exif((yield from c.need(size - 6, where)))
+
+
+# --- EXIF --------------------------------------------------------------------------------------
+class _Exif(NamedTuple):
+    """What the EXIF of an image says (None where it does not say it, or is unreadable)."""
+
+    orientation: int | None
+    capture_time: datetime | None
+
+
+_NO_EXIF = _Exif(None, None)
+_ORIENTATION, _EXIF_IFD = 0x0112, 0x8769
+_DATE_TIME_ORIGINAL, _OFFSET_TIME_ORIGINAL, _SUBSEC_TIME_ORIGINAL = 0x9003, 0x9011, 0x9291
+_MAX_EXIF = 1 << 16  # an eXIf or EXIF chunk larger than this is not read
+_MAX_IFD_ENTRIES = 1024
+_TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8}
+
+
+def read_exif(tiff: bytes) -> _Exif:
+    """Orientation and DateTimeOriginal of an EXIF TIFF structure.
+
+    Only IFD0 and the EXIF IFD it points to are read, so no chain of offsets can loop; an
+    offset out of range, a wrong type or any other garbage gives None for what it held.
+    """
+    try:
+        return _read_tiff(tiff[6:] if tiff.startswith(b"Exif\x00\x00") else tiff)
+    except (struct.error, IndexError, ValueError, OverflowError):
+        return _NO_EXIF
+
+
+def _read_tiff(tiff: bytes) -> _Exif:
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None:
+        return _NO_EXIF
+    magic, first = struct.unpack_from(order + "HI", tiff, 2)
+    if magic != 42:
+        return _NO_EXIF
+    ifd0 = _ifd(tiff, order, first)
+    orientation = ifd0.get(_ORIENTATION)
+    if not isinstance(orientation, int) or not 1 <= orientation <= 8:
+        orientation = None
+    pointer = ifd0.get(_EXIF_IFD)
+    exif_ifd = _ifd(tiff, order, pointer) if isinstance(pointer, int) and pointer else {}
+    return _Exif(orientation, _capture_time(exif_ifd))
+
+
+def _ifd(tiff: bytes, order: str, offset: int) -> dict[int, int | bytes]:
+    """The entries of the IFD at ``offset``: one number, or the bytes of a string."""
+    (count,) = struct.unpack_from(order + "H", tiff, offset)
+    found: dict[int, int | bytes] = {}
+    for i in range(min(count, _MAX_IFD_ENTRIES)):
+        at = offset + 2 + 12 * i
+        tag, kind, n = struct.unpack_from(order + "HHI", tiff, at)
+        size = _TIFF_TYPE_SIZES.get(kind, 0) * n
+        if kind in (3, 4) and n == 1:
+            found[tag] = struct.unpack_from(order + ("H" if kind == 3 else "I"), tiff, at + 8)[0]
+        elif kind == 2 and 0 < size <= 4:
+            found[tag] = tiff[at + 8 : at + 8 + size]
+        elif kind == 2 and size:
+            (where,) = struct.unpack_from(order + "I", tiff, at + 8)
+            if where + size <= len(tiff):
+                found[tag] = tiff[where : where + size]
+    return found
+
+
+def _capture_time(exif_ifd: dict[int, int | bytes]) -> datetime | None:
+    """DateTimeOriginal, with SubSecTimeOriginal and OffsetTimeOriginal when present."""
+    stamp = exif_ifd.get(_DATE_TIME_ORIGINAL)
+    if not isinstance(stamp, bytes):
+        return None
+    try:
+        taken = datetime.strptime(stamp[:19].decode("ascii"), "%Y:%m:%d %H:%M:%S")
+    except (UnicodeDecodeError, ValueError):
+        return None
+    subsec = exif_ifd.get(_SUBSEC_TIME_ORIGINAL)
+    if isinstance(subsec, bytes):
+        digits = subsec.rstrip(b"\x00 ")[:6]
+        if digits.isdigit():
+            taken = taken.replace(microsecond=int(digits.ljust(6, b"0")))
+    offset = exif_ifd.get(_OFFSET_TIME_ORIGINAL)
+    zone = _utc_offset(offset) if isinstance(offset, bytes) else None
+    return taken if zone is None else taken.replace(tzinfo=zone)
+
+
+def _utc_offset(text: bytes) -> timezone | None:
+    """The zone of an EXIF offset such as ``+09:00`` (None if it is not one)."""
+    text = text.rstrip(b"\x00 ")
+    if len(text) != 6 or text[:1] not in (b"+", b"-") or text[3:4] != b":":
+        return None
+    if not (text[1:3].isdigit() and text[4:6].isdigit()):
+        return None
+    minutes = int(text[1:3]) * 60 + int(text[4:6])
+    if minutes >= 24 * 60:
+        return None
+    return timezone(timedelta(minutes=-minutes if text[:1] == b"-" else minutes))
+
+
+def _image_metadata(
+    c: StreamCheck, exif: _Exif = _NO_EXIF, duration_ms: float | None = None
+) -> MediaMetadata:
+    """An image's metadata: its layout, EXIF and, when animated, its frames' total duration."""
+    layout = c.layout
+    assert layout is not None  # set by the header every parser requires
+    width, height = layout.width, layout.height
+    animated = layout.frames > 1
+    turned = exif.orientation is not None and exif.orientation >= 5  # 5-8 swap the sides
+    return MediaMetadata(
+        width=width,
+        height=height,
+        display_width=height if turned else width,
+        display_height=width if turned else height,
+        orientation=exif.orientation,
+        duration=duration_ms / 1000 if animated and duration_ms is not None else None,
+        frames=layout.frames,
+        animated=animated,
+        capture_time=exif.capture_time,
+    )
 
 
 # --- PNG ---------------------------------------------------------------------------------------
@@ -83,6 +231,7 @@ class _Apng:
     fctl: int = 0
     seq: int = 0
     data_pending: bool = False  # an fcTL whose frame data has not come yet
+    duration_ms: float = 0.0  # the frames' delays
 
 
 def parse_png(c: StreamCheck) -> Parser:
@@ -90,6 +239,7 @@ def parse_png(c: StreamCheck) -> Parser:
     apng: _Apng | None = None
     idat = False
     first = True
+    exif = _NO_EXIF
     while True:
         header = yield from c.need(8, "inside a chunk header, before IEND")
         length, ctype = struct.unpack(">I4s", header)
@@ -105,6 +255,9 @@ def parse_png(c: StreamCheck) -> Parser:
         if ctype in _PNG_READ:
             if length > 64:
                 raise c.corrupt(f"could not be parsed: {name} chunk of {length} bytes")
+            data = yield from c.need(length, where)
+            crc = zlib.crc32(ctype + data)
+        elif ctype == b"eXIf" and length <= _MAX_EXIF:
             data = yield from c.need(length, where)
             crc = zlib.crc32(ctype + data)
         elif ctype == b"IDAT" and not idat and length >= 2:
@@ -134,6 +287,8 @@ def parse_png(c: StreamCheck) -> Parser:
             idat = True
         if ctype == b"IEND":
             break
+        if ctype == b"eXIf" and exif is _NO_EXIF:
+            exif = read_exif(data)
         apng = _png_animation(c, ctype, data, apng, idat=idat)
     if not idat:
         raise c.corrupt("has no image data (IDAT)")
@@ -142,6 +297,7 @@ def parse_png(c: StreamCheck) -> Parser:
             raise CorruptMediaError("APNG frame control (fcTL) without frame data")
         if apng.fctl != apng.frames:
             raise CorruptMediaError(f"APNG declares {apng.frames} frames but has {apng.fctl}")
+    c.metadata = _image_metadata(c, exif, None if apng is None else apng.duration_ms)
     yield (REST, ANY)
 
 
@@ -199,7 +355,9 @@ def _png_animation(
 def _png_fctl(c: StreamCheck, data: bytes, apng: _Apng, *, idat: bool) -> None:
     if len(data) != 26:
         raise CorruptMediaError(f"APNG fcTL chunk of {len(data)} bytes")
-    _seq, width, height, x, y, _dn, _dd, dispose, blend = struct.unpack(">IIIIIHHBB", data)
+    _seq, width, height, x, y, delay_num, delay_den, dispose, blend = struct.unpack(
+        ">IIIIIHHBB", data
+    )
     if apng.data_pending:
         raise CorruptMediaError("APNG frame control (fcTL) without frame data")
     layout = c.layout
@@ -216,6 +374,7 @@ def _png_fctl(c: StreamCheck, data: bytes, apng: _Apng, *, idat: bool) -> None:
             f"APNG frame {apng.fctl} has dispose op {dispose}, blend op {blend}"
         )
     apng.fctl += 1
+    apng.duration_ms += delay_num * 1000 / (delay_den or 100)  # a denominator of 0 means 100
     if apng.fctl > apng.frames:
         raise CorruptMediaError(f"APNG has more frames than the {apng.frames} it declares")
     apng.data_pending = True
@@ -230,14 +389,18 @@ def parse_gif(c: StreamCheck) -> Parser:
         yield from c.skip(3 << ((flags & 7) + 1), "inside its colour table")
     canvas_w, canvas_h = screen_w, screen_h
     frames = 0
+    delay = total_cs = 0  # the next frame's delay, and the frames' total (centiseconds)
     where = "before its trailer"
     while True:
         intro = (yield from c.need(1, where))[0]
         if intro == 0x3B:
             break
         if intro == 0x21:
-            yield from c.need(1, where)  # label
-            yield (SUBBLOCKS, 0, f"inside an extension block, {where}")
+            label = (yield from c.need(1, where))[0]
+            if label == 0xF9:  # Graphic Control: the next frame's delay, in its first block
+                delay = yield from _gif_delay(c, where)
+            else:
+                yield (SUBBLOCKS, 0, f"inside an extension block, {where}")
             continue
         if intro != 0x2C:
             raise c.corrupt(f"could not be parsed: byte 0x{intro:02X} at {c.pos - 1}, not a block")
@@ -247,6 +410,8 @@ def parse_gif(c: StreamCheck) -> Parser:
         if not frames:
             c.set_image(canvas_w, canvas_h)
         frames += 1
+        total_cs += delay if delay > 1 else 10  # as browsers play 0 and 1 (see the module doc)
+        delay = 0
         if iflags & 0x80:
             yield from c.skip(3 << ((iflags & 7) + 1), f"inside a colour table, {where}")
         code_size = (yield from c.need(1, where))[0]
@@ -258,7 +423,20 @@ def parse_gif(c: StreamCheck) -> Parser:
     assert c.layout is not None
     first = c.layout
     c.layout = ImageLayout(first.width, first.height, canvas_w * canvas_h, frames)
+    c.metadata = _image_metadata(c, duration_ms=total_cs * 10)
     yield (REST, ANY)
+
+
+def _gif_delay(c: StreamCheck, where: str) -> Generator[Request, Any, int]:
+    """The delay (centiseconds) of a Graphic Control Extension whose label was read; its
+    sub-blocks are passed over as any extension's (0 when the block is too short to say)."""
+    inside = f"inside an extension block, {where}"
+    size = (yield from c.need(1, inside))[0]
+    if not size:  # the terminator: an empty extension
+        return 0
+    block = yield from c.need(size, inside)
+    yield (SUBBLOCKS, 0, inside)
+    return int.from_bytes(block[1:3], "little") if size >= 3 else 0
 
 
 # --- WebP --------------------------------------------------------------------------------------
@@ -287,6 +465,8 @@ class _WebpState:
     animated: bool = False
     image: tuple[int, int] | None = None  # a still VP8/VP8L bitstream
     frames: int = 0
+    duration_ms: int = 0  # the ANMF frames' durations
+    exif: _Exif = _NO_EXIF
 
 
 def _webp_chunk(
@@ -314,6 +494,9 @@ def _webp_chunk(
         if not state.animated or state.canvas is None or size < 16:
             raise c.corrupt("could not be parsed: animation frame outside an animated WebP")
         yield from _webp_frame(c, state, state.canvas, size, padded, where)
+    elif fourcc == b"EXIF" and size <= _MAX_EXIF and state.exif is _NO_EXIF:
+        state.exif = read_exif((yield from c.need(size, where)))
+        yield from c.skip(padded - size, where)
     else:
         yield from c.skip(padded, where)
 
@@ -360,6 +543,7 @@ def _webp_frame(
     width = int.from_bytes(data[6:9], "little") + 1
     height = int.from_bytes(data[9:12], "little") + 1
     state.frames += 1
+    state.duration_ms += int.from_bytes(data[12:15], "little")
     if x + width > canvas[0] or y + height > canvas[1]:
         raise c.corrupt(
             f"animation frame {state.frames} of {width}x{height} at ({x}, {y}) is outside "
@@ -395,3 +579,4 @@ def _webp_final(c: StreamCheck, state: _WebpState) -> None:
     if c.layout is not None and state.frames:
         layout = c.layout
         c.layout = ImageLayout(layout.width, layout.height, layout.canvas_pixels, state.frames)
+    c.metadata = _image_metadata(c, state.exif, state.duration_ms if state.animated else None)
