@@ -39,10 +39,18 @@ from .detect import GIF, JPEG, MOV, MP4, PDF, PNG, WEBM, WEBP, MediaKind
 from .images import parse_gif, parse_jpeg, parse_png, parse_webp
 from .mp4 import parse_isobmff
 from .pdf import PdfCheck
-from .stream import ImageLayout, Parser, StreamCheck
+from .stream import ImageLayout, MediaMetadata, Parser, StreamCheck
 from .webm import parse_webm
 
-__all__ = ["Checker", "ImageLayout", "PdfCheck", "StreamCheck", "check_file", "checker_for"]
+__all__ = [
+    "Checker",
+    "ImageLayout",
+    "MediaMetadata",
+    "PdfCheck",
+    "StreamCheck",
+    "check_file",
+    "checker_for",
+]
 
 _PARSERS: dict[MediaKind, Callable[[StreamCheck], Parser]] = {
     JPEG: parse_jpeg, PNG: parse_png, GIF: parse_gif, WEBP: parse_webp,
@@ -51,9 +59,14 @@ _PARSERS: dict[MediaKind, Callable[[StreamCheck], Parser]] = {
 
 
 class Checker(Protocol):
-    """A completeness check: fed every chunk of a stream, then asked for its verdict."""
+    """A completeness check: fed every chunk of a stream, then asked for its verdict.
+
+    After :meth:`finish` passed, ``metadata`` holds what the file said about its content
+    (:class:`MediaMetadata`), read in the same pass; None for a kind that records none.
+    """
 
     layout: ImageLayout | None
+    metadata: MediaMetadata | None
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> None:
         """Consume the next chunk."""
