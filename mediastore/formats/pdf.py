@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from ..errors import CorruptMediaError
 from .stream import (
@@ -108,6 +108,18 @@ _MAX_NODES = 256  # catalogs and page tree roots remembered
 _LOOK_BEHIND = 40  # bytes kept from the previous chunk, for a header split between chunks
 
 
+class _Inflater(Protocol):
+    """What the scan uses of a ``zlib.decompressobj()``."""
+
+    @property
+    def eof(self) -> bool: ...
+    @property
+    def unconsumed_tail(self) -> bytes: ...
+    @property
+    def unused_data(self) -> bytes: ...
+    def decompress(self, data: bytes, /, max_length: int = 0) -> bytes: ...
+
+
 class _PdfScan:
     """Bounded streaming reader of a PDF's catalog, page tree root and trailers."""
 
@@ -121,7 +133,7 @@ class _PdfScan:
         self._first = True
         self._capture: bytearray | None = None  # the dictionary text being read
         self._objnum = -1  # its object number (-1: a trailer)
-        self._inflate: zlib._Decompress | None = None  # an object stream being inflated
+        self._inflate: _Inflater | None = None  # an object stream being inflated
         self._inflated = bytearray()
         self._objstm = (0, 0)  # its /N and /First
         self._eol_pending = False  # the end of line before the stream data is still to pass
@@ -147,16 +159,19 @@ class _PdfScan:
         """Find the next object header or trailer; start reading its dictionary."""
         # a word may start in the bytes kept from the previous chunk, and end in this one
         obj = window.find(b"obj", max(0, at - 2))
-        trailer = window.find(b"trailer", max(0, at - 6))
-        while obj >= 0 and (trailer < 0 or obj < trailer):
+        while obj >= 0:
             head = _OBJ_HEAD.search(window, max(0, obj - 24), obj)
             if head is not None and window[obj - 3 : obj] != b"end":
-                self._start(int(head.group(1)))
-                return obj + 3
+                break
             obj = window.find(b"obj", obj + 3)
+        # a trailer before that header (searched only that far: no rescan of the window)
+        trailer = window.find(b"trailer", max(0, at - 6), len(window) if obj < 0 else obj)
         if trailer >= 0:
             self._start(-1)
             return trailer + 7
+        if obj >= 0:
+            self._start(int(head.group(1)))  # type: ignore[union-attr]
+            return obj + 3
         return len(window)
 
     def _start(self, objnum: int) -> None:
@@ -164,24 +179,29 @@ class _PdfScan:
         self._objnum = objnum
 
     def _capture_from(self, window: bytes, at: int) -> int:
-        """Add to the dictionary text up to ``stream``, ``endobj`` (``startxref`` for a
-        trailer) or the cap; then look at it."""
+        """Read the dictionary text up to ``stream``, ``endobj`` (``startxref`` for a
+        trailer) or the cap; then look at it. Only the text is copied, not the window."""
         capture = self._capture
         assert capture is not None
         before = len(capture)
-        capture += window[at : at + _CAPTURE_MAX - before]
+        lo = max(0, at - 8) if before else at  # a word split between two chunks
+        limit = min(len(window), at + _CAPTURE_MAX - before)
         words = (b"startxref",) if self._objnum < 0 else (b"stream", b"endobj")
-        ends = [i for i in (capture.find(w, max(0, before - 9)) for w in words) if i >= 0]
-        if ends:
-            end = min(ends)
-            word = next(w for w in words if capture.startswith(w, end))
+        end, word = -1, b""
+        for w in words:  # each search stops at the nearest hit so far (stream data is long)
+            found = window.find(w, lo, (limit if end < 0 else end) + len(w))
+            if found >= 0 and (end < 0 or found < end):
+                end, word = found, w
+        if end >= 0:
+            text = bytes(capture[: before - (at - end)]) if end < at else capture + window[at:end]
             self._capture = None
-            self._look(bytes(capture[:end]), self._objnum, stream=word == b"stream")
-            return at + end + len(word) - before
+            self._look(bytes(text), self._objnum, stream=word == b"stream")
+            return end + len(word)
+        capture += window[at:limit]
         if len(capture) >= _CAPTURE_MAX:
             self._capture = None
             self._look(bytes(capture), self._objnum, stream=False)
-        return at + len(capture) - before
+        return limit
 
     def _look(self, text: bytes, objnum: int, *, stream: bool) -> None:
         """Keep what a dictionary says about the trailer, catalog or page tree root."""
