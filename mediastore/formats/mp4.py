@@ -34,7 +34,7 @@ from .stream import (
 
 # --- MP4 / MOV ---------------------------------------------------------------------------------
 #: Boxes whose children are walked at ingest (to reach each track's handler and chunk offsets).
-_TRACK_PATH = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"mvex"}
+_TRACK_PATH = {b"moov", b"trak", b"mdia", b"minf", b"stbl"}
 #: Further container boxes walked by a deep check.
 _DEEP_CONTAINERS = {
     b"moov", b"trak", b"mdia", b"minf", b"stbl", b"dinf", b"edts", b"mvex", b"moof", b"traf",
@@ -171,6 +171,8 @@ def _walk_boxes(c: StreamCheck, movie: _Movie, parent: bytes, end: int) -> Parse
             movie.end_track()
         elif btype in containers:
             yield from _walk_boxes(c, movie, btype, c.pos + payload)
+        elif btype == b"mvex":  # not walked by the check at ingest: read without failing it
+            yield from _fragment(c, movie, c.pos + payload)
         elif btype in _METADATA_BOXES and parent in _METADATA_BOXES[btype]:
             data = yield from c.need(min(payload, _METADATA_BOXES[btype][parent]), where)
             _read_box(movie, btype, data)
@@ -321,7 +323,8 @@ _BOX_READERS = {
 
 # --- fragments (moof) --------------------------------------------------------------------------
 def _fragment(c: StreamCheck, movie: _Movie, end: int) -> Parser:
-    """Walk a ``moof`` (or a ``traf`` in it) for its ``tfhd`` and ``trun`` boxes.
+    """Walk a ``moof`` (or a ``traf`` in it) for its ``tfhd`` and ``trun`` boxes, or an
+    ``mvex`` for its ``mehd`` and ``trex``.
 
     The check never looked inside fragments, so nothing read here may fail it: a child box
     that does not fit ends the walk, the rest of the box is passed over, and the fragment
@@ -343,6 +346,10 @@ def _fragment(c: StreamCheck, movie: _Movie, end: int) -> Parser:
             yield from c.skip(payload - len(data), where)
         elif btype == b"trun":
             yield from _trun(c, movie, payload, where)
+        elif btype in (b"mehd", b"trex"):  # in an mvex
+            data = yield from c.need(min(payload, 16), where)
+            _read_box(movie, btype, data)
+            yield from c.skip(payload - len(data), where)
         else:
             yield from c.skip(payload, where)
     yield from c.skip(end - c.pos, where)
