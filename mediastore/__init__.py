@@ -118,6 +118,7 @@ _HOMES: dict[str, str] = {
     "ReadOnlyStoreError": "errors",
     "RefusedContentError": "errors",
     "ReindexReport": "records",
+    "ReidentifyReport": "records",
     "Resolver": "types",
     "Rule": "identity",
     "Identity": "identity",
