@@ -23,6 +23,9 @@ SCAN = 4  # (op, 0, msg, wanted, lazy): JPEG: the next marker; see StreamCheck._
 SUBBLOCKS = 5  # (op, 0, msg): GIF: pass over data sub-blocks up to the terminator
 TO_END = 6  # (op,): every byte to the end belongs to the last box; None is sent at the end
 REST = 7  # (op, policy): the file is complete; None is sent at the end
+CHUNK = 8  # (op, n, msg): the bytes of the current chunk, at most n (n < 0: no limit), as a
+#   memoryview valid until the parser's next request; b"" at the end of the stream when
+#   n < 0; the parser may give the view's last bytes back (StreamCheck.give_back)
 
 ANY, ZEROS, NOTHING = "any", "zeros", "nothing"  # what may follow a complete file
 
@@ -171,6 +174,7 @@ class StreamCheck:
         self._marker = -1  # SCAN: the marker whose length or body is being passed, or -1
         self._length = b""  # SCAN: the length bytes of that marker read so far
         self._stash: memoryview | None = None  # SCAN: scan data not looked at yet
+        self._given_back = 0  # CHUNK: bytes of the last view the parser did not take
         self._gen = parser(self)
         self._req: Request | None = next(self._gen)
         self._prepare()
@@ -187,6 +191,11 @@ class StreamCheck:
         """Pass over ``n`` bytes."""
         if n:
             yield (SKIP, n, msg)
+
+    def give_back(self, n: int) -> None:
+        """Hand the last ``n`` bytes of the view a CHUNK request just received back: the
+        parser's next request reads them again."""
+        self._given_back = n
 
     def corrupt(self, reason: str) -> CorruptMediaError:
         """A CorruptMediaError naming the format."""
@@ -277,6 +286,15 @@ class StreamCheck:
                     self._stash = view[i:]
                     return
                 i = self._scan(view, i)
+            elif op == CHUNK:
+                take = n - i if req[1] < 0 else min(req[1], n - i)
+                self.pos += take
+                i += take
+                self._send(view[i - take : i])
+                if self._given_back:
+                    i -= self._given_back
+                    self.pos -= self._given_back
+                    self._given_back = 0
             elif op == SUBBLOCKS:
                 i = self._subblocks(view, i)
             elif op == TO_END:
@@ -399,12 +417,13 @@ class StreamCheck:
             if op == SCAN and self._marker >= 0:
                 where = f"inside its {jpeg_segment_name(self._marker)} segment"
                 raise CorruptMediaError(truncated(self.name, where))
-            if op not in (TO_END, REST, NEED_OR_EOF):
+            unbounded_chunk = op == CHUNK and self._req[1] < 0
+            if op not in (TO_END, REST, NEED_OR_EOF) and not unbounded_chunk:
                 raise CorruptMediaError(truncated(self.name, self._req[2]))
             # the parser sees the end: b"" (or a short read) where it allowed it, else None
             data = bytes(self._buf)
             self._buf.clear()
-            self._send(data if op == NEED_OR_EOF else None)
+            self._send(data if op in (NEED_OR_EOF, CHUNK) else None)
         return self.layout
 
 

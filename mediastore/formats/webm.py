@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import CorruptMediaError, UnsupportedMediaError
 from .stream import (
+    CHUNK,
     EPOCH_2001,
     NEED,
     NEED_OR_EOF,
@@ -32,6 +33,7 @@ from .stream import (
     StreamCheck,
     bit_rate,
     since,
+    truncated,
 )
 
 # --- WebM --------------------------------------------------------------------------------------
@@ -196,20 +198,8 @@ def _segment(c: StreamCheck, movie: _Matroska, end: int | None) -> Parser:
 def _live_cluster(
     c: StreamCheck, movie: _Matroska, end: int | None
 ) -> Generator[Request, Any, int]:
-    """Pass over an unknown-size Cluster; return the ID that ends it (-1: the end)."""
-    where = "inside a Cluster"
-    while end is None or c.pos < end:
-        elem = yield from _read_id(c, where, eof_ok=end is None)
-        if elem < 0 or elem in _SEGMENT_CHILDREN:
-            return elem
-        size = yield from _read_size(c, where)
-        if size == _UNKNOWN or (end is not None and c.pos + size > end):
-            raise c.corrupt(f"could not be parsed: block 0x{elem:X} at byte {c.pos} overruns")
-        if elem == _BLOCK_GROUP:
-            yield from _block_group(c, movie, c.pos + size)
-        else:
-            yield from _cluster_child(c, movie, elem, size, where)
-    return -1
+    """Walk an unknown-size Cluster; return the ID that ends it (-1: the end)."""
+    return (yield from _walk_cluster(c, movie, end, live=True))
 
 
 def _cluster(c: StreamCheck, movie: _Matroska, end: int) -> Parser:
@@ -218,97 +208,219 @@ def _cluster(c: StreamCheck, movie: _Matroska, end: int) -> Parser:
     The check used to pass over such a Cluster (a deep check walked its children), so a
     child that does not fit only stops the count here, and the deep check still refuses it.
     """
-    where = "inside its Cluster"
-    while c.pos < end:
-        header = yield from _bounded_header(c, _CLUSTER, end)
-        if header is None:
-            movie.unreadable_blocks = True
-            break
-        elem, size = header
-        if elem == _BLOCK_GROUP:
-            yield from _block_group(c, movie, c.pos + size)
+    yield from _walk_cluster(c, movie, end, live=False)
+
+
+def _walk_cluster(
+    c: StreamCheck, movie: _Matroska, end: int | None, *, live: bool
+) -> Generator[Request, Any, int]:
+    """Feed a Cluster's bytes to a :class:`_ClusterWalk` a chunk at a time: one round trip
+    per chunk, not four per block."""
+    walk = _ClusterWalk(c, movie, c.pos, end, live=live)
+    where = "inside a Cluster" if live else "inside its Cluster"
+    while end is None or c.pos < end:
+        view = yield (CHUNK, -1 if end is None else end - c.pos, where)
+        if not view:
+            break  # the end of the stream, in an unknown-size Segment
+        if walk.feed(view):
+            return walk.found
+    walk.close(where)
+    return -1
+
+
+#: The value bits of an EBML size of 1 to 8 bytes (all ones: "unknown size"); 0 and 9: none.
+_SIZE_MASKS = [0] + [(1 << (7 * width)) - 1 for width in range(1, 9)] + [0]
+
+
+class _ClusterWalk:
+    """The children of one Cluster read from the chunks as they pass, by plain indexing.
+
+    Only the few bytes a block's header needs are looked at (and kept, at most 28, when
+    they straddle two chunks); block data is passed over. A known-size Cluster whose child
+    does not fit it stops the count (unless the check is deep: then it is refused); an
+    unknown-size Cluster (``live``) ends at the first level-1 ID, and a child it cannot
+    parse is refused, as before.
+    """
+
+    __slots__ = (
+        "base",
+        "block",
+        "c",
+        "carry",
+        "duration",
+        "end",
+        "found",
+        "group_end",
+        "live",
+        "movie",
+        "skip",
+    )  # fmt: skip
+
+    def __init__(
+        self, c: StreamCheck, movie: _Matroska, start: int, end: int | None, *, live: bool
+    ) -> None:
+        self.c, self.movie, self.live = c, movie, live
+        self.base = start  # the file offset of the next byte fed (of ``carry`` if any)
+        self.end = end  # the Cluster's end, or a live Cluster's Segment's end, or None
+        self.carry = b""  # an element header cut by the end of a chunk
+        self.skip = 0  # bytes of the current element still to pass over
+        self.group_end: int | None = None  # the end of the BlockGroup being read
+        self.block: tuple[int, int, int] | None = None  # its Block's header
+        self.duration: int | None = None  # its BlockDuration
+        self.found = -1  # the level-1 ID that ended a live Cluster
+
+    def feed(self, view: memoryview) -> bool:
+        """Read a chunk; True when a live Cluster ended in it (the rest is given back)."""
+        data: bytes | memoryview = self.carry + view.tobytes() if self.carry else view
+        self.carry = b""
+        base, n, i = self.base, len(data), 0
+        movie = self.movie
+        video = movie.video.number if movie.video is not None else -1
+        # the fast path: a SimpleBlock, not laced, of a one-byte track number, in the Cluster
+        fast_end = n - 14  # room for its ID, size (at most 8 bytes) and 4 header bytes
+        while True:
+            if self.skip:
+                step = min(self.skip, n - i)
+                i += step
+                self.skip -= step
+                if self.skip:
+                    break
+            while i <= fast_end and data[i] == 0xA3 and self.group_end is None:
+                first = data[i + 1]
+                width = 9 - first.bit_length() if first else 9
+                at = i + 1 + width
+                size = int.from_bytes(data[i + 1 : at], "big") & _SIZE_MASKS[width]
+                track = data[at]
+                if (
+                    width > 8
+                    or size < 4
+                    or size == _SIZE_MASKS[width]
+                    or (self.end is not None and base + at + size > self.end)
+                    or not track & 0x80
+                    or data[at + 3] & 0x06
+                ):
+                    break  # the general path reads it
+                track &= 0x7F
+                if track == video:
+                    movie.frames += 1
+                timecode = data[at + 1] << 8 | data[at + 2]
+                if timecode & 0x8000:
+                    timecode -= 0x10000
+                end = (movie.cluster_time + timecode) * movie.scale + movie.defaults.get(track, 0)
+                if end > movie.end_ns:
+                    movie.end_ns = end
+                step = min(size, n - at)
+                i = at + step
+                self.skip = size - step
+                if self.skip:
+                    break
+            if self.skip:
+                continue
+            pos = base + i
+            if self.group_end is not None and pos >= self.group_end:
+                self._close_group()
+                continue
+            if i >= n:
+                break
+            in_group = self.group_end is not None
+            limit = self.group_end if in_group else self.end
+            first = data[i]
+            width = 9 - first.bit_length() if first else 9
+            if width > 4 or (limit is not None and pos + width >= limit):
+                self._unfit(pos, limit)
+                continue
+            if i + width > n:
+                self.carry = bytes(data[i:])
+                break
+            elem = int.from_bytes(data[i : i + width], "big")
+            if self.live and not in_group and elem in _SEGMENT_CHILDREN:
+                self.found = elem
+                self.c.give_back(n - i - width)
+                return True
+            at = i + width
+            if at >= n:
+                self.carry = bytes(data[i:])
+                break
+            first = data[at]
+            size_width = 9 - first.bit_length() if first else 9
+            if size_width > 8 or (limit is not None and pos + width + size_width > limit):
+                self._unfit(pos, limit)
+                continue
+            if at + size_width > n:
+                self.carry = bytes(data[i:])
+                break
+            size = int.from_bytes(data[at : at + size_width], "big") & _SIZE_MASKS[size_width]
+            at += size_width
+            body = base + at
+            if size == _SIZE_MASKS[size_width] or (limit is not None and body + size > limit):
+                self._unfit(pos, limit)
+                continue
+            if elem == _BLOCK_GROUP and not in_group:
+                self.group_end, self.block, self.duration = body + size, None, None
+                i = at
+                continue
+            if in_group:
+                want = min(size, 16) if elem in (_BLOCK, _BLOCK_DURATION) else 0
+            elif elem == _SIMPLE_BLOCK:
+                want = min(size, 16)
+            else:
+                want = size if elem == _TIMECODE and size <= 8 else 0
+            if at + want > n:
+                self.carry = bytes(data[i:])
+                break
+            if want:
+                self._element(elem, size, data[at : at + want])
+            i = at + want
+            self.skip = size - want
+        self.base = base + n - len(self.carry)
+        return False
+
+    def _element(self, elem: int, size: int, head: bytes | memoryview) -> None:
+        if elem == _TIMECODE:
+            self.movie.cluster_time = int.from_bytes(head, "big")
+        elif elem == _BLOCK_DURATION:
+            if size <= 8:
+                self.duration = int.from_bytes(head, "big")
         else:
-            yield from _cluster_child(c, movie, elem, size, where)
-    yield from c.skip(end - c.pos, where)
+            block = _block_header(head)
+            if elem == _BLOCK:
+                self.block = block
+            elif block is None:
+                self.movie.unreadable_blocks = True
+            else:
+                _count_block(self.movie, block, None)
+
+    def _unfit(self, pos: int, limit: int | None) -> None:
+        """A child that does not fit its parent (or cannot be parsed) at ``pos``."""
+        c = self.c
+        in_group = self.group_end is not None
+        if c.deep or (self.live and not in_group) or limit is None:
+            parent = _BLOCK_GROUP if in_group else _CLUSTER
+            raise c.corrupt(f"element at byte {pos} overruns its parent 0x{parent:X}")
+        self.movie.unreadable_blocks = True
+        self.skip = limit - pos  # to the end of the BlockGroup or Cluster
+
+    def _close_group(self) -> None:
+        if self.block is not None:
+            _count_block(self.movie, self.block, self.duration)
+        self.group_end = None
+
+    def close(self, where: str) -> None:
+        """The Cluster's bytes all passed (or the stream ended)."""
+        if self.group_end is not None and self.base >= self.group_end and not self.skip:
+            self._close_group()
+        if self.carry or self.skip or self.group_end is not None:
+            raise CorruptMediaError(truncated(self.c.name, where))
 
 
-def _block_group(c: StreamCheck, movie: _Matroska, end: int) -> Parser:
-    """A BlockGroup: its Block's header and its BlockDuration."""
-    where = "inside a BlockGroup"
-    block: tuple[int, int, int] | None = None
-    duration = None
-    while c.pos < end:
-        header = yield from _bounded_header(c, _BLOCK_GROUP, end)
-        if header is None:
-            movie.unreadable_blocks = True
-            break
-        elem, size = header
-        data = yield from c.need(min(size, 16), where)
-        yield from c.skip(size - len(data), where)
-        if elem == _BLOCK:
-            block = _block_header(data)
-        elif elem == _BLOCK_DURATION and size <= 8:
-            duration = int.from_bytes(data, "big")
-    yield from c.skip(end - c.pos, where)
-    if block is not None:
-        _count_block(movie, block, duration)
-
-
-def _cluster_child(c: StreamCheck, movie: _Matroska, elem: int, size: int, where: str) -> Parser:
-    """A child of a Cluster other than a BlockGroup: a Timecode or a SimpleBlock is read."""
-    if elem == _TIMECODE and size <= 8:
-        movie.cluster_time = int.from_bytes((yield from c.need(size, where)), "big")
-    elif elem == _SIMPLE_BLOCK:
-        data = yield from c.need(min(size, 16), where)
-        yield from c.skip(size - len(data), where)
-        block = _block_header(data)
-        if block is None:
-            movie.unreadable_blocks = True
-        else:
-            _count_block(movie, block, None)
-    else:
-        yield from c.skip(size, where)
-
-
-def _bounded_header(
-    c: StreamCheck, parent: int, end: int
-) -> Generator[Request, Any, tuple[int, int] | None]:
-    """(ID, size) of the next child of a master element ending at ``end``, reading nothing
-    past ``end``; None (or, in a deep check, CorruptMediaError) when the child does not fit."""
-    first = (yield from c.need(1, f"inside its {_ebml_name(parent)}"))[0]
-    width = 9 - first.bit_length() if first else 9
-    size = None
-    if width <= 4 and c.pos + width - 1 < end:
-        rest = yield from c.need(width - 1, "inside an element ID")
-        size = yield from _bounded_size(c, end)
-    if size is not None and size != _UNKNOWN and c.pos + size <= end:
-        return int.from_bytes(bytes([first]) + rest, "big"), size
-    if c.deep:
-        raise c.corrupt(f"element at byte {c.pos} overruns its parent 0x{parent:X}")
-    return None
-
-
-def _bounded_size(c: StreamCheck, end: int) -> Generator[Request, Any, int | None]:
-    """An element size read without passing ``end`` (None if it cannot be)."""
-    if c.pos >= end:
-        return None
-    first = (yield from c.need(1, "inside an element size"))[0]
-    width = 9 - first.bit_length() if first else 9
-    if width > 8 or c.pos + width - 1 > end:
-        return None
-    rest = yield from c.need(width - 1, "inside an element size")
-    value = int.from_bytes(bytes([first & (0xFF >> width)]) + rest, "big")
-    return _UNKNOWN if value == (1 << (7 * width)) - 1 else value
-
-
-def _block_header(data: bytes) -> tuple[int, int, int] | None:
+def _block_header(data: bytes | memoryview) -> tuple[int, int, int] | None:
     """(track number, signed timecode, frames) of a (Simple)Block's header, or None."""
     if not data or not data[0]:
         return None
     width = 9 - data[0].bit_length()
     if len(data) < width + 3:
         return None
-    track = int.from_bytes(bytes([data[0] & (0xFF >> width)]) + data[1:width], "big")
+    track = int.from_bytes(data[:width], "big") & ((1 << (7 * width)) - 1)
     timecode, flags = struct.unpack_from(">hB", data, width)
     frames = 1
     if flags & 0x06:  # laced: the frame count minus one follows
