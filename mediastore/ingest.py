@@ -21,6 +21,7 @@ from .formats.detect import HEAD_SIZE, MediaKind, kind_for_hint, sniff
 from .formats.probe import decode_image, image_size
 from .formats.structure import Checker, ImageLayout, checker_for
 from .hashing import Digests
+from .records import MediaMetadata
 from .types import ByteProgress
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ class Staged:
     size: int
     width: int | None
     height: int | None
+    #: what the structure walk read of the content in the same pass (None: nothing)
+    metadata: MediaMetadata | None = None
 
 
 #: Chunks a file reader may have in flight: the pipeline consumes a chunk at most this many
@@ -186,12 +189,14 @@ class _Typer:
         self._check.feed(self._head)
         self._head = bytearray()
 
-    def finish(self) -> tuple[MediaKind, ImageLayout | None]:
-        """The kind, and an image's layout; raises if the stream was not a complete file."""
+    def finish(self) -> tuple[MediaKind, ImageLayout | None, MediaMetadata | None]:
+        """The kind, an image's layout and what the file says about its content; raises if
+        the stream was not a complete file."""
         if self._check is None:
             self._start()
         assert self.kind is not None and self._check is not None
-        return self.kind, self._check.finish()
+        layout = self._check.finish()
+        return self.kind, layout, self._check.metadata
 
 
 def stage(
@@ -244,10 +249,12 @@ def stage(
                     progress(digests.size)
         finally:
             sink.close()
-        kind, layout = typer.finish()
+        kind, layout, metadata = typer.finish()
         _log_hint_mismatch(kind, mime_hint)
         width = height = None
-        if kind.media_type == "image":
+        if kind.media_type == "video" and metadata is not None:
+            width, height = _pixels(metadata.width), _pixels(metadata.height)  # coded size
+        elif kind.media_type == "image":
             # a small image that came in one chunk is probed from memory, not read back
             source = temp.path if whole is None else whole
             width, height = image_size(source, kind, max_pixels=max_pixels, layout=layout)
@@ -262,10 +269,17 @@ def stage(
             size=digests.size,
             width=width,
             height=height,
+            metadata=metadata,
         )
     except BaseException:
         blobs.discard(temp)
         raise
+
+
+def _pixels(value: int | None) -> int | None:
+    """A video's declared side, None unless it fits the catalog's column (any file may
+    declare any number)."""
+    return value if value is not None and 0 < value < 1 << 31 else None
 
 
 def _log_hint_mismatch(kind: MediaKind, mime_hint: str | None) -> None:

@@ -479,6 +479,7 @@ def _new_media(staged: Staged) -> NewMedia:
         size=staged.size,
         width=staged.width,
         height=staged.height,
+        metadata=staged.metadata,
     )
 
 

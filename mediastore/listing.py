@@ -8,11 +8,12 @@ on a large catalog it reads every URL row (say so wherever it is offered).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
 from .errors import InvalidInputError
-from .records import LIVE_STATUSES, MEDIA_TYPES
+from .records import LIVE_STATUSES, MEDIA_TYPES, SHAPES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,7 +30,16 @@ class MediaFilter:
         before: Added before this moment.
         url_contains: Some URL recorded for the file contains this text (case-sensitive;
             reads every URL row).
+        min_duration: Lasts at least this many seconds (videos and animations).
+        max_duration: Lasts at most this many seconds.
+        orientation: ``portrait`` (taller than wide), ``landscape`` or ``square``, as shown:
+            after a video's rotation and pixel aspect ratio, an image's EXIF orientation.
+        animated: True: animated images only (GIF, APNG, WebP of several frames); False:
+            still images only. Videos and PDFs meet neither.
         limit: At most this many files.
+
+    A metadata condition (duration, orientation, animated) leaves out files whose value is
+    unknown (stored before metadata was read, until ``probe`` reads it).
     """
 
     media_type: str | None = None
@@ -39,6 +49,10 @@ class MediaFilter:
     since: datetime | None = None
     before: datetime | None = None
     url_contains: str | None = None
+    min_duration: float | None = None
+    max_duration: float | None = None
+    orientation: str | None = None
+    animated: bool | None = None
     limit: int | None = None
 
     def __post_init__(self) -> None:
@@ -54,5 +68,20 @@ class MediaFilter:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or value < 0):
                 raise InvalidInputError(f"{name} must be a non-negative integer, got {value!r}")
+        for name in ("min_duration", "max_duration"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise InvalidInputError(f"{name} must be a non-negative number, got {value!r}")
+        if self.orientation is not None and self.orientation not in SHAPES:
+            raise InvalidInputError(
+                f"unknown orientation {self.orientation!r} (one of {', '.join(SHAPES)})"
+            )
+        if self.animated is not None and not isinstance(self.animated, bool):
+            raise InvalidInputError(f"animated must be True, False or None, got {self.animated!r}")
         if self.url_contains is not None and not self.url_contains:
             raise InvalidInputError("the URL text to search for is empty")

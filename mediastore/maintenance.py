@@ -35,6 +35,7 @@ from .errors import (
     StorageError,
 )
 from .formats.detect import BY_EXTENSION
+from .formats.structure import checker_for
 from .ingest import Staged, open_file_chunks
 from .lifecycle import LEASE_SECONDS, Entry, Lifecycle, ref_of
 from .net.downloader import Downloader
@@ -45,6 +46,8 @@ from .records import (
     STATUS_REMOVED,
     GcReport,
     LegacyImportReport,
+    MediaMetadata,
+    ProbeReport,
     ReidentifyReport,
     ReindexReport,
 )
@@ -496,3 +499,76 @@ def reidentify(life: Lifecycle, *, progress: Progress | None = None) -> Reidenti
         if progress is not None:
             progress(min(after, total), total)
     return ReidentifyReport(urls=urls, changed=changed)
+
+
+#: Rows read per page of ``probe`` (each page's results are one transaction).
+PROBE_PAGE = 200
+#: Files read at once by ``probe``: an object store's reads wait on the network.
+PROBE_WORKERS = 4
+#: Bytes read at a time from a stored file by ``probe``.
+PROBE_CHUNK = 1 << 20
+
+
+def probe(life: Lifecycle, *, progress: Progress | None = None) -> ProbeReport:
+    """Read and record the metadata of every ``ok`` file whose row has never had it read
+    (stored before catalog revision 0010), a page of rows per transaction.
+
+    Each file is streamed once through its format's structure walk (the check ingest runs,
+    not deep; nothing is hashed): a local file or an object store's object is read once.
+    Online and resumable: a row is marked read (``metadata_read_at``) in the page's
+    transaction, only if still unread, and a rerun visits what is left. A file whose walk
+    fails now is recorded as read with unknown metadata (``unreadable``: ``verify`` says
+    what is wrong with it); a file not found is left unread (``missing``).
+    ``progress(done, total)`` counts files.
+
+    Raises:
+        ReadOnlyStoreError: the catalog is read-only and some file needs reading.
+        StorageError: a stored file could not be read (the pages before are recorded).
+    """
+    total = life.catalog.count_unprobed()
+    done = read = size = 0
+    unreadable: dict[str, str] = {}
+    missing: list[str] = []
+    after = ""
+    with ThreadPoolExecutor(PROBE_WORKERS, thread_name_prefix="probe") as pool:
+        while page := life.catalog.unprobed(after, PROBE_PAGE):
+            after = page[-1].md5
+            found: list[tuple[str, MediaMetadata | None]] = []
+            outcomes = list(pool.map(lambda r: _probe_one(life, r), page))
+            for row, outcome in zip(page, outcomes, strict=True):
+                if outcome is None:
+                    missing.append(row.md5)
+                    continue
+                metadata, reason = outcome
+                if reason is not None:
+                    unreadable[row.md5] = reason
+                    log.warning("metadata of %s not readable: %s", row.md5, reason)
+                found.append((row.md5, metadata))
+                size += row.size
+            read += life.catalog.record_metadata(found, datetime.now(UTC))
+            done += len(page)
+            if progress is not None:
+                progress(min(done, total), max(total, done))
+    return ProbeReport(read=read, unreadable=unreadable, missing=missing, bytes=size)
+
+
+def _probe_one(life: Lifecycle, row: MediaRow) -> tuple[MediaMetadata | None, str | None] | None:
+    """(metadata, None) of a stored file, (None, why) if its walk fails, None if missing."""
+    kind = BY_EXTENSION.get(row.extension)
+    if kind is None:
+        return None, f"unknown extension {row.extension!r}"
+    try:
+        fh, _ = life.blobs.open(ref_of(row))
+    except FileNotFoundError:
+        return None
+    check = checker_for(kind, max_pixels=life.config.max_image_pixels)
+    try:
+        with fh:
+            while chunk := fh.read(PROBE_CHUNK):
+                check.feed(chunk)
+        check.finish()
+    except MediaStoreError as exc:
+        return None, str(exc)
+    except OSError as exc:
+        raise StorageError(f"reading the file of {row.md5} failed: {exc}") from exc
+    return check.metadata, None

@@ -21,6 +21,98 @@ STATUS_REMOVED = "removed"
 LIVE_STATUSES: tuple[str, ...] = (STATUS_OK, STATUS_MISSING, STATUS_CORRUPT, STATUS_BROKEN)
 
 
+@dataclass(frozen=True, slots=True)
+class MediaMetadata:
+    """What a file says about its content, read by the structure walk in the same pass as its
+    check (at ingest, or by :meth:`MediaStore.probe` for files stored before).
+
+    Read from headers, boxes, elements, chunks and dictionaries as they stream by, never from
+    decoded pixels or samples. Every field is None where the format does not carry it or the
+    file's copy is unreadable: a value here is one the file declares (or a sum or ratio of
+    declared values), never a guess, and unreadable metadata never fails the check.
+
+    Attributes:
+        width: Coded width in pixels (an image's header; a video's first video track).
+        height: Coded height in pixels.
+        rotation: Video: degrees (0, 90, 180 or 270) a player turns the frames clockwise to
+            show them, from the MP4/MOV track header matrix (None for a matrix that is not a
+            plain rotation, and for WebM, whose tracks carry no matrix).
+        display_width: Width in pixels as shown: after a video's pixel aspect ratio
+            (``pasp``, Matroska DisplayWidth/DisplayHeight: the width is stretched) and its
+            rotation, or after an image's EXIF orientation (5-8 swap the sides).
+        display_height: Height in pixels as shown (see ``display_width``).
+        orientation: EXIF orientation of an image, 1-8 (1: as stored).
+        duration: Seconds: a video's whole duration; an animation's total of frame delays.
+        frames: Frames: a video track's samples (MP4 ``stsz`` plus fragment ``trun`` counts,
+            WebM blocks and laced frames); an image's frames (1 for a still image).
+        frame_rate: Frames per second of the video track: Matroska's DefaultDuration when
+            declared, else frames divided by the video track's duration (the average).
+        animated: Whether an image has more than one frame (GIF, APNG, WebP).
+        video_codec: Codec of the video track, as ffmpeg names it ("h264", "hevc", "mpeg4",
+            "vp8", "vp9", "av1"...).
+        has_audio: Whether a video file has an audio track.
+        audio_codec: Codec of the first audio track ("aac", "mp3", "opus", "vorbis"...).
+        bit_rate: Bits per second over the whole file: its size over its duration.
+        creation_time: When a video was made, as an aware UTC datetime: MP4/MOV ``mvhd``
+            creation time (seconds since 1904), Matroska DateUTC (nanoseconds since 2001);
+            None where it is zero.
+        capture_time: EXIF DateTimeOriginal of an image: naive (local time of the camera),
+            or aware when OffsetTimeOriginal gives its offset.
+        pages: Pages of a PDF: the ``/Count`` of the page tree root that the last trailer's
+            ``/Root`` catalog names.
+        pdf_version: PDF version ("1.7"): the header's, or the catalog's ``/Version`` when
+            later.
+        encrypted: Whether a PDF's trailer names an ``/Encrypt`` dictionary.
+    """
+
+    width: int | None = None
+    height: int | None = None
+    rotation: int | None = None
+    display_width: int | None = None
+    display_height: int | None = None
+    orientation: int | None = None
+    duration: float | None = None
+    frames: int | None = None
+    frame_rate: float | None = None
+    animated: bool | None = None
+    video_codec: str | None = None
+    has_audio: bool | None = None
+    audio_codec: str | None = None
+    bit_rate: int | None = None
+    creation_time: datetime | None = None
+    capture_time: datetime | None = None
+    pages: int | None = None
+    pdf_version: str | None = None
+    encrypted: bool | None = None
+
+    @property
+    def shape(self) -> str | None:
+        """``portrait``, ``landscape`` or ``square``, from the displayed size (None if unknown)."""
+        return shape_of(self.display_width, self.display_height)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (times in ISO 8601), plus ``shape``."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in METADATA_FIELDS}
+        for name in ("creation_time", "capture_time"):
+            if out[name] is not None:
+                out[name] = out[name].isoformat()
+        out["shape"] = self.shape
+        return out
+
+
+#: The fields of :class:`MediaMetadata`, in order.
+METADATA_FIELDS: tuple[str, ...] = tuple(MediaMetadata.__dataclass_fields__)
+#: The values of ``MediaFilter.orientation`` and ``MediaMetadata.shape``.
+SHAPES: tuple[str, ...] = ("portrait", "landscape", "square")
+
+
+def shape_of(width: int | None, height: int | None) -> str | None:
+    """``portrait`` (taller than wide), ``landscape``, ``square``, or None if unknown."""
+    if not width or not height:
+        return None
+    return "portrait" if height > width else "landscape" if width > height else "square"
+
+
 class MediaRecord(NamedTuple):
     """One stored file, as the catalog describes it.
 
@@ -31,6 +123,13 @@ class MediaRecord(NamedTuple):
     A named tuple (immutable, compared by value): every lookup makes one, and a tuple is
     built several times faster than a frozen dataclass. The fields up to ``status`` are a
     catalog row's, in its order.
+
+    ``width`` and ``height``: an image's stored pixels; a video's coded size (its first video
+    track's); None for a PDF. ``metadata`` (:class:`MediaMetadata`) is what the file says
+    about its content: filled by the ``add_*`` methods, :meth:`MediaStore.describe`,
+    :meth:`MediaStore.list_media` and ``export``; None on the point-lookup path
+    (``get_by_md5``, ``get_by_url``, ``fetch``), which reads only the row's hot columns, and
+    for a file stored before metadata was read (until :meth:`MediaStore.probe` reads it).
     """
 
     md5: str
@@ -46,6 +145,7 @@ class MediaRecord(NamedTuple):
     status: str
     directory: Path | None
     url: str | None = None
+    metadata: MediaMetadata | None = None
 
     @property
     def path(self) -> Path | None:
@@ -76,10 +176,49 @@ class MediaRecord(NamedTuple):
             ),
             "status": self.status,
             "url": self.url,
+            # None where the metadata was not read (see ``metadata``)
+            **(_content(self.metadata) if self.metadata is not None else _NO_METADATA),
             # the legacy media_cache names
             "md5_sum": self.md5,
             "local_path": str(self.path) if self.path else None,
             "file_size": self.size,
+        }
+
+
+def _content(metadata: MediaMetadata) -> dict[str, Any]:
+    """The metadata's keys but width and height (the record's own say the stored size)."""
+    out = metadata.to_dict()
+    del out["width"], out["height"]
+    return out
+
+
+_NO_METADATA: dict[str, Any] = {
+    **{name: None for name in METADATA_FIELDS if name not in ("width", "height")},
+    "shape": None,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProbeReport:
+    """Outcome of :meth:`MediaStore.probe`: files whose metadata was read (and recorded).
+
+    ``unreadable`` maps the md5 of a file whose structure walk failed now to the reason (its
+    metadata is recorded as unknown, so a rerun does not read it again; ``verify`` says what
+    is wrong with it); ``missing`` lists files not found (left for the next run).
+    """
+
+    read: int = 0
+    unreadable: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "read": self.read,
+            "unreadable": self.unreadable,
+            "missing": self.missing,
+            "bytes": self.bytes,
         }
 
 
@@ -164,6 +303,12 @@ class StoreStats:
     by_status: dict[str, TypeStats] = field(default_factory=dict)
     #: adds that found their content already stored
     dedup_adds: int = 0
+    #: with ``stats(content=True)``: seconds of every video whose duration is known
+    video_duration: float | None = None
+    #: with ``stats(content=True)``: pages of every PDF whose page count is known
+    pages: int | None = None
+    #: with ``stats(content=True)``: files whose metadata was never read (see ``probe``)
+    unprobed: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form with the legacy ``media_cache`` keys (``total_files``, ``total_size``,
@@ -180,6 +325,9 @@ class StoreStats:
                 self.oldest_verified_at.isoformat() if self.oldest_verified_at else None
             ),
             "unverified": self.unverified,
+            "video_duration": self.video_duration,
+            "pages": self.pages,
+            "unprobed": self.unprobed,
         }
 
 

@@ -52,6 +52,7 @@ from .records import (
     LegacyImportReport,
     MediaRecord,
     MoveReport,
+    ProbeReport,
     ReidentifyReport,
     ReindexReport,
     StoreStats,
@@ -253,8 +254,10 @@ class MediaStore:
         if url is not None:
             _check_url_label(url)
             infos.append(UrlInfo(url=url))
-        row = self.lifecycle.ingest(chunks, infos, mime_hint=mime_type)
-        return self.lifecycle.record(row, url)
+        staged = self.lifecycle.stage(chunks, mime_hint=mime_type)
+        row = self.lifecycle.commit(staged, infos)
+        # the bytes just read say what the content is, whether it was stored before or not
+        return self.lifecycle.record(row, url)._replace(metadata=staged.metadata)
 
     # --- downloading ---------------------------------------------------------------------
     def _get_downloader(self) -> Downloader:
@@ -522,6 +525,32 @@ class MediaStore:
         row = self._live_row(md5)
         return self.lifecycle.record(row) if row else None
 
+    def describe(self, md5: str) -> MediaRecord | None:
+        """The media with this content MD5, like :meth:`get_by_md5`, with its ``metadata``
+        (a second read: the point lookups leave it out).
+
+        Raises:
+            InvalidMD5Error: ``md5`` is not 32 hex characters.
+        """
+        rec = self.get_by_md5(md5)
+        if rec is None:
+            return None
+        return rec._replace(metadata=self.catalog.metadata(rec.md5))
+
+    def probe(self, *, progress: Progress | None = None) -> ProbeReport:
+        """Read the metadata of files stored before it was read at ingest (catalog revision
+        0010), and record it.
+
+        Each file whose row has never had its metadata read is streamed once through its
+        format's structure walk (no hashing; an object store's file is read once), and a page
+        of results is recorded per transaction: online (other processes may keep adding) and
+        resumable (a rerun reads only what is left). ``progress(done, total)`` counts files.
+
+        Raises:
+            ReadOnlyStoreError: the store is read-only and some file needs reading.
+        """
+        return maintenance.probe(self.lifecycle, progress=progress)
+
     def urls_for(self, md5: str) -> list[str]:
         """Every URL recorded for this content, oldest first."""
         return self.catalog.urls_for(normalize_md5(md5))
@@ -656,8 +685,14 @@ class MediaStore:
             target.close()
             source.close()
 
-    def stats(self) -> StoreStats:
-        """Counts and sizes from the catalog alone (no directory walk)."""
+    def stats(self, *, content: bool = False) -> StoreStats:
+        """Counts and sizes from the catalog alone (no directory walk).
+
+        Args:
+            content: Also sum what the files say (``video_duration``, ``pages``) and count
+                the files whose metadata was never read (``unprobed``): one pass over the
+                media rows, where the rest reads a few counter rows.
+        """
         raw = self.catalog.stats()
         counters: dict[str, tuple[int, int]] = raw["counters"]
         by_type = {t: TypeStats() for t in MEDIA_TYPES}
@@ -682,7 +717,14 @@ class MediaStore:
             dedup_adds=dedup[0],
             oldest_verified_at=raw["oldest"],
             unverified=counters.get("unverified", (0, 0))[0],
+            **self._content_stats(content),
         )
+
+    def _content_stats(self, content: bool) -> dict[str, Any]:
+        if not content:
+            return {}
+        seconds, pages, unprobed = self.catalog.content_stats()
+        return {"video_duration": seconds, "pages": pages, "unprobed": unprobed}
 
     def import_legacy(
         self, path: str | Path | None = None, *, progress: Progress | None = None
@@ -849,11 +891,15 @@ class MediaStore:
             since=cond.since,
             before=cond.before,
             url_contains=cond.url_contains,
+            min_duration=cond.min_duration,
+            max_duration=cond.max_duration,
+            shape=cond.orientation,
+            animated=cond.animated,
             page=min(500, left or 500),
         )
         for page in pages:
-            for row in page:
-                yield self.lifecycle.record(row)
+            for row, metadata in page:
+                yield self.lifecycle.record(row)._replace(metadata=metadata)
                 if left is not None:
                     left -= 1
                     if left == 0:

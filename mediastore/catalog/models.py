@@ -11,14 +11,17 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -76,6 +79,27 @@ media = Table(
     Column("removed_at", UTCDateTime()),
     # URL rows pointing here, kept by a trigger: what stats() counts as saved by dedup (0004)
     Column("url_count", Integer, nullable=False, server_default="0"),
+    # what the file says about its content, read in the ingest pass (0010); NULL: unknown
+    Column("duration", Float, index=True),  # seconds (ls --min/--max-duration)
+    Column("frames", Integer),
+    Column("frame_rate", Float),
+    Column("animated", Boolean, index=True),  # ls --animated / --still
+    Column("rotation", SmallInteger),
+    Column("display_width", Integer),
+    Column("display_height", Integer),
+    Column("orientation", SmallInteger),  # EXIF 1-8
+    Column("video_codec", String(32)),
+    Column("audio_codec", String(32)),
+    Column("has_audio", Boolean),
+    Column("bit_rate", BigInteger),
+    Column("creation_time", UTCDateTime()),
+    # EXIF DateTimeOriginal as ISO 8601 text: naive (the camera's local time) or with offset
+    Column("capture_time", String(32)),
+    Column("pages", Integer),
+    Column("pdf_version", String(8)),
+    Column("encrypted", Boolean),
+    # when the metadata was read; NULL: stored before 0010, not probed yet
+    Column("metadata_read_at", UTCDateTime()),
     CheckConstraint("size >= 0", name="size_nonnegative"),
     CheckConstraint(
         "status IN ('ok', 'missing', 'corrupt', 'broken', 'removed')", name="status_known"

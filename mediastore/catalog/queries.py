@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     Connection,
     Engine,
+    Integer,
     Select,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -31,7 +33,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..errors import CatalogError, HashCollisionError, InvalidInputError, ReadOnlyStoreError
 from ..identity import Identity
-from ..records import STATUS_OK, STATUS_REMOVED
+from ..records import STATUS_OK, STATUS_REMOVED, MediaMetadata
 from . import claims
 from .counters import count_dedup, counter_sums, recount
 from .engine import (
@@ -62,12 +64,16 @@ from .reads import (
 )
 from .rows import (
     MEDIA_COLS,
+    METADATA_COLS,
+    METADATA_COLUMNS,
     MediaRow,
     MoveRow,
     NewMedia,
     Recording,
     UrlInfo,
     legacy_url_key,
+    metadata_of,
+    metadata_values,
     row_of,
     url_key,
     utc,
@@ -157,11 +163,12 @@ def _new_rows(
             if row.status != STATUS_OK and not _refused_adoption(entry, known):
                 revived.add(media.md5)
             continue
-        values = {f: getattr(media, f) for f in NewMedia.__dataclass_fields__}
+        values = media.row_values()
         known[media.md5] = MediaRow(
             **values, created_at=now, last_verified_at=None, status=STATUS_OK
         )
-        inserts.append({**values, "created_at": now, "status": STATUS_OK})
+        meta = metadata_values(media.metadata, now)
+        inserts.append({**values, **meta, "created_at": now, "status": STATUS_OK})
     return inserts, revived
 
 
@@ -1037,13 +1044,20 @@ class Catalog:
         since: datetime | None = None,
         before: datetime | None = None,
         url_contains: str | None = None,
+        min_duration: float | None = None,
+        max_duration: float | None = None,
+        shape: str | None = None,
+        animated: bool | None = None,
         page: int = 500,
-    ) -> Iterator[list[MediaRow]]:
-        """Live media rows meeting every condition given, a page at a time, in md5 order.
+    ) -> Iterator[list[tuple[MediaRow, MediaMetadata | None]]]:
+        """Live media rows meeting every condition given, with their metadata, a page at a
+        time, in md5 order.
 
         Keyset pagination on the primary key: each page is one short read, so a listing of
         any length streams and never holds a transaction open. ``url_contains`` is a
-        ``LIKE '%text%'`` on the URL table (escaped), which reads every URL row.
+        ``LIKE '%text%'`` on the URL table (escaped), which reads every URL row. A metadata
+        condition leaves out rows whose value is unknown. ``shape`` compares the displayed
+        size (else the stored size): ``portrait``, ``landscape`` or ``square``.
         """
         self.flush_urls()
         conditions = [_media.c.status == status if status else _media.c.status != STATUS_REMOVED]
@@ -1057,6 +1071,17 @@ class Catalog:
             conditions.append(_media.c.created_at >= since)
         if before is not None:
             conditions.append(_media.c.created_at < before)
+        if min_duration is not None:
+            conditions.append(_media.c.duration >= min_duration)
+        if max_duration is not None:
+            conditions.append(_media.c.duration <= max_duration)
+        if animated is not None:
+            conditions.append(_media.c.animated.is_(animated))
+        if shape is not None:
+            wide = func.coalesce(_media.c.display_width, _media.c.width)
+            tall = func.coalesce(_media.c.display_height, _media.c.height)
+            compare = {"portrait": tall > wide, "landscape": wide > tall, "square": wide == tall}
+            conditions.append(compare[shape])
         if url_contains is not None:
             conditions.append(
                 select(_urls.c.id)
@@ -1066,16 +1091,102 @@ class Catalog:
                 .exists()
             )
         last = ""
+        width = len(MEDIA_COLS)
         while True:
-            stmt = select(*MEDIA_COLS).where(_media.c.md5 > last, *conditions)
+            stmt = select(*MEDIA_COLS, *METADATA_COLS[2:]).where(_media.c.md5 > last, *conditions)
             with self._read() as conn:
-                rows = [row_of(r) for r in conn.execute(stmt.order_by(_media.c.md5).limit(page))]
+                found = conn.execute(stmt.order_by(_media.c.md5).limit(page)).all()
+            rows = [(MediaRow(*r[:width]), metadata_of((r[6], r[7], *r[width:]))) for r in found]
             if not rows:
                 return
             yield rows
             if len(rows) < page:
                 return
-            last = rows[-1].md5
+            last = rows[-1][0].md5
+
+    # --- metadata ------------------------------------------------------------------------
+    def metadata(self, md5: str) -> MediaMetadata | None:
+        """What the row of ``md5`` records of its content (None: never read, or no row)."""
+        with self._read() as conn:
+            found = conn.execute(select(*METADATA_COLS).where(_media.c.md5 == md5)).first()
+        return None if found is None else metadata_of(tuple(found))
+
+    def unprobed(self, after: str, limit: int) -> list[MediaRow]:
+        """``ok`` rows whose metadata was never read, in md5 order after ``after``."""
+        stmt = (
+            select(*MEDIA_COLS)
+            .where(
+                _media.c.md5 > after,
+                _media.c.status == STATUS_OK,
+                _media.c.metadata_read_at.is_(None),
+            )
+            .order_by(_media.c.md5)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [row_of(r) for r in conn.execute(stmt)]
+
+    def count_unprobed(self) -> int:
+        """``ok`` rows whose metadata was never read."""
+        stmt = select(func.count()).where(
+            _media.c.status == STATUS_OK, _media.c.metadata_read_at.is_(None)
+        )
+        with self._read() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def record_metadata(
+        self, found: Sequence[tuple[str, MediaMetadata | None]], now: datetime
+    ) -> int:
+        """Record what was read of each md5's content (None: unreadable), in one transaction.
+
+        Only rows still unread change (a concurrent probe or a re-add got there first
+        otherwise); a video's width and height come from its video track. Returns the rows
+        changed.
+        """
+        if not found:
+            return 0
+        columns = [*METADATA_COLUMNS, "metadata_read_at"]
+        stmt = (
+            update(_media)
+            .where(_media.c.md5 == bindparam("b_md5"), _media.c.metadata_read_at.is_(None))
+            .values(
+                {name: bindparam(f"b_{name}") for name in columns}
+                | {
+                    "width": func.coalesce(_media.c.width, bindparam("b_width", type_=Integer)),
+                    "height": func.coalesce(_media.c.height, bindparam("b_height", type_=Integer)),
+                }
+            )
+        )
+        params = []
+        for md5, meta in found:
+            values = metadata_values(meta, now)
+            params.append(
+                {f"b_{name}": values[name] for name in columns}
+                | {
+                    "b_md5": md5,
+                    "b_width": None if meta is None else meta.width,
+                    "b_height": None if meta is None else meta.height,
+                }
+            )
+
+        def body(conn: Connection) -> int:
+            return int(conn.execute(stmt, params).rowcount)
+
+        return self._transact(body)
+
+    def content_stats(self) -> tuple[float, int, int]:
+        """Seconds of every live video, pages of every live PDF (where known), and the ``ok``
+        rows whose metadata was never read: one pass over the media rows."""
+        live = _media.c.status != STATUS_REMOVED
+        unread = _media.c.metadata_read_at.is_(None) & (_media.c.status == STATUS_OK)
+        stmt = select(
+            func.sum(case((_media.c.media_type == "video", _media.c.duration), else_=None)),
+            func.sum(_media.c.pages),
+            func.sum(case((unread, 1), else_=0)),
+        ).where(live)
+        with self._read() as conn:
+            seconds, pages, unprobed = conn.execute(stmt).one()
+        return float(seconds or 0), int(pages or 0), int(unprobed or 0)
 
 
 def _set_row(conn: Connection, key: Any, value: str, values: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from sqlalchemy import (
     Row,
 )
 
+from ..records import MediaMetadata
 from .models import media as _media
 
 MEDIA_COLS = (
@@ -19,6 +21,74 @@ MEDIA_COLS = (
     _media.c.size, _media.c.width, _media.c.height, _media.c.created_at,
     _media.c.last_verified_at, _media.c.status,
 )  # fmt: skip
+
+
+#: The metadata's columns (its fields but width and height, which are the row's own).
+METADATA_COLUMNS: tuple[str, ...] = (
+    "rotation", "display_width", "display_height", "orientation", "duration", "frames",
+    "frame_rate", "animated", "video_codec", "has_audio", "audio_codec", "bit_rate",
+    "creation_time", "capture_time", "pages", "pdf_version", "encrypted",
+)  # fmt: skip
+#: What a metadata read selects: the size, the metadata's columns, and when they were read.
+METADATA_COLS = (
+    _media.c.width,
+    _media.c.height,
+    *(_media.c[name] for name in METADATA_COLUMNS),
+    _media.c.metadata_read_at,
+)
+
+
+#: The largest integer (or longest text) each column holds; a file may declare any value,
+#: and one that does not fit is recorded as unknown rather than failing the commit.
+_LIMITS = {
+    "rotation": 32767, "orientation": 32767, "bit_rate": (1 << 63) - 1,
+    "video_codec": 32, "audio_codec": 32, "pdf_version": 8,
+}  # fmt: skip
+_INT_MAX = (1 << 31) - 1
+
+
+def _storable(value: Any, limit: int) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, datetime):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) and abs(value) < 1e300 else None
+    if isinstance(value, int):
+        return value if -(limit or _INT_MAX) <= value <= (limit or _INT_MAX) else None
+    if isinstance(value, str):
+        return value if len(value) <= (limit or 32) else None
+    return None
+
+
+def metadata_values(metadata: MediaMetadata | None, now: datetime) -> dict[str, Any]:
+    """The metadata's columns for a row whose file was read at ``now`` (None: unknown)."""
+    values: dict[str, Any] = dict.fromkeys(METADATA_COLUMNS)
+    if metadata is not None:
+        for name in METADATA_COLUMNS:
+            values[name] = _storable(getattr(metadata, name), _LIMITS.get(name, 0))
+        if metadata.capture_time is not None:
+            values["capture_time"] = metadata.capture_time.isoformat()
+        if metadata.creation_time is not None and metadata.creation_time.tzinfo is None:
+            values["creation_time"] = metadata.creation_time.replace(tzinfo=UTC)
+    values["metadata_read_at"] = now
+    return values
+
+
+def metadata_of(values: Sequence[Any]) -> MediaMetadata | None:
+    """A MediaMetadata from a row's METADATA_COLS, or None if it was never read."""
+    if values[-1] is None:
+        return None
+    fields = dict(zip(("width", "height", *METADATA_COLUMNS), values[:-1], strict=True))
+    for name in ("animated", "has_audio", "encrypted"):  # SQLite returns 0/1
+        if fields[name] is not None:
+            fields[name] = bool(fields[name])
+    if isinstance(fields["creation_time"], str | datetime):
+        fields["creation_time"] = utc(fields["creation_time"])
+    if fields["capture_time"] is not None:
+        try:
+            fields["capture_time"] = datetime.fromisoformat(fields["capture_time"])
+        except ValueError:
+            fields["capture_time"] = None
+    return MediaMetadata(**fields)
 
 
 class MediaRow(NamedTuple):
@@ -53,6 +123,21 @@ class NewMedia:
     size: int
     width: int | None
     height: int | None
+    #: what the ingest pass read of the content (None: a walk that records none)
+    metadata: MediaMetadata | None = None
+
+    def row_values(self) -> dict[str, Any]:
+        """The columns of the media row (MEDIA_COLS' own), without the metadata's."""
+        return {
+            "md5": self.md5,
+            "sha256": self.sha256,
+            "media_type": self.media_type,
+            "mime_type": self.mime_type,
+            "extension": self.extension,
+            "size": self.size,
+            "width": self.width,
+            "height": self.height,
+        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

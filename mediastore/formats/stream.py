@@ -12,7 +12,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..errors import CorruptMediaError, ImageTooLargeError
+from ..records import MediaMetadata
 from .detect import MediaKind
+
+__all__ = ["MediaMetadata"]  # re-exported: the walks fill the record the store keeps
 
 # Requests a parser yields to the driver (the first item of each request tuple).
 NEED = 0  # (op, n, msg): the next n bytes, sent back as bytes
@@ -51,70 +54,6 @@ class ImageLayout:
     height: int
     canvas_pixels: int
     frames: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class MediaMetadata:
-    """What a file says about its content, read by the structure walk in the same pass.
-
-    Read from headers, boxes, elements, chunks and dictionaries as they stream by, never from
-    decoded pixels or samples. Every field is None where the format does not carry it or the
-    file's copy is unreadable: a value here is one the file declares (or a sum or ratio of
-    declared values), never a guess, and unreadable metadata never fails the check.
-
-    Attributes:
-        width: Coded width in pixels (an image's header; a video's first video track).
-        height: Coded height in pixels.
-        rotation: Video: degrees (0, 90, 180 or 270) a player turns the frames clockwise to
-            show them, from the MP4/MOV track header matrix (None for a matrix that is not a
-            plain rotation, and for WebM, whose tracks carry no matrix).
-        display_width: Width in pixels as shown: after a video's pixel aspect ratio
-            (``pasp``, Matroska DisplayWidth/DisplayHeight: the width is stretched) and its
-            rotation, or after an image's EXIF orientation (5-8 swap the sides).
-        display_height: Height in pixels as shown (see ``display_width``).
-        orientation: EXIF orientation of an image, 1-8 (1: as stored).
-        duration: Seconds: a video's whole duration; an animation's total of frame delays.
-        frames: Frames: a video track's samples (MP4 ``stsz`` plus fragment ``trun`` counts,
-            WebM blocks and laced frames); an image's frames (1 for a still image).
-        frame_rate: Frames per second of the video track: Matroska's DefaultDuration when
-            declared, else frames divided by the video track's duration (the average).
-        animated: Whether an image has more than one frame (GIF, APNG, WebP).
-        video_codec: Codec of the video track, as ffmpeg names it ("h264", "hevc", "mpeg4",
-            "vp8", "vp9", "av1"...).
-        has_audio: Whether a video file has an audio track.
-        audio_codec: Codec of the first audio track ("aac", "mp3", "opus", "vorbis"...).
-        bit_rate: Bits per second over the whole file: its size over its duration.
-        creation_time: When a video was made, as an aware UTC datetime: MP4/MOV ``mvhd``
-            creation time (seconds since 1904), Matroska DateUTC (nanoseconds since 2001);
-            None where it is zero.
-        capture_time: EXIF DateTimeOriginal of an image: naive (local time of the camera),
-            or aware when OffsetTimeOriginal gives its offset.
-        pages: Pages of a PDF: the ``/Count`` of the page tree root that the last trailer's
-            ``/Root`` catalog names.
-        pdf_version: PDF version ("1.7"): the header's, or the catalog's ``/Version`` when
-            later.
-        encrypted: Whether a PDF's trailer names an ``/Encrypt`` dictionary.
-    """
-
-    width: int | None = None
-    height: int | None = None
-    rotation: int | None = None
-    display_width: int | None = None
-    display_height: int | None = None
-    orientation: int | None = None
-    duration: float | None = None
-    frames: int | None = None
-    frame_rate: float | None = None
-    animated: bool | None = None
-    video_codec: str | None = None
-    has_audio: bool | None = None
-    audio_codec: str | None = None
-    bit_rate: int | None = None
-    creation_time: datetime | None = None
-    capture_time: datetime | None = None
-    pages: int | None = None
-    pdf_version: str | None = None
-    encrypted: bool | None = None
 
 
 def since(epoch: datetime, seconds: float) -> datetime | None:

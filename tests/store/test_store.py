@@ -94,11 +94,14 @@ def test_add_file_records_everything(store: MediaStore, tmp_path: Path) -> None:
 def test_type_and_extension_come_from_content(
     store: MediaStore, data: bytes, directory: str, ext: str
 ) -> None:
-    """The typed directory and extension follow the bytes, not the hint or URL."""
+    """The typed directory and extension follow the bytes, not the hint or URL; a video's
+    width and height are its video track's, a PDF has none."""
     rec = store.add_bytes(data, url="https://cdn.test/file.jpg", mime_type="image/jpeg")
     assert rec.path.parent.name == directory
     assert rec.path.suffix == f".{ext}"
-    if directory != "images":
+    if directory == "videos":
+        assert rec.width and rec.height
+    elif directory == "documents":
         assert rec.width is None and rec.height is None
 
 
