@@ -919,7 +919,15 @@ class MediaStore:
 
         Copies (a reflink where the filesystem has one) unless ``link=True``: a hard link is
         the stored file itself, and editing it in place would damage the stored copy.
+        A sidecar holds the file's metadata (read here for a record that came without it).
         """
+        if sidecar:
+            records = (
+                rec
+                if rec.metadata is not None
+                else rec._replace(metadata=self.catalog.metadata(rec.md5))
+                for rec in records
+            )
         return export_records(
             records,
             Path(directory),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -11,11 +12,11 @@ from typing import Any
 
 import click
 
-from ..errors import MediaNotFoundError, MediaStoreError, StorageError
+from ..errors import InvalidInputError, MediaNotFoundError, MediaStoreError, StorageError
 from ..export import NAME_BY
 from ..identity import Identities, Identity
 from ..listing import MediaFilter
-from ..records import LIVE_STATUSES, MEDIA_TYPES, MediaRecord, Variant
+from ..records import LIVE_STATUSES, MEDIA_TYPES, SHAPES, MediaMetadata, MediaRecord, Variant
 from ..store import MediaStore
 from ..units import format_size, parse_size, parse_when
 from .common import (
@@ -121,6 +122,7 @@ def show(ctx: click.Context, md5: str, as_json: bool) -> None:
     """Show a stored file (by MD5 or a unique prefix of 6+) and its URLs. Exits 5 if unknown."""
     with open_store(ctx) as store:
         rec = find(store, md5)
+        rec = store.describe(rec.md5) or rec
         urls = store.urls_for(rec.md5)
         where = store.location(rec)
         identities = {url: store.identity(url) for url in urls}
@@ -135,6 +137,8 @@ def show(ctx: click.Context, md5: str, as_json: bool) -> None:
         )
         return
     show_record(rec, [], where)
+    for key, value in _metadata_lines(rec.metadata):
+        click.echo(f"{key:<11}{one_line(value)}")
     for url in urls:
         found = identities[url]
         click.echo(f"{'url':<11}{one_line(url)}")
@@ -145,6 +149,40 @@ def show(ctx: click.Context, md5: str, as_json: bool) -> None:
         dims = f"{v.record.width}x{v.record.height}" if v.record.width else "-"
         mark = "  (this file)" if v.record.md5 == rec.md5 else ""
         click.echo(f"{'variant':<11}{v.variant} (rank {v.rank}) {dims} {v.record.md5}{mark}")
+
+
+def _metadata_lines(meta: MediaMetadata | None) -> list[tuple[str, str]]:
+    """``show``'s lines for what the file says about its content (the known values)."""
+    if meta is None:
+        return [("metadata", "not read yet (mediastore probe reads it)")]
+    lines: list[tuple[str, str]] = []
+    if meta.display_width and meta.display_height:
+        shape = f" ({meta.shape})" if meta.shape else ""
+        lines.append(("shown", f"{meta.display_width}x{meta.display_height}{shape}"))
+    if meta.rotation:
+        lines.append(("rotation", f"{meta.rotation} degrees"))
+    if meta.orientation is not None:
+        lines.append(("exif orient", str(meta.orientation)))
+    if meta.duration is not None:
+        lines.append(("duration", f"{meta.duration:.3f} s"))
+    if meta.frames is not None:
+        rate = f" at {meta.frame_rate:.3f} fps" if meta.frame_rate else ""
+        animated = " (animated)" if meta.animated else ""
+        lines.append(("frames", f"{meta.frames}{rate}{animated}"))
+    if meta.video_codec is not None:
+        lines.append(("video", meta.video_codec))
+    if meta.has_audio is not None:
+        lines.append(("audio", (meta.audio_codec or "yes") if meta.has_audio else "none"))
+    if meta.bit_rate is not None:
+        lines.append(("bit rate", f"{meta.bit_rate / 1000:.0f} kbit/s"))
+    for key, when in (("made", meta.creation_time), ("captured", meta.capture_time)):
+        if when is not None:
+            lines.append((key, when.isoformat()))
+    if meta.pages is not None:
+        lines.append(("pages", str(meta.pages)))
+    if meta.pdf_version is not None:
+        lines.append(("pdf", meta.pdf_version + (", encrypted" if meta.encrypted else "")))
+    return lines
 
 
 def _expiry(found: Identity) -> str:
@@ -255,6 +293,24 @@ SIZE = Parsed("size", parse_size)
 WHEN = Parsed("date", parse_when)
 
 
+def parse_seconds(text: str) -> float:
+    """A non-negative, finite number of seconds.
+
+    Raises:
+        InvalidInputError: anything else.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise InvalidInputError(f"{text!r} is not a number of seconds (0 or more: 90, 1.5)")
+    return value
+
+
+SECONDS = Parsed("seconds", parse_seconds)
+
+
 def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The selection options ``ls`` and ``export`` share."""
     options = [
@@ -272,6 +328,22 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
             metavar="TEXT",
             help="Some URL of the file contains TEXT (reads every URL row: a scan).",
         ),
+        click.option(
+            "--min-duration",
+            type=SECONDS,
+            help="Lasts at least this many seconds (videos, animations; 90, 1.5).",
+        ),
+        click.option("--max-duration", type=SECONDS, help="Lasts at most this many seconds."),
+        click.option(
+            "--orientation",
+            type=click.Choice(SHAPES),
+            help="Taller than wide, wider than tall, or square, as shown (after rotation).",
+        ),
+        click.option(
+            "--animated/--still",
+            default=None,
+            help="Only animated images (GIF, APNG, WebP of several frames), or only still ones.",
+        ),
         click.option("--limit", type=click.IntRange(0, MAX_LIMIT), help="At most this many files."),
     ]
     for option in reversed(options):
@@ -288,6 +360,10 @@ def make_filter(params: dict[str, Any]) -> MediaFilter:
         "since",
         "before",
         "url_contains",
+        "min_duration",
+        "max_duration",
+        "orientation",
+        "animated",
         "limit",
     )
     return MediaFilter(**{k: params.pop(k) for k in keys})
@@ -299,10 +375,13 @@ def make_filter(params: dict[str, Any]) -> MediaFilter:
 @click.pass_context
 @errors
 def ls(ctx: click.Context, /, as_json: bool, **params: Any) -> None:
-    """List stored files, filtered by type, status, size, date and URL text, in MD5 order.
+    """List stored files, filtered by type, status, size, date, URL text, duration,
+    orientation and animation, in MD5 order.
 
     Streams (a page of rows at a time, any catalog size). --url TEXT reads every URL row
-    (no index serves a substring): slower on a large catalog. --json prints one JSON array.
+    (no index serves a substring): slower on a large catalog. A duration, orientation or
+    animation filter leaves out files whose metadata is unknown (stored before it was read:
+    see probe). --json prints one JSON array, with each file's metadata.
     """
     where = make_filter(params)
     with open_store(ctx) as store:
@@ -313,8 +392,23 @@ def ls(ctx: click.Context, /, as_json: bool, **params: Any) -> None:
         for rec in records:
             click.echo(
                 f"{rec.md5}  {rec.media_type:<8} {format_size(rec.size):>9}  {rec.status:<7} "
-                f"{rec.created_at:%Y-%m-%d %H:%M}"
+                f"{rec.created_at:%Y-%m-%d %H:%M}{_brief(rec)}"
             )
+
+
+def _brief(rec: MediaRecord) -> str:
+    """A listing line's end: the size as shown, and the duration or pages, where known."""
+    meta = rec.metadata
+    if meta is None:
+        return ""
+    parts = []
+    if meta.display_width and meta.display_height:
+        parts.append(f"{meta.display_width}x{meta.display_height}")
+    if meta.duration is not None:
+        parts.append(f"{meta.duration:.1f}s")
+    if meta.pages is not None:
+        parts.append(f"{meta.pages}p")
+    return "  " + " ".join(parts) if parts else ""
 
 
 def _stream_json(records: Iterator[MediaRecord]) -> None:
@@ -437,9 +531,13 @@ def _chosen(store: MediaStore, items: tuple[str, ...], tally: Tally) -> Iterator
 @click.pass_context
 @errors
 def stats(ctx: click.Context, as_json: bool) -> None:
-    """Counts and sizes per media type and per status, from the catalog alone."""
+    """Counts and sizes per media type and per status, from the catalog alone.
+
+    Also the hours of video, the pages of PDFs and the files whose metadata was not read
+    yet (one pass over the media rows; the counts read a few counter rows).
+    """
     with open_store(ctx) as store:
-        st = store.stats()
+        st = store.stats(content=True)
     if as_json:
         emit_json(st.to_dict())
         return
@@ -455,3 +553,8 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"urls: {st.total_urls}; saved by dedup: {format_size(st.dedup_saved_bytes)}")
     oldest = st.oldest_verified_at.isoformat() if st.oldest_verified_at else "never"
     click.echo(f"oldest verification: {oldest}; never verified: {st.unverified}")
+    hours = (st.video_duration or 0) / 3600
+    click.echo(
+        f"video duration: {hours:.1f} h; pdf pages: {st.pages or 0}; "
+        f"metadata not read yet: {st.unprobed or 0}"
+    )

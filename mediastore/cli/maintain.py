@@ -200,6 +200,33 @@ def reidentify(ctx: click.Context, as_json: bool) -> None:
 @json_option
 @click.pass_context
 @errors
+def probe(ctx: click.Context, as_json: bool) -> None:
+    """Read the metadata of files stored before it was read at ingest.
+
+    Files stored before catalog revision 0010 have no duration, frames, codecs, pages... in
+    the catalog: each is read once (its structure walk, no hashing; an object in a bucket is
+    downloaded once) and what it says recorded. Online and resumable: a page of files per
+    transaction, and a rerun reads only what is left. Exits 1 when a file was unreadable or
+    missing (verify says what is wrong with it).
+    """
+    with open_store(ctx) as store, bar_progress("probing", "file") as progress:
+        report = store.probe(progress=progress)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        click.echo(f"read the metadata of {report.read} file(s) ({format_size(report.bytes)})")
+        for md5, reason in report.unreadable.items():
+            click.echo(f"unreadable {md5}: {one_line(reason)}")
+        for md5 in report.missing:
+            click.echo(f"missing    {md5}")
+    if report.unreadable or report.missing:
+        ctx.exit(1)
+
+
+@click.command()
+@json_option
+@click.pass_context
+@errors
 def reindex(ctx: click.Context, as_json: bool) -> None:
     """Rebuild the catalog's media rows from the files on disk (lost or restored catalog).
 
