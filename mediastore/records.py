@@ -126,10 +126,11 @@ class MediaRecord(NamedTuple):
 
     ``width`` and ``height``: an image's stored pixels; a video's coded size (its first video
     track's); None for a PDF. ``metadata`` (:class:`MediaMetadata`) is what the file says
-    about its content: filled by the ``add_*`` methods, :meth:`MediaStore.describe`,
-    :meth:`MediaStore.list_media` and ``export``; None on the point-lookup path
-    (``get_by_md5``, ``get_by_url``, ``fetch``), which reads only the row's hot columns, and
-    for a file stored before metadata was read (until :meth:`MediaStore.probe` reads it).
+    about its content: filled by :meth:`MediaStore.describe`, :meth:`MediaStore.list_media`
+    and ``export``; None from the ``add_*`` methods and the point lookups (``get_by_md5``,
+    ``get_by_url``, ``fetch``), which read only the row's hot columns (so the record of an
+    add equals the record of a lookup), and for a file stored before metadata was read
+    (until :meth:`MediaStore.probe` reads it).
     """
 
     md5: str

@@ -254,10 +254,8 @@ class MediaStore:
         if url is not None:
             _check_url_label(url)
             infos.append(UrlInfo(url=url))
-        staged = self.lifecycle.stage(chunks, mime_hint=mime_type)
-        row = self.lifecycle.commit(staged, infos)
-        # the bytes just read say what the content is, whether it was stored before or not
-        return self.lifecycle.record(row, url)._replace(metadata=staged.metadata)
+        row = self.lifecycle.ingest(chunks, infos, mime_hint=mime_type)
+        return self.lifecycle.record(row, url)
 
     # --- downloading ---------------------------------------------------------------------
     def _get_downloader(self) -> Downloader:
