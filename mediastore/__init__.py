@@ -136,7 +136,6 @@ _HOMES: dict[str, str] = {
     "TypeStats": "records",
     "Variant": "records",
     "Failure": "records",
-    "ReidentifyReport": "records",
     "UnresolvableHostError": "errors",
     "UnsupportedMediaError": "errors",
     "VerifyReport": "records",
