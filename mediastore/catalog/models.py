@@ -146,7 +146,8 @@ media_urls = Table(
     Column("variant", Text),
     Column("variant_rank", Integer),
     Column("expires_at", UTCDateTime()),
-    Index("ix_media_urls_identity", "identity", "variant"),
+    # md5 in the index: a lookup by identity reads no URL row (revision 0009)
+    Index("ix_media_urls_identity", "identity", "variant", "md5"),
     CheckConstraint("source IN ('url', 'legacy')", name="source_known"),
     CheckConstraint("url IS NOT NULL OR source = 'legacy'", name="url_or_legacy"),
 )

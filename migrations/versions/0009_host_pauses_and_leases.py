@@ -1,4 +1,4 @@
-"""host pauses remembered, and download leases
+"""host pauses remembered, download leases, and a covering identity index
 
 Revision ID: 0009
 Revises: 0008
@@ -14,6 +14,9 @@ importers meeting rotated URLs of one picture at once): the first takes a lease 
 asset's identity, the others wait for it to end and then find the file stored. A lease
 ends when its download is recorded or failed, or at ``until`` (the database's clock, in
 seconds) when its holder died.
+
+The identity index gains ``md5``: a lookup of a rotated URL then finds its content from the
+index alone, without reading the URL row.
 """
 
 from __future__ import annotations
@@ -43,8 +46,12 @@ def upgrade() -> None:
         sa.Column("until", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_fetch_leases")),
     )
+    op.drop_index("ix_media_urls_identity", table_name="media_urls")
+    op.create_index("ix_media_urls_identity", "media_urls", ["identity", "variant", "md5"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_media_urls_identity", table_name="media_urls")
+    op.create_index("ix_media_urls_identity", "media_urls", ["identity", "variant"])
     op.drop_table("fetch_leases")
     op.drop_table("host_pauses")
