@@ -106,10 +106,12 @@ class Rule:
         found = self.path.fullmatch(path)
         if found is None:
             return None
-        groups = {k: v for k, v in found.groupdict().items() if v is not None}
-        variant = groups.pop(self.variant, None) if self.variant else None
-        key = f"{self.name}:" + "/".join(f"{k}={v}" for k, v in sorted(groups.items()))
-        return Identity(key, variant, self._rank(variant), _expiry(query, self.expiry))
+        names = _key_groups(self.path, self.variant)
+        parts = "/".join(f"{k}={v}" for k in names if (v := found.group(k)) is not None)
+        variant = found.group(self.variant) if self.variant else None
+        return Identity(
+            f"{self.name}:{parts}", variant, self._rank(variant), _expiry(query, self.expiry)
+        )
 
     def _dropped(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.drop)
@@ -132,6 +134,13 @@ def _expiry(query: str, name: str | None) -> datetime | None:
             seconds = int(value)
             return None if seconds >= NEVER else datetime.fromtimestamp(seconds, UTC)
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _key_groups(pattern: re.Pattern[str], variant: str | None) -> tuple[str, ...]:
+    """The groups of ``pattern`` that make an identity, in name order (the variant's is not
+    one: sizes of one asset share their identity)."""
+    return tuple(sorted(name for name in pattern.groupindex if name != variant))
 
 
 @functools.lru_cache(maxsize=1024)

@@ -357,16 +357,15 @@ class Catalog:
 
         One indexed read, by (identity, variant) on the URL rows.
         """
-        if variant is None:
-            name, stmt, params = "plain_identity", BY_PLAIN_IDENTITY, {"identity": identity}
-        else:
-            name, stmt = "identity", BY_IDENTITY
-            params = {"identity": identity, "variant": variant}
         if self._points is not None:
             try:
-                return self._points.first(name, params)
+                return self._points.by_identity(identity, variant)
             except self._points.error as exc:
                 raise CatalogError(f"catalog {self._where}: read failed: {exc}") from exc
+        if variant is None:
+            stmt, params = BY_PLAIN_IDENTITY, {"identity": identity}
+        else:
+            stmt, params = BY_IDENTITY, {"identity": identity, "variant": variant}
         with self._read() as conn:
             row = conn.execute(stmt, params).first()
         return row_of(row) if row else None

@@ -106,12 +106,18 @@ class PointReads:
         """The row of the statement ``name`` whose one parameter (named ``name``) is ``value``."""
         return self._first(name, (value,) if self.sqlite else {name: value})
 
-    def first(self, name: str, params: dict[str, str]) -> MediaRow | None:
+    def by_identity(self, identity: str, variant: str | None) -> MediaRow | None:
+        """The first stored row a URL of this identity and variant names."""
+        if variant is None:
+            return self.first("plain_identity", {"identity": identity})
+        return self.first("identity", {"identity": identity, "variant": variant})
+
+    def first(self, name: str, params: dict[str, Any]) -> MediaRow | None:
         """The first row of the statement ``name`` with these parameters (the others it
         fixes itself: a status, a limit)."""
         order, fixed = self._binds[name]
         if self.sqlite:
-            return self._first(name, tuple(params.get(key, fixed[key]) for key in order))
+            return self._first(name, tuple(params[k] if k in params else fixed[k] for k in order))
         return self._first(name, fixed | params)
 
     def _first(self, name: str, params: tuple[str, ...] | dict[str, str]) -> MediaRow | None:
