@@ -74,6 +74,7 @@ if TYPE_CHECKING:
         MediaRecord,
         MoveReport,
         ProbeReport,
+        Reference,
         ReidentifyReport,
         ReindexReport,
         StoreStats,
@@ -81,6 +82,7 @@ if TYPE_CHECKING:
         Variant,
         VerifyReport,
     )
+    from .references import RefUrl
     from .store import MediaStore
     from .types import Progress, Resolver
 
@@ -120,6 +122,8 @@ _HOMES: dict[str, str] = {
     "MoveReport": "records",
     "Progress": "types",
     "ReadOnlyStoreError": "errors",
+    "RefUrl": "references",
+    "Reference": "records",
     "RefusedContentError": "errors",
     "ReindexReport": "records",
     "ReidentifyReport": "records",
@@ -211,6 +215,8 @@ __all__ = [
     "ProbeReport",
     "Progress",
     "ReadOnlyStoreError",
+    "RefUrl",
+    "Reference",
     "RefusedContentError",
     "ReidentifyReport",
     "ReindexReport",

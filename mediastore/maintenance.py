@@ -295,11 +295,18 @@ def _set_aside(life: Lifecycle, entry: StoredEntry, found: _Found) -> bool:
 
 
 # --- garbage collection ----------------------------------------------------------------------
-def gc(life: Lifecycle, *, dry_run: bool = False) -> GcReport:
+def gc(
+    life: Lifecycle,
+    *,
+    dry_run: bool = False,
+    unreferenced_grace: int | None = None,
+) -> GcReport:
     """Clean up after crashes and finish removals; never deletes a file a row may need.
 
     - temp files whose writer is gone are removed;
     - writers silent for longer than the lease lose their intents;
+    - with ``unreferenced_grace`` (seconds), content whose last reference went away at
+      least that long ago is removed (see :meth:`Lifecycle.collect_unreferenced`);
     - files of removed content that no writer holds are deleted;
     - a file with no row is adopted when it is valid content (recorded at its address),
       quarantined otherwise; rows whose file is gone are marked missing;
@@ -309,6 +316,11 @@ def gc(life: Lifecycle, *, dry_run: bool = False) -> GcReport:
     temp = blobs.abandoned_temp_files(remove=not dry_run)
     temp += blobs.abandoned_uploads(remove=not dry_run)  # an upload is the server's temp file
     reaped = 0 if dry_run else catalog.reap_writers(LEASE_SECONDS)
+    unreferenced = (
+        []
+        if unreferenced_grace is None
+        else life.collect_unreferenced(unreferenced_grace, dry_run=dry_run)
+    )
     collected = [] if dry_run else life.collect()
     entries = list(blobs.walk())
     rows = catalog.by_md5_many([md5 for entry in entries if (md5 := _address_md5(entry))])
@@ -349,6 +361,7 @@ def gc(life: Lifecycle, *, dry_run: bool = False) -> GcReport:
         collected=collected,
         writers_reaped=reaped,
         counters_repaired=repaired,
+        unreferenced=unreferenced,
     )
 
 

@@ -310,6 +310,13 @@ class StoreStats:
     pages: int | None = None
     #: with ``stats(content=True)``: files whose metadata was never read (see ``probe``)
     unprobed: int | None = None
+    #: files some reference holds, and their bytes
+    referenced_files: int = 0
+    referenced_bytes: int = 0
+    #: files that had references and have none now (``gc --unreferenced`` candidates once
+    #: past the grace period), and their bytes
+    unreferenced_files: int = 0
+    unreferenced_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form with the legacy ``media_cache`` keys (``total_files``, ``total_size``,
@@ -329,6 +336,38 @@ class StoreStats:
             "video_duration": self.video_duration,
             "pages": self.pages,
             "unprobed": self.unprobed,
+            "referenced_files": self.referenced_files,
+            "referenced_bytes": self.referenced_bytes,
+            "unreferenced_files": self.unreferenced_files,
+            "unreferenced_bytes": self.unreferenced_bytes,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reference:
+    """A caller's key on a stored file (see :meth:`MediaStore.add_ref`).
+
+    ``md5`` is None for a reference taken by a fetch whose download failed: it names only
+    its ``url`` until that URL is first stored, which fills the md5 in. ``url`` is the URL
+    the reference was taken through (None when it was taken on an md5 or an add without one).
+    """
+
+    ref: str
+    md5: str | None
+    url: str | None
+    position: int | None
+    role: str | None
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "ref": self.ref,
+            "md5": self.md5,
+            "url": self.url,
+            "position": self.position,
+            "role": self.role,
+            "created_at": self.created_at.isoformat(),
         }
 
 
@@ -406,6 +445,9 @@ class GcReport:
     counters_repaired: dict[str, tuple[tuple[int, int], tuple[int, int]]] = field(
         default_factory=dict
     )
+    #: with ``unreferenced=True``: md5s of content removed because its last reference
+    #: went away longer than the grace period ago
+    unreferenced: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -423,6 +465,7 @@ class GcReport:
                 k: {"counted": list(v[0]), "recorded": list(v[1])}
                 for k, v in self.counters_repaired.items()
             },
+            "unreferenced": self.unreferenced,
         }
 
 

@@ -6,7 +6,9 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +25,8 @@ from .catalog.engine import sqlite_path
 from .config import DEFAULT_MAX_WORKERS, DEFAULT_ROOT, DEFAULT_TIMEOUT, StoreConfig
 from .errors import (
     AmbiguousMD5Error,
+    CatalogError,
+    FetchError,
     FileTooLargeError,
     InvalidInputError,
     InvalidMD5Error,
@@ -53,6 +57,7 @@ from .records import (
     MediaRecord,
     MoveReport,
     ProbeReport,
+    Reference,
     ReidentifyReport,
     ReindexReport,
     StoreStats,
@@ -60,6 +65,7 @@ from .records import (
     Variant,
     VerifyReport,
 )
+from .references import DEFAULT_GRACE, RefTake, check_ref, grace_seconds, ref_take, ref_url
 from .settings import load_settings
 from .types import Progress
 
@@ -181,9 +187,19 @@ class MediaStore:
 
     # --- adding --------------------------------------------------------------------------
     def add_file(
-        self, path: str | Path, *, url: str | None = None, mime_type: str | None = None
+        self,
+        path: str | Path,
+        *,
+        url: str | None = None,
+        mime_type: str | None = None,
+        ref: str | None = None,
+        position: int | None = None,
+        role: str | None = None,
     ) -> MediaRecord:
         """Add a local file (copied into the store; the original is left alone).
+
+        ``ref`` takes a reference (see :meth:`add_ref`) on the content, with ``position``
+        and ``role``, in the transaction that records it: no collection comes between.
 
         Raises:
             InvalidInputError: ``path`` is not a path, does not exist or is not a regular file.
@@ -192,6 +208,7 @@ class MediaStore:
         """
         if not isinstance(path, str | os.PathLike):
             raise InvalidInputError(f"add_file needs a path, got {type(path).__name__}")
+        refs = _takes(ref, position, role)
         src = Path(path)
         if not src.exists():
             raise InvalidInputError(f"no such file: {src}")
@@ -204,7 +221,7 @@ class MediaStore:
             )
         try:
             return self._ingest(
-                file_chunks(src, self.config.chunk_size), url=url, mime_type=mime_type
+                file_chunks(src, self.config.chunk_size), url=url, mime_type=mime_type, refs=refs
             )
         except OSError as exc:
             raise InvalidInputError(f"cannot read {src}: {exc.strerror or exc}") from exc
@@ -220,12 +237,18 @@ class MediaStore:
         *,
         url: str | None = None,
         mime_type: str | None = None,
+        ref: str | None = None,
+        position: int | None = None,
+        role: str | None = None,
     ) -> MediaRecord:
-        """Add content held in memory."""
+        """Add content held in memory (``ref``, ``position``, ``role``: as in :meth:`add_file`)."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidInputError(f"add_bytes needs bytes, got {type(data).__name__}")
         return self._ingest(
-            bytes_chunks(data, self.config.chunk_size), url=url, mime_type=mime_type
+            bytes_chunks(data, self.config.chunk_size),
+            url=url,
+            mime_type=mime_type,
+            refs=_takes(ref, position, role),
         )
 
     def add_stream(
@@ -234,27 +257,37 @@ class MediaStore:
         *,
         url: str | None = None,
         mime_type: str | None = None,
+        ref: str | None = None,
+        position: int | None = None,
+        role: str | None = None,
     ) -> MediaRecord:
         """Add content from a binary file object (``readinto``/``read``) or an iterable of chunks.
 
         The stream is read once, in chunks, whatever its size: memory stays constant.
+        ``ref``, ``position``, ``role``: as in :meth:`add_file`.
         """
+        refs = _takes(ref, position, role)
         if hasattr(stream, "readinto"):
             chunks: Chunks = read_chunks(stream)  # type: ignore[arg-type]
         elif hasattr(stream, "read"):
             chunks = iter(lambda: stream.read(self.config.chunk_size), b"")
         else:
             chunks = stream
-        return self._ingest(chunks, url=url, mime_type=mime_type)
+        return self._ingest(chunks, url=url, mime_type=mime_type, refs=refs)
 
     def _ingest(
-        self, chunks: Chunks, *, url: str | None = None, mime_type: str | None = None
+        self,
+        chunks: Chunks,
+        *,
+        url: str | None = None,
+        mime_type: str | None = None,
+        refs: Sequence[RefTake] = (),
     ) -> MediaRecord:
         infos = []
         if url is not None:
             _check_url_label(url)
             infos.append(UrlInfo(url=url))
-        row = self.lifecycle.ingest(chunks, infos, mime_hint=mime_type)
+        row = self.lifecycle.ingest(chunks, infos, mime_hint=mime_type, refs=refs)
         return self.lifecycle.record(row, url)
 
     # --- downloading ---------------------------------------------------------------------
@@ -272,6 +305,9 @@ class MediaStore:
         refresh: bool = False,
         deadline: float | None = None,
         retry_failed: bool = False,
+        ref: str | None = None,
+        position: int | None = None,
+        role: str | None = None,
     ) -> MediaRecord:
         """The media at ``url``: from the store when present and intact, else downloaded.
 
@@ -290,14 +326,33 @@ class MediaStore:
                 ``config.download_deadline``, None: no total limit).
             retry_failed: Ask again for a URL whose permanent failure is remembered (see
                 ``failure_ttl``); ``refresh`` does too.
+            ref: Take this reference (see :meth:`add_ref`) on the content, with
+                ``position`` and ``role``, whether it was downloaded or found stored. If the
+                download fails, the reference is still taken, on the URL alone (no file);
+                the first time the URL is stored, it holds that file.
 
         Raises:
             FetchError: a subclass naming the URL and the reason (blocked, HTTP status,
                 timeout, too large, truncated, refused content...). Nothing is stored then.
+            InvalidInputError: ``ref``, ``position`` or ``role`` is not usable (nothing is
+                fetched).
         """
-        return self._get_downloader().fetch(
-            url, timeout=timeout, refresh=refresh, deadline=deadline, retry_failed=retry_failed
-        )[0]
+        take = _takes(ref, position, role)
+        downloader = self._get_downloader()
+
+        def once() -> MediaRecord:
+            return downloader.fetch(
+                url,
+                timeout=timeout,
+                refresh=refresh,
+                deadline=deadline,
+                retry_failed=retry_failed,
+            )[0]
+
+        if not take:
+            return once()
+        result = _result_of(url, once)
+        return _unwrap(self._hold(result, take[0], once))
 
     def fetch_many(
         self,
@@ -327,12 +382,17 @@ class MediaStore:
         URL is its own download. ``retry_failed``: ask again for URLs whose permanent failure
         is remembered (see ``failure_ttl``), instead of failing them from memory.
 
+        An item may be a :class:`~mediastore.references.RefUrl` (or a ``(ref, url)``
+        tuple): its reference is taken as :meth:`fetch` takes one, in one transaction for
+        the batch.
+
         Raises:
             InvalidInputError: ``max_workers``, ``timeout``, ``per_host`` or ``variants``
-                out of range.
+                out of range; a reference item that is not usable.
         """
-        return self._get_downloader().fetch_many(
-            urls,
+        items = [ref_url(item) for item in urls]
+        results = self._get_downloader().fetch_many(
+            [url for url, _ in items],
             max_workers=max_workers,
             timeout=timeout,
             progress=progress,
@@ -341,6 +401,7 @@ class MediaStore:
             variants=self.config.variants if variants is None else variants,
             retry_failed=retry_failed,
         )
+        return self._hold_many(results, [take for _, take in items], timeout=timeout)
 
     def iter_fetch(
         self,
@@ -363,7 +424,9 @@ class MediaStore:
         downloads promptly; their temp files are discarded and nothing half-done is recorded.
 
         Args:
-            urls: Any iterable of URLs (anything not a valid http(s) URL fails alone).
+            urls: Any iterable of URLs (anything not a valid http(s) URL fails alone), or
+                of :class:`~mediastore.references.RefUrl` items whose references are
+                taken as :meth:`fetch` takes one, as each result comes.
             max_workers: Download threads.
             timeout: Seconds a single read (or connect, at most 10 s) may wait.
             per_host: Cap on concurrent requests to one host (default: adaptive).
@@ -380,8 +443,17 @@ class MediaStore:
             InvalidInputError: ``max_workers``, ``timeout``, ``per_host`` or ``variants``
                 out of range.
         """
-        return self._get_downloader().iter_fetch(
-            urls,
+        waiting: dict[str, deque[RefTake]] = {}
+
+        def plain() -> Iterator[str]:
+            for item in urls:
+                url, take = ref_url(item)
+                if take is not None:
+                    waiting.setdefault(url, deque()).append(take)
+                yield url
+
+        results = self._get_downloader().iter_fetch(
+            plain(),
             max_workers=max_workers,
             timeout=timeout,
             per_host=per_host,
@@ -389,6 +461,178 @@ class MediaStore:
             variants=self.config.variants if variants is None else variants,
             retry_failed=retry_failed,
         )
+        return self._holding(results, waiting, timeout=timeout)
+
+    def _holding(
+        self,
+        results: Generator[FetchResult, None, None],
+        waiting: dict[str, deque[RefTake]],
+        *,
+        timeout: float,
+    ) -> Generator[FetchResult, None, None]:
+        """``results``, each with the reference its input item carried taken first."""
+        with closing(results):
+            for result in results:
+                queued = waiting.get(result.url)
+                if queued:
+                    take = queued.popleft()
+                    if not queued:
+                        del waiting[result.url]
+                    result = self._hold(result, take, self._refetch(result.url, timeout))
+                yield result
+
+    # --- references ----------------------------------------------------------------------
+    def _refetch(self, url: str, timeout: float) -> Callable[[], MediaRecord]:
+        """A fetch of ``url`` again, for content collected before its reference held it."""
+        return lambda: self._get_downloader().fetch(url, timeout=timeout)[0]
+
+    def _hold(
+        self, result: FetchResult, take: RefTake, again: Callable[[], MediaRecord]
+    ) -> FetchResult:
+        """Take ``take`` on the result's content, or on its URL if the fetch failed.
+
+        Content found stored may be collected between the lookup and the reference (its
+        last reference went long ago): the reference then finds it gone, and the URL is
+        fetched again (now a miss: a download, recorded with the reference's count next).
+        """
+        for _ in range(HOLD_ROUNDS):
+            if result.record is None:
+                if not isinstance(result.error, InvalidInputError):
+                    self.catalog.take_pending_refs([(take, result.url)], _now())
+                return result
+            gone = self.catalog.take_refs([(take, result.record.md5, result.url)], _now())
+            if not gone:
+                return result
+            result = _result_of(result.url, again)
+        raise CatalogError(f"{result.url}: its content kept being collected; no reference taken")
+
+    def _hold_many(
+        self, results: list[FetchResult], takes: list[RefTake | None], *, timeout: float
+    ) -> list[FetchResult]:
+        """Take each result's reference: the ones on stored content in one transaction."""
+        stored = [
+            (take, r.record.md5, r.url)
+            for r, take in zip(results, takes, strict=True)
+            if take is not None and r.record is not None
+        ]
+        failed = [
+            (take, r.url)
+            for r, take in zip(results, takes, strict=True)
+            if take is not None and r.record is None and not isinstance(r.error, InvalidInputError)
+        ]
+        now = _now()
+        gone = self.catalog.take_refs(stored, now)
+        self.catalog.take_pending_refs(failed, now)
+        return [
+            self._hold(r, take, self._refetch(r.url, timeout))
+            if take is not None and r.record is not None and r.record.md5 in gone
+            else r
+            for r, take in zip(results, takes, strict=True)
+        ]
+
+    def add_ref(
+        self,
+        ref: str,
+        md5_or_url: str,
+        *,
+        position: int | None = None,
+        role: str | None = None,
+    ) -> MediaRecord:
+        """Take the reference ``ref`` (a key of the caller's: ``post:123``) on stored content.
+
+        A key may hold any number of files and a file any number of keys; taking a key a
+        file already has again only updates its ``position`` (its order among the key's
+        files, see :meth:`media_for`) and ``role``. Content that has had references and
+        has none left is removed by ``gc(unreferenced=True)`` after a grace period; a
+        store that never takes a reference is never collected that way.
+
+        Args:
+            ref: The key: a non-empty string of at most 512 characters.
+            md5_or_url: The content, by md5 (or a unique prefix of 6+ hex digits) or by a
+                URL it is stored under.
+            position: The file's place among the key's files (0 or more).
+            role: What the file is to the key (``cover``), at most 64 characters.
+
+        Returns:
+            The record of the content the key now holds.
+
+        Raises:
+            InvalidInputError: an unusable key, md5, position or role.
+            MediaNotFoundError: no such content (or it was removed, or collected while the
+                reference was being taken): nothing was taken.
+        """
+        take = ref_take(ref, position, role)
+        if not isinstance(md5_or_url, str):
+            raise InvalidInputError(f"add_ref needs an md5 or a URL, got {md5_or_url!r}")
+        url = md5_or_url if "://" in md5_or_url else None
+        row = self._content_of(md5_or_url)
+        if self.catalog.take_refs([(take, row.md5, url)], _now()):
+            raise MediaNotFoundError(f"{md5_or_url} was removed; no reference taken")
+        log.info("reference %s on %s", take.ref, row.md5)
+        return self.lifecycle.record(row, url)
+
+    def _content_of(self, md5_or_url: str) -> MediaRow:
+        if "://" in md5_or_url:
+            found = self.catalog.by_url(md5_or_url)
+            if found is None or found.status == STATUS_REMOVED:
+                raise MediaNotFoundError(f"no stored media for URL {md5_or_url}")
+            return found
+        return self._require(self.resolve_md5(md5_or_url))
+
+    def refs(self, md5: str) -> list[Reference]:
+        """The references on content (by md5 or unique prefix), by key.
+
+        Raises:
+            InvalidMD5Error / AmbiguousMD5Error / MediaNotFoundError: as :meth:`resolve_md5`.
+        """
+        return self.catalog.refs_of(self.resolve_md5(md5))
+
+    def references(self, ref: str) -> list[Reference]:
+        """Every reference of the key ``ref``, in its order, including those taken by a fetch
+        that failed (``md5`` None: waiting for their URL to be stored).
+
+        Raises:
+            InvalidInputError: not a usable key.
+        """
+        return self.catalog.refs_named(check_ref(ref))
+
+    def media_for(self, ref: str) -> list[MediaRecord]:
+        """The stored files the key ``ref`` holds, in its order: by position (files taken
+        without one last), then in the order they were taken. One indexed read.
+
+        Raises:
+            InvalidInputError: not a usable key.
+        """
+        return [self.lifecycle.record(row) for row in self.catalog.media_for(check_ref(ref))]
+
+    def drop_ref(self, ref: str, md5_or_url: str | None = None, *, missing_ok: bool = False) -> int:
+        """Drop the key ``ref`` from every file it holds, or from one (by md5, unique prefix
+        or the URL the reference was taken through). Never removes content by itself: a
+        file whose last reference goes is left for ``gc(unreferenced=True)`` after the grace
+        period, and a file another key holds stays whatever happens to this one.
+
+        Returns:
+            How many references were dropped.
+
+        Raises:
+            InvalidInputError: not a usable key or md5.
+            MediaNotFoundError: the key holds no such reference (unless ``missing_ok``).
+        """
+        key = check_ref(ref)
+        md5 = url = None
+        if md5_or_url is not None:
+            if not isinstance(md5_or_url, str):
+                raise InvalidInputError(f"drop_ref needs an md5 or a URL, got {md5_or_url!r}")
+            if "://" in md5_or_url:
+                url = md5_or_url
+            else:
+                md5 = self.resolve_md5(md5_or_url)
+        dropped = self.catalog.drop_refs(key, md5=md5, url=url)
+        if not dropped and not missing_ok:
+            what = f" on {md5_or_url}" if md5_or_url is not None else ""
+            raise MediaNotFoundError(f"no reference {key!r}{what}")
+        log.info("dropped %d reference(s) %s", dropped, key)
+        return dropped
 
     # --- lookups -------------------------------------------------------------------------
     def get_by_url(self, url: str, *, variant: str | None = None) -> MediaRecord | None:
@@ -716,7 +960,17 @@ class MediaStore:
             oldest_verified_at=raw["oldest"],
             unverified=counters.get("unverified", (0, 0))[0],
             **self._content_stats(content),
+            **self._ref_stats(),
         )
+
+    def _ref_stats(self) -> dict[str, int]:
+        held, held_bytes, lost, lost_bytes = self.catalog.ref_stats()
+        return {
+            "referenced_files": held,
+            "referenced_bytes": held_bytes,
+            "unreferenced_files": lost,
+            "unreferenced_bytes": lost_bytes,
+        }
 
     def _content_stats(self, content: bool) -> dict[str, Any]:
         if not content:
@@ -760,13 +1014,31 @@ class MediaStore:
         self.catalog.flush_urls()
         return backup_sqlite(path, Path(dest).expanduser(), self.config.busy_timeout)
 
-    def gc(self, *, dry_run: bool = False) -> GcReport:
+    def gc(
+        self,
+        *,
+        dry_run: bool = False,
+        unreferenced: bool = False,
+        grace: timedelta = DEFAULT_GRACE,
+    ) -> GcReport:
         """Clean up after crashes and finish removals; see :func:`mediastore.maintenance.gc`.
 
         Never deletes a file that a row references or a writer may be about to reference.
+
+        Args:
+            dry_run: Report what would be done; change nothing.
+            unreferenced: Also remove content that has had references and has had none for
+                ``grace`` (by the database's clock), as :meth:`remove` would
+                (``report.unreferenced``). Content never referenced is never touched, and a
+                reference taken while gc runs keeps its content.
+            grace: How long content stays after its last reference went (default 24 h).
+
+        Raises:
+            InvalidInputError: ``grace`` is not a timedelta of 0 or more.
         """
+        seconds = grace_seconds(grace) if unreferenced else None
         ownership.refuse(self.foreign_blobs, "gc")
-        return maintenance.gc(self.lifecycle, dry_run=dry_run)
+        return maintenance.gc(self.lifecycle, dry_run=dry_run, unreferenced_grace=seconds)
 
     def reidentify(self, *, progress: Progress | None = None) -> ReidentifyReport:
         """Give every recorded URL the identity the rules in use say: after a rule was added
@@ -986,3 +1258,35 @@ def _with_context(exc: MediaStoreError, where: str) -> MediaStoreError:
         return type(exc)(f"{where}: {exc}")
     except TypeError:  # an error class with a richer constructor: keep it as it is
         return exc
+
+
+#: Times a fetch with a reference fetches again when its content was collected first.
+HOLD_ROUNDS = 3
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _takes(ref: object, position: object, role: object) -> tuple[RefTake, ...]:
+    """The reference an add or a fetch takes (none without ``ref``), checked."""
+    if ref is None:
+        if position is not None or role is not None:
+            raise InvalidInputError("position and role need a ref")
+        return ()
+    return (ref_take(ref, position, role),)
+
+
+def _result_of(url: str, fetch: Callable[[], MediaRecord]) -> FetchResult:
+    """``fetch()`` as a FetchResult (its error kept, not raised)."""
+    try:
+        return FetchResult(url=url, record=fetch())
+    except FetchError as exc:
+        return FetchResult(url=url, error=exc)
+
+
+def _unwrap(result: FetchResult) -> MediaRecord:
+    if result.record is None:
+        assert isinstance(result.error, MediaStoreError)
+        raise result.error
+    return result.record

@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -100,6 +101,10 @@ media = Table(
     Column("encrypted", Boolean),
     # when the metadata was read; NULL: stored before 0010, not probed yet
     Column("metadata_read_at", UTCDateTime()),
+    # reference rows naming this content, kept in the transaction that changes one (0011)
+    Column("ref_count", Integer, nullable=False, server_default="0"),
+    # seconds (database clock) since the count fell to 0; NULL: referenced or never was
+    Column("unreferenced_since", BigInteger),
     CheckConstraint("size >= 0", name="size_nonnegative"),
     CheckConstraint(
         "status IN ('ok', 'missing', 'corrupt', 'broken', 'removed')", name="status_known"
@@ -108,6 +113,9 @@ media = Table(
     Index("ix_media_type_status_size", "media_type", "status", "size"),
     # verification schedules: "not verified since T"
     Index("ix_media_last_verified_at", "last_verified_at"),
+    # stats(): referenced files and bytes; gc --unreferenced: what lost its last reference
+    Index("ix_media_ref_count", "ref_count", "status", "size"),
+    Index("ix_media_unreferenced_since", "unreferenced_since", "status", "size"),
 )
 
 URL_SOURCES = ("url", "legacy")
@@ -271,4 +279,23 @@ fetch_leases = Table(
     Column("key", String(64), primary_key=True),
     Column("token", String(32), nullable=False),
     Column("until", BigInteger, nullable=False),
+)
+
+#: A caller's key (``post:123``) on a stored file, with an optional position and role
+#: (revision 0011). ``md5`` is NULL while the key names only a URL whose download failed:
+#: the recording transaction that first stores the URL fills it in.
+refs = Table(
+    "refs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ref", String(512), nullable=False),
+    Column("md5", String(32), ForeignKey("media.md5", ondelete="CASCADE"), index=True),
+    Column("url", Text),
+    Column("url_key", String(64), index=True),
+    Column("position", Integer),
+    Column("role", String(64)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    # media_for(ref): a range of this index; one row per key and file
+    UniqueConstraint("ref", "md5"),
+    CheckConstraint("md5 IS NOT NULL OR url_key IS NOT NULL", name="file_or_url"),
 )

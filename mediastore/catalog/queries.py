@@ -33,8 +33,10 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..errors import CatalogError, HashCollisionError, InvalidInputError, ReadOnlyStoreError
 from ..identity import Identity
-from ..records import STATUS_OK, STATUS_REMOVED, MediaMetadata
+from ..records import STATUS_OK, STATUS_REMOVED, MediaMetadata, Reference
+from ..references import RefTake
 from . import claims
+from . import refs as references
 from .counters import count_dedup, counter_sums, recount
 from .engine import (
     IN_BATCH,
@@ -59,6 +61,7 @@ from .reads import (
     BY_MD5,
     BY_PLAIN_IDENTITY,
     BY_URL,
+    MEDIA_FOR,
     OLDEST_VERIFIED,
     point_reads,
 )
@@ -697,10 +700,12 @@ class Catalog:
             for info in e.urls
         ]
         self._upsert_urls(conn, urls, now)
+        _take_recorded_refs(conn, entries, refused, urls, now)
         return [known[e.media.md5] for e in entries]
 
     def tombstone(self, md5: str, now: datetime) -> MediaRow | None:
-        """Forget ``md5`` (``rm``): status ``removed`` and its URLs deleted, in one transaction.
+        """Forget ``md5`` (``rm``): status ``removed``, its URLs and references deleted, in
+        one transaction.
 
         Returns the row as it was, or None if there was none (or it was already removed).
         """
@@ -709,27 +714,78 @@ class Catalog:
             row = _rows_in(conn, [md5]).get(md5)
             if row is None or row.status == STATUS_REMOVED:
                 return None
-            conn.execute(
-                insert(_history).from_select(
-                    ["url_key", "url", "md5", "event", "at"],
-                    select(
-                        _urls.c.url_key,
-                        _urls.c.url,
-                        _urls.c.md5,
-                        literal("removed"),
-                        literal(now, UTCDateTime()),
-                    ).where(_urls.c.md5 == md5),
-                )
-            )
-            conn.execute(delete(_urls).where(_urls.c.md5 == md5))
+            _forget_urls(conn, [md5], now)
+            references.forget(conn, [md5])
             conn.execute(
                 update(_media)
                 .where(_media.c.md5 == md5)
-                .values(status=STATUS_REMOVED, removed_at=now)
+                .values(status=STATUS_REMOVED, removed_at=now, ref_count=0, unreferenced_since=None)
             )
             return row
 
         return self._transact(body)
+
+    # --- references (see refs.py) ----------------------------------------------------------
+    def take_refs(
+        self, takes: Sequence[tuple[RefTake, str, str | None]], now: datetime
+    ) -> set[str]:
+        """Take each ``(reference, md5, url)`` in one transaction; returns the md5s whose
+        content is gone (removed, or never stored), on which nothing was taken."""
+        if not takes:
+            return set()
+        return self._transact(lambda conn: references.take(conn, takes, now))
+
+    def take_pending_refs(self, takes: Sequence[tuple[RefTake, str]], now: datetime) -> None:
+        """Take references on URLs whose download failed (no file yet)."""
+        if takes:
+            self._transact(lambda conn: references.take_pending(conn, takes, now))
+
+    def drop_refs(self, ref: str, *, md5: str | None = None, url: str | None = None) -> int:
+        """Drop a key's references (all, or the one on ``md5`` / ``url``); how many."""
+        return self._transact(lambda conn: references.drop(conn, ref, md5=md5, url=url))
+
+    def refs_of(self, md5: str) -> list[Reference]:
+        """The references on ``md5``, by key."""
+        with self._read() as conn:
+            return references.of_md5(conn, md5)
+
+    def refs_named(self, ref: str) -> list[Reference]:
+        """Every reference of a key (those waiting on a URL too), in its order."""
+        with self._read() as conn:
+            return references.of_key(conn, ref)
+
+    def media_for(self, ref: str) -> list[MediaRow]:
+        """The live files a key holds, in its order (one range of the key's index)."""
+        if self._points is not None:
+            try:
+                return self._points.media_for(ref)
+            except self._points.error as exc:
+                raise CatalogError(f"catalog {self._where}: read failed: {exc}") from exc
+        with self._read() as conn:
+            return [row_of(r) for r in conn.execute(MEDIA_FOR, {"ref": ref})]
+
+    def unreferenced(self, grace_seconds: int) -> list[str]:
+        """Md5s of content unreferenced for at least ``grace_seconds`` (database clock)."""
+        with self._read() as conn:
+            return list(conn.execute(references.unreferenced_stmt(grace_seconds)).scalars())
+
+    def tombstone_unreferenced(
+        self, md5s: Sequence[str], grace_seconds: int, now: datetime
+    ) -> list[str]:
+        """Remove (as ``rm`` does) those of ``md5s`` still unreferenced past the grace
+        period, re-checked in this transaction; the md5s removed."""
+
+        def body(conn: Connection) -> list[str]:
+            gone = references.tombstone_unreferenced(conn, md5s, grace_seconds, now)
+            _forget_urls(conn, gone, now)
+            return gone
+
+        return self._transact(body) if md5s else []
+
+    def ref_stats(self) -> tuple[int, int, int, int]:
+        """(files, bytes) referenced, then (files, bytes) unreferenced, of live content."""
+        with self._read(snapshot=True) as conn:
+            return references.stats(conn)
 
     @contextmanager
     def exclusive(self) -> Iterator[Exclusive]:
@@ -1244,6 +1300,48 @@ _ATTACH_URL = _urls.insert().from_select(
         ~select(_urls.c.id).where(_urls.c.url_key == bindparam("b_url_key")).exists(),
     ),
 )
+
+
+def _forget_urls(conn: Connection, md5s: Sequence[str], now: datetime) -> None:
+    """Delete the URLs of content being removed, each leaving a ``removed`` history row."""
+    for start in range(0, len(md5s), IN_BATCH):
+        chunk = list(md5s[start : start + IN_BATCH])
+        conn.execute(
+            insert(_history).from_select(
+                ["url_key", "url", "md5", "event", "at"],
+                select(
+                    _urls.c.url_key,
+                    _urls.c.url,
+                    _urls.c.md5,
+                    literal("removed"),
+                    literal(now, UTCDateTime()),
+                ).where(_urls.c.md5.in_(chunk)),
+            )
+        )
+        conn.execute(delete(_urls).where(_urls.c.md5.in_(chunk)))
+
+
+def _take_recorded_refs(
+    conn: Connection,
+    entries: Sequence[Recording],
+    refused: Sequence[bool],
+    urls: Sequence[tuple[str, UrlInfo]],
+    now: datetime,
+) -> None:
+    """Take the references of recorded entries, and complete those that waited on one of
+    the URLs just recorded. The writer's intents held the files until this transaction,
+    so a row a collection removed since the claim is ``ok`` again (``revive``)."""
+    takes = [
+        (take, e.media.md5, next((u.url for u in e.urls if u.url is not None), None))
+        for e, no in zip(entries, refused, strict=True)
+        if not no
+        for take in e.refs
+    ]
+    if takes:
+        references.take(conn, takes, now, revive=True)
+    recorded = {info.key: md5 for md5, info in urls if info.url is not None}
+    if recorded:
+        references.fill_pending(conn, recorded)
 
 
 def _identity_values(info: UrlInfo) -> dict[str, Any]:

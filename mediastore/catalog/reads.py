@@ -21,6 +21,7 @@ from .engine import IN_BATCH, is_sqlite, open_sqlite
 from .models import media as _media
 from .models import media_urls as _urls
 from .models import stats_counters as _counters
+from .refs import media_for_stmt
 from .rows import MEDIA_COLS, MediaRow, raw_row, utc
 
 # Statements built once; SQLAlchemy caches their compiled form.
@@ -55,6 +56,9 @@ BY_PLAIN_IDENTITY = (
     )
     .limit(1)
 )
+
+#: the live files a reference key holds, in its order
+MEDIA_FOR = media_for_stmt(MEDIA_COLS)
 
 COUNTER_SUMS = select(
     _counters.c.name, func.sum(_counters.c.count), func.sum(_counters.c.bytes)
@@ -93,6 +97,7 @@ class PointReads:
             ("url_key", BY_URL),
             ("identity", BY_IDENTITY),
             ("plain_identity", BY_PLAIN_IDENTITY),
+            ("ref", MEDIA_FOR),
         ):
             compiled = stmt.compile(dialect=engine.dialect)
             self.sql[name] = str(compiled)
@@ -144,6 +149,13 @@ class PointReads:
             for row in self._run(sql, batch):
                 found[row[0]] = raw_row(row)
         return found
+
+    def media_for(self, ref: str) -> list[MediaRow]:
+        """The live files a reference key holds, in its order."""
+        order, fixed = self._binds["ref"]
+        given = fixed | {"ref": ref}
+        params = tuple(given[key] for key in order) if self.sqlite else given
+        return [raw_row(row) for row in self._run(self.sql["ref"], params)]
 
     def stats(self) -> tuple[dict[str, tuple[int, int]], datetime | None]:
         """The counters summed, and the oldest verification time."""

@@ -14,6 +14,7 @@ from sqlalchemy import (
 )
 
 from ..records import MediaMetadata
+from ..references import RefTake
 from .models import media as _media
 
 MEDIA_COLS = (
@@ -185,6 +186,8 @@ class Recording:
     placed: bool
     #: found in the store, not added: never revives removed content (see Lifecycle.collect)
     adopt: bool = False
+    #: references the add takes on the content, in the recording transaction
+    refs: Sequence[RefTake] = ()
 
 
 @dataclass(frozen=True, slots=True)

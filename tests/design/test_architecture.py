@@ -46,6 +46,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "units",
             "settings",
             "identity",
+            "references",
         ),
     ),
     ("formats", ("formats.*",)),
