@@ -14,6 +14,7 @@ from datetime import datetime
 
 from .errors import InvalidInputError
 from .records import LIVE_STATUSES, MEDIA_TYPES, SHAPES
+from .references import check_ref
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,6 +38,9 @@ class MediaFilter:
         animated: True: animated images only (GIF, APNG, WebP of several frames); False:
             still images only. Videos and PDFs meet neither.
         limit: At most this many files.
+        ref: Only files this reference key holds (see :meth:`MediaStore.add_ref`).
+        unreferenced: Only files that had references and have none now (what
+            ``gc(unreferenced=True)`` removes once the grace period is over).
 
     A metadata condition (duration, orientation, animated) leaves out files whose value is
     unknown (stored before metadata was read, until ``probe`` reads it).
@@ -54,6 +58,8 @@ class MediaFilter:
     orientation: str | None = None
     animated: bool | None = None
     limit: int | None = None
+    ref: str | None = None
+    unreferenced: bool = False
 
     def __post_init__(self) -> None:
         if self.media_type is not None and self.media_type not in MEDIA_TYPES:
@@ -83,5 +89,11 @@ class MediaFilter:
             )
         if self.animated is not None and not isinstance(self.animated, bool):
             raise InvalidInputError(f"animated must be True, False or None, got {self.animated!r}")
+        if self.ref is not None:
+            check_ref(self.ref)
+        if not isinstance(self.unreferenced, bool):
+            raise InvalidInputError(
+                f"unreferenced must be True or False, got {self.unreferenced!r}"
+            )
         if self.url_contains is not None and not self.url_contains:
             raise InvalidInputError("the URL text to search for is empty")

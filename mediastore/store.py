@@ -65,7 +65,15 @@ from .records import (
     Variant,
     VerifyReport,
 )
-from .references import DEFAULT_GRACE, RefTake, check_ref, grace_seconds, ref_take, ref_url
+from .references import (
+    DEFAULT_GRACE,
+    RefTake,
+    RefUrl,
+    check_ref,
+    grace_seconds,
+    ref_take,
+    ref_url,
+)
 from .settings import load_settings
 from .types import Progress
 
@@ -356,7 +364,7 @@ class MediaStore:
 
     def fetch_many(
         self,
-        urls: Iterable[str],
+        urls: Iterable[str | RefUrl | tuple[str, str]],
         *,
         max_workers: int = DEFAULT_MAX_WORKERS,
         timeout: float = DEFAULT_TIMEOUT,
@@ -405,7 +413,7 @@ class MediaStore:
 
     def iter_fetch(
         self,
-        urls: Iterable[str],
+        urls: Iterable[str | RefUrl | tuple[str, str]],
         *,
         max_workers: int = DEFAULT_MAX_WORKERS,
         timeout: float = DEFAULT_TIMEOUT,
@@ -1165,6 +1173,8 @@ class MediaStore:
             max_duration=cond.max_duration,
             shape=cond.orientation,
             animated=cond.animated,
+            ref=cond.ref,
+            unreferenced=cond.unreferenced,
             page=min(500, left or 500),
         )
         for page in pages:

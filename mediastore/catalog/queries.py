@@ -1103,6 +1103,8 @@ class Catalog:
         max_duration: float | None = None,
         shape: str | None = None,
         animated: bool | None = None,
+        ref: str | None = None,
+        unreferenced: bool = False,
         page: int = 500,
     ) -> Iterator[list[tuple[MediaRow, MediaMetadata | None]]]:
         """Live media rows meeting every condition given, with their metadata, a page at a
@@ -1137,6 +1139,10 @@ class Catalog:
             tall = func.coalesce(_media.c.display_height, _media.c.height)
             compare = {"portrait": tall > wide, "landscape": wide > tall, "square": wide == tall}
             conditions.append(compare[shape])
+        if ref is not None:
+            conditions.append(_media.c.md5.in_(references.md5s_of_key(ref)))
+        if unreferenced:
+            conditions.append(_media.c.unreferenced_since.is_not(None))
         if url_contains is not None:
             conditions.append(
                 select(_urls.c.id)

@@ -215,6 +215,11 @@ def of_key(conn: Connection, ref: str) -> list[Reference]:
     return [reference_of(r) for r in conn.execute(stmt)]
 
 
+def md5s_of_key(ref: str) -> Any:
+    """The md5s a key holds (a subquery for listings)."""
+    return select(_refs.c.md5).where(_refs.c.ref == ref, _refs.c.md5.is_not(None))
+
+
 def media_for_stmt(columns: Iterable[Any]) -> Any:
     """The live files a key holds, in its order (bind ``ref``)."""
     return (

@@ -40,6 +40,7 @@ from .maintain import (
     rm,
     verify,
 )
+from .references import ref_group
 
 EPILOG = """\b
 Exit codes: 0 ok; 2 bad input; 3 unsupported content; 4 corrupt content; 5 not found;
@@ -199,6 +200,7 @@ for command in (
     stats,
     rules,
     failures,
+    ref_group,
     verify,
     import_legacy,
     reindex,

@@ -21,6 +21,7 @@ from ..errors import BlockedURLError, InvalidInputError, InvalidURLError, MediaS
 from ..net.hosts import DEFAULT_MAX_PER_HOST, DEFAULT_START
 from ..net.policy import validate_url
 from ..records import FetchResult, MediaRecord
+from ..references import RefUrl, ref_take
 from ..store import MediaStore
 from ..units import format_size
 from .common import (
@@ -39,6 +40,7 @@ from .common import (
     state,
     with_private,
 )
+from .references import url_items
 
 STDIN = "-"
 
@@ -248,19 +250,27 @@ def _open_url_file(source: str) -> IO[str]:
     return stream
 
 
-def _urls(args: tuple[str, ...], stream: IO[str] | None) -> Iterator[str]:
-    """The URLs given, then those of ``stream`` line by line (blanks, ``#`` comments skipped).
+def _urls(args: tuple[str, ...], stream: IO[str] | None, ref: str | None) -> Iterator[str | RefUrl]:
+    """The URLs given (under ``ref`` if given, at positions 0, 1, 2...), then the items of
+    ``stream`` line by line (see :func:`url_items`).
 
     Read lazily: a list of millions of URLs is never held in memory.
     """
-    yield from args
+    yield from url_items(args, ref)
     if stream is None:
         return
     with stream:
-        for line in stream:
-            url = line.strip()
-            if url and not url.startswith("#"):
-                yield url
+        yield from url_items(stream, ref)
+
+
+def _check_url_file(source: str, ref: str | None) -> None:
+    """Read a URL list once before fetching, so that a bad line fails the command before
+    anything is fetched (stdin is read once: its bad line fails when it is reached)."""
+    if source == "-":
+        return
+    with _open_url_file(source) as stream:
+        for _ in url_items(stream, ref):
+            pass
 
 
 class _FetchTally:
@@ -314,6 +324,12 @@ def _failure_line(result: FetchResult) -> str:
     "from_file",
     metavar="FILE",
     help="Read URLs from FILE, one per line ('-': stdin).",
+)
+@click.option(
+    "--ref",
+    metavar="REF",
+    help="Take the reference REF (post:123) on each URL's file, at positions 0, 1, 2... "
+    "in order; held even when the URL was already stored or failed.",
 )
 @click.option(
     "--workers",
@@ -370,6 +386,7 @@ def fetch(
     ctx: click.Context,
     urls: tuple[str, ...],
     from_file: str | None,
+    ref: str | None,
     workers: int | None,
     per_host: int | None,
     timeout: float | None,
@@ -381,7 +398,9 @@ def fetch(
 ) -> None:
     """Download URLs into the store (cached ones are checked, not downloaded again).
 
-    URLs from --from-file are read as they are needed (any number of them). Prints a summary
+    URLs from --from-file are read as they are needed (any number of them); a line may be
+    a URL, REF<TAB>URL, or a JSON object {"ref": ..., "url": ..., "position": ...,
+    "role": ...}, whose reference is taken as --ref takes one. Prints a summary
     and one line per failure (--json: one document in input order; --jsonl: one line per URL
     as it completes). One URL that failed exits with its error's code (8 for a download);
     several URLs of which some failed exit 1.
@@ -392,6 +411,10 @@ def fetch(
         raise click.UsageError("give URLs as arguments or with --from-file")
     flags = {"workers": workers, "per_host": per_host, "timeout": timeout, "variants": variants}
     settings = with_private(state(ctx).settings(**flags), allow_private)
+    if ref is not None:
+        ref_take(ref)  # a bad key fails before anything is fetched
+    if from_file:
+        _check_url_file(from_file, ref)
     stream = _open_url_file(from_file) if from_file else None
     started = time.monotonic()
     single = len(urls) == 1 and not from_file
@@ -409,7 +432,7 @@ def fetch(
                 tally.urls = done  # what a Ctrl-C reports; the counts are made at the end
 
             results = store.fetch_many(
-                _urls(urls, stream),
+                _urls(urls, stream, ref),
                 max_workers=settings.workers,
                 timeout=settings.timeout,
                 per_host=settings.config.per_host,
@@ -421,7 +444,7 @@ def fetch(
                 tally.add(result)
         else:
             streamed = store.iter_fetch(
-                _urls(urls, stream),
+                _urls(urls, stream, ref),
                 max_workers=settings.workers,
                 timeout=settings.timeout,
                 per_host=settings.config.per_host,

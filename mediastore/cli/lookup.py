@@ -7,6 +7,7 @@ import math
 import shutil
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +120,13 @@ def get(ctx: click.Context, url: str, as_json: bool) -> None:
 @click.pass_context
 @errors
 def show(ctx: click.Context, md5: str, as_json: bool) -> None:
-    """Show a stored file (by MD5 or a unique prefix of 6+) and its URLs. Exits 5 if unknown."""
+    """Show a stored file (by MD5 or a unique prefix of 6+), its URLs and the reference
+    keys that hold it. Exits 5 if unknown."""
     with open_store(ctx) as store:
         rec = find(store, md5)
         rec = store.describe(rec.md5) or rec
         urls = store.urls_for(rec.md5)
+        refs = store.refs(rec.md5)
         where = store.location(rec)
         identities = {url: store.identity(url) for url in urls}
         variants = store.variants(rec.md5)
@@ -133,6 +136,7 @@ def show(ctx: click.Context, md5: str, as_json: bool) -> None:
                 **record_json(rec, urls),
                 "url_details": [_url_json(url, identities[url]) for url in urls],
                 "variants": [_variant_json(v) for v in variants],
+                "refs": [r.to_dict() for r in refs],
             }
         )
         return
@@ -149,6 +153,10 @@ def show(ctx: click.Context, md5: str, as_json: bool) -> None:
         dims = f"{v.record.width}x{v.record.height}" if v.record.width else "-"
         mark = "  (this file)" if v.record.md5 == rec.md5 else ""
         click.echo(f"{'variant':<11}{v.variant} (rank {v.rank}) {dims} {v.record.md5}{mark}")
+    for ref in refs:
+        place = [f"position {ref.position}"] if ref.position is not None else []
+        place += [ref.role] if ref.role else []
+        click.echo(f"{'ref':<11}{one_line(ref.ref)}" + (f" ({', '.join(place)})" if place else ""))
 
 
 def _metadata_lines(meta: MediaMetadata | None) -> list[tuple[str, str]]:
@@ -371,6 +379,13 @@ def make_filter(params: dict[str, Any]) -> MediaFilter:
 
 @click.command("ls")
 @filter_options
+@click.option("--ref", metavar="REF", help="Only files the reference key REF holds.")
+@click.option(
+    "--unreferenced",
+    is_flag=True,
+    help="Only files that had references and have none now (gc --unreferenced removes "
+    "them once the grace period is over).",
+)
 @json_option
 @click.pass_context
 @errors
@@ -383,7 +398,9 @@ def ls(ctx: click.Context, /, as_json: bool, **params: Any) -> None:
     animation filter leaves out files whose metadata is unknown (stored before it was read:
     see probe). --json prints one JSON array, with each file's metadata.
     """
-    where = make_filter(params)
+    where = replace(
+        make_filter(params), ref=params.pop("ref"), unreferenced=params.pop("unreferenced")
+    )
     with open_store(ctx) as store:
         records = store.list_media(where)
         if as_json:
@@ -557,4 +574,8 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     click.echo(
         f"video duration: {hours:.1f} h; pdf pages: {st.pages or 0}; "
         f"metadata not read yet: {st.unprobed or 0}"
+    )
+    click.echo(
+        f"referenced: {st.referenced_files} ({format_size(st.referenced_bytes)}); "
+        f"unreferenced: {st.unreferenced_files} ({format_size(st.unreferenced_bytes)})"
     )

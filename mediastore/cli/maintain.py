@@ -11,6 +11,7 @@ import click
 from ..catalog.engine import make_engine
 from ..catalog.schema import current_revisions, head_revisions, known_revisions, upgrade
 from ..errors import CorruptMediaError, MediaNotFoundError, MediaStoreError, SchemaOutdatedError
+from ..references import DEFAULT_GRACE
 from ..store import MD5_PREFIX
 from ..units import format_size, parse_duration
 from .common import (
@@ -263,12 +264,38 @@ def reindex(ctx: click.Context, as_json: bool) -> None:
         ctx.exit(1)
 
 
+def parse_grace(text: str) -> timedelta:
+    """A grace period: a duration (``90s``, ``12h``, ``7d``) or ``0``."""
+    return timedelta(0) if text.strip() == "0" else parse_duration(text)
+
+
+GRACE = Parsed("duration", parse_grace)
+
+
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Only report what would be done.")
+@click.option(
+    "--unreferenced",
+    is_flag=True,
+    help="Also remove content that had references and has had none for the grace period.",
+)
+@click.option(
+    "--grace",
+    type=GRACE,
+    metavar="DURATION",
+    help="With --unreferenced: how long content stays after its last reference went "
+    "(90s, 12h, 7d, 0), by the database's clock [default: 24h].",
+)
 @json_option
 @click.pass_context
 @errors
-def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
+def gc(
+    ctx: click.Context,
+    dry_run: bool,
+    unreferenced: bool,
+    grace: timedelta | None,
+    as_json: bool,
+) -> None:
     """Clean up after crashes and finish removals.
 
     Temp files of writers that are gone are removed, and files of removed content that a
@@ -276,9 +303,19 @@ def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
     catalog when it is valid content, else moved to quarantine. Rows whose file is gone are
     marked missing (`verify --repair` can fetch them again). gc never deletes a file a row
     references or a running writer may be about to reference.
+
+    --unreferenced also removes (as rm does) content whose last reference key was dropped
+    at least --grace ago; content never referenced is never removed that way, and a key
+    taken while gc runs keeps its content.
     """
+    if grace is not None and not unreferenced:
+        raise click.UsageError("--grace needs --unreferenced")
     with open_store(ctx) as store:
-        report = store.gc(dry_run=dry_run)
+        report = store.gc(
+            dry_run=dry_run,
+            unreferenced=unreferenced,
+            grace=DEFAULT_GRACE if grace is None else grace,
+        )
     if as_json:
         emit_json(report.to_dict())
         return
@@ -291,7 +328,10 @@ def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
         f"{verb}mark {len(report.marked_missing)} row(s) missing; "
         f"{verb}restore {len(report.restored)} row(s) whose file is back; "
         f"deleted {len(report.collected)} file(s) of removed content"
+        + (f"; {verb}remove {len(report.unreferenced)} unreferenced" if unreferenced else "")
     )
+    for md5 in report.unreferenced:
+        click.echo(f"unreferenced: {md5}")
     for path, reason in report.quarantined:
         click.echo(f"quarantine: {one_line(path)}: {one_line(reason)}")
     for path, md5 in report.relocated:
