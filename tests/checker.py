@@ -251,3 +251,45 @@ def tree_snapshot(directory: str | os.PathLike[str]) -> dict[str, tuple[Any, ...
                 size, _, sha = digest(path)
                 snap[rel] = ("file", size, sha, stat.S_IMODE(st.st_mode))
     return snap
+
+
+def ref_rows(db_path: str | os.PathLike[str]) -> list[tuple[str, str | None]]:
+    """Every row of ``refs`` as (ref, md5); md5 None for a reference waiting on a URL."""
+    return [(r[0], r[1]) for r in _query(db_path, "SELECT ref, md5 FROM refs")]
+
+
+def check_references(root: str | os.PathLike[str]) -> list[str]:
+    """Every reference that names content names an ``ok`` row whose file is intact, and each
+    row's ``ref_count`` is the number of references naming it (``unreferenced_since`` set
+    only where it is 0)."""
+    db = catalog_path(root)
+    rows = media_rows(db)
+    held: dict[str, int] = {}
+    violations: list[str] = []
+    for ref, md5 in ref_rows(db):
+        if md5 is None:
+            continue
+        held[md5] = held.get(md5, 0) + 1
+        row = rows.get(md5)
+        if row is None or row["status"] != "ok":
+            violations.append(f"{ref!r} -> {md5}: row is {row and row['status']!r}")
+        elif problem := file_problem(address(root, row), row):
+            violations.append(f"{ref!r} -> {md5}: its file {problem}")
+    counts = _query(db, "SELECT md5, ref_count, unreferenced_since FROM media")
+    for md5, count, since in counts:
+        if count != held.get(md5, 0):
+            violations.append(f"{md5}: ref_count {count}, {held.get(md5, 0)} reference rows")
+        if count and since is not None:
+            violations.append(f"{md5}: referenced but unreferenced_since {since}")
+    return violations
+
+
+def removed_with_file(root: str | os.PathLike[str]) -> list[str]:
+    """Md5s whose row is ``removed`` while a file is still at its address (a collection
+    that has not finished)."""
+    rows = media_rows(catalog_path(root))
+    return sorted(
+        md5
+        for md5, row in rows.items()
+        if row["status"] == "removed" and os.path.lexists(address(root, row))
+    )
