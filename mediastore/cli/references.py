@@ -31,7 +31,7 @@ def url_items(lines: Iterable[str], ref: str | None) -> Iterator[str | RefUrl]:
         if not text.strip() or text.lstrip().startswith("#"):
             continue
         try:
-            item = _item(text.strip(), ref)
+            item = _item(text, ref)
         except InvalidInputError as exc:
             raise InvalidInputError(f"line {number}: {exc}") from None
         if isinstance(item, RefUrl):
@@ -43,12 +43,13 @@ def url_items(lines: Iterable[str], ref: str | None) -> Iterator[str | RefUrl]:
 
 
 def _item(text: str, ref: str | None) -> str | RefUrl:
-    if text.startswith("{"):
-        return _json_item(text)
-    if "\t" in text:
+    if "\t" in text.strip(" "):  # the key is taken as written, spaces and all
         key, _, url = text.partition("\t")
         ref_take(key)
         return RefUrl(key, url.strip())
+    text = text.strip()
+    if text.startswith("{"):
+        return _json_item(text)
     return text if ref is None else RefUrl(ref, text)
 
 
