@@ -647,3 +647,60 @@ class Variant(NamedTuple):
     variant: str | None
     rank: int | None
     record: MediaRecord
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IndexReport:
+    """Outcome of :meth:`MediaStore.index`: images whose similarity hashes were computed.
+
+    ``undecodable`` maps the md5 of an image that did not decode to the reason (recorded as
+    read without hashes, so a rerun skips it; ``verify --deep`` says more); ``missing``
+    lists images whose file was not found (left for the next run).
+    """
+
+    hashed: int = 0
+    undecodable: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"hashed": self.hashed, "undecodable": self.undecodable, "missing": self.missing}
+
+
+class SimilarImage(NamedTuple):
+    """A stored image found near another: its Hamming ``distance`` (0-64) between perceptual
+    hashes, ``same_pixels`` when the decoded pixels are identical, and what the keeper
+    choice reads (pixels, then bytes)."""
+
+    md5: str
+    distance: int
+    same_pixels: bool
+    width: int | None
+    height: int | None
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return self._asdict()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DuplicateGroup:
+    """Near-duplicate images: the suggested ``keeper`` (most pixels, then largest file), the
+    ``others`` with their distance to it, and the bytes removing the others would free."""
+
+    keeper: SimilarImage
+    others: tuple[SimilarImage, ...]
+
+    @property
+    def saved_bytes(self) -> int:
+        """Bytes the others take."""
+        return sum(other.size for other in self.others)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "keeper": self.keeper.to_dict(),
+            "others": [other.to_dict() for other in self.others],
+            "saved_bytes": self.saved_bytes,
+        }

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
 
-from . import maintenance, migrate, ownership
+from . import duplicates, maintenance, migrate, ownership
 from . import verify as verification
 from .blobs import canonical_blob_url, open_blob_store
 from .blobs.base import BlobRef
@@ -49,10 +49,12 @@ from .records import (
     STATUS_OK,
     STATUS_REMOVED,
     BackupReport,
+    DuplicateGroup,
     ExportReport,
     Failure,
     FetchResult,
     GcReport,
+    IndexReport,
     LegacyImportReport,
     MediaRecord,
     MoveReport,
@@ -60,6 +62,7 @@ from .records import (
     Reference,
     ReidentifyReport,
     ReindexReport,
+    SimilarImage,
     StoreStats,
     TypeStats,
     Variant,
@@ -75,6 +78,7 @@ from .references import (
     ref_url,
 )
 from .settings import load_settings
+from .similarity import DEFAULT_DISTANCE
 from .types import Progress
 
 log = logging.getLogger(__name__)
@@ -800,6 +804,60 @@ class MediaStore:
             ReadOnlyStoreError: the store is read-only and some file needs reading.
         """
         return maintenance.probe(self.lifecycle, progress=progress)
+
+    def index(self, *, progress: Progress | None = None) -> IndexReport:
+        """Compute and record the similarity hashes of every stored image that has none.
+
+        Each image (its first frame) is decoded once for a pixel hash and a 64-bit
+        perceptual hash (:mod:`mediastore.formats.imagehash`), which :meth:`similar` and
+        :meth:`duplicate_groups` query. Online (other processes may keep adding) and
+        resumable: a page of images is recorded per transaction, and a rerun reads only the
+        images left; a no-op when every image is hashed. ``progress(done, total)`` counts
+        images.
+
+        Raises:
+            ReadOnlyStoreError: the store is read-only and some image needs hashing.
+        """
+        return duplicates.index(self.lifecycle, progress=progress)
+
+    def similar(self, md5_or_url: str, max_distance: int = DEFAULT_DISTANCE) -> list[SimilarImage]:
+        """Stored images that look like this one: perceptual hashes within ``max_distance``
+        bits (0 to 8) of its own, nearest first, each with its distance.
+
+        An indexed query (no scan of the catalog). Only images :meth:`index` has hashed are
+        found; the image asked about is hashed now if it was not.
+
+        Args:
+            md5_or_url: The image, by md5 (or a unique prefix of 6+ hex digits) or by a
+                URL it was stored from.
+            max_distance: Bits the perceptual hashes may differ by: 0 the same picture
+                re-encoded or resized, 4 (the default) also light edits, 8 at most.
+
+        Raises:
+            InvalidInputError: ``max_distance`` not an integer from 0 to 8; a bad md5.
+            MediaNotFoundError: no such md5 or URL, or its file is missing.
+            UnsupportedMediaError: the content is not an image, or does not decode.
+        """
+        duplicates.check_distance(max_distance)
+        return duplicates.similar(self.lifecycle, self._content_of(md5_or_url), max_distance)
+
+    def duplicate_groups(
+        self, max_distance: int = DEFAULT_DISTANCE, *, pixel_only: bool = False
+    ) -> Iterator[DuplicateGroup]:
+        """Groups of near-duplicate stored images, streamed (each group as it is found).
+
+        Images are visited in md5 order; each one not yet in a group seeds a group of every
+        ungrouped image within ``max_distance`` of it (an indexed query per image), so an
+        image is in at most one group. Each group names a suggested keeper (most pixels,
+        then largest file) and what the others take. ``pixel_only``: only images whose
+        decoded pixels are identical. Nothing is removed. Only hashed images are grouped
+        (run :meth:`index` first).
+
+        Raises:
+            InvalidInputError: ``max_distance`` not an integer from 0 to 8.
+        """
+        duplicates.check_distance(max_distance)
+        return duplicates.duplicate_groups(self.lifecycle, max_distance, pixel_only=pixel_only)
 
     def urls_for(self, md5: str) -> list[str]:
         """Every URL recorded for this content, oldest first."""

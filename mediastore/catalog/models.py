@@ -299,3 +299,20 @@ refs = Table(
     UniqueConstraint("ref", "md5"),
     CheckConstraint("md5 IS NOT NULL OR url_key IS NOT NULL", name="file_or_url"),
 )
+
+#: The similarity hashes of a stored image's first frame (revision 0012), one row per md5
+#: once ``index`` has read it. ``pixel_hash`` NULL: the image did not decode (the row still
+#: says it was read, so a rerun skips it). The perceptual hash is kept whole (signed 64-bit)
+#: and cut into bands (``mediastore.similarity``), each indexed: a query within distance k
+#: reads index point lookups, never the table.
+image_hashes = Table(
+    "image_hashes",
+    metadata,
+    Column("md5", String(32), ForeignKey("media.md5", ondelete="CASCADE"), primary_key=True),
+    Column("pixel_hash", String(64), index=True),
+    Column("phash", BigInteger),
+    Column("band0", Integer, index=True),
+    Column("band1", Integer, index=True),
+    Column("band2", Integer, index=True),
+    Column("hashed_at", UTCDateTime(), nullable=False),
+)

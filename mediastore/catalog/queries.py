@@ -35,7 +35,7 @@ from ..errors import CatalogError, HashCollisionError, InvalidInputError, ReadOn
 from ..identity import Identity
 from ..records import STATUS_OK, STATUS_REMOVED, MediaMetadata, Reference
 from ..references import RefTake
-from . import claims
+from . import claims, similar
 from . import refs as references
 from .counters import count_dedup, counter_sums, recount
 from .engine import (
@@ -786,6 +786,53 @@ class Catalog:
         """(files, bytes) referenced, then (files, bytes) unreferenced, of live content."""
         with self._read(snapshot=True) as conn:
             return references.stats(conn)
+
+    # --- similarity hashes (see similar.py) -----------------------------------------------
+    def unhashed(self, after: str, limit: int) -> list[MediaRow]:
+        """Live images without similarity hashes, in md5 order after ``after``."""
+        with self._read() as conn:
+            return similar.unhashed(conn, after, limit)
+
+    def count_unhashed(self) -> int:
+        """Live images without similarity hashes."""
+        with self._read() as conn:
+            return similar.count_unhashed(conn)
+
+    def record_hashes(
+        self, found: Sequence[tuple[str, str | None, int | None]], now: datetime
+    ) -> int:
+        """Record ``(md5, pixel hash, perceptual hash)`` per image in one transaction.
+
+        Returns the rows added (an md5 a concurrent ``index`` recorded is left).
+        """
+        if not found:
+            return 0
+        return self._transact(lambda conn: similar.record(conn, found, now))
+
+    def hashes_of(self, md5: str) -> tuple[str, int] | None:
+        """(pixel hash, perceptual hash) of ``md5``; None if not hashed (or undecodable)."""
+        with self._read() as conn:
+            return similar.hashes_of(conn, md5)
+
+    def near(self, phash: int, max_distance: int) -> list[similar.Hashed]:
+        """Live hashed images within ``max_distance`` of ``phash`` (an indexed query)."""
+        with self._read() as conn:
+            return similar.near(conn, phash, max_distance)
+
+    def same_pixels(self, pixels: str) -> list[similar.Hashed]:
+        """Live images whose decoded pixels hash to ``pixels``."""
+        with self._read() as conn:
+            return similar.same_pixels(conn, pixels)
+
+    def hashed_page(self, after: str, limit: int) -> list[similar.Hashed]:
+        """Live hashed images in md5 order after ``after``."""
+        with self._read() as conn:
+            return similar.hashed_page(conn, after, limit)
+
+    def shared_pixel_hashes(self, after: str, limit: int) -> list[str]:
+        """Pixel hashes several live images share, in order after ``after``."""
+        with self._read() as conn:
+            return similar.shared_pixel_hashes(conn, after, limit)
 
     @contextmanager
     def exclusive(self) -> Iterator[Exclusive]:

@@ -21,7 +21,7 @@ from typing import IO, BinaryIO
 
 from PIL import GifImagePlugin, Image, ImageFile, JpegImagePlugin, PngImagePlugin
 
-from ..errors import CorruptMediaError, ImageTooLargeError, StorageError
+from ..errors import CorruptMediaError, ImageTooLargeError, StorageError, UnsupportedMediaError
 from .detect import GIF, WEBP, MediaKind
 from .structure import ImageLayout, check_file, checker_for
 
@@ -226,3 +226,33 @@ def _decode_frames(fileobj: BinaryIO, kind: MediaKind, fmt: str) -> None:
         raise CorruptMediaError(
             f"{kind.extension} image data could not be decoded{where}: {exc}"
         ) from exc
+
+
+def first_frame(fileobj: BinaryIO, kind: MediaKind, *, max_pixels: int) -> Image.Image:
+    """The first frame of a stored image, decoded (an animation's first frame, an MPO's
+    primary image), for the similarity hashes.
+
+    The structure is walked first, as at ingest, so the pixel cap applies before Pillow
+    decodes anything.
+
+    Raises:
+        CorruptMediaError: truncated or malformed, or pixel data that does not decode.
+        ImageTooLargeError: above ``max_pixels`` or Pillow's own guard.
+        UnsupportedMediaError: ``kind`` is not an image.
+    """
+    fmt = _PIL_FORMATS.get(kind.extension)
+    if fmt is None:
+        raise UnsupportedMediaError(f"not an image: {kind.extension}")
+    fileobj.seek(0)
+    layout = check_file(fileobj, kind, max_pixels=max_pixels)
+    if not _pillow_guard_allows(kind, layout, decode=True):
+        raise ImageTooLargeError(f"{fmt} canvas beyond Pillow's own limit: not decoded")
+    fileobj.seek(0)
+    try:
+        with _OPENERS[fmt](fileobj) as im:
+            im.load()
+            return im.copy()
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"image refused as a decompression bomb: {exc}") from exc
+    except Exception as exc:  # any decoder failure means the pixel data is broken
+        raise CorruptMediaError(f"{kind.extension} image data could not be decoded: {exc}") from exc

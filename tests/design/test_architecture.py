@@ -47,13 +47,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "settings",
             "identity",
             "references",
+            "similarity",
         ),
     ),
     ("formats", ("formats.*",)),
     ("storage", ("blobs.*", "catalog.*")),
     ("ingest", ("ingest", "lifecycle", "verify", "listing", "export", "ownership")),
     ("network", ("net.*",)),
-    ("operations", ("maintenance", "migrate")),
+    ("operations", ("maintenance", "migrate", "duplicates")),
     ("facade", ("store",)),
     # programs and the API's front: the CLI, the child of a download process, the legacy
     # functions, the test helpers and the package's __init__
