@@ -31,6 +31,32 @@ def noisy_jpeg(size: tuple[int, int] = (64, 48), seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
+def photo(seed: int = 0, size: tuple[int, int] = (640, 480)) -> Image.Image:
+    """A natural-looking picture, different per ``seed``: a colour gradient sky, overlapping
+    shapes at several scales, a blur and a little grain (like a photo's, so perceptual hashes
+    behave as on photos, unlike a flat or noise-only image)."""
+    import random
+
+    from PIL import ImageDraw, ImageFilter
+
+    rng = random.Random(seed)
+    top, bottom = (tuple(rng.randrange(256) for _ in range(3)) for _ in range(2))
+    mask = Image.linear_gradient("L").resize(size)
+    picture = Image.composite(Image.new("RGB", size, bottom), Image.new("RGB", size, top), mask)
+    draw = ImageDraw.Draw(picture)
+    width, height = size
+    for scale in (0.5, 0.25, 0.1):
+        for _ in range(8):
+            x, y = rng.randrange(width), rng.randrange(height)
+            w, h = (int(d * scale * (0.3 + rng.random())) + 1 for d in size)
+            colour = tuple(rng.randrange(256) for _ in range(3))
+            shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+            shape((x - w // 2, y - h // 2, x + w // 2, y + h // 2), fill=colour)
+    picture = picture.filter(ImageFilter.GaussianBlur(max(size) / 400))
+    grain = Image.effect_noise(size, 12).convert("RGB")
+    return Image.blend(picture, grain, 0.06)
+
+
 def _seeded(n: int, seed: int) -> bytes:
     import random
 

@@ -7,7 +7,7 @@ the exit code of the rule in :mod:`mediastore.cli.common`.
 Modules: ``common`` (settings, store, errors, exit codes, progress), ``settings`` (flags,
 ``MEDIASTORE_*`` and ``mediastore.toml``), ``adding`` (add, fetch), ``lookup`` (get, show,
 ls, cat, export, stats), ``maintain`` (verify, import-legacy, reindex, backup, gc, rm,
-migrate-store, db).
+migrate-store, db), ``similar`` (index, similar, dupes).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from .maintain import (
     verify,
 )
 from .references import ref_group
+from .similar import dupes, index, similar
 
 EPILOG = """\b
 Exit codes: 0 ok; 2 bad input; 3 unsupported content; 4 corrupt content; 5 not found;
@@ -206,6 +207,9 @@ for command in (
     reindex,
     reidentify,
     probe,
+    index,
+    similar,
+    dupes,
     backup,
     gc,
     rm,
