@@ -30,6 +30,7 @@ exact matches up to ``k = 8`` but each 7-bit value is shared by ~8,000 rows per 
 
 from __future__ import annotations
 
+import functools
 from itertools import combinations
 
 #: Bits of the perceptual hash.
@@ -79,14 +80,17 @@ def band_candidates(value: int, max_distance: int) -> list[list[int]]:
 
 def _within(band: int, width: int, radius: int) -> list[int]:
     """Every ``width``-bit value at most ``radius`` bits from ``band``."""
-    found = [band]
-    for flips in range(1, radius + 1):
-        for bits in combinations(range(width), flips):
-            mask = 0
-            for bit in bits:
-                mask |= 1 << bit
-            found.append(band ^ mask)
-    return found
+    return [band ^ mask for mask in _masks(width, radius)]
+
+
+@functools.cache
+def _masks(width: int, radius: int) -> tuple[int, ...]:
+    """Every ``width``-bit mask with at most ``radius`` bits set, fewest first (0 first)."""
+    return tuple(
+        sum(1 << bit for bit in bits)
+        for flips in range(radius + 1)
+        for bits in combinations(range(width), flips)
+    )
 
 
 def to_signed(value: int) -> int:
