@@ -31,6 +31,8 @@ exact matches up to ``k = 8`` but each 7-bit value is shared by ~8,000 rows per 
 from __future__ import annotations
 
 import functools
+from array import array
+from bisect import bisect_left
 from itertools import combinations
 
 #: Bits of the perceptual hash.
@@ -101,3 +103,39 @@ def to_signed(value: int) -> int:
 def to_unsigned(value: int) -> int:
     """The unsigned hash of a BIGINT column's signed value."""
     return value + (1 << HASH_BITS) if value < 0 else value
+
+
+class BandIndex:
+    """Many hashes held in memory for a pass over all of them (``dupes``), answering the
+    same band lookups as the catalog's query without a query per hash.
+
+    Per band, the positions of the hashes sorted by that band's value, and the values in
+    that order (two ``array`` of 4-byte integers): a lookup is a binary search. About 32
+    bytes per hash with the hashes themselves.
+    """
+
+    def __init__(self, hashes: array[int]) -> None:
+        self.hashes = hashes
+        self._order: list[array[int]] = []
+        self._keys: list[array[int]] = []
+        for shift, width in zip(_SHIFTS, BAND_BITS, strict=True):
+            mask = (1 << width) - 1
+            keys = array("i", ((value >> shift) & mask for value in hashes))
+            order = array("i", sorted(range(len(hashes)), key=keys.__getitem__))
+            self._order.append(order)
+            self._keys.append(array("i", (keys[i] for i in order)))
+
+    def near(self, position: int, max_distance: int) -> list[int]:
+        """Positions of the hashes within ``max_distance`` of the one at ``position``
+        (itself included), by the band lookups the module docstring proves complete."""
+        value = self.hashes[position]
+        found: set[int] = set()
+        for order, keys, candidates in zip(
+            self._order, self._keys, band_candidates(value, max_distance), strict=True
+        ):
+            for band in candidates:
+                at = bisect_left(keys, band)
+                while at < len(keys) and keys[at] == band:
+                    found.add(order[at])
+                    at += 1
+        return sorted(i for i in found if distance(value, self.hashes[i]) <= max_distance)

@@ -4,6 +4,7 @@ random hashes, and the catalog's indexed query compared with a scan of every row
 from __future__ import annotations
 
 import tempfile
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from mediastore.similarity import (
     BAND_BITS,
     HASH_BITS,
     MAX_DISTANCE,
+    BandIndex,
     band_candidates,
     bands,
     distance,
@@ -61,9 +63,7 @@ def test_a_hash_within_k_shares_a_candidate_band(
     other = data.draw(near(value, max_distance))
     assert distance(value, other) <= max_distance
     candidates = band_candidates(value, max_distance)
-    assert any(
-        band in values for band, values in zip(bands(other), candidates, strict=True)
-    )
+    assert any(band in values for band, values in zip(bands(other), candidates, strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +106,17 @@ def test_the_indexed_query_is_the_scan(
     set_hashes(store, assigned)
     found = {hit[0] for hit in store.catalog.near(query, max_distance)}
     assert found == {md5 for md5, v in assigned.items() if distance(query, v) <= max_distance}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data(), hashes, st.integers(0, MAX_DISTANCE))
+def test_the_in_memory_band_index_is_the_scan(
+    data: st.DataObject, query: int, max_distance: int
+) -> None:
+    """``BandIndex`` (the grouping pass's lookups) finds exactly the hashes a scan finds
+    within ``k``, repeated hashes included."""
+    values = data.draw(st.lists(near(query, MAX_DISTANCE + 4) | hashes, max_size=30))
+    stored = array("Q", [query, *values, query])
+    index = BandIndex(stored)
+    expected = [i for i, v in enumerate(stored) if distance(query, v) <= max_distance]
+    assert index.near(0, max_distance) == expected

@@ -80,9 +80,7 @@ def test_bad_input_is_one_error_line_and_changes_nothing(
     root: Path, stored: dict[str, str], args: tuple[str, ...], code: int, message: str
 ) -> None:
     """Each bad input: one ``error:`` line, its documented exit code, no hash recorded."""
-    result = CliRunner().invoke(
-        main, ["--root", str(root), *(a.format(**stored) for a in args)]
-    )
+    result = CliRunner().invoke(main, ["--root", str(root), *(a.format(**stored) for a in args)])
     assert result.exit_code == code, result.output
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
