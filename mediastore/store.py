@@ -847,9 +847,11 @@ class MediaStore:
         """Groups of near-duplicate stored images, streamed (each group as it is found).
 
         Images are visited in md5 order; each one not yet in a group seeds a group of every
-        ungrouped image within ``max_distance`` of it (an indexed query per image), so an
-        image is in at most one group. Each group names a suggested keeper (most pixels,
-        then largest file) and what the others take. ``pixel_only``: only images whose
+        ungrouped image within ``max_distance`` of it, so an image is in at most one group.
+        The hashes are read once into memory (about 80 bytes per image) and looked up there
+        by band, as the catalog's query does: one query per image would take far longer.
+        Each group names a suggested keeper (most pixels, then largest file) and what the
+        others take. ``pixel_only``: only images whose
         decoded pixels are identical. Nothing is removed. Only hashed images are grouped
         (run :meth:`index` first).
 

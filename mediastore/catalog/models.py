@@ -304,15 +304,20 @@ refs = Table(
 #: once ``index`` has read it. ``pixel_hash`` NULL: the image did not decode (the row still
 #: says it was read, so a rerun skips it). The perceptual hash is kept whole (signed 64-bit)
 #: and cut into bands (``mediastore.similarity``), each indexed: a query within distance k
-#: reads index point lookups, never the table.
+#: reads index point lookups (the band with the hash: covering), never the table.
 image_hashes = Table(
     "image_hashes",
     metadata,
     Column("md5", String(32), ForeignKey("media.md5", ondelete="CASCADE"), primary_key=True),
     Column("pixel_hash", String(64), index=True),
     Column("phash", BigInteger),
-    Column("band0", Integer, index=True),
-    Column("band1", Integer, index=True),
-    Column("band2", Integer, index=True),
+    Column("band0", Integer),
+    Column("band1", Integer),
+    Column("band2", Integer),
     Column("hashed_at", UTCDateTime(), nullable=False),
+    # each band with the whole hash: the candidates of a query are read from the indexes
+    # alone and filtered by distance before any row is read
+    Index("ix_image_hashes_band0", "band0", "phash"),
+    Index("ix_image_hashes_band1", "band1", "phash"),
+    Index("ix_image_hashes_band2", "band2", "phash"),
 )

@@ -6,10 +6,10 @@ Create Date: 2026-12-10
 
 ``image_hashes`` holds, per stored image (its first frame), the SHA-256 of its decoded
 pixels and its 64-bit DCT perceptual hash, whole and cut into three bands of 22, 21 and 21
-bits, each band an indexed integer column: "every image within Hamming distance k" reads
-index point lookups (``mediastore/similarity.py`` proves none is missed). A separate table
-keyed by md5, so ``media`` (which has triggers) is not recreated; rows are written by
-``mediastore index``, and go with their ``media`` row.
+bits, each band an integer column indexed with the whole hash: "every image within Hamming
+distance k" reads index point lookups (``mediastore/similarity.py`` proves none is
+missed). A separate table keyed by md5, so ``media`` (which has triggers) is not recreated;
+rows are written by ``mediastore index``, and go with their ``media`` row.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_image_hashes_pixel_hash"), "image_hashes", ["pixel_hash"])
     for band in BANDS:
-        op.create_index(op.f(f"ix_image_hashes_{band}"), "image_hashes", [band])
+        # the band with the whole hash: a query's candidates come from the index alone
+        op.create_index(op.f(f"ix_image_hashes_{band}"), "image_hashes", [band, "phash"])
 
 
 def downgrade() -> None:
