@@ -830,8 +830,8 @@ class MediaStore:
         Args:
             md5_or_url: The image, by md5 (or a unique prefix of 6+ hex digits) or by a
                 URL it was stored from.
-            max_distance: Bits the perceptual hashes may differ by: 0 the same picture
-                re-encoded or resized, 4 (the default) also light edits, 8 at most.
+            max_distance: Bits the perceptual hashes may differ by: 2 finds nearly every
+                re-encoding or resize, 4 (the default) also small crops, 8 at most.
 
         Raises:
             InvalidInputError: ``max_distance`` not an integer from 0 to 8; a bad md5.

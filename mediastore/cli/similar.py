@@ -55,8 +55,8 @@ def index(ctx: click.Context, as_json: bool) -> None:
 def similar(ctx: click.Context, md5_or_url: str, max_distance: int, as_json: bool) -> None:
     """List the stored images that look like this one, nearest first.
 
-    Images whose perceptual hashes differ by at most --distance bits (0: the same picture
-    re-encoded or resized; 4: also light edits; 8 at most). Only images `mediastore index`
+    Images whose perceptual hashes differ by at most --distance bits (2: nearly every
+    re-encoding or resize; 4: also small crops; 8 at most). Only images `mediastore index`
     has hashed are found.
     """
     with open_store(ctx) as store:
