@@ -67,7 +67,7 @@ def index(life: Lifecycle, *, progress: Progress | None = None) -> IndexReport:
         StorageError: a stored file could not be read (the pages before are recorded).
     """
     total = life.catalog.count_unhashed()
-    done = hashed = 0
+    done = recorded = 0
     undecodable: dict[str, str] = {}
     missing: list[str] = []
     after = ""
@@ -86,11 +86,13 @@ def index(life: Lifecycle, *, progress: Progress | None = None) -> IndexReport:
                     found.append((row.md5, None, None))
                 else:
                     found.append((row.md5, *outcome))
-            hashed += life.catalog.record_hashes(found, datetime.now(UTC))
+            recorded += life.catalog.record_hashes(found, datetime.now(UTC))
             done += len(page)
             if progress is not None:
                 progress(min(done, total), max(total, done))
-    return IndexReport(hashed=hashed - len(undecodable), undecodable=undecodable, missing=missing)
+    # rows recorded, less the undecodable ones (a concurrent run may have recorded some)
+    hashed = max(0, recorded - len(undecodable))
+    return IndexReport(hashed=hashed, undecodable=undecodable, missing=missing)
 
 
 def _hash_one(life: Lifecycle, row: MediaRow) -> tuple[str, int] | str | None:

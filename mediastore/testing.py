@@ -275,6 +275,22 @@ def gif_with_frame(width: int, height: int, base: bytes | None = None) -> bytes:
     return data[:-1] + frame + b"\x3b"
 
 
+def png_undecodable(size: tuple[int, int] = (16, 16)) -> bytes:
+    """A PNG whose chunks and zlib stream are well formed but hold too few pixel bytes: it
+    passes ingest's structure walk, and decoding it fails (image file is truncated)."""
+    png = image_bytes("PNG", size)
+    out, pos = bytearray(png[:8]), 8
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        kind, data = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
+        if kind == b"IDAT":
+            data = zlib.compress(b"\x00" * 10)
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        out += struct.pack(">I", len(data)) + kind + data + crc
+        pos += 12 + length
+    return bytes(out)
+
+
 def png_bomb(width: int = 10_000, height: int = 10_000) -> bytes:
     """A tiny PNG whose header declares ``width`` x ``height`` pixels (68 bytes by default)."""
 

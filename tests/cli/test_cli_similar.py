@@ -85,3 +85,13 @@ def test_bad_input_is_one_error_line_and_changes_nothing(
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
     assert hashed(root) == 0
+
+
+def test_index_exits_1_when_an_image_does_not_decode(root: Path) -> None:
+    """An image whose pixels do not decode: ``index`` names it and exits 1; ``similar`` on it
+    exits 3 (unsupported content)."""
+    with MediaStore(root) as store:
+        md5 = store.add_bytes(t.png_undecodable()).md5
+    result = cli(root, "index")
+    assert result.exit_code == 1 and f"undecodable {md5}" in result.output
+    assert cli(root, "similar", md5).exit_code == 3

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -193,3 +194,30 @@ def test_a_pdf_is_not_an_image(store: MediaStore) -> None:
     with pytest.raises(UnsupportedMediaError, match="not an image"):
         store.similar(md5)
     assert hashed_rows(store) == 0
+
+
+def test_an_image_that_does_not_decode_is_recorded_once(store: MediaStore) -> None:
+    """``index`` lists an image whose pixels do not decode and records it without hashes: the
+    next run does not read it again; ``similar`` on it is unsupported content."""
+    md5 = store.add_bytes(t.png_undecodable()).md5
+    report = store.index()
+    assert report.hashed == 0 and list(report.undecodable) == [md5]
+    assert "truncated" in report.undecodable[md5]
+    assert store.index().undecodable == {}
+    assert hashed_rows(store) == 1
+    with pytest.raises(UnsupportedMediaError, match="no similarity hash"):
+        store.similar(md5)
+
+
+def test_a_missing_file_is_left_for_the_next_run(store: MediaStore) -> None:
+    """An image whose file is gone is listed as missing and not recorded, so the run after
+    its file is back hashes it."""
+    record = store.add_bytes(encode(t.photo(1, (64, 48)), "PNG"))
+    content = Path(record.path).read_bytes()
+    Path(record.path).unlink()
+    assert store.index().missing == [record.md5]
+    assert store.index().missing == [record.md5]
+    with pytest.raises(MediaNotFoundError):
+        store.similar(record.md5)
+    Path(record.path).write_bytes(content)
+    assert store.index().hashed == 1
