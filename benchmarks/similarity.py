@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -227,17 +228,49 @@ def build(root: Path, rows: int, common: int = 20_000, share: float = 0.2) -> li
     return md5s
 
 
-def speed(rows: int, queries: int, dupes: bool, common: int, share: float) -> None:
-    with tempfile.TemporaryDirectory(dir="/var/tmp") as folder:
+def build_pg(url: str, rows: int, common: int, share: float) -> list[str]:
+    """The same catalog on PostgreSQL, loaded with COPY; the md5s."""
+    import psycopg
+
+    MediaStore(tempfile.mkdtemp(prefix="pgcat-"), db_url=url).close()  # schema by Alembic
+    md5s = [hashlib.md5(f"image-{i}".encode()).hexdigest() for i in range(rows)]
+    rng = random.Random(2)
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        media = "md5, sha256, media_type, mime_type, extension, size, width, height, created_at"
+        with conn.cursor().copy(f"COPY media ({media}) FROM STDIN") as copy:
+            for m in md5s:
+                size = rng.randint(20_000, 900_000)
+                row = (m, m * 2, "image", "image/jpeg", "jpg", size, 1000, 1000, "2026-01-01")
+                copy.write_row(row)
+        columns = "md5, pixel_hash, phash, band0, band1, band2, hashed_at"
+        with conn.cursor().copy(f"COPY image_hashes ({columns}) FROM STDIN") as copy:
+            for m, h in zip(md5s, clustered_hashes(rows, common, share), strict=True):
+                copy.write_row((m, m * 2, to_signed(h), *bands(h), "2026-01-01"))
+        conn.execute("ANALYZE")
+    return md5s
+
+
+def speed(rows: int, queries: int, dupes: bool, common: int, share: float, postgres: bool) -> None:
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as folder, ExitStack() as stack:
         root = Path(folder) / "store"
+        db_url = None
         start = time.perf_counter()
-        md5s = build(root, rows, common, share)
+        if postgres:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+            import servers
+
+            pg = servers.start_postgres()
+            stack.callback(pg.stop)
+            db_url = pg.create_database("similarity")[1]
+            md5s = build_pg(db_url, rows, common, share)
+        else:
+            md5s = build(root, rows, common, share)
         print(
             f"built {rows:,} hashed images ({share:.0%} near {common:,} popular pictures)"
-            f" in {time.perf_counter() - start:.0f} s"
+            f" on {'PostgreSQL' if postgres else 'SQLite'} in {time.perf_counter() - start:.0f} s"
         )
         sample = random.Random(3).sample(md5s, queries)
-        with MediaStore(root) as store:
+        with MediaStore(root, db_url=db_url) as store:
             for round_ in ("cold", "warm"):  # the first round reads the catalog into memory
                 for d in DISTANCES:
                     _time_similar(store, sample, d, round_)
@@ -298,13 +331,14 @@ def main(argv: list[str] | None = None) -> None:
     spd.add_argument("--dupes", action="store_true", help="also time a full dupes pass")
     spd.add_argument("--common", type=int, default=20_000, help="popular pictures")
     spd.add_argument("--share", type=float, default=0.2, help="share of images near them")
+    spd.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL catalog")
     cst = sub.add_parser("cost")
     cst.add_argument("--images", type=int, default=200)
     args = parser.parse_args(argv)
     if args.what == "accuracy":
         accuracy(args.photos, args.synthetic)
     elif args.what == "speed":
-        speed(args.rows, args.queries, args.dupes, args.common, args.share)
+        speed(args.rows, args.queries, args.dupes, args.common, args.share, args.postgres)
     else:
         cost(args.images)
 

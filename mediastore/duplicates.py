@@ -179,10 +179,10 @@ def duplicate_groups(
     images = _Images.load(life)
     index = BandIndex(images.hashes)
     grouped = bytearray(len(images.hashes))
-    for seed in range(len(images.hashes)):
-        if grouped[seed]:
+    for first in range(len(images.hashes)):
+        if grouped[first]:
             continue
-        members = [i for i in index.near(seed, max_distance) if not grouped[i]]
+        members = [i for i in index.near(first, max_distance) if not grouped[i]]
         if len(members) > 1:
             for member in members:
                 grouped[member] = 1

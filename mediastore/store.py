@@ -846,7 +846,7 @@ class MediaStore:
     ) -> Iterator[DuplicateGroup]:
         """Groups of near-duplicate stored images, streamed (each group as it is found).
 
-        Images are visited in md5 order; each one not yet in a group seeds a group of every
+        Images are visited in md5 order; each one not yet in a group starts a group of every
         ungrouped image within ``max_distance`` of it, so an image is in at most one group.
         The hashes are read once into memory (about 80 bytes per image) and looked up there
         by band, as the catalog's query does: one query per image would take far longer.
