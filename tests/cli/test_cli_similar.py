@@ -74,6 +74,7 @@ def test_index_then_similar_and_dupes(root: Path, stored: dict[str, str]) -> Non
         (("similar", "0" * 32), 5, "no media"),
         (("similar", "https://example.com/unknown.jpg"), 5, "no stored media"),
         (("dupes", "--distance", "x"), 2, "--distance"),
+        (("dupes", "--distance", "9", "--pixel"), 2, "--distance"),
     ],
 )
 def test_bad_input_is_one_error_line_and_changes_nothing(
