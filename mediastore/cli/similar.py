@@ -1,14 +1,25 @@
-"""Near-duplicate images: ``index``, ``similar`` and ``dupes``. Nothing here removes
-anything: ``dupes`` suggests, ``rm`` removes."""
+"""Near-duplicate images: ``index``, ``similar`` and ``dupes``. ``dupes`` suggests; it
+removes only when asked twice (``--remove-others --yes``), through the store's ``remove``."""
 
 from __future__ import annotations
 
 import click
 
+from ..errors import MediaStoreError
 from ..records import DuplicateGroup, SimilarImage
 from ..similarity import DEFAULT_DISTANCE, MAX_DISTANCE
+from ..store import MediaStore
 from ..units import format_size
-from .common import bar_progress, emit_json, errors, json_option, one_line, open_store
+from .common import (
+    Tally,
+    bar_progress,
+    echo_error,
+    emit_json,
+    errors,
+    json_option,
+    one_line,
+    open_store,
+)
 
 distance_option = click.option(
     "--distance",
@@ -77,27 +88,70 @@ def _line(hit: SimilarImage) -> str:
 @click.command()
 @distance_option
 @click.option("--pixel", "pixel_only", is_flag=True, help="Only images with identical pixels.")
+@click.option(
+    "--remove-others", is_flag=True, help="Remove each group's others (as rm does); needs --yes."
+)
+@click.option("--yes", is_flag=True, help="Confirm --remove-others.")
 @json_option
 @click.pass_context
 @errors
-def dupes(ctx: click.Context, max_distance: int, pixel_only: bool, as_json: bool) -> None:
+def dupes(
+    ctx: click.Context,
+    max_distance: int,
+    pixel_only: bool,
+    remove_others: bool,
+    yes: bool,
+    as_json: bool,
+) -> None:
     """List groups of near-duplicate images, each with a suggested keeper.
 
     The keeper has the most pixels, then the largest file; the others follow with their
     distance to it, and the group says what removing them would free. Nothing is removed
-    (`mediastore rm MD5...` does that). Only images `mediastore index` has hashed are grouped.
+    unless --remove-others --yes is given: then each group's others are removed as
+    `mediastore rm` removes them. Only images `mediastore index` has hashed are grouped.
     """
+    if remove_others and not yes:
+        raise click.UsageError("--remove-others removes content: add --yes to confirm")
+    if remove_others and as_json:
+        raise click.UsageError("--remove-others prints what it removes: not with --json")
     with open_store(ctx) as store:
         groups = store.duplicate_groups(max_distance, pixel_only=pixel_only)
         if as_json:
             emit_json([group.to_dict() for group in groups])
             return
-        count = saved = 0
+        count = saved = freed = 0
+        tally = Tally(single=False)
         for group in groups:
             click.echo(_group_text(group))
             count += 1
             saved += group.saved_bytes
-    click.echo(f"{count} group(s); removing the others would free {format_size(saved)}")
+            if remove_others:
+                freed += _remove(store, group, tally)
+    if remove_others:
+        click.echo(
+            f"{count} group(s); removed {tally.items - len(tally.codes)} file(s), "
+            f"freed {format_size(freed)}"
+        )
+    else:
+        click.echo(f"{count} group(s); removing the others would free {format_size(saved)}")
+    tally.exit(ctx)
+
+
+def _remove(store: MediaStore, group: DuplicateGroup, tally: Tally) -> int:
+    """Remove a group's others, each on its own (one that fails does not stop the rest);
+    the bytes freed."""
+    freed = 0
+    for other in group.others:
+        try:
+            store.remove(other.md5)
+        except MediaStoreError as exc:
+            tally.failed(exc.exit_code)
+            echo_error(exc)
+            continue
+        tally.ok()
+        freed += other.size
+        click.echo(f"  removed {other.md5}")
+    return freed
 
 
 def _group_text(group: DuplicateGroup) -> str:

@@ -75,17 +75,22 @@ def test_index_then_similar_and_dupes(root: Path, stored: dict[str, str]) -> Non
         (("similar", "https://example.com/unknown.jpg"), 5, "no stored media"),
         (("dupes", "--distance", "x"), 2, "--distance"),
         (("dupes", "--distance", "9", "--pixel"), 2, "--distance"),
+        (("dupes", "--remove-others"), 2, "--yes"),
+        (("dupes", "--remove-others", "--yes", "--json"), 2, "--json"),
     ],
 )
 def test_bad_input_is_one_error_line_and_changes_nothing(
     root: Path, stored: dict[str, str], args: tuple[str, ...], code: int, message: str
 ) -> None:
-    """Each bad input: one ``error:`` line, its documented exit code, no hash recorded."""
+    """Each bad input: one ``error:`` line, its documented exit code, no hash recorded (and
+    nothing removed: the four files are still there)."""
     result = CliRunner().invoke(main, ["--root", str(root), *(a.format(**stored) for a in args)])
     assert result.exit_code == code, result.output
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
     assert hashed(root) == 0
+    with MediaStore(root) as store:
+        assert all(store.get_by_md5(md5) is not None for md5 in stored.values())
 
 
 def test_index_exits_1_when_an_image_does_not_decode(root: Path) -> None:
@@ -96,3 +101,17 @@ def test_index_exits_1_when_an_image_does_not_decode(root: Path) -> None:
     result = cli(root, "index")
     assert result.exit_code == 1 and f"undecodable {md5}" in result.output
     assert cli(root, "similar", md5).exit_code == 3
+
+
+def test_dupes_remove_others_keeps_the_keeper(root: Path, stored: dict[str, str]) -> None:
+    """``--remove-others --yes`` removes the JPEG (as rm does) and keeps the PNG keeper and
+    the unrelated picture; the next run finds no group."""
+    cli(root, "index")
+    result = cli(root, "dupes", "--remove-others", "--yes")
+    assert result.exit_code == 0, result.output
+    assert f"  removed {stored['jpeg']}" in result.output
+    assert "1 group(s); removed 1 file(s), freed" in result.output
+    with MediaStore(root) as store:
+        assert store.get_by_md5(stored["jpeg"]) is None
+        assert all(store.get_by_md5(stored[k]) is not None for k in ("png", "other", "pdf"))
+    assert "0 group(s)" in cli(root, "dupes").output
