@@ -118,19 +118,13 @@ def _seekable(fh: BinaryIO) -> BinaryIO:
     return fh if fh.seekable() else io.BytesIO(fh.read())
 
 
-def hashes_for(life: Lifecycle, row: MediaRow) -> tuple[str, int]:
-    """The recorded hashes of an image, or computed now (not recorded) if ``index`` has not
-    reached it yet.
-
-    Raises:
-        UnsupportedMediaError: not an image, or an image that does not decode.
-        MediaNotFoundError: its file is missing.
-    """
+def _require_image(row: MediaRow) -> None:
     if row.media_type != "image":
         raise UnsupportedMediaError(f"{row.md5} is a {row.media_type}, not an image")
-    recorded = life.catalog.hashes_of(row.md5)
-    if recorded is not None:
-        return recorded
+
+
+def _hash_now(life: Lifecycle, row: MediaRow) -> tuple[str, int]:
+    """The hashes of an image ``index`` has not reached yet, computed, not recorded."""
     outcome = _hash_one(life, row)
     if outcome is None:
         raise MediaNotFoundError(f"file of {row.md5} is missing from the store")
@@ -142,12 +136,15 @@ def hashes_for(life: Lifecycle, row: MediaRow) -> tuple[str, int]:
 def similar(life: Lifecycle, row: MediaRow, max_distance: int) -> list[SimilarImage]:
     """Stored images within ``max_distance`` of ``row``'s image (itself left out), nearest
     first, then by md5."""
-    pixels, phash = hashes_for(life, row)
-    found = [
-        _similar(hit, pixels, phash)
-        for hit in life.catalog.near(phash, check_distance(max_distance))
-        if hit[0] != row.md5
-    ]
+    _require_image(row)
+    check_distance(max_distance)
+    recorded = life.catalog.near_md5(row.md5, max_distance)
+    if recorded is None:
+        pixels, phash = _hash_now(life, row)
+        hits = life.catalog.near(phash, max_distance)
+    else:
+        (pixels, phash), hits = recorded
+    found = [_similar(hit, pixels, phash) for hit in hits if hit[0] != row.md5]
     return sorted(found, key=lambda hit: (hit.distance, hit.md5))
 
 

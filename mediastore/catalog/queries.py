@@ -819,6 +819,17 @@ class Catalog:
         with self._read() as conn:
             return similar.near(conn, phash, max_distance)
 
+    def near_md5(
+        self, md5: str, max_distance: int
+    ) -> tuple[tuple[str, int], list[similar.Hashed]] | None:
+        """The hashes of ``md5`` and the live images near them, read on one connection (a
+        round trip or two fewer to a server); None if ``md5`` has no hashes."""
+        with self._read() as conn:
+            recorded = similar.hashes_of(conn, md5)
+            if recorded is None:
+                return None
+            return recorded, similar.near(conn, recorded[1], max_distance)
+
     def same_pixels(self, pixels: str) -> list[similar.Hashed]:
         """Live images whose decoded pixels hash to ``pixels``."""
         with self._read() as conn:
