@@ -51,7 +51,8 @@ def make_files(where: Path) -> dict[str, list[Path]]:
     for i in range(200):
         kind = ("jpeg", "png", "gif", "webp")[i % 4]
         path = where / f"{i:03d}.{kind}"
-        _noise(rng, (320, 240)).save(path, kind.upper(), **({} if kind == "gif" else {"exif": exif}))
+        options = {} if kind == "gif" else {"exif": exif}
+        _noise(rng, (320, 240)).save(path, kind.upper(), **options)
         sets[kind].append(path)
     frames = [_noise(rng, (160, 120)) for _ in range(20)]
     for kind in ("gif", "webp"):
