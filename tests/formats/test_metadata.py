@@ -153,8 +153,8 @@ def _expected_rotation(stream: dict[str, Any], suffix: str) -> int | None:
 
 @pytest.mark.parametrize("name", [*VIDEOS, *COPIES, *LIVE])
 def test_video_metadata_is_ffprobes(name: str, videos: Callable[[str], Path]) -> None:
-    """Size, rotation, displayed size, codecs, audio and frames equal ffprobe's; duration is
-    within one frame of it; rate, bit rate and creation time agree."""
+    """Size, rotation, displayed size, pixel aspect ratio, codecs, audio and frames equal
+    ffprobe's; duration is within one frame of it; rate, bit rate and creation time agree."""
     path = videos(name)
     data = path.read_bytes()
     meta = _metadata(data, chunk=4096)
@@ -174,6 +174,10 @@ def test_video_metadata_is_ffprobes(name: str, videos: Callable[[str], Path]) ->
     if rotation in (90, 270):
         shown = shown[::-1]
     assert (meta.display_width, meta.display_height) == shown
+    if name.endswith("-sar"):  # the files that set it; the others may leave it out
+        assert meta.pixel_aspect is not None
+    if meta.pixel_aspect is not None:
+        assert Fraction(meta.pixel_aspect.replace(":", "/")) == sar
     frame = 1 / float(Fraction(video["avg_frame_rate"]))
     expected = float(probe["format"].get("duration", meta.frames * frame))
     assert meta.duration is not None and abs(meta.duration - expected) <= frame + 1e-6
