@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from media_videos import unavailable
 from PIL import Image
 
 from mediastore import CorruptMediaError
@@ -97,7 +98,7 @@ def _encoders() -> set[str]:
 def videos(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """Makes (once) the named video of VIDEOS, COPIES or LIVE; skips one ffmpeg cannot make."""
     if FFMPEG is None or FFPROBE is None:
-        pytest.skip("ffmpeg and ffprobe are needed to make and read the test videos")
+        unavailable("ffmpeg and ffprobe are needed to make and read the test videos")
     folder = tmp_path_factory.mktemp("videos")
     encoders = _encoders()
     made: dict[str, Path] = {}
@@ -121,7 +122,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
             needs, args, suffix = VIDEOS[name]
             missing = set(needs) - encoders
             if missing:
-                pytest.skip(f"this ffmpeg has no {', '.join(sorted(missing))} encoder")
+                unavailable(f"this ffmpeg has no {', '.join(sorted(missing))} encoder")
             path = folder / f"{name}.{suffix}"
             subprocess.run([*run, *args, *SECOND, str(path)], check=True)
         made[name] = path
