@@ -28,7 +28,7 @@ class _Cdn(BaseHTTPRequestHandler):
     asked = 0
     lock = threading.Lock()
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         with _Cdn.lock:
             _Cdn.asked += 1
         seed = int(hashlib.md5(self.path.split("?")[0].encode()).hexdigest()[:8], 16)
