@@ -41,6 +41,7 @@ from .maintain import (
     verify,
 )
 from .references import ref_group
+from .serving import serve
 
 EPILOG = """\b
 Exit codes: 0 ok; 2 bad input; 3 unsupported content; 4 corrupt content; 5 not found;
@@ -211,6 +212,7 @@ for command in (
     rm,
     migrate_store,
     db,
+    serve,
 ):
     main.add_command(command)
 
