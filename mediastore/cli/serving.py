@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 import click
@@ -26,7 +25,9 @@ TOKEN_ENV = "MEDIASTORE_SERVE_TOKEN"
 @click.option(
     "--token",
     metavar="TOKEN",
-    help=f"Require this token (Bearer header or the /login cookie); default ${TOKEN_ENV}. "
+    envvar=TOKEN_ENV,
+    show_envvar=True,
+    help="Require this token (Bearer header or the /login cookie). "
     "Required to listen on anything but loopback.",
 )
 @click.option(
@@ -47,7 +48,7 @@ def serve(ctx: click.Context, host: str, port: int, token: str | None, proxy: bo
     except ImportError:  # aiohttp is the serve extra
         click.echo("error: serving needs aiohttp: pip install 'mediastore[serve]'", err=True)
         sys.exit(2)
-    token = token or os.environ.get(TOKEN_ENV) or None
+    token = token or None
     if not is_loopback(host) and not token:
         click.echo(f"error: listening on {host} needs a token (--token or ${TOKEN_ENV})", err=True)
         sys.exit(2)

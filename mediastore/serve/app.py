@@ -15,7 +15,6 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -28,24 +27,20 @@ from ..errors import (
     MediaStoreError,
     UnsupportedMediaError,
 )
-from ..listing import MediaFilter
 from ..records import MediaRecord
 from ..store import MediaStore
 from . import files, gallery
+from .data import MD5, STORE, details, filter_of, page_of, public
 
 log = logging.getLogger(__name__)
 
-STORE: web.AppKey[MediaStore] = web.AppKey("store", MediaStore)
 TOKEN: web.AppKey[str] = web.AppKey("token", str)
 PROXY: web.AppKey[bool] = web.AppKey("proxy", bool)
 THUMB_SLOTS: web.AppKey[asyncio.Semaphore] = web.AppKey("thumb_slots", asyncio.Semaphore)
 COOKIE = "mediastore_token"
 #: how long a presigned GET of an object store stays valid (seconds)
 PRESIGN_SECONDS = 300
-PAGE_DEFAULT = 100
-PAGE_MAX = 1000
 _NAME = re.compile(r"([0-9a-f]{32})(?:\.[a-z0-9]{1,5})?")
-_MD5 = re.compile(r"[0-9a-f]{32}")
 #: statuses whose bytes are not served: missing (404) or failing their check (410)
 _GONE = {"missing": 404, "corrupt": 410, "broken": 410}
 
@@ -150,7 +145,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         target = "/"  # only a path of this server: no open redirect
     if not hmac.compare_digest(given.encode(), request.app[TOKEN].encode()):
         return gallery.login_page(failed=True, target=target, status=401)
-    resp = web.HTTPSeeOther(target)
+    resp = web.Response(status=303, headers={"Location": target})
     resp.set_cookie(COOKIE, given, httponly=True, samesite="Strict", path="/")
     return resp
 
@@ -297,100 +292,18 @@ def _json(data: Any) -> web.Response:
     )
 
 
-def filter_of(query: Any) -> MediaFilter:
-    """The :class:`MediaFilter` of a query string (the ``ls`` filters, an ``after`` cursor).
-
-    Raises:
-        InvalidInputError: a value that is not what its name asks for.
-    """
-    get = query.get
-
-    def number(name: str) -> int | None:
-        value = get(name)
-        if value in (None, ""):
-            return None
-        if not str(value).isdigit():
-            raise InvalidInputError(f"{name} must be a whole number, got {value!r}")
-        return int(value)
-
-    def moment(name: str) -> datetime | None:
-        value = get(name)
-        try:
-            when = datetime.fromisoformat(value) if value else None
-        except ValueError:
-            raise InvalidInputError(f"{name} must be a date (YYYY-MM-DD), got {value!r}") from None
-        if when is not None and when.tzinfo is None:  # a day or time without zone: UTC
-            when = when.replace(tzinfo=UTC)
-        return when
-
-    limit = number("limit")
-    animated = get("animated")
-    return MediaFilter(
-        media_type=get("type") or None,
-        status=get("status") or None,
-        min_size=number("min_size"),
-        max_size=number("max_size"),
-        since=moment("since"),
-        before=moment("before"),
-        url_contains=get("url") or None,
-        orientation=get("orientation") or None,
-        animated=None if not animated else animated in ("1", "true", "yes"),
-        ref=get("ref") or None,
-        unreferenced=get("unreferenced") in ("1", "true", "yes"),
-        after=get("after") or None,
-        limit=min(PAGE_MAX, PAGE_DEFAULT if limit is None else limit) + 1,
-    )
-
-
-def page_of(store: MediaStore, where: MediaFilter) -> tuple[list[MediaRecord], str | None]:
-    """One page of the listing and the cursor of the next (None: this was the last)."""
-    assert where.limit is not None
-    found = list(store.list_media(where))
-    want = where.limit - 1
-    if len(found) > want:
-        return found[:want], found[want - 1].md5 if want else None
-    return found, None
-
-
 async def api_list(request: web.Request) -> web.StreamResponse:
     """``/api/media``: a page of records (the ``ls`` filters) and the next page's cursor."""
     store = request.app[STORE]
     where = filter_of(request.query)
     records, cursor = await asyncio.to_thread(page_of, store, where)
-    return _json({"media": [_public(r) for r in records], "next": cursor})
-
-
-def _public(record: MediaRecord) -> dict[str, Any]:
-    """A record as the API shows it: no local path, where to get it instead."""
-    data = record.to_dict()
-    for key in ("path", "local_path", "md5_sum", "file_size"):
-        data.pop(key, None)
-    data["href"] = f"/media/{record.md5}.{record.extension}"
-    return data
-
-
-def details(store: MediaStore, md5: str) -> dict[str, Any] | None:
-    """Everything known of one file: record, metadata, URLs, references, variants."""
-    record = store.describe(md5)
-    if record is None:
-        return None
-    urls = store.urls_for(md5)
-    variants = store.variants(md5) if urls else []
-    return {
-        **_public(record),
-        "urls": urls,
-        "references": [r.to_dict() for r in store.refs(md5)],
-        "variants": [
-            {"variant": v.variant, "rank": v.rank, "md5": v.record.md5, "url": v.record.url}
-            for v in variants
-        ],
-    }
+    return _json({"media": [public(r) for r in records], "next": cursor})
 
 
 async def api_media(request: web.Request) -> web.StreamResponse:
     """``/api/media/<md5>``: one file's details."""
     md5 = request.match_info["md5"]
-    if not _MD5.fullmatch(md5):
+    if not MD5.fullmatch(md5):
         raise web.HTTPNotFound(reason="not an md5")
     found = await asyncio.to_thread(details, request.app[STORE], md5)
     if found is None:

@@ -20,7 +20,9 @@ from aiohttp import web
 
 from ..listing import MediaFilter
 from ..records import MediaRecord
+from ..store import MediaStore
 from ..units import format_size
+from .data import MD5, STORE, details, filter_of, page_of
 
 #: What a gallery page may load and do: its own images, media and forms, its inline style.
 PAGE_POLICY = (
@@ -93,16 +95,12 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     return login_page(target=request.query.get("next", "/"))
 
 
-def _store(request: web.Request) -> Any:
-    from .app import STORE
-
+def _store(request: web.Request) -> MediaStore:
     return request.app[STORE]
 
 
 async def index(request: web.Request) -> web.StreamResponse:
     """The grid: filters, a page of files, a link to the next page."""
-    from .app import filter_of, page_of
-
     query = {k: v for k, v in request.query.items() if k in (*FILTERS, "after") and v}
     where = filter_of({**query, "limit": str(GRID_PAGE)})
     records, cursor = await asyncio.to_thread(page_of, _store(request), where)
@@ -176,10 +174,8 @@ def _tile_text(record: MediaRecord) -> str:
 
 async def item(request: web.Request) -> web.StreamResponse:
     """One file: the viewer, its record, metadata, URLs, references and variants."""
-    from .app import _MD5, details
-
     md5 = request.match_info["md5"]
-    if not _MD5.fullmatch(md5):
+    if not MD5.fullmatch(md5):
         raise web.HTTPNotFound(reason="not an md5")
     found = await asyncio.to_thread(details, _store(request), md5)
     if found is None:
@@ -249,7 +245,7 @@ async def stats_page(request: web.Request) -> web.StreamResponse:
     return page("Stats", body)
 
 
-def _adds_per_day(store: Any, span: int) -> dict[str, int]:
+def _adds_per_day(store: MediaStore, span: int) -> dict[str, int]:
     since = datetime.now(UTC) - timedelta(days=span)
     counts = Counter(
         r.created_at.date().isoformat() for r in store.list_media(MediaFilter(since=since))
