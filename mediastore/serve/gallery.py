@@ -57,7 +57,13 @@ def routes() -> list[web.RouteDef]:
         web.get("/", index),
         web.get("/item/{md5}", item),
         web.get("/stats", stats_page),
+        web.get("/favicon.ico", no_icon),
     ]
+
+
+async def no_icon(request: web.Request) -> web.StreamResponse:
+    """No icon (a browser asks for one on every page; a 404 would be logged as an error)."""
+    return web.Response(status=204, headers={"Cache-Control": "public, max-age=86400"})
 
 
 def page(title: str, body: str, *, status: int = 200) -> web.Response:
