@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from ..store import MediaStore
+
+if TYPE_CHECKING:
+    from aiohttp import web
 from .common import errors, state
 
 TOKEN_ENV = "MEDIASTORE_SERVE_TOKEN"
@@ -31,13 +35,22 @@ TOKEN_ENV = "MEDIASTORE_SERVE_TOKEN"
     "Required to listen on anything but loopback.",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes accepting on the socket, each with its own store connection.",
+)
+@click.option(
     "--proxy",
     is_flag=True,
     help="Stream an object store's files instead of redirecting to a presigned URL.",
 )
 @click.pass_context
 @errors
-def serve(ctx: click.Context, host: str, port: int, token: str | None, proxy: bool) -> None:
+def serve(
+    ctx: click.Context, host: str, port: int, token: str | None, workers: int, proxy: bool
+) -> None:
     """Serve the store read-only over HTTP: /media/<md5>, /thumb/<md5>/<size>, /api/... and
     a gallery at /.
 
@@ -54,10 +67,22 @@ def serve(ctx: click.Context, host: str, port: int, token: str | None, proxy: bo
         sys.exit(2)
     _log_access()
     cfg = state(ctx).settings().config
-    with MediaStore(
-        config=cfg, create=False, read_only=True, blob_url=state(ctx).blob_url
-    ) as store:
-        run(make_app(store, token=token, proxy=proxy), host, port, announce=_announce)
+    blob_url = state(ctx).blob_url
+    # the store is checked here (a missing or outdated catalog is one error line), and each
+    # worker opens its own
+    MediaStore(config=cfg, create=False, read_only=True, blob_url=blob_url).close()
+
+    def app() -> web.Application:
+        store = MediaStore(config=cfg, create=False, read_only=True, blob_url=blob_url)
+        application = make_app(store, token=token, proxy=proxy)
+        application.on_cleanup.append(lambda _: _close(store))
+        return application
+
+    run(app, host, port, workers=workers, announce=_announce)
+
+
+async def _close(store: MediaStore) -> None:
+    store.close()
 
 
 def _announce(address: str) -> None:

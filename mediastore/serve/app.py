@@ -13,6 +13,7 @@ import asyncio
 import hmac
 import json
 import logging
+import os
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -199,8 +200,6 @@ async def media(request: web.Request) -> web.StreamResponse:
 
 def _checked_size(fd: int, record: MediaRecord) -> int:
     """The file's size, which must be the recorded one (else no byte is sent: 410)."""
-    import os
-
     size = os.fstat(fd).st_size
     if size != record.size:
         log.warning("%s is %d bytes on disk, %d recorded", record.md5, size, record.size)
@@ -257,7 +256,14 @@ async def thumb(request: web.Request) -> web.StreamResponse:
         async with request.app[THUMB_SLOTS]:
             body = await asyncio.to_thread(_make_thumb, store, md5, size)
         return web.Response(body=body, content_type="image/jpeg", headers=headers)
-    return web.FileResponse(path, headers={**headers, "Content-Type": "image/jpeg"})
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below, after sending
+    except FileNotFoundError:  # trimmed meanwhile: made again on the next request
+        raise web.HTTPServiceUnavailable(reason="thumbnail being replaced") from None
+    with fh:
+        size_now = os.fstat(fh.fileno()).st_size
+        resp, offset, count = files.prepare_response(request, headers, "image/jpeg", size_now)
+        return await files.send_open_file(request, resp, fh, offset, count)
 
 
 def _make_thumb(store: MediaStore, md5: str, size: int) -> bytes:

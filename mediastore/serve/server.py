@@ -10,10 +10,13 @@ file has its own deadline (see :mod:`mediastore.serve.files`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
+import os
 import signal
 import socket
+from asyncio.trsock import TransportSocket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,12 +51,16 @@ class CombinedLog(AbstractAccessLogger):
         )
 
 
+BACKLOG = 128
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """How much one client may take.
 
     Attributes:
-        max_connections: Open connections at most; one more is closed on arrival.
+        max_connections: Open connections at most (per worker process); one more is
+            closed on arrival.
         header_timeout: Seconds a request's headers may take to arrive.
         keepalive_timeout: Seconds an idle keep-alive connection stays open.
         max_field_size: Bytes of the request line and of each header at most.
@@ -137,45 +144,117 @@ def _guarded_protocol(server: web.Server, limits: Limits) -> Callable[[], asynci
 
 
 async def start(
-    app: web.Application, host: str, port: int, limits: Limits
+    app: web.Application,
+    host: str,
+    port: int,
+    limits: Limits,
+    *,
+    sock: socket.socket | None = None,
 ) -> tuple[web.AppRunner, asyncio.Server, str]:
-    """Start serving ``app``; return the runner, the listening server and its address."""
+    """Start serving ``app`` on ``host:port`` (or on a bound ``sock``); return the runner,
+    the listening server and its address."""
     runner = web.AppRunner(app, handle_signals=False, **_handler_kwargs(limits))
     await runner.setup()
     assert runner.server is not None
     loop = asyncio.get_running_loop()
-    listener = await loop.create_server(
-        _guarded_protocol(runner.server, limits), host, port, backlog=128, reuse_address=True
-    )
-    sock_host, sock_port = listener.sockets[0].getsockname()[:2]
+    protocol = _guarded_protocol(runner.server, limits)
+    if sock is not None:
+        listener = await loop.create_server(protocol, sock=sock, backlog=BACKLOG)
+    else:
+        listener = await loop.create_server(protocol, host, port, backlog=BACKLOG)
+    return runner, listener, address_of(listener.sockets[0])
+
+
+def address_of(sock: socket.socket | TransportSocket) -> str:
+    """``http://host:port/`` of a listening socket."""
+    sock_host, sock_port = sock.getsockname()[:2]
     shown = f"[{sock_host}]" if ":" in sock_host else sock_host
-    return runner, listener, f"http://{shown}:{sock_port}/"
+    return f"http://{shown}:{sock_port}/"
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (IPv4 or IPv6 by the address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+async def _serve_until_signal(app: web.Application, sock: socket.socket, limits: Limits) -> None:
+    runner, listener, _ = await start(app, "", 0, limits, sock=sock)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        listener.close()
+        await runner.cleanup()
 
 
 def run(
-    app: web.Application,
+    make_app: Callable[[], web.Application],
     host: str,
     port: int,
     *,
+    workers: int = 1,
     limits: Limits | None = None,
     announce: Callable[[str], None] = lambda address: None,
 ) -> None:
-    """Serve ``app`` until SIGINT or SIGTERM; ``announce(address)`` once it listens."""
+    """Serve the app ``make_app()`` returns until SIGINT or SIGTERM; ``announce(address)``
+    once the socket listens.
 
-    async def main() -> None:
-        runner, listener, address = await start(app, host, port, limits or Limits())
-        announce(address)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            listener.close()
-            await runner.cleanup()
+    With several ``workers``, the socket is bound once and each of that many forked
+    processes accepts on it with an app of its own (``make_app`` is called in the child:
+    a store's connections never cross a fork); the parent only forwards the stop signal.
+    Each worker has its own connection cap.
+    """
+    sock = bind(host, port)
+    announce(address_of(sock))
+    if workers <= 1:
+        asyncio.run(_serve_until_signal(make_app(), sock, limits or Limits()))
+        return
+    children = [_fork_worker(make_app, sock, limits or Limits()) for _ in range(workers)]
+    sock.close()
+    _wait_children(children)
 
-    asyncio.run(main())
+
+def _fork_worker(
+    make_app: Callable[[], web.Application], sock: socket.socket, limits: Limits
+) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        asyncio.run(_serve_until_signal(make_app(), sock, limits))
+    except BaseException:
+        log.exception("worker %d failed", os.getpid())
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _wait_children(children: list[int]) -> None:
+    """Forward SIGINT/SIGTERM to the workers and wait for every one."""
+
+    def forward(signum: int, frame: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    for pid in children:
+        while True:
+            try:
+                os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                break
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -65,6 +65,26 @@ def test_port_zero_announces_the_address(server: tuple[subprocess.Popen[str], st
     assert '"GET /api/stats HTTP/1.1" 200' in log
 
 
+def test_two_workers_serve(root: Path) -> None:
+    """--workers 2: both processes answer on the one port, and SIGINT stops them all."""
+    proc = subprocess.Popen(
+        command(root, "--port", "0", "--workers", "2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[1]
+        for _ in range(10):
+            assert requests.get(url + "api/stats", timeout=10).json()["total_files"] == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
+
+
 def test_non_loopback_without_token_refused(root: Path) -> None:
     """Listening beyond loopback without a token: exit 2 and one line saying why."""
     done = subprocess.run(
