@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import time as _time
 from asyncio.trsock import TransportSocket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,8 +34,15 @@ class CombinedLog(AbstractAccessLogger):
     status, body bytes, referer, agent. The body size is the response's length (a file
     sent with sendfile never passes through aiohttp's byte count)."""
 
+    second = 0
+    stamp = ""
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        when = datetime.now(UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+        now = int(_time.time())
+        if now != self.second:  # formatting the time once a second, not per request
+            self.second = now
+            self.stamp = datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+        when = self.stamp
         version = f"{request.version.major}.{request.version.minor}"
         line = f"{request.method} {request.path_qs} HTTP/{version}"
         size = response.content_length if response.content_length is not None else "-"
