@@ -39,6 +39,9 @@ TOKEN: web.AppKey[str] = web.AppKey("token", str)
 PROXY: web.AppKey[bool] = web.AppKey("proxy", bool)
 THUMB_SLOTS: web.AppKey[asyncio.Semaphore] = web.AppKey("thumb_slots", asyncio.Semaphore)
 COOKIE = "mediastore_token"
+#: what a client without the token may ask for: the login form (and the icon every browser
+#: asks for, which would otherwise be an error in its console)
+OPEN_PATHS = frozenset({"/login", "/favicon.ico"})
 #: how long a presigned GET of an object store stays valid (seconds)
 PRESIGN_SECONDS = 300
 _NAME = re.compile(r"([0-9a-f]{32})(?:\.[a-z0-9]{1,5})?")
@@ -115,7 +118,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def _security(request: web.Request, handler: Handler) -> web.StreamResponse:
     """With a token set, only requests carrying it pass (the login form excepted)."""
     token = request.app[TOKEN]
-    if token and request.path != "/login" and not _authorized(request, token):
+    if token and request.path not in OPEN_PATHS and not _authorized(request, token):
         if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
             raise web.HTTPSeeOther(f"/login?next={_quote(request.path_qs)}")
         return error(401, "a token is required", {"WWW-Authenticate": "Bearer"})

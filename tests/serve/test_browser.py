@@ -158,3 +158,29 @@ def test_gallery_in_chromium(
     browser.save_screenshot(str(shots / "stats.png"))
     assert _errors(browser) == []
     assert len(list(shots.iterdir())) == 4
+
+
+def test_keyboard_and_phone(
+    gallery: tuple[str, dict[str, str]], browser: Any, tmp_path: Path
+) -> None:
+    """On a phone-sized window nothing scrolls sideways; Tab reaches a tile and Enter opens it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    url, _ = gallery
+    browser.set_window_size(390, 844)
+    browser.get(url)
+    wide = "return document.documentElement.scrollWidth <= window.innerWidth"
+    assert browser.execute_script(wide)
+    browser.save_screenshot(str(tmp_path / "phone.png"))
+    in_grid = "return document.activeElement.closest('.grid') !== null"
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    for _ in range(30):
+        if browser.execute_script(in_grid):
+            break
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+    assert browser.execute_script(in_grid)
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    _wait(lambda: "/item/" in browser.current_url)
+    assert _errors(browser) == []
