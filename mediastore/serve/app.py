@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -120,7 +121,7 @@ async def _security(request: web.Request, handler: Handler) -> web.StreamRespons
     token = request.app[TOKEN]
     if token and request.path not in OPEN_PATHS and not _authorized(request, token):
         if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
-            raise web.HTTPSeeOther(f"/login?next={_quote(request.path_qs)}")
+            raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='')}")
         return error(401, "a token is required", {"WWW-Authenticate": "Bearer"})
     resp = await handler(request)
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -132,12 +133,6 @@ def _authorized(request: web.Request, token: str) -> bool:
     auth = request.headers.get("Authorization", "")
     given = auth[7:] if auth[:7].lower() == "bearer " else request.cookies.get(COOKIE, "")
     return hmac.compare_digest(given.encode(), token.encode())
-
-
-def _quote(text: str) -> str:
-    from urllib.parse import quote
-
-    return quote(text, safe="")
 
 
 async def login(request: web.Request) -> web.StreamResponse:

@@ -170,8 +170,9 @@ def _reader(fh: BinaryIO, offset: int) -> Callable[[int], bytes]:
 
 
 async def _copy(resp: web.StreamResponse, read: Callable[[int], bytes], count: int) -> None:
-    """Copy ``count`` bytes, each read off the event loop; a short file ends the response
-    early (the client then sees fewer bytes than Content-Length: a broken transfer)."""
+    """Copy ``count`` bytes, each read off the event loop. A file shorter than its recorded
+    size raises, and the connection closes mid-body: the client sees fewer bytes than
+    Content-Length, a broken transfer, never a short file taken for a whole one."""
     left = count
     while left > 0:
         chunk = await asyncio.to_thread(read, min(CHUNK, left))

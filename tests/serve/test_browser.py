@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_in_thread
+from served import run_in_thread
 
 from mediastore import MediaStore
 from mediastore.testing import image_bytes, pdf_bytes

@@ -11,8 +11,8 @@ from io import BytesIO
 
 import pytest
 import requests
-from conftest import Served
 from PIL import Image
+from served import Served
 
 from mediastore.serve import Limits
 from mediastore.testing import image_bytes

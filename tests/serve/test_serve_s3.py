@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import run_in_thread
+from served import run_in_thread
 
 from mediastore import MediaStore
 from mediastore.testing import noisy_jpeg
