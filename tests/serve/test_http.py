@@ -8,12 +8,14 @@ import socket
 import time
 from collections.abc import Callable
 from io import BytesIO
+from pathlib import Path
 
 import pytest
 import requests
 from PIL import Image
-from served import Served
+from served import Served, run_in_thread
 
+from mediastore import MediaStore
 from mediastore.serve import Limits
 from mediastore.testing import image_bytes
 
@@ -245,6 +247,28 @@ def test_thumbnail_of_a_decompression_bomb_is_refused(
     resp = get(served, f"/thumb/{served.md5s['png']}/128")  # 64x48 = 3072 pixels
     assert resp.status_code == 413
     assert resp.json()["error"]
+
+
+def test_thumbnail_of_a_real_bomb_is_refused(tmp_path: Path) -> None:
+    """A 48 KB PNG declaring 20000x20000 pixels, stored under a raised cap, is refused by a
+    server whose store has the default cap: 413, nothing kept, the server still answers."""
+    big = Image.new("1", (20000, 20000))
+    out = BytesIO()
+    big.save(out, "PNG")
+    root = tmp_path / "bomb"
+    with MediaStore(root, max_image_pixels=10**9) as writer:
+        md5 = writer.add_bytes(out.getvalue()).md5
+    with MediaStore(root, read_only=True) as store:
+        url, stop = run_in_thread(store)
+        try:
+            started = time.monotonic()
+            resp = requests.get(f"{url}thumb/{md5}/128", timeout=30)
+            assert resp.status_code == 413
+            assert time.monotonic() - started < 5  # refused before decoding
+            assert not (root / "derived" / "thumbs" / md5[:2]).exists()
+            assert requests.get(f"{url}api/stats", timeout=10).status_code == 200
+        finally:
+            stop()
 
 
 def test_token_required(served_factory: Callable[..., Served]) -> None:
