@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .errors import InvalidInputError
+from .hashing import normalize_md5
 from .records import LIVE_STATUSES, MEDIA_TYPES, SHAPES
 from .references import check_ref
 
@@ -41,6 +42,8 @@ class MediaFilter:
         ref: Only files this reference key holds (see :meth:`MediaStore.add_ref`).
         unreferenced: Only files that had references and have none now (what
             ``gc(unreferenced=True)`` removes once the grace period is over).
+        after: Only files whose md5 sorts after this one (a cursor: listings are in md5
+            order, so the last md5 of a page starts the next).
 
     A metadata condition (duration, orientation, animated) leaves out files whose value is
     unknown (stored before metadata was read, until ``probe`` reads it).
@@ -60,6 +63,7 @@ class MediaFilter:
     limit: int | None = None
     ref: str | None = None
     unreferenced: bool = False
+    after: str | None = None
 
     def __post_init__(self) -> None:
         if self.media_type is not None and self.media_type not in MEDIA_TYPES:
@@ -95,5 +99,7 @@ class MediaFilter:
             raise InvalidInputError(
                 f"unreferenced must be True or False, got {self.unreferenced!r}"
             )
+        if self.after is not None:
+            object.__setattr__(self, "after", normalize_md5(self.after))
         if self.url_contains is not None and not self.url_contains:
             raise InvalidInputError("the URL text to search for is empty")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -41,6 +42,9 @@ class MediaMetadata:
             (``pasp``, Matroska DisplayWidth/DisplayHeight: the width is stretched) and its
             rotation, or after an image's EXIF orientation (5-8 swap the sides).
         display_height: Height in pixels as shown (see ``display_width``).
+        pixel_aspect: A video's pixel aspect ratio as ``"H:V"`` in lowest terms ("1:1" for
+            square pixels, "4:3" for pixels a third wider than tall), where the file sets it:
+            an MP4/MOV ``pasp`` box, or Matroska DisplayWidth/DisplayHeight in pixels.
         orientation: EXIF orientation of an image, 1-8 (1: as stored).
         duration: Seconds: a video's whole duration; an animation's total of frame delays.
         frames: Frames: a video track's samples (MP4 ``stsz`` plus fragment ``trun`` counts,
@@ -70,6 +74,7 @@ class MediaMetadata:
     rotation: int | None = None
     display_width: int | None = None
     display_height: int | None = None
+    pixel_aspect: str | None = None
     orientation: int | None = None
     duration: float | None = None
     frames: int | None = None
@@ -104,6 +109,14 @@ class MediaMetadata:
 METADATA_FIELDS: tuple[str, ...] = tuple(MediaMetadata.__dataclass_fields__)
 #: The values of ``MediaFilter.orientation`` and ``MediaMetadata.shape``.
 SHAPES: tuple[str, ...] = ("portrait", "landscape", "square")
+
+
+def aspect_text(horizontal: int, vertical: int) -> str | None:
+    """``"H:V"`` in lowest terms (None for a zero or negative term)."""
+    if horizontal <= 0 or vertical <= 0:
+        return None
+    common = math.gcd(horizontal, vertical)
+    return f"{horizontal // common}:{vertical // common}"
 
 
 def shape_of(width: int | None, height: int | None) -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
 
-from . import duplicates, maintenance, migrate, ownership
+from . import duplicates, maintenance, migrate, ownership, thumbnails
 from . import verify as verification
 from .blobs import canonical_blob_url, open_blob_store
 from .blobs.base import BlobRef
@@ -879,6 +879,17 @@ class MediaStore:
             raise MediaNotFoundError(f"file of {row.md5} is missing from the store") from exc
         return fh
 
+    def presigned_url(self, md5: str, seconds: int = 300) -> str | None:
+        """A short-lived URL that GETs the file straight from its object store, or None where
+        there is none (a local directory; an unfinished move between blob stores).
+
+        Raises:
+            MediaNotFoundError: unknown md5.
+        """
+        row = self._require(md5)
+        sign = getattr(self.blobs, "presigned_get", None)  # only an object store has it
+        return None if sign is None else str(sign(ref_of(row), seconds))
+
     def _require(self, md5: str) -> MediaRow:
         row = self._live_row(md5)
         if row is None:
@@ -1088,6 +1099,7 @@ class MediaStore:
         dry_run: bool = False,
         unreferenced: bool = False,
         grace: timedelta = DEFAULT_GRACE,
+        thumbnail_bytes: int = thumbnails.DEFAULT_MAX_BYTES,
     ) -> GcReport:
         """Clean up after crashes and finish removals; see :func:`mediastore.maintenance.gc`.
 
@@ -1100,13 +1112,20 @@ class MediaStore:
                 (``report.unreferenced``). Content never referenced is never touched, and a
                 reference taken while gc runs keeps its content.
             grace: How long content stays after its last reference went (default 24 h).
+            thumbnail_bytes: The most the kept thumbnails may take: the thumbnails of removed
+                content go, then the least recently used (not in a dry run).
 
         Raises:
             InvalidInputError: ``grace`` is not a timedelta of 0 or more.
         """
         seconds = grace_seconds(grace) if unreferenced else None
         ownership.refuse(self.foreign_blobs, "gc")
-        return maintenance.gc(self.lifecycle, dry_run=dry_run, unreferenced_grace=seconds)
+        report = maintenance.gc(self.lifecycle, dry_run=dry_run, unreferenced_grace=seconds)
+        if not dry_run and not self.read_only:
+            thumbnails.trim(
+                self.root, thumbnail_bytes, live=lambda md5: self._live_row(md5) is not None
+            )
+        return report
 
     def reidentify(self, *, progress: Progress | None = None) -> ReidentifyReport:
         """Give every recorded URL the identity the rules in use say: after a rule was added
@@ -1148,6 +1167,7 @@ class MediaStore:
             InvalidMD5Error: not an md5. MediaNotFoundError: not in the catalog.
         """
         row = self.lifecycle.remove(normalize_md5(md5))
+        thumbnails.remove(self.root, row.md5)
         log.info("removed %s", row.md5)
         return self.lifecycle.record(row)
 
@@ -1235,6 +1255,7 @@ class MediaStore:
             animated=cond.animated,
             ref=cond.ref,
             unreferenced=cond.unreferenced,
+            after=cond.after or "",
             page=min(500, left or 500),
         )
         for page in pages:

@@ -221,7 +221,15 @@ def test_every_exit_code_the_docs_list_is_produced_by_a_test() -> None:
 
 #: Variables the CLI reads besides the settings: the global options' (click ``envvar``).
 GLOBAL_ENV = tuple(p.envvar for p in main.params if isinstance(p.envvar, str))
-ENV_SETTINGS = (*GLOBAL_ENV, *(ENV_PREFIX + name.upper() for name in SETTINGS))
+#: Variables one command reads for one of its options (``serve --token``).
+COMMAND_ENV = tuple(
+    p.envvar for cmd in _commands().values() for p in cmd.params if isinstance(p.envvar, str)
+)
+ENV_SETTINGS = (
+    *GLOBAL_ENV,
+    *COMMAND_ENV,
+    *(ENV_PREFIX + name.upper() for name in SETTINGS),
+)
 
 
 def test_the_settings_table_is_the_clis() -> None:

@@ -292,6 +292,14 @@ class S3BlobStore(LocalStaging):
     def describe(self, loc: Location) -> str:
         return self._url(self.key(loc))
 
+    def presigned_get(self, loc: Location, seconds: int) -> str:
+        """A URL that GETs ``loc`` without credentials for ``seconds`` (signed locally: no
+        request is made)."""
+        url = self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self.key(loc)}, ExpiresIn=seconds
+        )
+        return str(url)
+
     def local_path(self, loc: Location) -> None:
         """There is none: the bytes are in the bucket (``MediaRecord.path`` is None)."""
         return None

@@ -88,6 +88,7 @@ media = Table(
     Column("rotation", SmallInteger),
     Column("display_width", Integer),
     Column("display_height", Integer),
+    Column("pixel_aspect", String(16)),
     Column("orientation", SmallInteger),  # EXIF 1-8
     Column("video_codec", String(32)),
     Column("audio_codec", String(32)),

@@ -1163,6 +1163,7 @@ class Catalog:
         animated: bool | None = None,
         ref: str | None = None,
         unreferenced: bool = False,
+        after: str = "",
         page: int = 500,
     ) -> Iterator[list[tuple[MediaRow, MediaMetadata | None]]]:
         """Live media rows meeting every condition given, with their metadata, a page at a
@@ -1172,7 +1173,8 @@ class Catalog:
         any length streams and never holds a transaction open. ``url_contains`` is a
         ``LIKE '%text%'`` on the URL table (escaped), which reads every URL row. A metadata
         condition leaves out rows whose value is unknown. ``shape`` compares the displayed
-        size (else the stored size): ``portrait``, ``landscape`` or ``square``.
+        size (else the stored size): ``portrait``, ``landscape`` or ``square``. ``after``
+        starts the listing after that md5 (a cursor: the last md5 of a previous page).
         """
         self.flush_urls()
         conditions = [_media.c.status == status if status else _media.c.status != STATUS_REMOVED]
@@ -1209,7 +1211,7 @@ class Catalog:
                 )
                 .exists()
             )
-        last = ""
+        last = after
         width = len(MEDIA_COLS)
         while True:
             stmt = select(*MEDIA_COLS, *METADATA_COLS[2:]).where(_media.c.md5 > last, *conditions)

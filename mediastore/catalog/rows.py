@@ -26,7 +26,8 @@ MEDIA_COLS = (
 
 #: The metadata's columns (its fields but width and height, which are the row's own).
 METADATA_COLUMNS: tuple[str, ...] = (
-    "rotation", "display_width", "display_height", "orientation", "duration", "frames",
+    "rotation", "display_width", "display_height", "pixel_aspect", "orientation", "duration",
+    "frames",
     "frame_rate", "animated", "video_codec", "has_audio", "audio_codec", "bit_rate",
     "creation_time", "capture_time", "pages", "pdf_version", "encrypted",
 )  # fmt: skip
@@ -43,7 +44,7 @@ METADATA_COLS = (
 #: and one that does not fit is recorded as unknown rather than failing the commit.
 _LIMITS = {
     "rotation": 32767, "orientation": 32767, "bit_rate": (1 << 63) - 1,
-    "video_codec": 32, "audio_codec": 32, "pdf_version": 8,
+    "video_codec": 32, "audio_codec": 32, "pdf_version": 8, "pixel_aspect": 16,
 }  # fmt: skip
 _INT_MAX = (1 << 31) - 1
 

@@ -41,6 +41,7 @@ from .maintain import (
     verify,
 )
 from .references import ref_group
+from .serving import serve
 from .similar import dupes, index, similar
 
 EPILOG = """\b
@@ -215,6 +216,7 @@ for command in (
     rm,
     migrate_store,
     db,
+    serve,
 ):
     main.add_command(command)
 

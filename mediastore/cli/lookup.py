@@ -169,6 +169,8 @@ def _metadata_lines(meta: MediaMetadata | None) -> list[tuple[str, str]]:
         lines.append(("shown", f"{meta.display_width}x{meta.display_height}{shape}"))
     if meta.rotation:
         lines.append(("rotation", f"{meta.rotation} degrees"))
+    if meta.pixel_aspect is not None and meta.pixel_aspect != "1:1":
+        lines.append(("pixel aspect", meta.pixel_aspect))
     if meta.orientation is not None:
         lines.append(("exif orient", str(meta.orientation)))
     if meta.duration is not None:

@@ -13,7 +13,8 @@ from ..catalog.schema import current_revisions, head_revisions, known_revisions,
 from ..errors import CorruptMediaError, MediaNotFoundError, MediaStoreError, SchemaOutdatedError
 from ..references import DEFAULT_GRACE
 from ..store import MD5_PREFIX
-from ..units import format_size, parse_duration
+from ..thumbnails import DEFAULT_MAX_BYTES
+from ..units import format_size, parse_duration, parse_size
 from .common import (
     MAX_LIMIT,
     HowFar,
@@ -286,6 +287,13 @@ GRACE = Parsed("duration", parse_grace)
     help="With --unreferenced: how long content stays after its last reference went "
     "(90s, 12h, 7d, 0), by the database's clock [default: 24h].",
 )
+@click.option(
+    "--thumbnails-max",
+    type=Parsed("size", parse_size),
+    metavar="SIZE",
+    help="The most the kept thumbnails of `serve` may take (least recently used go first; "
+    "500M, 2G) [default: 1G].",
+)
 @json_option
 @click.pass_context
 @errors
@@ -294,6 +302,7 @@ def gc(
     dry_run: bool,
     unreferenced: bool,
     grace: timedelta | None,
+    thumbnails_max: int | None,
     as_json: bool,
 ) -> None:
     """Clean up after crashes and finish removals.
@@ -315,6 +324,7 @@ def gc(
             dry_run=dry_run,
             unreferenced=unreferenced,
             grace=DEFAULT_GRACE if grace is None else grace,
+            thumbnail_bytes=DEFAULT_MAX_BYTES if thumbnails_max is None else thumbnails_max,
         )
     if as_json:
         emit_json(report.to_dict())

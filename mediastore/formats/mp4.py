@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CorruptMediaError, UnsupportedMediaError
+from ..records import aspect_text
 from .stream import (
     EPOCH_1904,
     NEED_OR_EOF,
@@ -429,6 +430,7 @@ def _movie_metadata(movie: _Movie, size: int) -> MediaMetadata:
         rotation=video.rotation,
         display_width=display[0],
         display_height=display[1],
+        pixel_aspect=aspect_text(*aspect) if aspect is not None else None,
         duration=duration,
         frames=frames,
         frame_rate=frames / track_seconds if frames and track_seconds else None,

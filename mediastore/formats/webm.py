@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CorruptMediaError, UnsupportedMediaError
+from ..records import aspect_text
 from .stream import (
     CHUNK,
     EPOCH_2001,
@@ -587,7 +588,7 @@ def _webm_metadata(movie: _Matroska, size: int) -> MediaMetadata:
     video, audio = movie.video, movie.audio
     if video is None:
         return MediaMetadata(duration=duration, bit_rate=bit_rate(size, duration))
-    width, height, display = _video_size(video.video)
+    width, height, display, aspect = _video_size(video.video)
     frames = None if movie.unreadable_blocks else movie.frames
     rate = 1e9 / video.default_duration if video.default_duration else None
     if rate is None and frames and duration:
@@ -597,6 +598,7 @@ def _webm_metadata(movie: _Matroska, size: int) -> MediaMetadata:
         height=height,
         display_width=display[0],
         display_height=display[1],
+        pixel_aspect=aspect,
         duration=duration,
         frames=frames,
         frame_rate=rate,
@@ -619,11 +621,13 @@ def _webm_duration(movie: _Matroska) -> float | None:
 
 def _video_size(
     video: bytes,
-) -> tuple[int | None, int | None, tuple[int | None, int | None]]:
-    """(PixelWidth, PixelHeight, displayed size) of a track's Video element.
+) -> tuple[int | None, int | None, tuple[int | None, int | None], str | None]:
+    """(PixelWidth, PixelHeight, displayed size, pixel aspect ratio) of a track's Video
+    element.
 
     DisplayWidth/DisplayHeight in pixels (DisplayUnit 0, the default) are the displayed
-    size; in another unit they are only its aspect ratio, applied to the height.
+    size, and with the pixel size give the pixel aspect ratio; in another unit they are only
+    the picture's aspect ratio, applied to the height.
     """
     found, _wrong = _elements(video, 0, 0xE0)
     width = int.from_bytes(found.get(0xB0, b""), "big") or None
@@ -632,9 +636,9 @@ def _video_size(
     shown_h = int.from_bytes(found.get(0x54BA, b""), "big")
     unit = int.from_bytes(found.get(0x54B2, b""), "big")
     if not width or not height:
-        return width, height, (None, None)
+        return width, height, (None, None), None
     if not shown_w or not shown_h:
-        return width, height, (width, height)
+        return width, height, (width, height), None
     if unit == 0:
-        return width, height, (shown_w, shown_h)
-    return width, height, (max(1, round(height * shown_w / shown_h)), height)
+        return width, height, (shown_w, shown_h), aspect_text(shown_w * height, shown_h * width)
+    return width, height, (max(1, round(height * shown_w / shown_h)), height), None

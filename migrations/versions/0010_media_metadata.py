@@ -34,6 +34,7 @@ COLUMNS = (
     ("rotation", sa.SmallInteger()),
     ("display_width", sa.Integer()),
     ("display_height", sa.Integer()),
+    ("pixel_aspect", sa.String(length=16)),
     ("orientation", sa.SmallInteger()),
     ("video_codec", sa.String(length=32)),
     ("audio_codec", sa.String(length=32)),

@@ -54,11 +54,11 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("storage", ("blobs.*", "catalog.*")),
     ("ingest", ("ingest", "lifecycle", "verify", "listing", "export", "ownership")),
     ("network", ("net.*",)),
-    ("operations", ("maintenance", "migrate", "duplicates")),
+    ("operations", ("maintenance", "migrate", "thumbnails", "duplicates")),
     ("facade", ("store",)),
     # programs and the API's front: the CLI, the child of a download process, the legacy
     # functions, the test helpers and the package's __init__
-    ("front", ("", "__main__", "launch", "cli.*", "net.child", "compat", "testing")),
+    ("front", ("", "__main__", "launch", "cli.*", "net.child", "compat", "testing", "serve.*")),
 )
 #: Packages of one layer that must not import each other (bytes and index stay apart).
 APART: tuple[tuple[str, str], ...] = (("blobs", "catalog"),)

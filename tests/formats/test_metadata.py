@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from media_videos import unavailable
 from PIL import Image
 
 from mediastore import CorruptMediaError
@@ -97,7 +98,7 @@ def _encoders() -> set[str]:
 def videos(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """Makes (once) the named video of VIDEOS, COPIES or LIVE; skips one ffmpeg cannot make."""
     if FFMPEG is None or FFPROBE is None:
-        pytest.skip("ffmpeg and ffprobe are needed to make and read the test videos")
+        unavailable("ffmpeg and ffprobe are needed to make and read the test videos")
     folder = tmp_path_factory.mktemp("videos")
     encoders = _encoders()
     made: dict[str, Path] = {}
@@ -121,7 +122,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
             needs, args, suffix = VIDEOS[name]
             missing = set(needs) - encoders
             if missing:
-                pytest.skip(f"this ffmpeg has no {', '.join(sorted(missing))} encoder")
+                unavailable(f"this ffmpeg has no {', '.join(sorted(missing))} encoder")
             path = folder / f"{name}.{suffix}"
             subprocess.run([*run, *args, *SECOND, str(path)], check=True)
         made[name] = path
@@ -153,8 +154,8 @@ def _expected_rotation(stream: dict[str, Any], suffix: str) -> int | None:
 
 @pytest.mark.parametrize("name", [*VIDEOS, *COPIES, *LIVE])
 def test_video_metadata_is_ffprobes(name: str, videos: Callable[[str], Path]) -> None:
-    """Size, rotation, displayed size, codecs, audio and frames equal ffprobe's; duration is
-    within one frame of it; rate, bit rate and creation time agree."""
+    """Size, rotation, displayed size, pixel aspect ratio, codecs, audio and frames equal
+    ffprobe's; duration is within one frame of it; rate, bit rate and creation time agree."""
     path = videos(name)
     data = path.read_bytes()
     meta = _metadata(data, chunk=4096)
@@ -174,6 +175,10 @@ def test_video_metadata_is_ffprobes(name: str, videos: Callable[[str], Path]) ->
     if rotation in (90, 270):
         shown = shown[::-1]
     assert (meta.display_width, meta.display_height) == shown
+    if name.endswith("-sar"):  # the files that set it; the others may leave it out
+        assert meta.pixel_aspect is not None
+    if meta.pixel_aspect is not None:
+        assert Fraction(meta.pixel_aspect.replace(":", "/")) == sar
     frame = 1 / float(Fraction(video["avg_frame_rate"]))
     expected = float(probe["format"].get("duration", meta.frames * frame))
     assert meta.duration is not None and abs(meta.duration - expected) <= frame + 1e-6
