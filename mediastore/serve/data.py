@@ -3,16 +3,19 @@ filter of a query string, pages with a cursor, a file's details."""
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, MediaStoreError
 from ..listing import MediaFilter
-from ..records import MediaRecord
+from ..records import MediaRecord, SimilarImage
 from ..store import MediaStore
+
+log = logging.getLogger(__name__)
 
 STORE: web.AppKey[MediaStore] = web.AppKey("store", MediaStore)
 PAGE_DEFAULT = 100
@@ -91,6 +94,7 @@ def details(store: MediaStore, md5: str) -> dict[str, Any] | None:
         return None
     urls = store.urls_for(md5)
     variants = store.variants(md5) if urls else []
+    near = _near_duplicates(store, md5) if record.media_type == "image" else []
     return {
         **public(record),
         "urls": urls,
@@ -99,4 +103,15 @@ def details(store: MediaStore, md5: str) -> dict[str, Any] | None:
             {"variant": v.variant, "rank": v.rank, "md5": v.record.md5, "url": v.record.url}
             for v in variants
         ],
+        "near_duplicates": [hit.to_dict() for hit in near],
     }
+
+
+def _near_duplicates(store: MediaStore, md5: str) -> list[SimilarImage]:
+    """The stored images within the default distance of this one; none when it cannot be
+    hashed (a page still shows what else is known of the file)."""
+    try:
+        return store.similar(md5)
+    except MediaStoreError as exc:
+        log.debug("no near-duplicates of %s: %s", md5, exc)
+        return []

@@ -179,7 +179,8 @@ def _tile_text(record: MediaRecord) -> str:
 
 
 async def item(request: web.Request) -> web.StreamResponse:
-    """One file: the viewer, its record, metadata, URLs, references and variants."""
+    """One file: the viewer, its record, metadata, URLs, references, variants and (an
+    image) the stored images within the default distance of it."""
     md5 = request.match_info["md5"]
     if not MD5.fullmatch(md5):
         raise web.HTTPNotFound(reason="not an md5")
@@ -208,7 +209,7 @@ def _viewer(d: dict[str, Any]) -> str:
 
 
 def _details_html(d: dict[str, Any]) -> str:
-    skip = {"urls", "references", "variants", "href"}
+    skip = {"urls", "references", "variants", "href", "near_duplicates"}
     rows = "".join(
         f"<tr><th scope=row>{escape(k)}</th><td>{escape(str(v))}</td></tr>"
         for k, v in d.items()
@@ -229,9 +230,18 @@ def _details_html(d: dict[str, Any]) -> str:
         )
         or "<li>none</li>"
     )
+    near = (
+        "".join(
+            f'<li><a href="/item/{escape(n["md5"])}">{escape(n["md5"])}</a> '
+            f"distance {n['distance']}{', same pixels' if n['same_pixels'] else ''}</li>"
+            for n in d["near_duplicates"]
+        )
+        or "<li>none</li>"
+    )
     return (
         f"<h2>Record</h2><table>{rows}</table><h2>URLs</h2><ul>{urls}</ul>"
         f"<h2>References</h2><ul>{refs}</ul><h2>Variants</h2><ul>{variants}</ul>"
+        f"<h2>Near-duplicates</h2><ul>{near}</ul>"
     )
 
 

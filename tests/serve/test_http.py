@@ -366,3 +366,32 @@ def test_png_thumbnail_transparency_on_white(served: Served) -> None:
     assert image_bytes("PNG") is not None  # the builder exists for the bomb test's source
     resp = get(served, f"/thumb/{served.md5s['png']}/256")
     assert resp.status_code == 200
+
+
+def test_a_detail_page_lists_near_duplicates(tmp_path: Path) -> None:
+    """An image's detail page and its API record list the stored images within the default
+    distance (linked, with the distance); a PDF has none."""
+    from mediastore import testing as t
+
+    picture = t.photo(21, (320, 240))
+    buffers = {fmt: BytesIO() for fmt in ("PNG", "JPEG")}
+    for fmt, buf in buffers.items():
+        picture.save(buf, fmt)
+    with MediaStore(tmp_path / "store") as writer:
+        png = writer.add_bytes(buffers["PNG"].getvalue()).md5
+        jpeg = writer.add_bytes(buffers["JPEG"].getvalue()).md5
+        pdf = writer.add_bytes(t.pdf_bytes()).md5
+        writer.index()
+    store = MediaStore(tmp_path / "store", read_only=True)
+    url, stop = run_in_thread(store)
+    served = Served(url, store, {})
+    try:
+        page = get(served, f"/item/{png}")
+        assert "<h2>Near-duplicates</h2>" in page.text
+        assert f'<a href="/item/{jpeg}">{jpeg}</a> distance' in page.text
+        (hit,) = get(served, f"/api/media/{png}").json()["near_duplicates"]
+        assert hit["md5"] == jpeg and hit["distance"] <= 4
+        assert get(served, f"/api/media/{pdf}").json()["near_duplicates"] == []
+    finally:
+        stop()
+        store.close()
