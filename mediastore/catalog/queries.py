@@ -683,6 +683,8 @@ class Catalog:
                 "this writer's intents expired (it was silent for longer than the lease); "
                 "nothing was recorded"
             )
+        if any(e.refs for e in entries):  # the order a collection locks them in (refs.py)
+            references.lock_rows(conn, md5s)
         known = _rows_in(conn, md5s)
         _check_reliance(entries, known)
         refused = [_refused_adoption(e, known) for e in entries]

@@ -244,6 +244,27 @@ def unreferenced_stmt(grace_seconds: int) -> Any:
     return select(_media.c.md5).where(_past_grace(grace_seconds))
 
 
+def lock_rows(conn: Connection, md5s: Iterable[str]) -> None:
+    """On PostgreSQL, lock the rows of ``md5s`` in md5 order (``SELECT ... FOR UPDATE``).
+
+    An UPDATE of many rows locks them in the order of its plan (a bitmap scan goes by heap
+    page), so two transactions that each update several rows could take them in opposite
+    orders and deadlock; every transaction that changes the rows of several files under
+    references locks them here first, in one order. SQLite has one writer: nothing to do.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    ordered = sorted(set(md5s))
+    for start in range(0, len(ordered), IN_BATCH):
+        chunk = ordered[start : start + IN_BATCH]
+        conn.execute(
+            select(_media.c.md5)
+            .where(_media.c.md5.in_(chunk))
+            .order_by(_media.c.md5)
+            .with_for_update()
+        ).all()
+
+
 def tombstone_unreferenced(
     conn: Connection, md5s: Sequence[str], grace_seconds: int, now: datetime
 ) -> list[str]:
@@ -251,8 +272,10 @@ def tombstone_unreferenced(
 
     The conditions are checked again by the UPDATE itself: a reference committed since the
     caller's read has raised the count (it wins), and on PostgreSQL a reference being taken
-    now holds the row until it commits, after which the UPDATE re-reads it.
+    now holds the row until it commits, after which the lock and the UPDATE re-read it. The
+    rows are locked in md5 order first, as a batch taking references locks them.
     """
+    lock_rows(conn, md5s)
     stmt = (
         update(_media)
         .where(_media.c.md5.in_(sorted(md5s)), _past_grace(grace_seconds))
