@@ -242,3 +242,89 @@ def test_bad_input_is_one_error_and_changes_nothing(
 
 def test_drop_ref_missing_ok(store: MediaStore) -> None:
     assert store.drop_ref("nothing", missing_ok=True) == 0
+
+
+# --- the store setting: plain gc collects ----------------------------------------------------
+def _one_unreferenced(store: MediaStore) -> tuple[str, str]:
+    """A file that lost its only reference, and one never referenced."""
+    lost = store.add_bytes(png(60), ref="post:1").md5
+    never = store.add_bytes(png(61)).md5
+    store.drop_ref("post:1")
+    return lost, never
+
+
+def test_collect_unreferenced_setting_makes_plain_gc_collect(tmp_path: Path) -> None:
+    """With collect_unreferenced and gc_grace=0, a plain gc() removes content whose last
+    reference went (not content never referenced); gc(unreferenced=False) skips it once, and
+    an explicit grace wins over gc_grace. Without the setting, gc() removes nothing."""
+    with MediaStore(tmp_path / "plain") as plain:
+        lost, never = _one_unreferenced(plain)
+        assert plain.config.collect_unreferenced is False and plain.config.gc_grace == 86400
+        assert plain.gc().unreferenced == [] and plain.get_by_md5(lost) is not None
+    with MediaStore(tmp_path / "s", collect_unreferenced=True, gc_grace=0) as store:
+        lost, never = _one_unreferenced(store)
+        assert store.gc(unreferenced=False).unreferenced == []
+        assert store.gc(grace=timedelta(hours=1)).unreferenced == []  # explicit grace wins
+        assert store.gc(dry_run=True).unreferenced == [lost]
+        assert store.gc().unreferenced == [lost]
+        assert store.get_by_md5(lost) is None and store.get_by_md5(never) is not None
+    with MediaStore(tmp_path / "day", collect_unreferenced=True) as day:
+        lost, _ = _one_unreferenced(day)
+        assert day.gc().unreferenced == []  # within the default 24 h
+        assert day.gc(grace=NOW).unreferenced == [lost]
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"collect_unreferenced": "yes"}, "collect_unreferenced"),
+        ({"collect_unreferenced": 1}, "collect_unreferenced"),
+        ({"gc_grace": -1}, "gc_grace"),
+        ({"gc_grace": float("nan")}, "gc_grace"),
+        ({"gc_grace": "1h"}, "gc_grace"),
+        ({"gc_grace": True}, "gc_grace"),
+    ],
+)
+def test_bad_collection_settings_are_refused(
+    tmp_path: Path, options: dict[str, object], match: str
+) -> None:
+    """A setting no collection could use is refused when the store opens, naming it."""
+    with pytest.raises(InvalidInputError, match=match):
+        MediaStore(tmp_path / "s", **options)
+
+
+def test_gc_refuses_an_unreferenced_that_is_not_a_bool(store: MediaStore) -> None:
+    """gc(unreferenced="yes") is an error, and nothing is removed."""
+    lost, _ = _one_unreferenced(store)
+    with pytest.raises(InvalidInputError, match="unreferenced"):
+        store.gc(unreferenced="yes", grace=NOW)  # type: ignore[arg-type]
+    assert store.get_by_md5(lost) is not None
+
+
+def test_collection_settings_from_the_file_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """collect_unreferenced and gc_grace come from mediastore.toml, then MEDIASTORE_* over
+    it; gc_grace takes seconds or a duration; a bad value is refused naming the setting."""
+    root = tmp_path / "s"
+    root.mkdir()
+    (root / "mediastore.toml").write_text('collect_unreferenced = true\ngc_grace = "0"\n')
+    for name in ("MEDIASTORE_COLLECT_UNREFERENCED", "MEDIASTORE_GC_GRACE"):
+        monkeypatch.delenv(name, raising=False)
+    with MediaStore(root) as store:
+        assert (store.config.collect_unreferenced, store.config.gc_grace) == (True, 0.0)
+        lost, _ = _one_unreferenced(store)
+        assert store.gc().unreferenced == [lost]
+    monkeypatch.setenv("MEDIASTORE_GC_GRACE", "7d")
+    monkeypatch.setenv("MEDIASTORE_COLLECT_UNREFERENCED", "off")
+    with MediaStore(root) as store:
+        assert (store.config.collect_unreferenced, store.config.gc_grace) == (False, 604800.0)
+    monkeypatch.setenv("MEDIASTORE_GC_GRACE", "90")
+    with MediaStore(root) as store:
+        assert store.config.gc_grace == 90.0
+    for name, bad in (("MEDIASTORE_GC_GRACE", "soon"), ("MEDIASTORE_GC_GRACE", "-5"),
+                      ("MEDIASTORE_COLLECT_UNREFERENCED", "maybe")):  # fmt: skip
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(InvalidInputError, match=name.removeprefix("MEDIASTORE_").lower()):
+            MediaStore(root)
+        monkeypatch.delenv(name)
