@@ -149,9 +149,15 @@ def _take_pending(conn: Connection, take_: RefTake, url: str, now: datetime) -> 
         _update_place(conn, found, take_)
 
 
-def fill_pending(conn: Connection, recorded: dict[str, str]) -> None:
-    """Point the references waiting on these URLs (url key -> md5 just recorded in this
-    transaction) at their content; a key that already holds that content keeps one row."""
+def fill_pending(conn: Connection, recorded: dict[str, str], *, revive: bool = True) -> set[str]:
+    """Point the references waiting on these URLs (url key -> md5 recorded in this
+    transaction) at their content; a key that already holds that content keeps one row.
+    Returns the md5s whose content was gone, whose references keep waiting.
+
+    ``revive``: the caller holds an intent on each file (a record transaction), so a row a
+    collection removed meanwhile is ``ok`` again; without it (a URL found by identity), a
+    removed row is not filled and its references keep waiting on their URL.
+    """
     keys = sorted(recorded)
     waiting: list[Any] = []
     for start in range(0, len(keys), IN_BATCH):
@@ -160,16 +166,26 @@ def fill_pending(conn: Connection, recorded: dict[str, str]) -> None:
             _refs.c.url_key.in_(chunk), _refs.c.md5.is_(None)
         )
         waiting += conn.execute(stmt).all()
-    added: Counter[str] = Counter()
+    by_md5: dict[str, list[tuple[int, str]]] = {}
     for ref_id, ref, key in waiting:
-        md5 = recorded[key]
-        if _existing(conn, md5, [ref]):
-            conn.execute(delete(_refs).where(_refs.c.id == ref_id))
+        by_md5.setdefault(recorded[key], []).append((ref_id, ref))
+    gone: set[str] = set()
+    for md5 in sorted(by_md5):  # the row first, in md5 order: as a reference is taken
+        fill: dict[str, int] = {}
+        extra: list[int] = []
+        for ref_id, ref in sorted(by_md5[md5]):
+            if ref in fill or _existing(conn, md5, [ref]):
+                extra.append(ref_id)
+            else:
+                fill[ref] = ref_id
+        if fill and not _count(conn, md5, len(fill), revive=revive):
+            gone.add(md5)
             continue
-        conn.execute(update(_refs).where(_refs.c.id == ref_id).values(md5=md5))
-        added[md5] += 1
-    for md5, count in sorted(added.items()):
-        _count(conn, md5, count, revive=True)
+        for ref_id in extra:
+            conn.execute(delete(_refs).where(_refs.c.id == ref_id))
+        for ref_id in fill.values():
+            conn.execute(update(_refs).where(_refs.c.id == ref_id).values(md5=md5))
+    return gone
 
 
 def drop(conn: Connection, ref: str, *, md5: str | None = None, url: str | None = None) -> int:

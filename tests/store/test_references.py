@@ -22,6 +22,7 @@ from mediastore import (
     RefUrl,
 )
 from mediastore import testing as t
+from mediastore.identity import rule_from_mapping
 from mediastore.references import MAX_REF_LENGTH, MAX_ROLE_LENGTH
 
 NOW = timedelta(0)
@@ -328,3 +329,75 @@ def test_collection_settings_from_the_file_and_the_environment(
         with pytest.raises(InvalidInputError, match=name.removeprefix("MEDIASTORE_").lower()):
             MediaStore(root)
         monkeypatch.delenv(name)
+
+
+# --- a reference waiting on a URL that is later answered through URL identity ---------------
+def _signed_store(make_store: Callable[..., MediaStore], name: str) -> MediaStore:
+    """A store whose rule says ``sig`` is a signature: /x.png?sig=1 and ?sig=2 are one asset."""
+    rule = rule_from_mapping({"name": "loop", "hosts": ["127.0.0.1"], "drop": ["sig"]}, "test")
+    return make_store(name, identity_rules=(rule,))
+
+
+def _waiting_on_a_rotated_url(http: HTTPServer, store: MediaStore, path: str) -> tuple[str, str]:
+    """post:9 waits on ``path?sig=2`` (its download failed); then ``path?sig=1`` is stored
+    (no reference): returns the rotated URL and the md5."""
+    http.expect_request(path, query_string="sig=2").respond_with_data("no", status=503)
+    http.expect_request(path, query_string="sig=1").respond_with_data(
+        png(80), content_type="image/png"
+    )
+    rotated, first = http.url_for(f"{path}?sig=2"), http.url_for(f"{path}?sig=1")
+    with pytest.raises(FetchError):
+        store.fetch(rotated, ref="post:9", position=2)
+    md5 = store.fetch(first).md5
+    [waiting] = store.references("post:9")
+    assert (waiting.md5, waiting.url) == (None, rotated)  # another URL: not filled yet
+    return rotated, md5
+
+
+def test_a_waiting_reference_is_filled_when_identity_answers_its_url(
+    http: HTTPServer, make_store: Callable[..., MediaStore]
+) -> None:
+    """A key waiting on a failed URL holds the content once that URL is answered through
+    URL identity: by get_by_url, and by a fetch of it again (with no reference of its own),
+    counted once, at its position."""
+    for name, answer in (("lookup", "get_by_url"), ("fetch", "fetch")):
+        store = _signed_store(make_store, name)
+        rotated, md5 = _waiting_on_a_rotated_url(http, store, f"/{name}.png")
+        got = getattr(store, answer)(rotated)
+        assert got is not None and got.md5 == md5
+        store.catalog.flush_urls()  # the identity's URLs are recorded by a writer thread
+        [filled] = store.references("post:9")
+        assert (filled.md5, filled.url, filled.position) == (md5, rotated, 2), name
+        assert [r.md5 for r in store.media_for("post:9")] == [md5]
+        assert rows_of(store, md5) == 1 and store.stats().unreferenced_files == 0
+        assert store.gc(unreferenced=True, grace=NOW).unreferenced == []
+
+
+def test_a_waiting_reference_taken_again_by_fetch_through_identity_is_one_row(
+    http: HTTPServer, make_store: Callable[..., MediaStore]
+) -> None:
+    """fetch(rotated, ref=the same key) answered by identity: one reference row on the
+    content, none left waiting, counted once."""
+    store = _signed_store(make_store, "again")
+    rotated, md5 = _waiting_on_a_rotated_url(http, store, "/again.png")
+    assert store.fetch(rotated, ref="post:9").md5 == md5
+    store.catalog.flush_urls()
+    assert [(r.md5, r.url) for r in store.references("post:9")] == [(md5, rotated)]
+    assert rows_of(store, md5) == 1
+
+
+def test_a_waiting_reference_stays_waiting_when_the_content_was_removed(
+    http: HTTPServer, make_store: Callable[..., MediaStore]
+) -> None:
+    """The identity answered, then the content was removed before its URL was recorded:
+    the key keeps waiting on its URL, and no row names removed content."""
+    store = _signed_store(make_store, "removed")
+    rotated, md5 = _waiting_on_a_rotated_url(http, store, "/removed.png")
+    assert store.get_by_url(rotated) is not None
+    store.remove(md5)
+    store.catalog.flush_urls()
+    [waiting] = store.references("post:9")
+    assert (waiting.md5, waiting.url) == (None, rotated)
+    assert rows(store, f"SELECT ref_count, status FROM media WHERE md5 = '{md5}'") == [
+        (0, "removed")
+    ]
