@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -401,3 +403,63 @@ def test_a_waiting_reference_stays_waiting_when_the_content_was_removed(
     assert rows(store, f"SELECT ref_count, status FROM media WHERE md5 = '{md5}'") == [
         (0, "removed")
     ]
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def test_a_collection_locks_its_rows_in_md5_order_on_postgresql(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """On PostgreSQL a collection's tombstone takes its rows' locks in md5 order (as a batch
+    taking references does), so the two wait for each other instead of deadlocking: while
+    it waits for the last row, it already holds the first; it finishes once let through."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.pool import NullPool
+
+    with MediaStore(tmp_path / "s", db_url=pg_url) as store:
+        # rows written last in descending md5 order: a scan in heap order meets the last first
+        contents = sorted((png(90 + i) for i in range(3)), key=_md5, reverse=True)
+        for n, data in enumerate(contents):
+            store.add_bytes(data, ref=f"k{n}")
+        for n in range(len(contents)):
+            store.drop_ref(f"k{n}")
+        md5s = sorted(map(_md5, contents))
+    engine = create_engine(pg_url, poolclass=NullPool)
+    with engine.connect() as admin:  # the plan of a large page: a bitmap scan, heap order
+        name = admin.execute(text("SELECT current_database()")).scalar()
+        admin.execute(text(f'ALTER DATABASE "{name}" SET enable_indexscan = off'))
+        admin.commit()
+    with MediaStore(tmp_path / "s", db_url=pg_url) as store:
+        done: list[list[str]] = []
+        try:
+            with engine.connect() as holder:
+                holder.execute(
+                    text("SELECT md5 FROM media WHERE md5 = :m FOR UPDATE"), {"m": md5s[-1]}
+                )
+                worker = threading.Thread(
+                    target=lambda: done.append(store.gc(unreferenced=True, grace=NOW).unreferenced)
+                )
+                worker.start()
+                with engine.connect() as probe:
+                    deadline = time.monotonic() + 30
+                    while not probe.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                            "'Lock' AND pid <> pg_backend_pid()"
+                        )
+                    ).scalar():
+                        assert time.monotonic() < deadline, "the collection never waited"
+                        time.sleep(0.02)
+                    with pytest.raises(OperationalError, match="could not obtain lock"):
+                        probe.execute(
+                            text("SELECT md5 FROM media WHERE md5 = :m FOR UPDATE NOWAIT"),
+                            {"m": md5s[0]},
+                        )
+                holder.rollback()
+            worker.join(30)
+        finally:
+            engine.dispose()
+        assert done == [md5s]
