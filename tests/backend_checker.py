@@ -36,6 +36,10 @@ class Backends:
     _engine: Engine | None = field(default=None, repr=False, compare=False)
     _client: Any = field(default=None, repr=False, compare=False)
 
+    def copy(self) -> Backends:
+        """The same backends, with connections of its own (one per thread)."""
+        return Backends(**{k: v for k, v in self.__dict__.items() if not k.startswith("_")})
+
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_engine": None, "_client": None}
 

@@ -12,6 +12,7 @@ import multiprocessing as mp
 import os
 import random
 import signal
+import threading
 import time
 import traceback
 import warnings
@@ -55,44 +56,82 @@ def _open(root: str, shared: Backends | None, **options: Any) -> MediaStore:
     return MediaStore(root, **options)
 
 
-def _taker(root: str, seed: int, count: int, out: Any, shared: Backends | None = None) -> None:
+def _taker(
+    root: str,
+    seed: int,
+    count: int,
+    out: Any,
+    shared: Backends | None = None,
+    threads: int = 1,
+) -> None:
     """Take and drop keys on random content until time is up; report what it holds.
 
     A key taken by md5 may find its content collected (MediaNotFoundError): the content is
-    then imported again with the key, as an importer would.
+    then imported again with the key, as an importer would. With several ``threads`` on one
+    store, adds that meet are recorded together (group commit): batches that take
+    references on several files in one transaction, as the collection's tombstone does.
     """
     try:
-        rng = random.Random(seed)
-        held: dict[str, str] = {}
-        broken: list[str] = []
-        gone = 0
         with _open(root, shared, busy_timeout=30) as store:
-            end = time.monotonic() + RACE_SECONDS
-            n = 0
-            while time.monotonic() < end:
-                n += 1
-                i = rng.randrange(count)
-                key = f"p{seed}:{n}"
-                if rng.random() < 0.5:
-                    try:
-                        md5 = store.add_ref(key, t_md5(i)).md5
-                    except MediaNotFoundError:
-                        gone += 1
-                        md5 = store.add_bytes(content(i), ref=key).md5
-                else:
-                    md5 = store.add_bytes(content(i), ref=key).md5
-                held[key] = md5
-                while len(held) > 2:  # few keys held: content keeps becoming collectable
-                    victim = rng.choice(sorted(held))
-                    if shared is None:
-                        broken += _held_problem(root, victim, held[victim])
-                    else:
-                        broken += shared.held_problem(victim, held[victim])
-                    store.drop_ref(victim)
-                    del held[victim]
+            results: list[tuple[dict[str, str], list[str], int]] = []
+            errors: list[str] = []
+
+            def run(sub: int) -> None:
+                try:
+                    mine = None if shared is None else shared.copy()
+                    results.append(_take_and_drop(store, root, f"{seed}.{sub}", count, mine))
+                except BaseException:
+                    errors.append(traceback.format_exc())
+
+            workers = [threading.Thread(target=run, args=(sub,)) for sub in range(threads)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+        if errors:
+            out.put(("error", "\n".join(errors), 0))
+            return
+        held = {k: m for h, _, _ in results for k, m in h.items()}
+        broken = [b for _, bs, _ in results for b in bs]
+        gone = sum(g for _, _, g in results)
         out.put(("ok", held, gone) if not broken else ("error", "\n".join(broken[:20]), 0))
     except BaseException:
         out.put(("error", traceback.format_exc(), 0))
+
+
+def _take_and_drop(
+    store: MediaStore, root: str, seed: str, count: int, shared: Backends | None
+) -> tuple[dict[str, str], list[str], int]:
+    rng = random.Random(seed)
+    held: dict[str, str] = {}
+    broken: list[str] = []
+    gone = 0
+    end = time.monotonic() + RACE_SECONDS
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+        i = rng.randrange(count)
+        key = f"p{seed}:{n}"
+        if rng.random() < 0.5:
+            try:
+                md5 = store.add_ref(key, t_md5(i)).md5
+            except MediaNotFoundError:
+                gone += 1
+                md5 = store.add_bytes(content(i), ref=key).md5
+        else:
+            md5 = store.add_bytes(content(i), ref=key).md5
+        held[key] = md5
+        while len(held) > 2:  # few keys held: content keeps becoming collectable
+            victim = rng.choice(sorted(held))
+            if shared is None:
+                broken += _held_problem(root, victim, held[victim])
+            else:
+                broken += shared.held_problem(victim, held[victim])
+            store.drop_ref(victim)
+            del held[victim]
+    if shared is not None:
+        shared.close()
+    return held, broken, gone
 
 
 def _held_problem(root: str, key: str, md5: str) -> list[str]:
@@ -253,8 +292,9 @@ def shared(pg_url: str, s3_env: servers.S3Bucket) -> Iterator[Backends]:
 def test_keys_taken_while_gc_collects_on_postgresql_and_s3(
     tmp_path: Path, shared: Backends
 ) -> None:
-    """Three hosts take and drop keys on 12 contents while a fourth collects unreferenced
-    content with no grace period, over and over, on one PostgreSQL catalog and one bucket:
+    """Three hosts (three threads each, so adds are recorded in batches) take and drop keys
+    on 12 contents while a fourth collects unreferenced content with no grace period, over
+    and over, on one PostgreSQL catalog and one bucket:
     afterwards every key names an ok row whose object hashes right, every key a host holds
     is there, the counts match the rows, no object is left without its row, and
     collections did happen."""
@@ -265,7 +305,7 @@ def test_keys_taken_while_gc_collects_on_postgresql_and_s3(
         store.drop_ref("seed")
     out = FORK.Queue()
     procs = [
-        FORK.Process(target=_taker, args=(str(tmp_path / f"host{s}"), s, count, out, shared))
+        FORK.Process(target=_taker, args=(str(tmp_path / f"host{s}"), s, count, out, shared, 3))
         for s in range(3)
     ]
     procs.append(FORK.Process(target=_collector, args=(str(tmp_path / "gc"), out, shared)))
