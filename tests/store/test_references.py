@@ -334,10 +334,12 @@ def test_collection_settings_from_the_file_and_the_environment(
 
 
 # --- a reference waiting on a URL that is later answered through URL identity ---------------
-def _signed_store(make_store: Callable[..., MediaStore], name: str) -> MediaStore:
+def _signed_store(
+    make_store: Callable[..., MediaStore], name: str, db_url: str | None = None
+) -> MediaStore:
     """A store whose rule says ``sig`` is a signature: /x.png?sig=1 and ?sig=2 are one asset."""
     rule = rule_from_mapping({"name": "loop", "hosts": ["127.0.0.1"], "drop": ["sig"]}, "test")
-    return make_store(name, identity_rules=(rule,))
+    return make_store(name, identity_rules=(rule,), db_url=db_url)
 
 
 def _waiting_on_a_rotated_url(http: HTTPServer, store: MediaStore, path: str) -> tuple[str, str]:
@@ -356,23 +358,30 @@ def _waiting_on_a_rotated_url(http: HTTPServer, store: MediaStore, path: str) ->
     return rotated, md5
 
 
+@pytest.mark.parametrize("answer", ["get_by_url", "fetch"])
 def test_a_waiting_reference_is_filled_when_identity_answers_its_url(
-    http: HTTPServer, make_store: Callable[..., MediaStore]
+    http: HTTPServer,
+    make_store: Callable[..., MediaStore],
+    backend_db: str | None,
+    answer: str,
 ) -> None:
     """A key waiting on a failed URL holds the content once that URL is answered through
     URL identity: by get_by_url, and by a fetch of it again (with no reference of its own),
-    counted once, at its position."""
-    for name, answer in (("lookup", "get_by_url"), ("fetch", "fetch")):
-        store = _signed_store(make_store, name)
-        rotated, md5 = _waiting_on_a_rotated_url(http, store, f"/{name}.png")
-        got = getattr(store, answer)(rotated)
-        assert got is not None and got.md5 == md5
-        store.catalog.flush_urls()  # the identity's URLs are recorded by a writer thread
-        [filled] = store.references("post:9")
-        assert (filled.md5, filled.url, filled.position) == (md5, rotated, 2), name
-        assert [r.md5 for r in store.media_for("post:9")] == [md5]
-        assert rows_of(store, md5) == 1 and store.stats().unreferenced_files == 0
-        assert store.gc(unreferenced=True, grace=NOW).unreferenced == []
+    counted once, at its position; on SQLite and on PostgreSQL."""
+    store = _signed_store(make_store, answer, backend_db)
+    rotated, md5 = _waiting_on_a_rotated_url(http, store, f"/{answer}.png")
+    got = getattr(store, answer)(rotated)
+    assert got is not None and got.md5 == md5
+    store.catalog.flush_urls()  # the identity's URLs are recorded by a writer thread
+    [filled] = store.references("post:9")
+    assert (filled.md5, filled.url, filled.position) == (md5, rotated, 2)
+    assert [r.md5 for r in store.media_for("post:9")] == [md5]
+    assert [(r.ref, r.md5) for r in store.refs(md5)] == [("post:9", md5)]
+    with store.catalog.engine.connect() as conn:  # the count, read with plain SQL
+        count = conn.exec_driver_sql(f"SELECT ref_count FROM media WHERE md5 = '{md5}'")
+        assert count.scalar() == 1
+    assert store.stats().unreferenced_files == 0
+    assert store.gc(unreferenced=True, grace=NOW).unreferenced == []
 
 
 def test_a_waiting_reference_taken_again_by_fetch_through_identity_is_one_row(
