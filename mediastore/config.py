@@ -30,6 +30,8 @@ DEFAULT_BACKOFF = 0.5
 #: A day: a post's media that answered 404 or 410 rarely comes back within one, and a second
 #: scrape the same day then spends no request on it; 0 remembers nothing.
 DEFAULT_FAILURE_TTL = 86400.0
+#: Seconds content stays after its last reference went (references.DEFAULT_GRACE).
+DEFAULT_GC_GRACE = 86400.0
 
 
 def default_db_url(root: str | Path) -> str:
@@ -86,6 +88,11 @@ class StoreConfig:
         variants: What a batch fetch does with several sizes of one asset: ``"each"``
             (default: every URL is its own download) or ``"largest"`` (only the
             highest-ranked size is downloaded, and answers the others).
+        collect_unreferenced: A plain ``gc`` also removes content that had references and
+            has had none for ``gc_grace`` seconds, as ``gc(unreferenced=True)`` does (an
+            explicit ``unreferenced=`` argument wins).
+        gc_grace: Seconds content stays after its last reference went before a collection
+            removes it, when ``gc`` is given no ``grace`` (default 24 h; 0: at once).
     """
 
     root: Path = Path(DEFAULT_ROOT)
@@ -119,6 +126,8 @@ class StoreConfig:
     identity_rules: tuple[Rule, ...] = ()
     failure_ttl: float = DEFAULT_FAILURE_TTL
     variants: str = "each"
+    collect_unreferenced: bool = False
+    gc_grace: float = DEFAULT_GC_GRACE
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -151,7 +160,7 @@ def check_variants(policy: object, what: str = "variants") -> str:
 _POSITIVE_INTS = ("max_image_pixels", "max_file_size", "chunk_size", "per_host_start",
                   "per_host_max", "per_host", "fetch_processes")  # fmt: skip
 _NONNEGATIVE_INTS = ("max_redirects", "retries")
-_NONNEGATIVE_REALS = ("busy_timeout", "backoff_factor", "speed_limit", "failure_ttl")
+_NONNEGATIVE_REALS = ("busy_timeout", "backoff_factor", "speed_limit", "failure_ttl", "gc_grace")
 _POSITIVE_REALS = ("speed_time", "download_deadline", "host_rate")
 _OPTIONAL = frozenset({"per_host", "download_deadline", "host_rate"})
 #: The largest value each field accepts: past these a typo, not a wish (1 PiB files...).
@@ -169,6 +178,7 @@ _MAXIMA: dict[str, float] = {
     "backoff_factor": 3600.0,
     "speed_time": 86400.0,
     "download_deadline": 7 * 86400.0,
+    "gc_grace": 100 * 365 * 86400.0,
 }
 
 
@@ -201,6 +211,10 @@ def _check_fields(cfg: StoreConfig) -> None:
                 shown = f"{int(most):,}" if isinstance(value, int) else f"{most:g}"
                 raise InvalidInputError(f"{name} must be at most {shown}, got {value!r}")
     check_variants(cfg.variants)
+    if not isinstance(cfg.collect_unreferenced, bool):
+        raise InvalidInputError(
+            f"collect_unreferenced must be True or False, got {cfg.collect_unreferenced!r}"
+        )
     if cfg.per_host_start > cfg.per_host_max:
         raise InvalidInputError(
             f"per_host_start ({cfg.per_host_start}) is above per_host_max ({cfg.per_host_max})"

@@ -31,7 +31,7 @@ from sqlalchemy.exc import ArgumentError
 from .config import DEFAULT_MAX_WORKERS, DEFAULT_TIMEOUT, StoreConfig, check_variants
 from .errors import InvalidInputError
 from .identity import Rule, rule_from_mapping
-from .units import parse_size
+from .units import parse_duration, parse_size
 
 SETTINGS_FILE = "mediastore.toml"
 #: The settings file's array of URL identity rules (``[[rules]]``).
@@ -91,6 +91,28 @@ def _flag(value: Any, what: str) -> bool:
     raise InvalidInputError(f"{what} must be 1/0, true/false, yes/no or on/off, got {value!r}")
 
 
+def _grace(value: Any, what: str) -> float:
+    """A grace period: seconds (a number, 0 or more) or a duration (``12h``, ``7d``, ``0``)."""
+    if isinstance(value, bool):
+        number = None
+    elif isinstance(value, int | float):
+        number = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            number = float(text)
+        except ValueError:
+            try:
+                number = parse_duration(text).total_seconds()
+            except InvalidInputError:
+                number = None
+    if number is None or not number >= 0 or number == float("inf"):
+        raise InvalidInputError(
+            f"{what} must be seconds (0 or more) or a duration like 12h or 7d, got {value!r}"
+        )
+    return number
+
+
 #: name -> (parser, where it goes: a StoreConfig field or None for the CLI's own settings)
 SETTINGS: dict[str, tuple[Callable[[Any, str], Any], str | None]] = {
     "max_file_size": (_size, "max_file_size"),
@@ -102,6 +124,8 @@ SETTINGS: dict[str, tuple[Callable[[Any, str], Any], str | None]] = {
     "failure_ttl": (_seconds_or_zero, "failure_ttl"),
     "variants": (check_variants, "variants"),
     "allow_private": (_flag, "allow_private_networks"),
+    "collect_unreferenced": (_flag, "collect_unreferenced"),
+    "gc_grace": (_grace, "gc_grace"),
 }
 
 

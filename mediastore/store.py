@@ -69,7 +69,6 @@ from .records import (
     VerifyReport,
 )
 from .references import (
-    DEFAULT_GRACE,
     RefTake,
     RefUrl,
     check_ref,
@@ -1097,8 +1096,8 @@ class MediaStore:
         self,
         *,
         dry_run: bool = False,
-        unreferenced: bool = False,
-        grace: timedelta = DEFAULT_GRACE,
+        unreferenced: bool | None = None,
+        grace: timedelta | None = None,
         thumbnail_bytes: int = thumbnails.DEFAULT_MAX_BYTES,
     ) -> GcReport:
         """Clean up after crashes and finish removals; see :func:`mediastore.maintenance.gc`.
@@ -1110,14 +1109,23 @@ class MediaStore:
             unreferenced: Also remove content that has had references and has had none for
                 ``grace`` (by the database's clock), as :meth:`remove` would
                 (``report.unreferenced``). Content never referenced is never touched, and a
-                reference taken while gc runs keeps its content.
-            grace: How long content stays after its last reference went (default 24 h).
+                reference taken while gc runs keeps its content. None (default): as the
+                store's ``collect_unreferenced`` setting says (off unless set).
+            grace: How long content stays after its last reference went; None (default):
+                the store's ``gc_grace`` setting (24 h unless set).
             thumbnail_bytes: The most the kept thumbnails may take: the thumbnails of removed
                 content go, then the least recently used (not in a dry run).
 
         Raises:
-            InvalidInputError: ``grace`` is not a timedelta of 0 or more.
+            InvalidInputError: ``unreferenced`` is not a bool or None, or ``grace`` is not
+                a timedelta of 0 or more.
         """
+        if unreferenced is None:
+            unreferenced = self.config.collect_unreferenced
+        elif not isinstance(unreferenced, bool):
+            raise InvalidInputError(f"unreferenced is True, False or None, got {unreferenced!r}")
+        if grace is None:
+            grace = timedelta(seconds=self.config.gc_grace)
         seconds = grace_seconds(grace) if unreferenced else None
         ownership.refuse(self.foreign_blobs, "gc")
         report = maintenance.gc(self.lifecycle, dry_run=dry_run, unreferenced_grace=seconds)

@@ -537,8 +537,17 @@ class Catalog:
             }
             for md5, info in entries
         ]
-        # not synced to the disk: a power cut may lose the rows, which the identity finds again
-        self._transact(lambda conn: conn.execute(_ATTACH_URL, params), durable=False)
+        recorded = {info.key: md5 for md5, info in entries}
+
+        def body(conn: Connection) -> None:
+            conn.execute(_ATTACH_URL, params)
+            # references that waited on one of these URLs (its download failed) now hold
+            # the content the identity found, unless it was removed since
+            references.fill_pending(conn, recorded, revive=False)
+
+        # not synced to the disk: a power cut may lose the rows, which the identity finds
+        # again (and the references keep waiting until it does)
+        self._transact(body, durable=False)
 
     def claim_legacy_url(self, key: str, url: str) -> None:
         """Fill in the URL of a legacy row now that a lookup named it (unless it is known)."""
@@ -683,6 +692,8 @@ class Catalog:
                 "this writer's intents expired (it was silent for longer than the lease); "
                 "nothing was recorded"
             )
+        if any(e.refs for e in entries):  # the order a collection locks them in (refs.py)
+            references.lock_rows(conn, md5s)
         known = _rows_in(conn, md5s)
         _check_reliance(entries, known)
         refused = [_refused_adoption(e, known) for e in entries]

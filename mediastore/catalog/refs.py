@@ -149,9 +149,15 @@ def _take_pending(conn: Connection, take_: RefTake, url: str, now: datetime) -> 
         _update_place(conn, found, take_)
 
 
-def fill_pending(conn: Connection, recorded: dict[str, str]) -> None:
-    """Point the references waiting on these URLs (url key -> md5 just recorded in this
-    transaction) at their content; a key that already holds that content keeps one row."""
+def fill_pending(conn: Connection, recorded: dict[str, str], *, revive: bool = True) -> set[str]:
+    """Point the references waiting on these URLs (url key -> md5 recorded in this
+    transaction) at their content; a key that already holds that content keeps one row.
+    Returns the md5s whose content was gone, whose references keep waiting.
+
+    ``revive``: the caller holds an intent on each file (a record transaction), so a row a
+    collection removed meanwhile is ``ok`` again; without it (a URL found by identity), a
+    removed row is not filled and its references keep waiting on their URL.
+    """
     keys = sorted(recorded)
     waiting: list[Any] = []
     for start in range(0, len(keys), IN_BATCH):
@@ -160,16 +166,26 @@ def fill_pending(conn: Connection, recorded: dict[str, str]) -> None:
             _refs.c.url_key.in_(chunk), _refs.c.md5.is_(None)
         )
         waiting += conn.execute(stmt).all()
-    added: Counter[str] = Counter()
+    by_md5: dict[str, list[tuple[int, str]]] = {}
     for ref_id, ref, key in waiting:
-        md5 = recorded[key]
-        if _existing(conn, md5, [ref]):
-            conn.execute(delete(_refs).where(_refs.c.id == ref_id))
+        by_md5.setdefault(recorded[key], []).append((ref_id, ref))
+    gone: set[str] = set()
+    for md5 in sorted(by_md5):  # the row first, in md5 order: as a reference is taken
+        fill: dict[str, int] = {}
+        extra: list[int] = []
+        for ref_id, ref in sorted(by_md5[md5]):
+            if ref in fill or _existing(conn, md5, [ref]):
+                extra.append(ref_id)
+            else:
+                fill[ref] = ref_id
+        if fill and not _count(conn, md5, len(fill), revive=revive):
+            gone.add(md5)
             continue
-        conn.execute(update(_refs).where(_refs.c.id == ref_id).values(md5=md5))
-        added[md5] += 1
-    for md5, count in sorted(added.items()):
-        _count(conn, md5, count, revive=True)
+        for ref_id in extra:
+            conn.execute(delete(_refs).where(_refs.c.id == ref_id))
+        for ref_id in fill.values():
+            conn.execute(update(_refs).where(_refs.c.id == ref_id).values(md5=md5))
+    return gone
 
 
 def drop(conn: Connection, ref: str, *, md5: str | None = None, url: str | None = None) -> int:
@@ -244,6 +260,27 @@ def unreferenced_stmt(grace_seconds: int) -> Any:
     return select(_media.c.md5).where(_past_grace(grace_seconds))
 
 
+def lock_rows(conn: Connection, md5s: Iterable[str]) -> None:
+    """On PostgreSQL, lock the rows of ``md5s`` in md5 order (``SELECT ... FOR UPDATE``).
+
+    An UPDATE of many rows locks them in the order of its plan (a bitmap scan goes by heap
+    page), so two transactions that each update several rows could take them in opposite
+    orders and deadlock; every transaction that changes the rows of several files under
+    references locks them here first, in one order. SQLite has one writer: nothing to do.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    ordered = sorted(set(md5s))
+    for start in range(0, len(ordered), IN_BATCH):
+        chunk = ordered[start : start + IN_BATCH]
+        conn.execute(
+            select(_media.c.md5)
+            .where(_media.c.md5.in_(chunk))
+            .order_by(_media.c.md5)
+            .with_for_update()
+        ).all()
+
+
 def tombstone_unreferenced(
     conn: Connection, md5s: Sequence[str], grace_seconds: int, now: datetime
 ) -> list[str]:
@@ -251,8 +288,10 @@ def tombstone_unreferenced(
 
     The conditions are checked again by the UPDATE itself: a reference committed since the
     caller's read has raised the count (it wins), and on PostgreSQL a reference being taken
-    now holds the row until it commits, after which the UPDATE re-reads it.
+    now holds the row until it commits, after which the lock and the UPDATE re-read it. The
+    rows are locked in md5 order first, as a batch taking references locks them.
     """
+    lock_rows(conn, md5s)
     stmt = (
         update(_media)
         .where(_media.c.md5.in_(sorted(md5s)), _past_grace(grace_seconds))

@@ -11,7 +11,6 @@ import click
 from ..catalog.engine import make_engine
 from ..catalog.schema import current_revisions, head_revisions, known_revisions, upgrade
 from ..errors import CorruptMediaError, MediaNotFoundError, MediaStoreError, SchemaOutdatedError
-from ..references import DEFAULT_GRACE
 from ..store import MD5_PREFIX
 from ..thumbnails import DEFAULT_MAX_BYTES
 from ..units import format_size, parse_duration, parse_size
@@ -276,16 +275,17 @@ GRACE = Parsed("duration", parse_grace)
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Only report what would be done.")
 @click.option(
-    "--unreferenced",
-    is_flag=True,
-    help="Also remove content that had references and has had none for the grace period.",
+    "--unreferenced/--no-unreferenced",
+    default=None,
+    help="Also remove content that had references and has had none for the grace period "
+    "[default: the collect_unreferenced setting, off unless set].",
 )
 @click.option(
     "--grace",
     type=GRACE,
     metavar="DURATION",
     help="With --unreferenced: how long content stays after its last reference went "
-    "(90s, 12h, 7d, 0), by the database's clock [default: 24h].",
+    "(90s, 12h, 7d, 0), by the database's clock [default: the gc_grace setting, 24h].",
 )
 @click.option(
     "--thumbnails-max",
@@ -300,7 +300,7 @@ GRACE = Parsed("duration", parse_grace)
 def gc(
     ctx: click.Context,
     dry_run: bool,
-    unreferenced: bool,
+    unreferenced: bool | None,
     grace: timedelta | None,
     thumbnails_max: int | None,
     as_json: bool,
@@ -315,15 +315,18 @@ def gc(
 
     --unreferenced also removes (as rm does) content whose last reference key was dropped
     at least --grace ago; content never referenced is never removed that way, and a key
-    taken while gc runs keeps its content.
+    taken while gc runs keeps its content. The store setting collect_unreferenced makes
+    plain gc do so (--no-unreferenced: not this time), and gc_grace sets the grace period.
     """
-    if grace is not None and not unreferenced:
-        raise click.UsageError("--grace needs --unreferenced")
-    with open_store(ctx) as store:
+    settings = state(ctx).settings()
+    collecting = settings.config.collect_unreferenced if unreferenced is None else unreferenced
+    if grace is not None and not collecting:
+        raise click.UsageError("--grace needs --unreferenced (or collect_unreferenced set)")
+    with open_store(ctx, settings=settings) as store:
         report = store.gc(
             dry_run=dry_run,
             unreferenced=unreferenced,
-            grace=DEFAULT_GRACE if grace is None else grace,
+            grace=grace,
             thumbnail_bytes=DEFAULT_MAX_BYTES if thumbnails_max is None else thumbnails_max,
         )
     if as_json:
@@ -338,7 +341,7 @@ def gc(
         f"{verb}mark {len(report.marked_missing)} row(s) missing; "
         f"{verb}restore {len(report.restored)} row(s) whose file is back; "
         f"deleted {len(report.collected)} file(s) of removed content"
-        + (f"; {verb}remove {len(report.unreferenced)} unreferenced" if unreferenced else "")
+        + (f"; {verb}remove {len(report.unreferenced)} unreferenced" if collecting else "")
     )
     for md5 in report.unreferenced:
         click.echo(f"unreferenced: {md5}")

@@ -138,3 +138,37 @@ def test_bad_input_is_one_error_line_and_changes_nothing(
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 or (code == 2 and "Error:" in result.output), result.output
     assert state(root) == before
+
+
+def test_the_collect_unreferenced_setting_on_the_command_line(root: Path) -> None:
+    """With collect_unreferenced in mediastore.toml, a plain `gc` collects after gc_grace;
+    `--no-unreferenced` skips it, and `--grace` needs no `--unreferenced` any more."""
+    with MediaStore(root) as store:
+        a = store.add_bytes(png(70), ref="post:1").md5
+        b = store.add_bytes(png(71), ref="post:2").md5
+        store.drop_ref("post:1")
+        store.drop_ref("post:2")
+    (root / "mediastore.toml").write_text('collect_unreferenced = true\ngc_grace = "1h"\n')
+    kept = cli(root, "gc")
+    assert kept.exit_code == 0 and "remove 0 unreferenced" in kept.output
+    skipped = cli(root, "gc", "--no-unreferenced", "--json")
+    assert skipped.exit_code == 0 and json.loads(skipped.output)["unreferenced"] == []
+    refused = cli(root, "gc", "--no-unreferenced", "--grace", "0")
+    assert refused.exit_code == 2 and "--grace needs --unreferenced" in refused.output
+    gone = cli(root, "gc", "--grace", "0")
+    assert gone.exit_code == 0 and a in gone.output and b in gone.output
+    assert cli(root, "show", a).exit_code == 5
+
+
+@pytest.mark.parametrize(
+    ("env", "value"),
+    [("MEDIASTORE_GC_GRACE", "soon"), ("MEDIASTORE_COLLECT_UNREFERENCED", "maybe")],
+)
+def test_a_bad_collection_setting_is_one_error_line(
+    root: Path, two: tuple[str, str], env: str, value: str
+) -> None:
+    """A bad collection setting in the environment: exit 2, one error line naming it."""
+    result = CliRunner(env={env: value}).invoke(main, ["--root", str(root), "gc"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and env.removeprefix("MEDIASTORE_").lower() in lines[0]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +24,7 @@ from mediastore import (
     RefUrl,
 )
 from mediastore import testing as t
+from mediastore.identity import rule_from_mapping
 from mediastore.references import MAX_REF_LENGTH, MAX_ROLE_LENGTH
 
 NOW = timedelta(0)
@@ -242,3 +245,230 @@ def test_bad_input_is_one_error_and_changes_nothing(
 
 def test_drop_ref_missing_ok(store: MediaStore) -> None:
     assert store.drop_ref("nothing", missing_ok=True) == 0
+
+
+# --- the store setting: plain gc collects ----------------------------------------------------
+def _one_unreferenced(store: MediaStore) -> tuple[str, str]:
+    """A file that lost its only reference, and one never referenced."""
+    lost = store.add_bytes(png(60), ref="post:1").md5
+    never = store.add_bytes(png(61)).md5
+    store.drop_ref("post:1")
+    return lost, never
+
+
+def test_collect_unreferenced_setting_makes_plain_gc_collect(tmp_path: Path) -> None:
+    """With collect_unreferenced and gc_grace=0, a plain gc() removes content whose last
+    reference went (not content never referenced); gc(unreferenced=False) skips it once, and
+    an explicit grace wins over gc_grace. Without the setting, gc() removes nothing."""
+    with MediaStore(tmp_path / "plain") as plain:
+        lost, never = _one_unreferenced(plain)
+        assert plain.config.collect_unreferenced is False and plain.config.gc_grace == 86400
+        assert plain.gc().unreferenced == [] and plain.get_by_md5(lost) is not None
+    with MediaStore(tmp_path / "s", collect_unreferenced=True, gc_grace=0) as store:
+        lost, never = _one_unreferenced(store)
+        assert store.gc(unreferenced=False).unreferenced == []
+        assert store.gc(grace=timedelta(hours=1)).unreferenced == []  # explicit grace wins
+        assert store.gc(dry_run=True).unreferenced == [lost]
+        assert store.gc().unreferenced == [lost]
+        assert store.get_by_md5(lost) is None and store.get_by_md5(never) is not None
+    with MediaStore(tmp_path / "day", collect_unreferenced=True) as day:
+        lost, _ = _one_unreferenced(day)
+        assert day.gc().unreferenced == []  # within the default 24 h
+        assert day.gc(grace=NOW).unreferenced == [lost]
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"collect_unreferenced": "yes"}, "collect_unreferenced"),
+        ({"collect_unreferenced": 1}, "collect_unreferenced"),
+        ({"gc_grace": -1}, "gc_grace"),
+        ({"gc_grace": float("nan")}, "gc_grace"),
+        ({"gc_grace": "1h"}, "gc_grace"),
+        ({"gc_grace": True}, "gc_grace"),
+    ],
+)
+def test_bad_collection_settings_are_refused(
+    tmp_path: Path, options: dict[str, object], match: str
+) -> None:
+    """A setting no collection could use is refused when the store opens, naming it."""
+    with pytest.raises(InvalidInputError, match=match):
+        MediaStore(tmp_path / "s", **options)
+
+
+def test_gc_refuses_an_unreferenced_that_is_not_a_bool(store: MediaStore) -> None:
+    """gc(unreferenced="yes") is an error, and nothing is removed."""
+    lost, _ = _one_unreferenced(store)
+    with pytest.raises(InvalidInputError, match="unreferenced"):
+        store.gc(unreferenced="yes", grace=NOW)  # type: ignore[arg-type]
+    assert store.get_by_md5(lost) is not None
+
+
+def test_collection_settings_from_the_file_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """collect_unreferenced and gc_grace come from mediastore.toml, then MEDIASTORE_* over
+    it; gc_grace takes seconds or a duration; a bad value is refused naming the setting."""
+    root = tmp_path / "s"
+    root.mkdir()
+    (root / "mediastore.toml").write_text('collect_unreferenced = true\ngc_grace = "0"\n')
+    for name in ("MEDIASTORE_COLLECT_UNREFERENCED", "MEDIASTORE_GC_GRACE"):
+        monkeypatch.delenv(name, raising=False)
+    with MediaStore(root) as store:
+        assert (store.config.collect_unreferenced, store.config.gc_grace) == (True, 0.0)
+        lost, _ = _one_unreferenced(store)
+        assert store.gc().unreferenced == [lost]
+    monkeypatch.setenv("MEDIASTORE_GC_GRACE", "7d")
+    monkeypatch.setenv("MEDIASTORE_COLLECT_UNREFERENCED", "off")
+    with MediaStore(root) as store:
+        assert (store.config.collect_unreferenced, store.config.gc_grace) == (False, 604800.0)
+    monkeypatch.setenv("MEDIASTORE_GC_GRACE", "90")
+    with MediaStore(root) as store:
+        assert store.config.gc_grace == 90.0
+    for name, bad in (("MEDIASTORE_GC_GRACE", "soon"), ("MEDIASTORE_GC_GRACE", "-5"),
+                      ("MEDIASTORE_COLLECT_UNREFERENCED", "maybe")):  # fmt: skip
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(InvalidInputError, match=name.removeprefix("MEDIASTORE_").lower()):
+            MediaStore(root)
+        monkeypatch.delenv(name)
+
+
+# --- a reference waiting on a URL that is later answered through URL identity ---------------
+def _signed_store(
+    make_store: Callable[..., MediaStore], name: str, db_url: str | None = None
+) -> MediaStore:
+    """A store whose rule says ``sig`` is a signature: /x.png?sig=1 and ?sig=2 are one asset."""
+    rule = rule_from_mapping({"name": "loop", "hosts": ["127.0.0.1"], "drop": ["sig"]}, "test")
+    return make_store(name, identity_rules=(rule,), db_url=db_url)
+
+
+def _waiting_on_a_rotated_url(http: HTTPServer, store: MediaStore, path: str) -> tuple[str, str]:
+    """post:9 waits on ``path?sig=2`` (its download failed); then ``path?sig=1`` is stored
+    (no reference): returns the rotated URL and the md5."""
+    http.expect_request(path, query_string="sig=2").respond_with_data("no", status=503)
+    http.expect_request(path, query_string="sig=1").respond_with_data(
+        png(80), content_type="image/png"
+    )
+    rotated, first = http.url_for(f"{path}?sig=2"), http.url_for(f"{path}?sig=1")
+    with pytest.raises(FetchError):
+        store.fetch(rotated, ref="post:9", position=2)
+    md5 = store.fetch(first).md5
+    [waiting] = store.references("post:9")
+    assert (waiting.md5, waiting.url) == (None, rotated)  # another URL: not filled yet
+    return rotated, md5
+
+
+@pytest.mark.parametrize("answer", ["get_by_url", "fetch"])
+def test_a_waiting_reference_is_filled_when_identity_answers_its_url(
+    http: HTTPServer,
+    make_store: Callable[..., MediaStore],
+    backend_db: str | None,
+    answer: str,
+) -> None:
+    """A key waiting on a failed URL holds the content once that URL is answered through
+    URL identity: by get_by_url, and by a fetch of it again (with no reference of its own),
+    counted once, at its position; on SQLite and on PostgreSQL."""
+    store = _signed_store(make_store, answer, backend_db)
+    rotated, md5 = _waiting_on_a_rotated_url(http, store, f"/{answer}.png")
+    got = getattr(store, answer)(rotated)
+    assert got is not None and got.md5 == md5
+    store.catalog.flush_urls()  # the identity's URLs are recorded by a writer thread
+    [filled] = store.references("post:9")
+    assert (filled.md5, filled.url, filled.position) == (md5, rotated, 2)
+    assert [r.md5 for r in store.media_for("post:9")] == [md5]
+    assert [(r.ref, r.md5) for r in store.refs(md5)] == [("post:9", md5)]
+    with store.catalog.engine.connect() as conn:  # the count, read with plain SQL
+        count = conn.exec_driver_sql(f"SELECT ref_count FROM media WHERE md5 = '{md5}'")
+        assert count.scalar() == 1
+    assert store.stats().unreferenced_files == 0
+    assert store.gc(unreferenced=True, grace=NOW).unreferenced == []
+
+
+def test_a_waiting_reference_taken_again_by_fetch_through_identity_is_one_row(
+    http: HTTPServer, make_store: Callable[..., MediaStore]
+) -> None:
+    """fetch(rotated, ref=the same key) answered by identity: one reference row on the
+    content, none left waiting, counted once."""
+    store = _signed_store(make_store, "again")
+    rotated, md5 = _waiting_on_a_rotated_url(http, store, "/again.png")
+    assert store.fetch(rotated, ref="post:9").md5 == md5
+    store.catalog.flush_urls()
+    assert [(r.md5, r.url) for r in store.references("post:9")] == [(md5, rotated)]
+    assert rows_of(store, md5) == 1
+
+
+def test_a_waiting_reference_stays_waiting_when_the_content_was_removed(
+    http: HTTPServer, make_store: Callable[..., MediaStore]
+) -> None:
+    """The identity answered, then the content was removed before its URL was recorded:
+    the key keeps waiting on its URL, and no row names removed content."""
+    store = _signed_store(make_store, "removed")
+    rotated, md5 = _waiting_on_a_rotated_url(http, store, "/removed.png")
+    assert store.get_by_url(rotated) is not None
+    store.remove(md5)
+    store.catalog.flush_urls()
+    [waiting] = store.references("post:9")
+    assert (waiting.md5, waiting.url) == (None, rotated)
+    assert rows(store, f"SELECT ref_count, status FROM media WHERE md5 = '{md5}'") == [
+        (0, "removed")
+    ]
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def test_a_collection_locks_its_rows_in_md5_order_on_postgresql(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """On PostgreSQL a collection's tombstone takes its rows' locks in md5 order (as a batch
+    taking references does), so the two wait for each other instead of deadlocking: while
+    it waits for the last row, it already holds the first; it finishes once let through."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.pool import NullPool
+
+    with MediaStore(tmp_path / "s", db_url=pg_url) as store:
+        # rows written last in descending md5 order: a scan in heap order meets the last first
+        contents = sorted((png(90 + i) for i in range(3)), key=_md5, reverse=True)
+        for n, data in enumerate(contents):
+            store.add_bytes(data, ref=f"k{n}")
+        for n in range(len(contents)):
+            store.drop_ref(f"k{n}")
+        md5s = sorted(map(_md5, contents))
+    engine = create_engine(pg_url, poolclass=NullPool)
+    with engine.connect() as admin:  # the plan of a large page: a bitmap scan, heap order
+        name = admin.execute(text("SELECT current_database()")).scalar()
+        admin.execute(text(f'ALTER DATABASE "{name}" SET enable_indexscan = off'))
+        admin.commit()
+    with MediaStore(tmp_path / "s", db_url=pg_url) as store:
+        done: list[list[str]] = []
+        try:
+            with engine.connect() as holder:
+                holder.execute(
+                    text("SELECT md5 FROM media WHERE md5 = :m FOR UPDATE"), {"m": md5s[-1]}
+                )
+                worker = threading.Thread(
+                    target=lambda: done.append(store.gc(unreferenced=True, grace=NOW).unreferenced)
+                )
+                worker.start()
+                with engine.connect() as probe:
+                    deadline = time.monotonic() + 30
+                    while not probe.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                            "'Lock' AND pid <> pg_backend_pid()"
+                        )
+                    ).scalar():
+                        assert time.monotonic() < deadline, "the collection never waited"
+                        time.sleep(0.02)
+                    with pytest.raises(OperationalError, match="could not obtain lock"):
+                        probe.execute(
+                            text("SELECT md5 FROM media WHERE md5 = :m FOR UPDATE NOWAIT"),
+                            {"m": md5s[0]},
+                        )
+                holder.rollback()
+            worker.join(30)
+        finally:
+            engine.dispose()
+        assert done == [md5s]
