@@ -183,6 +183,18 @@ def _results(procs: list[Any], out: Any) -> list[tuple[str, Any, int]]:
     return got
 
 
+def _held_and_removed(results: list[tuple[str, Any, int]]) -> tuple[dict[str, str], int]:
+    """The keys the takers held at the end (key -> md5), and the collector's removals."""
+    held = {
+        key: md5
+        for _, detail, _ in results
+        if isinstance(detail, dict)
+        for key, md5 in detail.items()
+    }
+    removed = sum(detail for _, detail, _ in results if isinstance(detail, int))
+    return held, removed
+
+
 def test_keys_taken_while_gc_collects_never_lose_their_content(tmp_path: Path) -> None:
     """Three processes take and drop keys on 12 contents while a fourth collects
     unreferenced content with no grace period, over and over: afterwards every key names
@@ -199,13 +211,7 @@ def test_keys_taken_while_gc_collects_never_lose_their_content(tmp_path: Path) -
     procs.append(FORK.Process(target=_collector, args=(str(root), out)))
     _start(procs)
     results = _results(procs, out)
-    held = {
-        key: md5
-        for _, detail, _ in results
-        if isinstance(detail, dict)
-        for key, md5 in detail.items()
-    }
-    removed = sum(detail for _, detail, _ in results if isinstance(detail, int))
+    held, removed = _held_and_removed(results)
     db = checker.catalog_path(root)
     refs = dict(checker.ref_rows(db))
     problems = checker.check_references(root) + checker.check_i1(root)
@@ -311,13 +317,7 @@ def test_keys_taken_while_gc_collects_on_postgresql_and_s3(
     procs.append(FORK.Process(target=_collector, args=(str(tmp_path / "gc"), out, shared)))
     _start(procs)
     results = _results(procs, out)
-    held = {
-        key: md5
-        for _, detail, _ in results
-        if isinstance(detail, dict)
-        for key, md5 in detail.items()
-    }
-    removed = sum(detail for _, detail, _ in results if isinstance(detail, int))
+    held, removed = _held_and_removed(results)
     refs = dict(shared.ref_rows())
     problems = shared.check_references() + shared.check_ok_objects()
     problems += [f"{k} -> {m}: held, but not in refs" for k, m in held.items() if refs.get(k) != m]
