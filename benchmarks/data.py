@@ -12,6 +12,7 @@ import random
 import sqlite3
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -203,6 +204,26 @@ def catalog_url_rows(rows: int) -> Iterator[tuple[object, ...]]:
         yield (url, key, md5_hex(url), "url", md5_hex(f"media-{media}"), seen, *identity)
 
 
+@contextmanager
+def bulk_load(db: Path, *, analyze: bool = False) -> Iterator[sqlite3.Connection]:
+    """A connection to a store's SQLite catalog inside one transaction for a one-off bulk
+    load: no WAL copy of every page, no fsync, a cache that holds it all. Committed (then
+    ANALYZEd if asked) and put back in WAL mode at the end."""
+    con = sqlite3.connect(db, isolation_level=None)
+    try:
+        con.execute("PRAGMA journal_mode = DELETE")
+        con.execute("PRAGMA synchronous = OFF")
+        con.execute("PRAGMA cache_size = -1048576")
+        con.execute("BEGIN")
+        yield con
+        con.execute("COMMIT")
+        if analyze:
+            con.execute("ANALYZE")
+        con.execute("PRAGMA journal_mode = WAL")
+    finally:
+        con.close()
+
+
 def build_catalog(store_root: Path, rows: int) -> None:
     """A store whose catalog has ``rows`` media rows and ``rows`` URL rows.
 
@@ -213,14 +234,7 @@ def build_catalog(store_root: Path, rows: int) -> None:
         RuntimeError: the store does not see what was inserted.
     """
     MediaStore(store_root, **STORE_OPTIONS).close()
-    db = store_root / "catalog.sqlite3"
-    con = sqlite3.connect(db, isolation_level=None)
-    try:
-        # a one-off bulk load: no WAL copy of every page, no fsync, a cache that holds it all
-        con.execute("PRAGMA journal_mode = DELETE")
-        con.execute("PRAGMA synchronous = OFF")
-        con.execute("PRAGMA cache_size = -1048576")
-        con.execute("BEGIN")
+    with bulk_load(store_root / "catalog.sqlite3") as con:
         con.executemany(
             "INSERT INTO media (md5, sha256, media_type, mime_type, extension, size, width, "
             "height, created_at, last_verified_at, status) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -231,10 +245,6 @@ def build_catalog(store_root: Path, rows: int) -> None:
             "identity, variant, variant_rank) VALUES (?,?,?,?,?,?,?,?,?)",
             catalog_url_rows(rows),
         )
-        con.execute("COMMIT")
-        con.execute("PRAGMA journal_mode = WAL")
-    finally:
-        con.close()
     os.sync()
     with MediaStore(store_root, **STORE_OPTIONS) as store:
         stats = store.stats()

@@ -39,6 +39,7 @@ from typing import Any
 from mediastore import MediaStore
 
 from . import data
+from .data import bulk_load
 from .report import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -108,12 +109,7 @@ _CREATED = "2024-06-01 00:00:00.000000"
 
 def build_sqlite(root: Path, layout: Layout) -> None:
     MediaStore(root).close()  # the schema, by Alembic
-    con = sqlite3.connect(root / "catalog.sqlite3", isolation_level=None)
-    try:
-        con.execute("PRAGMA journal_mode = DELETE")
-        con.execute("PRAGMA synchronous = OFF")
-        con.execute("PRAGMA cache_size = -1048576")
-        con.execute("BEGIN")
+    with bulk_load(root / "catalog.sqlite3", analyze=True) as con:
         con.executemany(
             f"INSERT INTO media ({_MEDIA_COLS}) VALUES ({','.join('?' * 13)})",
             sorted(layout.media_rows(int(time.time()))),
@@ -121,11 +117,6 @@ def build_sqlite(root: Path, layout: Layout) -> None:
         con.executemany(
             f"INSERT INTO refs ({_REF_COLS}) VALUES (?,?,?,?)", layout.ref_rows(_CREATED)
         )
-        con.execute("COMMIT")
-        con.execute("ANALYZE")
-        con.execute("PRAGMA journal_mode = WAL")
-    finally:
-        con.close()
 
 
 def build_postgres(url: str, layout: Layout) -> None:
